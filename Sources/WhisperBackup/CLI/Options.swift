@@ -1,0 +1,94 @@
+import ArgumentParser
+
+/// How to reach a store: shared by every tool that opens one.
+public struct StoreOptions: ParsableArguments {
+    public init() {}
+
+    @Option(help: ArgumentHelp("S3 endpoint URL for S3-compatible stores (default: $AWS_ENDPOINT_URL, else AWS).", valueName: "url"))
+    public var endpoint: String?
+
+    @Option(help: ArgumentHelp("S3 region (default: $AWS_REGION, $AWS_DEFAULT_REGION, the profile's region, else us-east-1).", valueName: "name"))
+    public var region: String?
+
+    @Flag(inversion: .prefixedNo, help: "S3 path-style addressing (default: path-style with --endpoint, virtual-hosted on AWS).")
+    public var pathStyle: Bool?
+
+    @Flag(help: "Do not verify TLS certificates (an explicit opt-out; verification is on by default).")
+    public var insecure = false
+
+    @Flag(name: [.customLong("create-bucket"), .customLong("create-container")],
+          help: "Create the bucket, container or directory if it is missing (otherwise that is an error).")
+    public var createMissing = false
+
+    @Option(help: ArgumentHelp("Retries of a failed request (connection errors, 5xx, 429, SlowDown).", valueName: "n"))
+    public var retries = 5
+
+    public func settings(dryRun: Bool = false) -> StoreSettings {
+        var s = StoreSettings()
+        s.endpoint = endpoint
+        s.region = region
+        s.pathStyle = pathStyle
+        s.insecure = insecure
+        s.createMissing = createMissing
+        s.retries = retries
+        s.dryRun = dryRun
+        return s
+    }
+}
+
+/// A bounded temp directory shared by two stages.
+public struct SpoolOptions: ParsableArguments {
+    public init() {}
+
+    @Option(help: ArgumentHelp("Spool directory for compressed snapshots or downloads (default: $WSP_SPOOL, else /var/tmp/wsp-spool).", valueName: "dir"))
+    public var spool: String?
+
+    @Option(help: ArgumentHelp("Most bytes the spool may hold; a stage waits while the next drains it. Suffixes K, M, G.", valueName: "bytes"))
+    public var spoolMax: String = "1G"
+
+    @Option(help: ArgumentHelp("Seconds to wait for room in a full spool before failing the record.", valueName: "s"))
+    public var spoolWait: Double = 600
+
+    public func open() throws -> Spool {
+        guard let max = ByteCount.parse(spoolMax), max > 0 else {
+            throw ConfigError("--spool-max \(spoolMax): not a byte count (e.g. 512M, 2G)")
+        }
+        // Absolute, so GZFILE fields stay valid for a next stage in another directory.
+        let dir = Path.absolute(spool ?? system_getenv("WSP_SPOOL") ?? "/var/tmp/wsp-spool")
+        do {
+            return try Spool(dir: dir, maxBytes: max, waitSeconds: spoolWait)
+        } catch {
+            throw ConfigError("spool \(dir): \(error)")
+        }
+    }
+}
+
+/// Progress and quiet switches shared by every tool.
+public struct OutputOptions: ParsableArguments {
+    public init() {}
+
+    @Flag(name: .long, inversion: .prefixedNo, help: "Progress and a summary on stderr (default: when stderr is a terminal).")
+    public var progress: Bool?
+
+    @Flag(name: .shortAndLong, help: "Only errors on stderr.")
+    public var quiet = false
+
+    public func diagnostics(_ tool: String) -> Diagnostics {
+        Diagnostics(tool: tool, progress: quiet ? false : progress, quiet: quiet)
+    }
+}
+
+/// Byte counts with K/M/G/T suffixes (powers of 1024).
+public enum ByteCount {
+    public static func parse(_ text: String) -> Int64? {
+        var t = text.uppercased()
+        if t.hasSuffix("IB") { t.removeLast(2) } else if t.hasSuffix("B") { t.removeLast() }
+        var mult: Int64 = 1
+        if let last = t.last, let m = ["K": Int64(1) << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40][String(last)] {
+            mult = m
+            t.removeLast()
+        }
+        guard let v = Double(t), v >= 0 else { return nil }
+        return Int64(v * Double(mult))
+    }
+}

@@ -1,0 +1,65 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The project's version, printed by every tool's `--version`.
+public let wspVersion = "0.1.0"
+
+/// Some records failed; each was reported on stderr. Exit status 1.
+public struct RecordsFailed: Error, CustomStringConvertible {
+    public var count: Int
+    public init(count: Int) { self.count = count }
+    public var description: String { "\(count) record(s) failed" }
+}
+
+/// The one `main()` of every tool: maps usage and configuration errors to exit 2 (where
+/// swift-argument-parser would use 64), failed records to 1, a stop by SIGINT/SIGTERM to
+/// 128+signal, and prints errors as `tool: message` on one line.
+public enum ToolMain {
+    public static func run<C: ParsableCommand>(_ type: C.Type, name: String) -> Never {
+        Signals.install()
+        var command: ParsableCommand
+        do {
+            command = try C.parseAsRoot()
+        } catch {
+            let code = C.exitCode(for: error)
+            if code == .success { C.exit(withError: error) }
+            let message = C.fullMessage(for: error)
+            fputs("\(message)\n", stderr)
+            if !message.contains("--help") { fputs("Usage: \(name) --help\n", stderr) }
+            exit(2)
+        }
+        do {
+            try command.run()
+        } catch let e as RecordsFailed {
+            if Signals.stopRequested { TempFiles.removeAll(); exit(128 + Signals.pending) }
+            _ = e
+            exit(1)
+        } catch let e as ConfigError {
+            fputs("\(name): \(e)\n", stderr)
+            exit(2)
+        } catch let e as ValidationError {
+            fputs("\(name): \(e.message)\n", stderr)
+            exit(2)
+        } catch let e as ExitCode {
+            exit(e.rawValue)
+        } catch {
+            if Signals.stopRequested { TempFiles.removeAll(); exit(128 + Signals.pending) }
+            fputs("\(name): \(error)\n", stderr)
+            exit(2)
+        }
+        TempFiles.removeAll()
+        if Signals.stopRequested { exit(128 + Signals.pending) }
+        exit(0)
+    }
+}
+
+/// The `EXIT STATUS` section every tool's help ends with.
+public let exitStatusHelp = """
+    EXIT STATUS
+      0  every record succeeded
+      1  some records failed (each reported on stderr as "TOOL: METRIC: reason")
+      2  bad usage or configuration; nothing was done
+      130/143  stopped by SIGINT/SIGTERM after finishing or undoing the current record
+    """

@@ -1,0 +1,113 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CDeflate
+import CZlib
+
+/// Why a gzip stream could not be read.
+public struct GzipError: Error, CustomStringConvertible {
+    public var reason: String
+    public var description: String { reason }
+}
+
+/// gzip (RFC 1952). Writing uses libdeflate (whole buffer, about 4x zlib's speed at the
+/// same ratio); reading uses zlib's streaming inflate, which also takes multi-member files
+/// such as the original tool's objects. These are the only uses of either library.
+public enum Gzip {
+    /// Compresses `input` into one standard gzip member.
+    public static func compress(_ input: UnsafeRawBufferPointer, level: Int32 = 6) -> [UInt8] {
+        let c = libdeflate_alloc_compressor(level)!
+        defer { libdeflate_free_compressor(c) }
+        let bound = libdeflate_gzip_compress_bound(c, input.count)
+        var out = [UInt8](repeating: 0, count: bound)
+        let n = out.withUnsafeMutableBytes { o in
+            libdeflate_gzip_compress(c, input.baseAddress, input.count, o.baseAddress, o.count)
+        }
+        precondition(n > 0, "libdeflate bound was too small")
+        out.removeSubrange(n...)
+        return out
+    }
+
+    public static func compress(_ input: [UInt8], level: Int32 = 6) -> [UInt8] {
+        input.withUnsafeBytes { compress($0, level: level) }
+    }
+
+    /// Decompresses every member of a gzip stream read by `read` (which fills the buffer and
+    /// returns the count, 0 at end), handing output to `write`. Fails on a bad header, a
+    /// CRC or length mismatch, or a truncated stream.
+    public static func decompress(read: (UnsafeMutableRawBufferPointer) throws -> Int,
+                                  write: (UnsafeRawBufferPointer) throws -> Void) throws {
+        var strm = z_stream()
+        guard CZlib_inflateInit2(&strm, 15 + 16) == Z_OK else { throw GzipError(reason: "zlib init failed") }
+        defer { inflateEnd(&strm) }
+        let inCap = 256 * 1024, outCap = 1024 * 1024
+        let inBuf = UnsafeMutableRawBufferPointer.allocate(byteCount: inCap, alignment: 8)
+        let outBuf = UnsafeMutableRawBufferPointer.allocate(byteCount: outCap, alignment: 8)
+        defer { inBuf.deallocate(); outBuf.deallocate() }
+        var sawAny = false
+        var inMember = false
+        var atEOF = false
+        while true {
+            if strm.avail_in == 0 && !atEOF {
+                let n = try read(inBuf)
+                if n == 0 { atEOF = true } else {
+                    strm.next_in = inBuf.baseAddress!.assumingMemoryBound(to: Bytef.self)
+                    strm.avail_in = uInt(n)
+                    sawAny = true
+                }
+            }
+            if strm.avail_in == 0 && atEOF {
+                if inMember { throw GzipError(reason: "gzip stream truncated") }
+                if !sawAny { throw GzipError(reason: "empty gzip stream") }
+                return
+            }
+            inMember = true
+            strm.next_out = outBuf.baseAddress!.assumingMemoryBound(to: Bytef.self)
+            strm.avail_out = uInt(outCap)
+            let rc = inflate(&strm, Z_NO_FLUSH)
+            let produced = outCap - Int(strm.avail_out)
+            if produced > 0 { try write(UnsafeRawBufferPointer(rebasing: outBuf[0..<produced])) }
+            switch rc {
+            case Z_STREAM_END:
+                inMember = false
+                // Another member may follow (concatenated gzip); trailing garbage is an error.
+                guard inflateReset(&strm) == Z_OK else { throw GzipError(reason: "zlib reset failed") }
+            case Z_OK, Z_BUF_ERROR:
+                if rc == Z_BUF_ERROR && strm.avail_in == 0 && atEOF { throw GzipError(reason: "gzip stream truncated") }
+            case Z_DATA_ERROR:
+                let msg = strm.msg.map { String(cString: $0) } ?? "data error"
+                throw GzipError(reason: "gzip data corrupt (\(msg))")
+            default:
+                throw GzipError(reason: "gzip inflate failed (\(rc))")
+            }
+        }
+    }
+
+    /// Decompresses the gzip file at `path` into memory.
+    public static func decompressFile(_ path: String, sizeHint: Int = 0) throws -> [UInt8] {
+        let fd = try FileDescriptor.open(path, O_RDONLY)
+        return try fd.closeAfter {
+            var out = [UInt8]()
+            out.reserveCapacity(sizeHint)
+            var offset: Int64 = 0
+            try decompress(read: { buf in
+                let n = try fd.read(into: buf, at: offset)
+                offset += Int64(n)
+                return n
+            }, write: { out.append(contentsOf: $0) })
+            return out
+        }
+    }
+
+    /// The ISIZE field of the last member: the uncompressed size mod 2^32, a size hint.
+    public static func sizeHint(ofFile path: String) -> Int {
+        guard let fd = try? FileDescriptor.open(path, O_RDONLY) else { return 0 }
+        return fd.closeAfter {
+            guard let st = try? fd.stat(), st.st_size >= 18 else { return 0 }
+            var b = [UInt8](repeating: 0, count: 4)
+            let n = (try? b.withUnsafeMutableBytes { try fd.read(into: $0, at: Int64(st.st_size) - 4) }) ?? 0
+            guard n == 4 else { return 0 }
+            return Int(b[0]) | Int(b[1]) << 8 | Int(b[2]) << 16 | Int(b[3]) << 24
+        }
+    }
+}

@@ -1,0 +1,179 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `wsp-pull list`: version records `METRIC TIME HASH KEY SIZE` for the metrics that match
+/// the globs (or the metric names read as records): the newest version at or before
+/// `before` per metric, or every such version with `all`. Each group of globs that share a
+/// literal prefix costs one listing pass over that prefix.
+public struct PullList {
+    public var store: Store
+    public var layout: StoreLayout
+    public var before: Int64?
+    public var all: Bool
+
+    public init(store: Store, layout: StoreLayout, before: Int64?, all: Bool) {
+        self.store = store
+        self.layout = layout
+        self.before = before
+        self.all = all
+    }
+
+    public func run(globs: [MetricGlob], input: RecordInput?, output: RecordWriter, diagnostics: Diagnostics) throws {
+        if let input {
+            // Metric names as records: one listing of each metric's own prefix.
+            var last: String? = nil
+            for record in input {
+                if Signals.stopRequested || output.closed { break }
+                let metric = record.metric
+                if metric == last { continue }
+                last = metric
+                do {
+                    try MetricName.validate(metric)
+                    let versions = try Versions.all(of: metric, in: store, layout: layout)
+                    let chosen = select(versions)
+                    if chosen.isEmpty {
+                        diagnostics.fail(metric, before == nil ? "no version in \(store.location)" : "no version at or before \(Timestamp.format(before!)) in \(store.location)")
+                        continue
+                    }
+                    try emit(chosen, output: output, diagnostics: diagnostics)
+                } catch {
+                    diagnostics.fail(metric, error)
+                }
+            }
+        } else {
+            for group in PullList.groups(globs) {
+                if Signals.stopRequested || output.closed { break }
+                var current: String? = nil
+                var versions: [StoredVersion] = []
+                try store.list(prefix: layout.prefix + group.prefix) { obj in
+                    guard var v = layout.parse(obj.key), group.globs.contains(where: { $0.matches(v.metric) }) else { return }
+                    v.size = obj.size
+                    if v.metric != current {
+                        if !versions.isEmpty { try emit(select(versions), output: output, diagnostics: diagnostics) }
+                        versions.removeAll(keepingCapacity: true)
+                        current = v.metric
+                    }
+                    versions.append(v)
+                }
+                if !versions.isEmpty { try emit(select(versions), output: output, diagnostics: diagnostics) }
+            }
+        }
+        try diagnostics.finish()
+    }
+
+    func select(_ versions: [StoredVersion]) -> [StoredVersion] {
+        let eligible = versions.filter { before == nil || $0.time <= before! }.sorted(by: Versions.isOlder)
+        if all { return eligible }
+        return eligible.last.map { [$0] } ?? []
+    }
+
+    func emit(_ versions: [StoredVersion], output: RecordWriter, diagnostics: Diagnostics) throws {
+        for var v in versions {
+            if v.legacy { v.hash = try LegacyLayout.hash(of: v, in: store, layout: layout) }
+            output.write(Record(v.recordFields))
+            diagnostics.done("listed")
+        }
+    }
+
+    /// Globs grouped so that no two groups' listing prefixes overlap: a glob whose literal
+    /// prefix starts with another's joins that group (no metric is listed twice).
+    static func groups(_ globs: [MetricGlob]) -> [(prefix: String, globs: [MetricGlob])] {
+        var out: [(prefix: String, globs: [MetricGlob])] = []
+        for g in globs.sorted(by: { $0.literalPrefix.utf8.count < $1.literalPrefix.utf8.count }) {
+            if let i = out.firstIndex(where: { g.literalPrefix.hasPrefix($0.prefix) }) {
+                out[i].globs.append(g)
+            } else {
+                out.append((g.literalPrefix, [g]))
+            }
+        }
+        return out
+    }
+}
+
+/// The Python whisper-backup layout (`METRIC/2015-01-26T15:41:55+00:00.wsp.gz` with a
+/// `.sha1` beside it holding the SHA-1 of the uncompressed file).
+public enum LegacyLayout {
+    public static func hash(of version: StoredVersion, in store: Store, layout: StoreLayout) throws -> String {
+        let scratch = system_getenv("TMPDIR") ?? "/tmp"
+        let bytes = try store.getBytes(layout.legacyHashKey(version.key), scratchDir: scratch)
+        let text = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: " \n\r\t")
+        let hex = String(text.prefix(40)).lowercased()
+        guard Hex.isHex(Substring(hex), length: 40) else {
+            throw RecordError("\(layout.legacyHashKey(version.key)): not a SHA-1 digest")
+        }
+        return hex
+    }
+}
+
+extension String {
+    func trimmingCharacters(in set: String) -> String {
+        let chars = Set(set)
+        var s = Substring(self)
+        while let f = s.first, chars.contains(f) { s = s.dropFirst() }
+        while let l = s.last, chars.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+}
+
+/// `wsp-pull get`: downloads the versions named by version records into the bounded spool
+/// and writes fetched records `METRIC TIME HASH GZFILE`. Verification is `wsp-merge`'s first
+/// step (and `wsp-pull verify`'s).
+public struct PullGet {
+    public var store: Store
+    public var layout: StoreLayout
+    public var spool: Spool
+
+    public init(store: Store, layout: StoreLayout, spool: Spool) {
+        self.store = store
+        self.layout = layout
+        self.spool = spool
+    }
+
+    public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
+        for record in input {
+            if Signals.stopRequested || output.closed { break }
+            do {
+                let fields = try getOne(record, diagnostics: diagnostics)
+                output.write(Record(fields))
+                diagnostics.done("fetched")
+            } catch {
+                diagnostics.fail(record.metric, error)
+            }
+        }
+        try diagnostics.finish()
+    }
+
+    func getOne(_ record: Record, diagnostics: Diagnostics) throws -> [String] {
+        let version = try PullGet.version(from: record, layout: layout)
+        let size = Int64(record[4] ?? "") ?? 0
+        let dest = spool.newPath(suffix: ".wsp.gz")
+        let reservation = try spool.reserve(size)
+        defer { reservation.release() }
+        let tmp = AtomicFile.tempPath(for: dest)
+        TempFiles.register(tmp)
+        defer { _ = try? system_unlink(tmp); TempFiles.unregister(tmp) }
+        try store.get(version.key, to: tmp)
+        try system_rename(tmp, dest)
+        if let st = try? system_stat(dest) { diagnostics.bytesIn += Int64(st.st_size) }
+        return [version.metric, version.timeText, version.hash, dest]
+    }
+
+    /// The version a record names: `METRIC TIME HASH [KEY]`; without KEY the key follows the
+    /// layout. A KEY must belong to METRIC under this store's prefix.
+    static func version(from record: Record, layout: StoreLayout) throws -> StoredVersion {
+        let metric = record.metric
+        try MetricName.validate(metric)
+        guard let timeText = record[1], let time = Timestamp.parse(timeText) else {
+            throw RecordError("version record needs TIME in field 2")
+        }
+        guard let hash = record[2], Hex.isHex(Substring(hash), length: 64) || Hex.isHex(Substring(hash), length: 40) else {
+            throw RecordError("version record needs a SHA-256 (or legacy SHA-1) in field 3")
+        }
+        let key = record[3] ?? layout.key(metric: metric, time: time, hash: hash)
+        guard key.hasPrefix(layout.metricPrefix(metric)), !key.contains("/../") else {
+            throw RecordError("key \(key) is not a version of \(metric) in this store")
+        }
+        return StoredVersion(metric: metric, time: time, hash: hash, key: key, legacy: hash.utf8.count == 40)
+    }
+}

@@ -1,0 +1,85 @@
+/// `wsp-push`: stores snapshots the store lacks. For each snapshot record
+/// `METRIC TIME SHA256 SIZE GZFILE`, a version whose hash equals the metric's newest stored
+/// version is not stored again. Writes `METRIC TIME SHA256 KEY SIZE STATUS` (STATUS `stored`,
+/// `would-store` or `unchanged`; TIME and KEY name the version that holds the content), and removes the
+/// spool file once its content is safely in the store.
+public struct Push {
+    public var store: Store
+    public var layout: StoreLayout
+    public var dryRun: Bool
+
+    public init(store: Store, layout: StoreLayout, dryRun: Bool) {
+        self.store = store
+        self.layout = layout
+        self.dryRun = dryRun
+    }
+
+    public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
+        for record in input {
+            if Signals.stopRequested || output.closed { break }
+            do {
+                let (fields, outcome) = try pushOne(record, diagnostics: diagnostics)
+                output.write(Record(fields))
+                diagnostics.done(outcome)
+            } catch {
+                diagnostics.fail(record.metric, error)
+            }
+        }
+        try diagnostics.finish()
+    }
+
+    func pushOne(_ record: Record, diagnostics: Diagnostics) throws -> ([String], String) {
+        let metric = record.metric
+        try MetricName.validate(metric)
+        guard let timeText = record[1], let time = Timestamp.parseBasic(Substring(timeText)) else {
+            throw RecordError("snapshot record needs TIME in basic form (20261127T035433Z)")
+        }
+        guard let hash = record[2], Hex.isHex(Substring(hash), length: 64) else {
+            throw RecordError("snapshot record needs a SHA-256 in field 3")
+        }
+        guard let gzPath = record[4] else { throw RecordError("snapshot record has no GZFILE (field 5)") }
+
+        if let newest = try Versions.newest(of: metric, in: store, layout: layout), newest.hash == hash {
+            if !dryRun { _ = try? system_unlink(gzPath) }
+            return (newest.recordFields + ["unchanged"], "unchanged")
+        }
+        let st: Glibc.stat
+        do { st = try system_stat(gzPath) } catch { throw RecordError("spool file \(gzPath): \(error)") }
+        let key = layout.key(metric: metric, time: time, hash: hash)
+        try store.put(key, body: .file(gzPath))
+        diagnostics.bytesIn += Int64(st.st_size)
+        diagnostics.bytesOut += Int64(st.st_size)
+        if !dryRun { _ = try? system_unlink(gzPath) }
+        var v = StoredVersion(metric: metric, time: time, hash: hash, key: key)
+        v.size = Int64(st.st_size)
+        return (v.recordFields + [dryRun ? "would-store" : "stored"], dryRun ? "would-store" : "stored")
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Reading a metric's versions from a store.
+public enum Versions {
+    /// Every version of `metric`, oldest first.
+    public static func all(of metric: String, in store: Store, layout: StoreLayout) throws -> [StoredVersion] {
+        var out: [StoredVersion] = []
+        try store.list(prefix: layout.metricPrefix(metric)) { obj in
+            if var v = layout.parse(obj.key), v.metric == metric {
+                v.size = obj.size
+                out.append(v)
+            }
+        }
+        return out.sorted(by: isOlder)
+    }
+
+    public static func newest(of metric: String, in store: Store, layout: StoreLayout) throws -> StoredVersion? {
+        try all(of: metric, in: store, layout: layout).last
+    }
+
+    /// Version order: by time, then by key (two versions in one second).
+    public static func isOlder(_ a: StoredVersion, _ b: StoredVersion) -> Bool {
+        a.time != b.time ? a.time < b.time : a.key.utf8.lexicographicallyPrecedes(b.key.utf8)
+    }
+}

@@ -1,0 +1,93 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A consistent copy of one whisper file.
+public struct Snapshot {
+    public var bytes: [UInt8]
+    public var stat: Glibc.stat
+    /// When the copy was read (seconds since the epoch).
+    public var time: Int64
+}
+
+/// `wsp-snap`: for each file record, a consistent snapshot (shared flock, same inode as the
+/// path, re-read when a write raced the read), validated as whisper, hashed (SHA-256) and
+/// gzipped into the bounded spool. Writes `METRIC TIME SHA256 SIZE GZFILE`.
+public struct Snap {
+    public var spool: Spool
+    public var root: String?
+    public var lockTimeout: Double
+    public var level: Int32
+    /// Attempts at a read that no write raced before giving up.
+    public var maxReads = 5
+
+    public init(spool: Spool, root: String?, lockTimeout: Double, level: Int32) {
+        self.spool = spool
+        self.root = root
+        self.lockTimeout = lockTimeout
+        self.level = level
+    }
+
+    public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
+        for record in input {
+            if Signals.stopRequested || output.closed { break }
+            do {
+                let fields = try snapOne(record, diagnostics: diagnostics)
+                output.write(Record(fields))
+                diagnostics.done("snapped")
+            } catch {
+                diagnostics.fail(record.metric, error)
+            }
+        }
+        try diagnostics.finish()
+    }
+
+    func snapOne(_ record: Record, diagnostics: Diagnostics) throws -> [String] {
+        let metric = record.metric
+        try MetricName.validate(metric)
+        let path: String
+        if let p = record[1] {
+            path = p
+        } else if let root {
+            path = Path.join(root, MetricName.relativePath(metric))
+        } else {
+            throw RecordError("record has no PATH field (and no --root to derive it)")
+        }
+        let snap = try Snap.read(path: path, lockTimeout: lockTimeout, maxReads: maxReads)
+        let header = try snap.bytes.withUnsafeBytes { try WhisperHeader($0, fileSize: snap.bytes.count) }
+        _ = header
+        let hash = Digest.sha256Hex(snap.bytes)
+        let gz = Gzip.compress(snap.bytes, level: level)
+        diagnostics.bytesIn += Int64(snap.bytes.count)
+        diagnostics.bytesOut += Int64(gz.count)
+        let dest = try spool.write(gz)
+        return [metric, Timestamp.format(snap.time), hash, String(snap.bytes.count), dest]
+    }
+
+    /// Reads `path` consistently: open, `flock(LOCK_SH)` within `lockTimeout`, check the path
+    /// still names the locked inode (whisper-resize replaces files by rename), read, and read
+    /// again if size or change time moved meanwhile (carbon does not lock by default).
+    public static func read(path: String, lockTimeout: Double, maxReads: Int) throws -> Snapshot {
+        for _ in 0..<maxReads {
+            let fd = try FileDescriptor.open(path, O_RDONLY)
+            let result: Snapshot? = try fd.closeAfter {
+                try FileLock.lock(fd, .shared, timeout: lockTimeout)
+                defer { FileLock.unlock(fd) }
+                let before = try fd.stat()
+                guard before.isRegularFile else { throw RecordError("\(path): not a regular file") }
+                let now = try system_stat(path)
+                if now.st_ino != before.st_ino || now.st_dev != before.st_dev { return nil }   // replaced: open again
+                let time = Int64(system_now())
+                let bytes = try fd.readAll(sizeHint: Int(before.st_size))
+                let after = try fd.stat()
+                if after.st_size != before.st_size || after.ctimeNanoseconds != before.ctimeNanoseconds
+                    || bytes.count != Int(before.st_size) {
+                    return nil   // a write raced the read
+                }
+                return Snapshot(bytes: bytes, stat: after, time: time)
+            }
+            if let result { return result }
+        }
+        throw RecordError("\(path): changed during every one of \(maxReads) reads")
+    }
+}

@@ -1,0 +1,37 @@
+/// Metric names and their paths under a whisper root: `a.b.c` <-> `a/b/c.wsp`.
+public enum MetricName {
+    /// Longest metric accepted: keeps every record under PIPE_BUF with room for its other fields.
+    public static let maxLength = 1024
+
+    /// Checks that `name` is a metric name that stays inside any root.
+    public static func validate(_ name: String) throws {
+        if name.isEmpty { throw RecordError("empty metric name") }
+        if name.utf8.count > maxLength { throw RecordError("metric name longer than \(maxLength) bytes") }
+        for b in name.utf8 {
+            switch b {
+            case 0: throw RecordError("metric name contains NUL")
+            case 10, 13: throw RecordError("metric name contains a newline")
+            case 9: throw RecordError("metric name contains a tab")
+            case UInt8(ascii: "/"): throw RecordError("metric name contains '/' (would leave its directory)")
+            default: break
+            }
+        }
+        for part in name.split(separator: ".", omittingEmptySubsequences: false) {
+            if part.isEmpty { throw RecordError("metric name has an empty component") }
+            if part == ".." || part == "." { throw RecordError("metric name contains '..'") }
+        }
+    }
+
+    /// The path of `name`'s whisper file relative to the root.
+    public static func relativePath(_ name: String) -> String {
+        name.split(separator: ".", omittingEmptySubsequences: false).joined(separator: "/") + ".wsp"
+    }
+
+    /// The metric name of a relative path `a/b/c.wsp`, or nil if it is not a whisper file path.
+    public static func fromRelativePath(_ path: String) -> String? {
+        guard path.hasSuffix(".wsp") else { return nil }
+        let stem = path.dropLast(4)
+        if stem.isEmpty { return nil }
+        return stem.split(separator: "/", omittingEmptySubsequences: false).joined(separator: ".")
+    }
+}

@@ -1,0 +1,142 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One line of a pipeline: TAB-separated fields, the metric name first.
+public struct Record: Sendable, Equatable {
+    public var fields: [String]
+
+    public init(_ fields: [String]) { self.fields = fields }
+
+    public init(line: Substring) {
+        fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+    }
+
+    public var metric: String { fields.first ?? "" }
+
+    /// The field at `index`, or nil when the record is shorter or the field is empty.
+    public subscript(_ index: Int) -> String? {
+        index < fields.count && !fields[index].isEmpty ? fields[index] : nil
+    }
+
+    public var line: String { fields.joined(separator: "\t") + "\n" }
+}
+
+/// A record whose fields cannot be used, reported as `tool: METRIC: reason`.
+public struct RecordError: Error, CustomStringConvertible {
+    public var reason: String
+    public init(_ reason: String) { self.reason = reason }
+    public var description: String { reason }
+}
+
+/// Where a tool's records come from: its arguments when it has any (one argument = one
+/// record, as `xargs` passes them), standard input otherwise. Streams: one line at a time.
+public struct RecordInput: Sequence {
+    let arguments: [String]
+
+    public init(arguments: [String]) { self.arguments = arguments }
+
+    public func makeIterator() -> AnyIterator<Record> {
+        if !arguments.isEmpty {
+            var it = arguments.makeIterator()
+            return AnyIterator {
+                while let a = it.next() {
+                    let line = a.hasSuffix("\n") ? a.dropLast() : Substring(a)
+                    if line.isEmpty { continue }
+                    return Record(line: line)
+                }
+                return nil
+            }
+        }
+        let reader = LineReader(fd: 0)
+        return AnyIterator {
+            while let line = reader.next() {
+                if line.isEmpty { continue }
+                return Record(line: Substring(line))
+            }
+            return nil
+        }
+    }
+}
+
+/// Reads `\n`-terminated lines from a descriptor, stopping early when a stop was requested.
+public final class LineReader {
+    private let fd: CInt
+    private var buffer: [UInt8] = []
+    private var start = 0
+    private var eof = false
+
+    public init(fd: CInt) { self.fd = fd }
+
+    public func next() -> String? {
+        while true {
+            if let nl = buffer[start...].firstIndex(of: 10) {
+                let line = String(decoding: buffer[start..<nl], as: UTF8.self)
+                start = nl + 1
+                return line
+            }
+            if eof || Signals.stopRequested {
+                if start < buffer.count && !Signals.stopRequested {
+                    let line = String(decoding: buffer[start...], as: UTF8.self)
+                    start = buffer.count
+                    return line
+                }
+                return nil
+            }
+            if start > 0 {
+                buffer.removeSubrange(0..<start)
+                start = 0
+            }
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                eof = true
+            } else if n == 0 {
+                eof = true
+            } else {
+                buffer.append(contentsOf: chunk[0..<n])
+            }
+        }
+    }
+}
+
+/// Writes records to a descriptor, one whole record per `write(2)`, so processes that share a
+/// pipe under `xargs -P` never interleave (records stay under PIPE_BUF, 4096 bytes).
+public final class RecordWriter: @unchecked Sendable {
+    public let fd: CInt
+    /// Set once the reader has gone away (EPIPE); the tool then stops quietly.
+    public private(set) var closed = false
+
+    public init(fd: CInt = 1) { self.fd = fd }
+
+    public func write(_ record: Record) {
+        write(line: record.line)
+    }
+
+    public func write(_ fields: String...) {
+        write(Record(fields))
+    }
+
+    public func write(line: String) {
+        if closed { return }
+        var bytes = Array(line.utf8)
+        if bytes.count > Int(PIPE_BUF) {
+            // A record this long would be split by the kernel; metric names are limited
+            // well below this, so it means a bug upstream.
+            bytes = Array(bytes.prefix(Int(PIPE_BUF) - 1)) + [10]
+        }
+        bytes.withUnsafeBytes { buf in
+            var done = 0
+            while done < buf.count {
+                let n = Glibc.write(fd, buf.baseAddress! + done, buf.count - done)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    closed = true
+                    return
+                }
+                done += n
+            }
+        }
+    }
+}

@@ -1,0 +1,164 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A store in a local or NFS directory: each key is a path under the directory. Writes go to
+/// a temp file beside the target, are fsynced and renamed into place, and the directory is
+/// fsynced, so a crash never leaves a partial object under a real key.
+public final class FileStore: Store {
+    public let root: String
+    public let location: String
+
+    public init(root: String, location: String) {
+        self.root = root
+        self.location = location
+    }
+
+    func path(_ key: String) throws -> String {
+        // Keys come from StoreLayout over validated metric names; refuse anything that could
+        // still leave the directory.
+        if key.isEmpty || key.hasPrefix("/") || key.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) {
+            throw StoreError(.permanent, "\(location): refusing key \(key)")
+        }
+        return Path.join(root, key)
+    }
+
+    public func put(_ key: String, body: StoreBody) throws {
+        let dest = try path(key)
+        try classify(key) {
+            try AtomicFile.write(dest, placement: .replace) { out in
+                switch body {
+                case .bytes(let b): try b.withUnsafeBytes { try out.writeAll($0) }
+                case .file(let src): try FileStore.copy(from: src, to: out)
+                }
+            }
+        }
+    }
+
+    public func get(_ key: String, to dest: String) throws {
+        let src = try path(key)
+        try classify(key) {
+            let fd = try FileDescriptor.open(src, O_RDONLY)
+            try fd.closeAfter {
+                let out = try FileDescriptor.open(dest, O_WRONLY | O_CREAT | O_TRUNC)
+                try out.closeAfter { try FileStore.copy(from: fd, to: out) }
+            }
+        }
+    }
+
+    public func head(_ key: String) throws -> StoreObject? {
+        let p = try path(key)
+        do {
+            let st = try system_stat(p)
+            return st.isRegularFile ? StoreObject(key: key, size: Int64(st.st_size)) : nil
+        } catch Errno.noSuchFileOrDirectory {
+            return nil
+        } catch Errno.notDirectory {
+            return nil
+        } catch {
+            throw StoreError(.permanent, "\(location): \(error)")
+        }
+    }
+
+    public func list(prefix: String, _ each: (StoreObject) throws -> Void) throws {
+        let dirPart: String, namePrefix: String
+        if let slash = prefix.lastIndex(of: "/") {
+            dirPart = String(prefix[..<slash])
+            namePrefix = String(prefix[prefix.index(after: slash)...])
+        } else {
+            dirPart = ""
+            namePrefix = prefix
+        }
+        try walk(dirPart, namePrefix: namePrefix, each)
+    }
+
+    /// Depth-first, children sorted by name with "/" appended to directories: that is the
+    /// ascending order of the full keys.
+    private func walk(_ rel: String, namePrefix: String, _ each: (StoreObject) throws -> Void) throws {
+        let dir = rel.isEmpty ? root : Path.join(root, rel)
+        let entries: [DirectoryEntry]
+        do {
+            entries = try system_readdir(dir)
+        } catch Errno.noSuchFileOrDirectory {
+            if rel.isEmpty { throw StoreError(.notFound, "\(location): directory \(root) does not exist") }
+            return
+        } catch Errno.notDirectory {
+            return
+        } catch {
+            throw StoreError(.permanent, "\(location): \(error)")
+        }
+        var items: [(sortKey: String, name: String, isDir: Bool, size: Int64)] = []
+        for e in entries where e.name.hasPrefix(namePrefix) && !e.name.hasPrefix(AtomicFile.tempPrefix) {
+            let full = Path.join(dir, e.name)
+            var isDir = e.kind == .directory
+            var size: Int64 = 0
+            if e.kind == .file || e.kind == .unknown {
+                guard let st = try? system_lstat(full) else { continue }
+                if st.isDirectory { isDir = true } else if st.isRegularFile { size = Int64(st.st_size) } else { continue }
+            } else if e.kind != .directory {
+                continue
+            }
+            items.append((isDir ? e.name + "/" : e.name, e.name, isDir, size))
+        }
+        items.sort { $0.sortKey.utf8.lexicographicallyPrecedes($1.sortKey.utf8) }
+        for it in items {
+            let key = rel.isEmpty ? it.name : rel + "/" + it.name
+            if it.isDir {
+                try walk(key, namePrefix: "", each)
+            } else {
+                try each(StoreObject(key: key, size: it.size))
+            }
+        }
+    }
+
+    public func delete(_ keys: [String]) throws -> [(key: String, error: Error)] {
+        var failed: [(key: String, error: Error)] = []
+        var dirs = Set<String>()
+        for key in keys {
+            do {
+                let p = try path(key)
+                do {
+                    try system_unlink(p)
+                    dirs.insert(Path.directory(of: p))
+                } catch Errno.noSuchFileOrDirectory {}
+            } catch {
+                failed.append((key, error))
+            }
+        }
+        // Empty metric directories are removed so a listing does not grow forever.
+        for d in dirs where d != root {
+            _ = try? system_rmdir(d)
+        }
+        for d in Set(dirs.map { Path.directory(of: $0) }) { try? AtomicFile.syncDirectory(d) }
+        return failed
+    }
+
+    private func classify(_ key: String, _ body: () throws -> Void) throws {
+        do {
+            try body()
+        } catch let e as Errno where e == .noSuchFileOrDirectory {
+            throw StoreError(.notFound, "\(location): \(key): no such object")
+        } catch let e as StoreError {
+            throw e
+        } catch {
+            throw StoreError(.permanent, "\(location): \(key): \(error)")
+        }
+    }
+
+    static func copy(from src: String, to out: FileDescriptor) throws {
+        let fd = try FileDescriptor.open(src, O_RDONLY)
+        try fd.closeAfter { try copy(from: fd, to: out) }
+    }
+
+    static func copy(from fd: FileDescriptor, to out: FileDescriptor) throws {
+        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 8)
+        defer { buf.deallocate() }
+        var offset: Int64 = 0
+        while true {
+            let n = try fd.read(into: buf, at: offset)
+            if n == 0 { break }
+            try out.writeAll(UnsafeRawBufferPointer(rebasing: buf[0..<n]))
+            offset += Int64(n)
+        }
+    }
+}

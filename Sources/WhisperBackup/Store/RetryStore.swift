@@ -1,0 +1,59 @@
+/// Retries transient failures (connection errors, 5xx, 429, SlowDown: the backend says
+/// which) with exponential backoff and full jitter. Not-found and permanent errors pass at once.
+public final class RetryStore: Store {
+    let base: Store
+    let attempts: Int
+    let firstDelay: Double
+    let maxDelay: Double
+
+    public init(_ base: Store, attempts: Int, firstDelay: Double = 0.2, maxDelay: Double = 10) {
+        self.base = base
+        self.attempts = max(1, attempts)
+        self.firstDelay = firstDelay
+        self.maxDelay = maxDelay
+    }
+
+    public var location: String { base.location }
+
+    func retrying<T>(_ body: () throws -> T) throws -> T {
+        var attempt = 1
+        while true {
+            do {
+                return try body()
+            } catch let e as StoreError where e.kind == .transient && attempt < attempts && !Signals.stopRequested {
+                let cap = min(maxDelay, firstDelay * Double(1 << min(attempt - 1, 20)))
+                system_sleep(Double.random(in: 0...cap))
+                attempt += 1
+            }
+        }
+    }
+
+    public func put(_ key: String, body: StoreBody) throws { try retrying { try base.put(key, body: body) } }
+    public func get(_ key: String, to path: String) throws { try retrying { try base.get(key, to: path) } }
+    public func head(_ key: String) throws -> StoreObject? { try retrying { try base.head(key) } }
+    public func delete(_ keys: [String]) throws -> [(key: String, error: Error)] {
+        var pending = keys
+        var attempt = 1
+        while true {
+            let failed = try retrying { try base.delete(pending) }
+            let transient = failed.filter { ($0.error as? StoreError)?.kind == .transient }
+            if transient.isEmpty || attempt >= attempts { return failed }
+            pending = transient.map(\.key)
+            system_sleep(Double.random(in: 0...min(maxDelay, firstDelay * Double(1 << attempt))))
+            attempt += 1
+        }
+    }
+
+    /// A listing that fails part way is restarted whole; objects already passed to `each`
+    /// are not passed again.
+    public func list(prefix: String, _ each: (StoreObject) throws -> Void) throws {
+        var last: String? = nil
+        try retrying {
+            try base.list(prefix: prefix) { obj in
+                if let l = last, !l.utf8.lexicographicallyPrecedes(obj.key.utf8) { return }
+                try each(obj)
+                last = obj.key
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One object in a store's listing.
+public struct StoreObject: Sendable, Equatable {
+    public var key: String
+    public var size: Int64
+    public init(key: String, size: Int64) {
+        self.key = key
+        self.size = size
+    }
+}
+
+/// What an upload sends. A file can be re-read from the start, so a retried PUT resends it whole.
+public enum StoreBody: Sendable {
+    case file(String)
+    case bytes([UInt8])
+}
+
+/// A failure of a store operation, classified by the backend that saw it.
+public struct StoreError: Error, CustomStringConvertible, Sendable {
+    public enum Kind: Sendable {
+        /// The key (or the bucket/container) does not exist.
+        case notFound
+        /// Retrying cannot help: bad credentials, access denied, bad request, clock skew.
+        case permanent
+        /// May succeed if tried again: connection errors, timeouts, 5xx, 429, SlowDown.
+        case transient
+    }
+    public var kind: Kind
+    public var message: String
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+    public var description: String { message }
+}
+
+/// A place that holds objects under string keys: a directory, an S3 bucket, a Swift container.
+///
+/// The contract every backend keeps (and `StoreConformanceTests` checks):
+/// - `put` is atomic: after a crash or failure a key holds either its old object or the
+///   complete new one, never a part. Putting an existing key replaces it.
+/// - `get` writes the object's bytes to `path` (created or truncated) and fails with a
+///   `StoreError` of kind `.notFound` when the key does not exist; any other failure is never
+///   reported as not-found.
+/// - `head` returns nil only for a missing key.
+/// - `list` calls `each` once per object whose key starts with `prefix`, in ascending byte
+///   order of keys, skipping the backend's own temp objects; a listing that cannot be completed
+///   throws rather than ending early.
+/// - `delete` removes the keys and returns the ones it could not remove with the reason; a key
+///   that is already missing counts as removed.
+public protocol Store: AnyObject {
+    /// The store's URL, without credentials, for messages.
+    var location: String { get }
+    func put(_ key: String, body: StoreBody) throws
+    func get(_ key: String, to path: String) throws
+    func head(_ key: String) throws -> StoreObject?
+    func list(prefix: String, _ each: (StoreObject) throws -> Void) throws
+    func delete(_ keys: [String]) throws -> [(key: String, error: Error)]
+}
+
+extension Store {
+    /// Reads a small object into memory (markers, legacy `.sha1` files).
+    public func getBytes(_ key: String, scratchDir: String) throws -> [UInt8] {
+        let tmp = AtomicFile.tempPath(for: Path.join(scratchDir, "x"))
+        TempFiles.register(tmp)
+        defer { _ = try? system_unlink(tmp); TempFiles.unregister(tmp) }
+        try get(key, to: tmp)
+        let fd = try FileDescriptor.open(tmp, O_RDONLY)
+        return try fd.closeAfter { try fd.readAll() }
+    }
+}

@@ -1,0 +1,60 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Whole-file writes that a crash never leaves half done: a temp file in the target's
+/// directory, fsync, then rename (replace) or link (only if nothing is there), then fsync
+/// of the directory so the new name survives a power loss.
+public enum AtomicFile {
+    /// Prefix of every temp file the project makes; listings skip names that start with it.
+    public static let tempPrefix = ".wsp-tmp."
+
+    public enum Placement {
+        /// Replace whatever is at the path (rename).
+        case replace
+        /// Fail with `Errno.fileExists` if something is at the path (link), leaving it untouched.
+        case createOnly
+    }
+
+    /// A fresh temp path beside `path`.
+    public static func tempPath(for path: String) -> String {
+        let dir = Path.directory(of: path)
+        return Path.join(dir, "\(tempPrefix)\(system_getpid()).\(UInt64.random(in: 0...UInt64.max))")
+    }
+
+    /// Writes the bytes produced by `fill` (given an open descriptor) to `path` atomically.
+    /// The temp file is removed on every path out, including failure.
+    public static func write(_ path: String, mode: mode_t = 0o644, placement: Placement,
+                             makeDirectories: Bool = true,
+                             _ fill: (FileDescriptor) throws -> Void) throws {
+        let dir = Path.directory(of: path)
+        if makeDirectories { try Path.makeDirectories(dir) }
+        let tmp = tempPath(for: path)
+        let fd = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_EXCL, mode: mode)
+        TempFiles.register(tmp)
+        defer {
+            _ = try? system_unlink(tmp)
+            TempFiles.unregister(tmp)
+        }
+        try fd.closeAfter {
+            try fill(fd)
+            try fd.sync()
+        }
+        switch placement {
+        case .replace: try system_rename(tmp, path)
+        case .createOnly: try system_link(tmp, path)
+        }
+        try syncDirectory(dir)
+    }
+
+    public static func write(_ path: String, bytes: [UInt8], mode: mode_t = 0o644, placement: Placement) throws {
+        try write(path, mode: mode, placement: placement) { fd in
+            try bytes.withUnsafeBytes { try fd.writeAll($0) }
+        }
+    }
+
+    public static func syncDirectory(_ dir: String) throws {
+        let fd = try FileDescriptor.open(dir, O_RDONLY | O_DIRECTORY)
+        try fd.closeAfter { try fd.sync() }
+    }
+}

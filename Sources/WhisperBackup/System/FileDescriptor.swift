@@ -1,0 +1,83 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An open file descriptor with the path it was opened from (for messages). Not closed
+/// automatically: callers use `closeAfter`.
+public struct FileDescriptor: Sendable {
+    public let rawValue: CInt
+    public let path: String
+
+    public init(rawValue: CInt, path: String) {
+        self.rawValue = rawValue
+        self.path = path
+    }
+
+    public static func open(_ path: String, _ flags: CInt, mode: mode_t = 0o644) throws -> FileDescriptor {
+        FileDescriptor(rawValue: try system_open(path, flags, mode), path: path)
+    }
+
+    public func close() { system_close(rawValue) }
+
+    /// Runs `body`, then closes the descriptor whatever happened.
+    public func closeAfter<R>(_ body: () throws -> R) rethrows -> R {
+        defer { close() }
+        return try body()
+    }
+
+    public func stat() throws -> Glibc.stat { try system_fstat(rawValue, path: path) }
+
+    /// Reads `count` bytes at `offset`, looping on short reads; fewer only at end of file.
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = try system_pread(rawValue, buffer.baseAddress! + done, buffer.count - done, offset + Int64(done), path: path)
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    /// Reads the whole file from offset 0 until end of file.
+    public func readAll(sizeHint: Int = 0) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: max(sizeHint, 4096))
+        var filled = 0
+        while true {
+            if filled == out.count { out.append(contentsOf: repeatElement(0, count: out.count)) }
+            let n = try out.withUnsafeMutableBytes { buf in
+                try system_pread(rawValue, buf.baseAddress! + filled, buf.count - filled, Int64(filled), path: path)
+            }
+            if n == 0 { break }
+            filled += n
+        }
+        out.removeSubrange(filled...)
+        return out
+    }
+
+    /// Writes all of `bytes` at `offset`, looping on short writes.
+    public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws {
+        var done = 0
+        while done < bytes.count {
+            done += try system_pwrite(rawValue, bytes.baseAddress! + done, bytes.count - done, offset + Int64(done), path: path)
+        }
+    }
+
+    /// Appends all of `bytes` at the current position, looping on short writes.
+    public func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < bytes.count {
+            done += try system_write(rawValue, bytes.baseAddress! + done, bytes.count - done, path: path)
+        }
+    }
+
+    public func sync() throws { try system_fsync(rawValue, path: path) }
+}
+
+extension stat {
+    /// Change time in nanoseconds: moves on every write, even one that restores mtime.
+    public var ctimeNanoseconds: Int64 { Int64(st_ctim.tv_sec) * 1_000_000_000 + Int64(st_ctim.tv_nsec) }
+    public var mtimeNanoseconds: Int64 { Int64(st_mtim.tv_sec) * 1_000_000_000 + Int64(st_mtim.tv_nsec) }
+    public var isRegularFile: Bool { (st_mode & S_IFMT) == S_IFREG }
+    public var isDirectory: Bool { (st_mode & S_IFMT) == S_IFDIR }
+    public var isSymlink: Bool { (st_mode & S_IFMT) == S_IFLNK }
+}

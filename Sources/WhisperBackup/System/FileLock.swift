@@ -1,0 +1,36 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Errors of waiting for a lock.
+public struct LockTimeout: Error, CustomStringConvertible {
+    public var path: String
+    public var seconds: Double
+    public var description: String { "\(path): lock not granted within \(seconds) s" }
+}
+
+/// `flock(2)` locks with a timeout: polls a non-blocking request, backing off to 50 ms.
+/// flock has no timeout of its own, and a blocked call cannot be abandoned.
+public enum FileLock {
+    public enum Mode { case shared, exclusive }
+
+    public static func lock(_ fd: FileDescriptor, _ mode: Mode, timeout: Double) throws {
+        let op: CInt = (mode == .shared ? LOCK_SH : LOCK_EX) | LOCK_NB
+        let deadline = system_monotonic() + timeout
+        var pause = 0.001
+        while true {
+            do {
+                try system_flock(fd.rawValue, op, path: fd.path)
+                return
+            } catch Errno.wouldBlock {
+                if system_monotonic() >= deadline { throw LockTimeout(path: fd.path, seconds: timeout) }
+                system_sleep(pause)
+                pause = min(pause * 2, 0.05)
+            }
+        }
+    }
+
+    public static func unlock(_ fd: FileDescriptor) {
+        _ = try? system_flock(fd.rawValue, LOCK_UN, path: fd.path)
+    }
+}

@@ -1,0 +1,56 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Plain string path helpers (no Foundation): paths here are byte strings from the OS.
+public enum Path {
+    public static func join(_ a: String, _ b: String) -> String {
+        if a.isEmpty { return b }
+        if b.isEmpty { return a }
+        return a.hasSuffix("/") ? a + b : a + "/" + b
+    }
+
+    public static func directory(of path: String) -> String {
+        guard let i = path.lastIndex(of: "/") else { return "." }
+        return i == path.startIndex ? "/" : String(path[..<i])
+    }
+
+    public static func lastComponent(_ path: String) -> String {
+        guard let i = path.lastIndex(of: "/") else { return path }
+        return String(path[path.index(after: i)...])
+    }
+
+    public static func exists(_ path: String) -> Bool { (try? system_lstat(path)) != nil }
+
+    /// `mkdir -p`: creates missing parents; an existing directory is fine.
+    public static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws {
+        if path.isEmpty || path == "/" || path == "." { return }
+        do {
+            try system_mkdir(path, mode)
+        } catch Errno.fileExists {
+            let st = try system_stat(path)
+            if !st.isDirectory { throw Errno(ENOTDIR, call: "mkdir", path: path) }
+        } catch Errno.noSuchFileOrDirectory {
+            try makeDirectories(directory(of: path), mode: mode)
+            do { try system_mkdir(path, mode) } catch Errno.fileExists {}
+        }
+    }
+
+    /// An absolute, normalized form of `path` (no symlink resolution).
+    public static func absolute(_ path: String) -> String {
+        var p = path
+        if !p.hasPrefix("/") {
+            var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            if getcwd(&buf, buf.count) != nil {
+                p = join(String(cString: buf), p)
+            }
+        }
+        var parts: [Substring] = []
+        for c in p.split(separator: "/", omittingEmptySubsequences: true) {
+            if c == "." { continue }
+            if c == ".." { if !parts.isEmpty { parts.removeLast() }; continue }
+            parts.append(c)
+        }
+        return "/" + parts.joined(separator: "/")
+    }
+}

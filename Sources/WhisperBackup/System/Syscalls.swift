@@ -1,0 +1,187 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+// Every libc call of the project goes through this file: `system_foo` wraps `foo`,
+// retries EINTR and throws an `Errno` that names the call and the path.
+
+@inline(__always)
+private func retrying<T: BinaryInteger>(_ call: String, _ path: String?, _ body: () -> T) throws -> T {
+    while true {
+        let r = body()
+        if r >= 0 { return r }
+        let e = errno
+        if e == EINTR { continue }
+        throw Errno(e, call: call, path: path)
+    }
+}
+
+/// The corresponding C function is `open(2)`.
+public func system_open(_ path: String, _ flags: CInt, _ mode: mode_t = 0o644) throws -> CInt {
+    try retrying("open", path) { open(path, flags | O_CLOEXEC, mode) }
+}
+
+/// The corresponding C function is `openat(2)`.
+public func system_openat(_ dirfd: CInt, _ name: String, _ flags: CInt, _ mode: mode_t = 0o644, path: String? = nil) throws -> CInt {
+    try retrying("openat", path ?? name) { openat(dirfd, name, flags | O_CLOEXEC, mode) }
+}
+
+/// The corresponding C function is `close(2)`. EINTR is not retried: the descriptor is gone either way.
+public func system_close(_ fd: CInt) {
+    _ = close(fd)
+}
+
+/// The corresponding C function is `pread(2)`.
+public func system_pread(_ fd: CInt, _ buf: UnsafeMutableRawPointer, _ count: Int, _ offset: Int64, path: String? = nil) throws -> Int {
+    try retrying("pread", path) { pread(fd, buf, count, off_t(offset)) }
+}
+
+/// The corresponding C function is `pwrite(2)`.
+public func system_pwrite(_ fd: CInt, _ buf: UnsafeRawPointer, _ count: Int, _ offset: Int64, path: String? = nil) throws -> Int {
+    try retrying("pwrite", path) { pwrite(fd, buf, count, off_t(offset)) }
+}
+
+/// The corresponding C function is `read(2)`.
+public func system_read(_ fd: CInt, _ buf: UnsafeMutableRawPointer, _ count: Int, path: String? = nil) throws -> Int {
+    try retrying("read", path) { read(fd, buf, count) }
+}
+
+/// The corresponding C function is `write(2)`.
+public func system_write(_ fd: CInt, _ buf: UnsafeRawPointer, _ count: Int, path: String? = nil) throws -> Int {
+    try retrying("write", path) { write(fd, buf, count) }
+}
+
+/// The corresponding C function is `fstat(2)`.
+public func system_fstat(_ fd: CInt, path: String? = nil) throws -> stat {
+    var st = stat()
+    _ = try retrying("fstat", path) { fstat(fd, &st) }
+    return st
+}
+
+/// The corresponding C function is `stat(2)`.
+public func system_stat(_ path: String) throws -> stat {
+    var st = stat()
+    _ = try retrying("stat", path) { stat(path, &st) }
+    return st
+}
+
+/// The corresponding C function is `lstat(2)`.
+public func system_lstat(_ path: String) throws -> stat {
+    var st = stat()
+    _ = try retrying("lstat", path) { lstat(path, &st) }
+    return st
+}
+
+/// The corresponding C function is `flock(2)`.
+public func system_flock(_ fd: CInt, _ op: CInt, path: String? = nil) throws {
+    _ = try retrying("flock", path) { flock(fd, op) }
+}
+
+/// The corresponding C function is `fsync(2)`.
+public func system_fsync(_ fd: CInt, path: String? = nil) throws {
+    _ = try retrying("fsync", path) { fsync(fd) }
+}
+
+/// The corresponding C function is `ftruncate(2)`.
+public func system_ftruncate(_ fd: CInt, _ length: Int64, path: String? = nil) throws {
+    _ = try retrying("ftruncate", path) { ftruncate(fd, off_t(length)) }
+}
+
+/// The corresponding C function is `rename(2)`.
+public func system_rename(_ from: String, _ to: String) throws {
+    _ = try retrying("rename", to) { rename(from, to) }
+}
+
+/// The corresponding C function is `link(2)`: fails with EEXIST rather than replace `to`.
+public func system_link(_ from: String, _ to: String) throws {
+    _ = try retrying("link", to) { link(from, to) }
+}
+
+/// The corresponding C function is `unlink(2)`.
+public func system_unlink(_ path: String) throws {
+    _ = try retrying("unlink", path) { unlink(path) }
+}
+
+/// The corresponding C function is `rmdir(2)`.
+public func system_rmdir(_ path: String) throws {
+    _ = try retrying("rmdir", path) { rmdir(path) }
+}
+
+/// The corresponding C function is `mkdir(2)`.
+public func system_mkdir(_ path: String, _ mode: mode_t = 0o755) throws {
+    _ = try retrying("mkdir", path) { mkdir(path, mode) }
+}
+
+/// The corresponding C function is `realpath(3)`.
+public func system_realpath(_ path: String) throws -> String {
+    guard let p = realpath(path, nil) else { throw Errno(errno, call: "realpath", path: path) }
+    defer { free(p) }
+    return String(cString: p)
+}
+
+/// The corresponding C function is `getpid(2)`.
+public func system_getpid() -> Int32 { getpid() }
+
+/// One entry of a directory listing: its name and the kind `readdir(3)` reported.
+public struct DirectoryEntry: Sendable {
+    public enum Kind: Sendable { case file, directory, symlink, other, unknown }
+    public var name: String
+    public var kind: Kind
+}
+
+/// Lists a directory's entries except `.` and `..`, in no particular order.
+/// The corresponding C functions are `opendir(3)`, `readdir(3)` and `closedir(3)`.
+public func system_readdir(_ path: String) throws -> [DirectoryEntry] {
+    guard let dir = opendir(path) else { throw Errno(errno, call: "opendir", path: path) }
+    defer { closedir(dir) }
+    var out: [DirectoryEntry] = []
+    while let ent = readdir(dir) {
+        let name = withUnsafePointer(to: ent.pointee.d_name) {
+            $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+        }
+        if name == "." || name == ".." { continue }
+        let kind: DirectoryEntry.Kind
+        switch Int32(ent.pointee.d_type) {
+        case Int32(DT_REG): kind = .file
+        case Int32(DT_DIR): kind = .directory
+        case Int32(DT_LNK): kind = .symlink
+        case Int32(DT_UNKNOWN): kind = .unknown
+        default: kind = .other
+        }
+        out.append(DirectoryEntry(name: name, kind: kind))
+    }
+    return out
+}
+
+/// Sleeps for `seconds`. The corresponding C function is `nanosleep(2)`.
+public func system_sleep(_ seconds: Double) {
+    var ts = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - Double(Int(seconds))) * 1e9))
+    var rest = timespec()
+    // An interrupted sleep returns early, so a stop request is seen promptly.
+    _ = nanosleep(&ts, &rest)
+}
+
+/// Seconds since the epoch, with sub-second precision. The corresponding C function is `clock_gettime(2)`.
+public func system_now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// Seconds of a monotonic clock, for timeouts. The corresponding C function is `clock_gettime(2)`.
+public func system_monotonic() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// Whether `fd` is a terminal. The corresponding C function is `isatty(3)`.
+public func system_isatty(_ fd: CInt) -> Bool { isatty(fd) == 1 }
+
+/// The value of an environment variable. The corresponding C function is `getenv(3)`.
+public func system_getenv(_ name: String) -> String? {
+    guard let p = getenv(name) else { return nil }
+    return String(cString: p)
+}

@@ -1,0 +1,39 @@
+import ArgumentParser
+import WhisperBackup
+
+struct WspFind: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wsp-find",
+        abstract: "Select whisper files under a root by metric glob.",
+        discussion: """
+            Walks ROOT and writes one file record per .wsp file whose metric name matches a GLOB.
+            Globs: * (any run, dots included), ?, [abc], [!a-z], {a,b}. Directories that cannot
+            hold a match are not entered; files behind symlinks are taken only inside the root.
+
+            OUTPUT RECORDS (TAB-separated)
+              METRIC  PATH
+
+            EXAMPLE
+              wsp-find --root /opt/graphite/storage/whisper 'servers.*' | wsp-snap --spool /var/tmp/wsp
+
+            \(exitStatusHelp)
+            """,
+        version: wspVersion)
+
+    @Option(help: ArgumentHelp("Whisper root directory.", valueName: "dir"))
+    var root: String
+
+    @Argument(help: ArgumentHelp("Metric globs (default: every metric).", valueName: "glob"))
+    var globs: [String] = []
+
+    @OptionGroup(title: "Output") var output: OutputOptions
+
+    func run() throws {
+        let patterns = try (globs.isEmpty ? ["*"] : globs).map { p in
+            do { return try MetricGlob(p) } catch { throw ValidationError("glob \(p): \(error)") }
+        }
+        try Find(root: root, globs: patterns).run(output: RecordWriter(), diagnostics: output.diagnostics("wsp-find"))
+    }
+}
+
+ToolMain.run(WspFind.self, name: "wsp-find")

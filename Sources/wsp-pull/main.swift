@@ -1,0 +1,100 @@
+import ArgumentParser
+import WhisperBackup
+
+struct WspPull: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wsp-pull",
+        abstract: "List versions in a store, or download chosen versions into a spool.",
+        discussion: """
+            EXAMPLE
+              wsp-pull list --before 2026-11-01 file:///backups/node1 'servers.web*' \\
+                | xargs -d '\\n' -P 4 -n 50 wsp-pull get --spool /var/tmp/wsp file:///backups/node1 \\
+                | wsp-merge --root /srv/whisper
+
+            \(exitStatusHelp)
+            """,
+        version: wspVersion,
+        subcommands: [List.self, Get.self])
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List versions: the newest at or before a date per metric, or all of them.",
+            discussion: """
+                With GLOBs, lists the metrics that match (one listing pass per glob prefix).
+                Without, reads metric names as records from stdin (first field), so
+                `wsp-find ... | wsp-pull list STORE` lists what is on disk.
+
+                OUTPUT RECORDS
+                  METRIC  TIME  HASH  KEY  SIZE
+                  HASH is the SHA-256 of the uncompressed file (SHA-1 for the Python tool's
+                  legacy layout); SIZE the stored object's bytes.
+
+                \(exitStatusHelp)
+                """)
+
+        @Option(help: ArgumentHelp("Only versions at or before this time (2026-11-01, 2026-11-01T12:00:00Z, 20261101T120000Z, @epoch).", valueName: "date"))
+        var before: String?
+
+        @Flag(help: "Every version (at or before --before), oldest first, not only the newest.")
+        var all = false
+
+        @OptionGroup(title: "Store") var storeOptions: StoreOptions
+        @OptionGroup(title: "Output") var output: OutputOptions
+
+        @Argument(help: ArgumentHelp("Store URL.", valueName: "store"))
+        var store: String
+
+        @Argument(help: ArgumentHelp("Metric globs (default: metric names from stdin).", valueName: "glob"))
+        var globs: [String] = []
+
+        func run() throws {
+            var cutoff: Int64? = nil
+            if let before {
+                guard let t = Timestamp.parse(before) else { throw ValidationError("--before \(before): not a date") }
+                cutoff = t
+            }
+            let patterns = try globs.map { p in
+                do { return try MetricGlob(p) } catch { throw ValidationError("glob \(p): \(error)") }
+            }
+            let (store, layout) = try StoreRegistry.open(store, settings: storeOptions.settings())
+            try PullList(store: store, layout: layout, before: cutoff, all: all)
+                .run(globs: patterns, input: patterns.isEmpty ? RecordInput(arguments: []) : nil,
+                     output: RecordWriter(), diagnostics: output.diagnostics("wsp-pull"))
+        }
+    }
+
+    struct Get: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Download versions named by version records into the spool.",
+            discussion: """
+                INPUT RECORDS (stdin, or one per argument after STORE)
+                  METRIC  TIME  HASH  [KEY  [SIZE]]      (wsp-pull list's output)
+
+                OUTPUT RECORDS
+                  METRIC  TIME  HASH  GZFILE
+                  GZFILE is the downloaded object in the spool, not yet verified:
+                  wsp-merge verifies it before it touches anything.
+
+                \(exitStatusHelp)
+                """)
+
+        @OptionGroup(title: "Spool") var spool: SpoolOptions
+        @OptionGroup(title: "Store") var storeOptions: StoreOptions
+        @OptionGroup(title: "Output") var output: OutputOptions
+
+        @Argument(help: ArgumentHelp("Store URL.", valueName: "store"))
+        var store: String
+
+        @Argument(help: ArgumentHelp("Records (default: read from stdin).", valueName: "record"))
+        var records: [String] = []
+
+        func run() throws {
+            let spool = try self.spool.open()
+            let (store, layout) = try StoreRegistry.open(store, settings: storeOptions.settings())
+            try PullGet(store: store, layout: layout, spool: spool)
+                .run(input: RecordInput(arguments: records), output: RecordWriter(), diagnostics: output.diagnostics("wsp-pull"))
+        }
+    }
+}
+
+ToolMain.run(WspPull.self, name: "wsp-pull")

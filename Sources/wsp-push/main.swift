@@ -1,0 +1,48 @@
+import ArgumentParser
+import WhisperBackup
+
+struct WspPush: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wsp-push",
+        abstract: "Upload snapshots the store lacks (dedup against each metric's newest version).",
+        discussion: """
+            Stores each snapshot as STORE-PREFIX METRIC/TIME.SHA256.wsp.gz unless the metric's
+            newest stored version has the same SHA-256, then removes the spool file.
+
+            INPUT RECORDS (stdin, or one per argument)
+              METRIC  TIME  SHA256  SIZE  GZFILE        (wsp-snap's output)
+
+            OUTPUT RECORDS
+              METRIC  TIME  SHA256  KEY  SIZE  STATUS
+              STATUS is stored, unchanged (TIME and KEY then name the stored version that
+              already holds this content) or would-store (--dry-run). SIZE is the object's bytes.
+
+            EXAMPLE
+              wsp-find --root /srv/whisper | wsp-snap --spool /var/tmp/wsp \\
+                | xargs -d '\\n' -P 4 -n 50 wsp-push file:///backups/node1
+
+            \(exitStatusHelp)
+            """,
+        version: wspVersion)
+
+    @OptionGroup(title: "Store") var storeOptions: StoreOptions
+
+    @Flag(help: "Report what would be stored; store nothing and keep the spool files.")
+    var dryRun = false
+
+    @OptionGroup(title: "Output") var output: OutputOptions
+
+    @Argument(help: ArgumentHelp("Store URL: file:///dir, s3://bucket/prefix, swift://container/prefix.", valueName: "store"))
+    var store: String
+
+    @Argument(help: ArgumentHelp("Records (default: read from stdin).", valueName: "record"))
+    var records: [String] = []
+
+    func run() throws {
+        let (store, layout) = try StoreRegistry.open(store, settings: storeOptions.settings(dryRun: dryRun))
+        try Push(store: store, layout: layout, dryRun: dryRun)
+            .run(input: RecordInput(arguments: records), output: RecordWriter(), diagnostics: output.diagnostics("wsp-push"))
+    }
+}
+
+ToolMain.run(WspPush.self, name: "wsp-push")

@@ -1,0 +1,55 @@
+import ArgumentParser
+import WhisperBackup
+
+struct WspSnap: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wsp-snap",
+        abstract: "Take consistent, hashed, gzipped snapshots of whisper files into a bounded spool.",
+        discussion: """
+            For each file record: open, flock(LOCK_SH) within --lock-timeout, check the path still
+            names the locked file, read, re-read if a write raced the read, check the whisper
+            header, SHA-256 the bytes, gzip them into the spool. The spool never holds more than
+            --spool-max bytes: snap waits while the next stage drains it.
+
+            INPUT RECORDS (stdin, or one per argument)
+              METRIC  PATH          (PATH may be omitted with --root)
+
+            OUTPUT RECORDS
+              METRIC  TIME  SHA256  SIZE  GZFILE
+              TIME is the snapshot time (UTC, 20261127T035433Z); SIZE the uncompressed bytes;
+              GZFILE the gzip file in the spool.
+
+            EXAMPLE
+              wsp-find --root /srv/whisper | wsp-snap --spool /var/tmp/wsp | wsp-push file:///backups
+
+            \(exitStatusHelp)
+            """,
+        version: wspVersion)
+
+    @OptionGroup(title: "Spool") var spool: SpoolOptions
+
+    @Option(help: ArgumentHelp("Whisper root, to take records that carry only METRIC.", valueName: "dir"))
+    var root: String?
+
+    @Option(help: ArgumentHelp("Seconds to wait for a shared lock on a file.", valueName: "s"))
+    var lockTimeout: Double = 30
+
+    @Option(help: ArgumentHelp("gzip level, 1 (fast) to 12 (small).", valueName: "n"))
+    var level: Int32 = 6
+
+    @OptionGroup(title: "Output") var output: OutputOptions
+
+    @Argument(help: ArgumentHelp("Records (default: read from stdin).", valueName: "record"))
+    var records: [String] = []
+
+    func validate() throws {
+        guard (1...12).contains(level) else { throw ValidationError("--level must be 1 to 12") }
+    }
+
+    func run() throws {
+        let snap = Snap(spool: try spool.open(), root: root, lockTimeout: lockTimeout, level: level)
+        try snap.run(input: RecordInput(arguments: records), output: RecordWriter(), diagnostics: output.diagnostics("wsp-snap"))
+    }
+}
+
+ToolMain.run(WspSnap.self, name: "wsp-snap")

@@ -1,0 +1,272 @@
+#!/usr/bin/env bash
+# OpenStack Swift all-in-one on loopback: Swift v1 API (tempauth) and S3 API
+# (s3api) on one proxy port, for the integration tests.
+#
+#   swift-aio.sh start RUNDIR   install if needed, start, wait until healthy
+#   swift-aio.sh stop  RUNDIR   stop what start started (safe to repeat)
+#   swift-aio.sh env   RUNDIR   print `export` lines for the tests to eval
+#
+# Env: SWIFT_PORT (proxy, default 8080), SWIFT_TOKEN_LIFE (tempauth token
+# lifetime in seconds, default 86400), WSP_CACHE (venv location),
+# SWIFT_PYTHON (interpreter for the venv, default /usr/bin/python3).
+set -euo pipefail
+
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+SWIFT_VERSION=2.38.3
+SWIFTCLIENT_VERSION=4.11.0
+SWIFT_PORT="${SWIFT_PORT:-8080}"
+SWIFT_TOKEN_LIFE="${SWIFT_TOKEN_LIFE:-86400}"
+# Debian's interpreter, not a pyenv shim: a shim resolves per directory
+# (.python-version) and could silently change the venv's Python.
+SWIFT_PYTHON="${SWIFT_PYTHON:-/usr/bin/python3}"
+VENV="$WSP_CACHE/swift-venv"
+
+[ $# -eq 2 ] || usage
+cmd="$1"
+RUNDIR="$(realpath -m "$2")"
+ETC="$RUNDIR/etc"
+RUN="$RUNDIR/run"
+LOG="$RUNDIR/log"
+SERVERS="account container object proxy"
+
+# Swift and swiftclient go in a private virtualenv: installed globally, the
+# `swift` client shim would shadow the Swift compiler on PATH. A stamp file
+# makes the install idempotent; flock serialises parallel first runs.
+ensure_venv() {
+    local want stamp
+    want="swift==$SWIFT_VERSION python-swiftclient==$SWIFTCLIENT_VERSION $("$SWIFT_PYTHON" -VV | head -n1)"
+    stamp="$VENV/.wsp-stamp"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/swift-proxy-server" ]; then
+        return 0
+    fi
+    mkdir -p "$WSP_CACHE"
+    (
+        flock 9
+        if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
+        rm -rf "$VENV"
+        local log="$WSP_CACHE/swift-venv-install.log"
+        if ! { "$SWIFT_PYTHON" -m venv "$VENV" &&
+               "$VENV/bin/pip" install -q --disable-pip-version-check \
+                   "swift==$SWIFT_VERSION" "python-swiftclient==$SWIFTCLIENT_VERSION"; } >"$log" 2>&1; then
+            cat "$log" >&2
+            rm -rf "$VENV"
+            die "installing swift into $VENV failed"
+        fi
+        echo "$want" >"$stamp"
+    ) 9>"$WSP_CACHE/swift-venv.lock"
+}
+
+write_configs() {
+    local acct_port="$1" cont_port="$2" obj_port="$3" mc_port="$4" kind
+    cat >"$ETC/swift.conf" <<EOF
+[swift-hash]
+swift_hash_path_prefix = wsp-test
+swift_hash_path_suffix = wsp-test
+
+[storage-policy:0]
+name = Policy-0
+default = yes
+EOF
+    # Every config names swift_dir, so nothing is read from /etc/swift.
+    for kind in account container object; do
+        local port
+        case "$kind" in
+            account) port="$acct_port" ;;
+            container) port="$cont_port" ;;
+            object) port="$obj_port" ;;
+        esac
+        cat >"$ETC/$kind-server.conf" <<EOF
+[DEFAULT]
+bind_ip = 127.0.0.1
+bind_port = $port
+workers = 0
+user = $(id -un)
+swift_dir = $ETC
+devices = $RUNDIR/node
+mount_check = false
+disable_fallocate = true
+log_name = $kind-server
+
+[pipeline:main]
+pipeline = $kind-server
+
+[app:$kind-server]
+use = egg:swift#$kind
+EOF
+    done
+    # Legacy X-Versions-Location needs this on the container server.
+    echo "allow_versions = true" >>"$ETC/container-server.conf"
+
+    cat >"$ETC/proxy-server.conf" <<EOF
+[DEFAULT]
+bind_ip = 127.0.0.1
+bind_port = $SWIFT_PORT
+workers = 0
+user = $(id -un)
+swift_dir = $ETC
+log_name = proxy-server
+
+[pipeline:main]
+pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats bulk tempurl s3api tempauth copy slo dlo versioned_writes symlink proxy-logging proxy-server
+
+[app:proxy-server]
+use = egg:swift#proxy
+account_autocreate = true
+allow_account_management = true
+
+[filter:tempauth]
+use = egg:swift#tempauth
+token_life = $SWIFT_TOKEN_LIFE
+user_admin_admin = admin .admin .reseller_admin
+user_test_tester = testing .admin
+user_test2_tester2 = testing2 .admin
+
+[filter:s3api]
+use = egg:swift#s3api
+location = us-east-1
+
+[filter:cache]
+use = egg:swift#memcache
+memcache_servers = 127.0.0.1:$mc_port
+
+[filter:catch_errors]
+use = egg:swift#catch_errors
+
+[filter:gatekeeper]
+use = egg:swift#gatekeeper
+
+[filter:healthcheck]
+use = egg:swift#healthcheck
+
+[filter:proxy-logging]
+use = egg:swift#proxy_logging
+
+[filter:listing_formats]
+use = egg:swift#listing_formats
+
+[filter:bulk]
+use = egg:swift#bulk
+
+[filter:tempurl]
+use = egg:swift#tempurl
+
+[filter:copy]
+use = egg:swift#copy
+
+[filter:slo]
+use = egg:swift#slo
+
+[filter:dlo]
+use = egg:swift#dlo
+
+[filter:versioned_writes]
+use = egg:swift#versioned_writes
+allow_versioned_writes = true
+
+[filter:symlink]
+use = egg:swift#symlink
+EOF
+}
+
+# Rings record the backend ports, so they are built once per RUNDIR (with
+# ports the kernel says are free) and kept: a restart keeps the stored data.
+ensure_rings() {
+    if [ -f "$ETC/ports" ] && [ -f "$ETC/account.ring.gz" ] \
+        && [ -f "$ETC/container.ring.gz" ] && [ -f "$ETC/object.ring.gz" ]; then
+        return 0
+    fi
+    local a c o kind port
+    a="$(free_port)"; c="$(free_port)"; o="$(free_port)"
+    while [ "$c" = "$a" ]; do c="$(free_port)"; done
+    while [ "$o" = "$a" ] || [ "$o" = "$c" ]; do o="$(free_port)"; done
+    rm -f "$ETC"/*.builder "$ETC"/*.ring.gz
+    rm -rf "$ETC/backups"
+    for kind in account container object; do
+        case "$kind" in account) port=$a ;; container) port=$c ;; object) port=$o ;; esac
+        {
+            "$VENV/bin/swift-ring-builder" "$ETC/$kind.builder" create 8 1 1
+            "$VENV/bin/swift-ring-builder" "$ETC/$kind.builder" add "r1z1-127.0.0.1:$port/sdb1" 1
+            "$VENV/bin/swift-ring-builder" "$ETC/$kind.builder" rebalance
+        } >>"$LOG/rings.log" 2>&1 || { show_logs "$LOG/rings.log"; die "ring build failed"; }
+    done
+    echo "$a $c $o" >"$ETC/ports"
+}
+
+do_stop() {
+    local s
+    for s in proxy object container account; do
+        stop_pidfile "$RUN/$s.pid" "$ETC/$s-server.conf"
+    done
+    stop_pidfile "$RUN/memcached.pid" memcached
+}
+
+do_start() {
+    apt_ensure memcached curl python3-venv
+    ensure_venv
+    do_stop
+    mkdir -p "$ETC" "$RUN" "$LOG" "$RUNDIR/node/sdb1"
+    WSP_PY="$VENV/bin/python"
+    export WSP_PY
+    ensure_rings
+    local a c o mc s
+    read -r a c o <"$ETC/ports"
+    mc="$(free_port)"
+    for s in "$SWIFT_PORT" "$a" "$c" "$o"; do port_free "$s"; done
+    write_configs "$a" "$c" "$o" "$mc"
+
+    # memcached holds tempauth tokens and s3api's auth cache.
+    spawn "$RUN/memcached.pid" "$LOG/memcached.log" \
+        memcached -l 127.0.0.1 -p "$mc" -U 0 -m 32 -u "$(id -un)"
+    for s in account container object proxy; do
+        spawn "$RUN/$s.pid" "$LOG/$s.log" "$VENV/bin/swift-$s-server" "$ETC/$s-server.conf" -v
+    done
+
+    # Healthy means: every backend accepts connections, the proxy answers
+    # /healthcheck and tempauth issues a token (which exercises memcached).
+    local i ok=
+    for i in $(seq 1 300); do
+        for s in memcached $SERVERS; do
+            pid_alive "$RUN/$s.pid" || { show_logs "$LOG/$s.log"; do_stop; die "$s exited during start"; }
+        done
+        if (exec 3<>"/dev/tcp/127.0.0.1/$a") 2>/dev/null &&
+           (exec 3<>"/dev/tcp/127.0.0.1/$c") 2>/dev/null &&
+           (exec 3<>"/dev/tcp/127.0.0.1/$o") 2>/dev/null &&
+           curl -fsS -o /dev/null "http://127.0.0.1:$SWIFT_PORT/healthcheck" 2>/dev/null &&
+           curl -fsS -o /dev/null -H 'X-Auth-User: test:tester' -H 'X-Auth-Key: testing' \
+               "http://127.0.0.1:$SWIFT_PORT/auth/v1.0" 2>/dev/null; then
+            ok=1; break
+        fi
+        sleep 0.1
+    done
+    if [ -z "$ok" ]; then
+        show_logs "$LOG/memcached.log" "$LOG/account.log" "$LOG/container.log" "$LOG/object.log" "$LOG/proxy.log"
+        do_stop
+        die "swift did not become healthy within 30 s"
+    fi
+}
+
+do_env() {
+    local base="http://127.0.0.1:$SWIFT_PORT"
+    emit ST_AUTH "$base/auth/v1.0"
+    emit ST_USER test:tester
+    emit ST_KEY testing
+    emit WSP_TEST_SWIFT_AUTH "$base/auth/v1.0"
+    emit WSP_TEST_SWIFT_USER test:tester
+    emit WSP_TEST_SWIFT_KEY testing
+    # A second account, for isolation and permission tests.
+    emit WSP_TEST_SWIFT_USER2 test2:tester2
+    emit WSP_TEST_SWIFT_KEY2 testing2
+    emit WSP_TEST_SWIFT_TOKEN_LIFE "$SWIFT_TOKEN_LIFE"
+    emit WSP_TEST_S3_ENDPOINT "$base"
+    emit AWS_ACCESS_KEY_ID test:tester
+    emit AWS_SECRET_ACCESS_KEY testing
+    emit AWS_REGION us-east-1
+}
+
+case "$cmd" in
+    start) do_start ;;
+    stop) do_stop ;;
+    env) do_env ;;
+    *) usage ;;
+esac
