@@ -1,0 +1,96 @@
+"""Shared fixtures for the end-to-end tests: the real binaries, generated whisper trees, and
+the Python whisper module as the oracle for the format."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("WSP_BIN", os.path.join(REPO, ".build", "debug"))
+GEN = os.path.join(REPO, "scripts", "gen-tree.py")
+NOW = 1795000000  # a fixed "now" (2026-11-18) so generated trees are reproducible
+
+
+def tool(name):
+    path = os.path.join(BIN, name)
+    if not os.path.exists(path):
+        pytest.fail(f"{path} missing: build first (scripts/test.sh does)")
+    return path
+
+
+def run(name, *args, input=None, check=False, env=None, cwd=None, timeout=300):
+    """Runs a tool; returns CompletedProcess with text stdout/stderr."""
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    p = subprocess.run([tool(name), *map(str, args)], input=input, capture_output=True, text=True,
+                       env=e, cwd=cwd, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{name} {args} exited {p.returncode}\nstderr:\n{p.stderr}")
+    return p
+
+
+def sh(cmd, check=True, env=None, timeout=600):
+    """Runs a shell pipeline with the tools on PATH."""
+    e = dict(os.environ)
+    e["PATH"] = BIN + os.pathsep + e["PATH"]
+    if env:
+        e.update(env)
+    p = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, env=e, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{cmd!r} exited {p.returncode}\nstdout:\n{p.stdout[-3000:]}\nstderr:\n{p.stderr[-3000:]}")
+    return p
+
+
+def records(text):
+    return [line.split("\t") for line in text.splitlines() if line]
+
+
+def gen_tree(root, files=40, schemas="mixed", seed=1, days=30, gaps=False, now=NOW):
+    args = [sys.executable, GEN, str(root), "--files", str(files), "--schemas", schemas, "--seed", str(seed),
+            "--days", str(days), "--now", str(now)]
+    if gaps:
+        args.append("--gaps")
+    subprocess.run(args, check=True, capture_output=True)
+    return root
+
+
+def change_tree(root, fraction, seed, now=NOW):
+    subprocess.run([sys.executable, GEN, str(root), "--change", str(fraction), "--seed", str(seed), "--now", str(now)],
+                   check=True, capture_output=True)
+
+
+def wsp_files(root):
+    root = str(root)
+    out = {}
+    for d, _, fs in os.walk(root):
+        for f in fs:
+            if f.endswith(".wsp"):
+                p = os.path.join(d, f)
+                out[os.path.relpath(p, root)] = p
+    return out
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+@pytest.fixture
+def tree(tmp_path):
+    return gen_tree(tmp_path / "whisper")
+
+
+@pytest.fixture
+def store(tmp_path):
+    d = tmp_path / "store"
+    d.mkdir()
+    return f"file://{d}"
+
+
+@pytest.fixture
+def spool(tmp_path):
+    d = tmp_path / "spool"
+    d.mkdir()
+    return str(d)
