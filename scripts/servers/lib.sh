@@ -15,6 +15,7 @@ as_root() {
 # when something is missing, so an installed machine starts fast. Output goes to
 # a log and is shown only on failure.
 _apt_updated=
+APT_INSTALLED=()
 apt_ensure() {
     local missing=() p log
     for p in "$@"; do
@@ -46,6 +47,7 @@ apt_ensure() {
         die "apt-get install ${missing[*]} failed"
     fi
     rm -f "$log"
+    APT_INSTALLED+=("${missing[@]}")
 }
 
 # Start a command in the background, detached from the caller's session and
