@@ -95,8 +95,7 @@ do_start() {
     spawn "$RUN/carbon.pid" "$LOG/carbon.out" \
         carbon-cache --config="$CONF_DIR/carbon.conf" --pidfile="$RUN/carbon-cache-a.pid" \
         --logdir="$LOG" --nodaemon start
-    local i
-    for i in $(seq 1 300); do
+    for _ in $(seq 1 300); do
         if ! pid_alive "$RUN/carbon.pid"; then
             show_logs "$LOG/carbon.out"; do_stop; die "carbon-cache exited during start"
         fi

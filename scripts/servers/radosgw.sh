@@ -166,8 +166,9 @@ do_start() {
 
     { ceph_ osd new "$osd_uuid" && ceph_ osd crush add osd.0 1 root=default host=localhost; } \
         >>"$setup" 2>&1 || fail "adding the OSD failed"
-    # Right after a fresh monitor, ceph-osd can fail with "wrong fsid"; it
-    # succeeds on a retry a second later.
+    # Right after a fresh monitor, ceph-osd can exit with "wrong fsid" (seen
+    # at start-up before the crush settings above); a retry a second later
+    # works, so both steps retry.
     for i in $(seq 1 10); do
         if ceph-osd -c "$CONF" -i 0 --mkfs --osd-uuid "$osd_uuid" >>"$setup" 2>&1; then break; fi
         [ "$i" -eq 10 ] && fail "ceph-osd --mkfs failed"

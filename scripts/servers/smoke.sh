@@ -73,10 +73,10 @@ check_rgw() {
 
 check_carbon() {
     eval "$("$HERE/carbon.sh" env "$WORK/carbon")"
-    local f="$WSP_TEST_CARBON_WHISPER_DIR/test/metric.wsp" i
+    local f="$WSP_TEST_CARBON_WHISPER_DIR/test/metric.wsp"
     rm -f "$f"
     printf 'test.metric 1 %s\n' "$(date +%s)" >"/dev/tcp/${WSP_TEST_CARBON%:*}/${WSP_TEST_CARBON#*:}"
-    for i in $(seq 1 100); do [ -s "$f" ] && return 0; sleep 0.1; done
+    for _ in $(seq 1 100); do [ -s "$f" ] && return 0; sleep 0.1; done
     echo "carbon did not create $f" >&2
     return 1
 }

@@ -231,8 +231,8 @@ do_start() {
 
     # Healthy means: every backend accepts connections, the proxy answers
     # /healthcheck and tempauth issues a token (which exercises memcached).
-    local i ok=
-    for i in $(seq 1 300); do
+    local ok=
+    for _ in $(seq 1 300); do
         for s in memcached $SERVERS; do
             pid_alive "$RUN/$s.pid" || { show_logs "$LOG/$s.log"; do_stop; die "$s exited during start"; }
         done
