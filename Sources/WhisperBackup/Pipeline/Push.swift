@@ -62,16 +62,10 @@ import Glibc
 
 /// Reading a metric's versions from a store.
 public enum Versions {
-    /// Every version of `metric`, oldest first.
+    /// Every complete version of `metric`, oldest first (a legacy version counts once its
+    /// `.sha1` is there).
     public static func all(of metric: String, in store: Store, layout: StoreLayout) throws -> [StoredVersion] {
-        var out: [StoredVersion] = []
-        try store.list(prefix: layout.metricPrefix(metric)) { obj in
-            if var v = layout.parse(obj.key), v.metric == metric {
-                v.size = obj.size
-                out.append(v)
-            }
-        }
-        return out.sorted(by: isOlder)
+        try StoreListing.metric(metric, in: store, layout: layout).versions
     }
 
     public static func newest(of metric: String, in store: Store, layout: StoreLayout) throws -> StoredVersion? {
