@@ -33,7 +33,8 @@ public struct Snap {
             if Signals.stopRequested || output.closed { break }
             do {
                 let fields = try snapOne(record, diagnostics: diagnostics)
-                output.write(Record(fields))
+                // A snapshot the next stage never hears of leaves no spool file behind.
+                if !output.write(Record(fields)) { _ = try? system_unlink(fields[4]) }
                 diagnostics.done("snapped")
             } catch {
                 diagnostics.fail(record.metric, error)

@@ -27,6 +27,20 @@ public struct Spool: Sendable {
         self.maxBytes = maxBytes
         self.waitSeconds = waitSeconds
         try Path.makeDirectories(dir)
+        removeStaleTempFiles()
+    }
+
+    /// Removes temp files and reservations left by processes that died without cleaning up
+    /// (SIGKILL, power loss): their names carry the pid, and no process has it any more.
+    /// Finished spool files are kept: a next stage may still take them.
+    func removeStaleTempFiles() {
+        guard let entries = try? system_readdir(dir) else { return }
+        for e in entries where e.name.hasPrefix(AtomicFile.tempPrefix) {
+            var rest = e.name.dropFirst(AtomicFile.tempPrefix.count)
+            if rest.hasPrefix("resv.") { rest = rest.dropFirst(5) }
+            guard let dot = rest.firstIndex(of: "."), let pid = Int32(rest[..<dot]) else { continue }
+            if !system_processExists(pid) { _ = try? system_unlink(Path.join(dir, e.name)) }
+        }
     }
 
     /// Bytes held by files in the spool now, temp files included.
