@@ -18,6 +18,10 @@ swift build --build-tests >/dev/null   # fail here if the build failed
 export WSP_BIN="$repo/.build/debug"
 
 servers=${WSP_TEST_SERVERS-swift radosgw carbon}
+# Free loopback ports for the servers unless given: another instance may hold the defaults.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+export SWIFT_PORT=${SWIFT_PORT:-$(free_port)} RGW_PORT=${RGW_PORT:-$(free_port)}
+export RGW_MON_PORT=${RGW_MON_PORT:-$(free_port)} CARBON_PORT=${CARBON_PORT:-$(free_port)}
 run=$(mktemp -d "${TMPDIR:-/tmp}/wsp-test.XXXXXX")
 started=()
 cleanup() {
