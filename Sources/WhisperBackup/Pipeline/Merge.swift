@@ -32,7 +32,8 @@ public struct Merge {
                 diagnostics.done(status)
             } catch {
                 diagnostics.fail(record.metric, error)
-                output.write(record.metric, "failed", "", Diagnostics.printable("\(error)"))
+                // Escaped: a bad name (a newline in it) must not break the record stream.
+                output.write(Diagnostics.shown(record.metric), "failed", "", Diagnostics.printable("\(error)"))
             }
         }
         try diagnostics.finish()
@@ -44,7 +45,7 @@ public struct Merge {
         guard let hash = record[2] else { throw RecordError("fetched record needs HASH in field 3") }
         guard let gzPath = record[3] else { throw RecordError("fetched record needs GZFILE in field 4") }
         let target = Path.join(realRoot, MetricName.relativePath(metric))
-        defer { if !keepSpool && !dryRun { _ = try? system_unlink(gzPath) } }
+        defer { if !keepSpool && !dryRun && Spool.isSpoolFile(gzPath) { _ = try? system_unlink(gzPath) } }
         let (bytes, _) = try VersionCheck.verify(gzPath: gzPath, expectedHash: hash)
         diagnostics.bytesIn += Int64(bytes.count)
 

@@ -114,12 +114,13 @@ public struct Snap {
     /// again if size or change time moved meanwhile (carbon does not lock by default).
     public static func read(path: String, lockTimeout: Double, maxReads: Int) throws -> Snapshot {
         for _ in 0..<maxReads {
-            let fd = try FileDescriptor.open(path, O_RDONLY)
+            // O_NONBLOCK: a FIFO named like a whisper file must not block the open.
+            let fd = try FileDescriptor.open(path, O_RDONLY | O_NONBLOCK)
             let result: Snapshot? = try fd.closeAfter {
+                guard try fd.stat().isRegularFile else { throw RecordError("\(path): not a regular file") }
                 try FileLock.lock(fd, .shared, timeout: lockTimeout)
                 defer { FileLock.unlock(fd) }
                 let before = try fd.stat()
-                guard before.isRegularFile else { throw RecordError("\(path): not a regular file") }
                 let now = try system_stat(path)
                 if now.st_ino != before.st_ino || now.st_dev != before.st_dev { return nil }   // replaced: open again
                 let readAt = system_now()

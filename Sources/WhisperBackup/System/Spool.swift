@@ -84,9 +84,18 @@ public struct Spool: Sendable {
         }
     }
 
-    /// A new unique file name in the spool for `metric`.
+    /// A new unique file name in the spool: `PID.RANDOM` and the suffix.
     public func newPath(suffix: String) -> String {
         Path.join(dir, "\(system_getpid()).\(UInt64.random(in: 0...UInt64.max))\(suffix)")
+    }
+
+    /// Whether `path` is named like a file `newPath` makes (`PID.RANDOM.wsp.gz`): the next
+    /// stage removes only such files, never another file a record happens to name.
+    public static func isSpoolFile(_ path: String) -> Bool {
+        let name = Path.lastComponent(path)
+        guard name.hasSuffix(".wsp.gz") else { return false }
+        let parts = name.dropLast(7).split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 2 && parts.allSatisfy { !$0.isEmpty && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }
     }
 }
 
