@@ -165,6 +165,7 @@ public final class HTTPClient {
         set(CURLOPT_URL, request.url)  // libcurl copies strings
         set(CURLOPT_NOSIGNAL, 1)
         set(CURLOPT_FOLLOWLOCATION, 0)
+        set(CURLOPT_PATH_AS_IS, 1)  // send `/./` and `/../` in keys as they are (they are signed so)
         set(CURLOPT_TCP_KEEPALIVE, 1)
         set(CURLOPT_CONNECTTIMEOUT_MS, Int(options.connectTimeout * 1000))
         set(CURLOPT_LOW_SPEED_LIMIT, 1)
