@@ -22,6 +22,7 @@ final class FaultProxy {
         if let match { args += ["--match", match] }
         if let upstream { args += ["--upstream", upstream] } else { args.append("--memory") }
         args += extra
+        tls = extra.contains("--tls")
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3"] + args
         try process.run()
@@ -33,7 +34,8 @@ final class FaultProxy {
         port = Int(try String(contentsOfFile: portFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))!
     }
 
-    var base: String { "http://127.0.0.1:\(port)" }
+    var tls = false
+    var base: String { "\(tls ? "https" : "http")://127.0.0.1:\(port)" }
 
     /// Logged requests: METHOD TARGET STATUS FAULT CONNECTION.
     func log() -> [[String]] {
@@ -215,6 +217,34 @@ final class HTTPClientTests: XCTestCase {
         XCTAssertLessThan(Date().timeIntervalSince(t0), 3.5)
         // The handle is usable after a failure.
         XCTAssertEqual(try impatient.perform(HTTPRequest(method: "GET", url: proxy.base + "/b/slow")).status, 404)
+    }
+
+    func testTLSIsVerifiedUnlessInsecure() throws {
+        // A self-signed certificate for 127.0.0.1.
+        let cert = tmp + "/cert.pem", key = tmp + "/key.pem"
+        let openssl = Process()
+        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        openssl.arguments = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                             "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert]
+        openssl.standardError = FileHandle.nullDevice
+        do { try openssl.run() } catch { throw XCTSkip("openssl not available") }
+        openssl.waitUntilExit()
+        guard openssl.terminationStatus == 0 else { throw XCTSkip("openssl could not make a certificate") }
+        let proxy = try FaultProxy(extra: ["--tls", cert, key])
+        defer { proxy.stop() }
+        XCTAssertTrue(proxy.base.hasPrefix("https://"))
+
+        XCTAssertThrowsError(try HTTPClient().perform(HTTPRequest(method: "GET", url: proxy.base + "/_echo"))) { e in
+            XCTAssertEqual((e as? HTTPError)?.kind, .tls, "\(e)")
+            XCTAssertFalse((e as? HTTPError)?.isTransient ?? true)
+            XCTAssertTrue("\(e)".contains("--insecure"), "\(e)")
+        }
+        var insecure = HTTPClient.Options()
+        insecure.insecure = true
+        XCTAssertEqual(try HTTPClient(options: insecure).perform(HTTPRequest(method: "GET", url: proxy.base + "/_echo")).status, 200)
+        var trusted = HTTPClient.Options()
+        trusted.caBundle = cert
+        XCTAssertEqual(try HTTPClient(options: trusted).perform(HTTPRequest(method: "GET", url: proxy.base + "/_echo")).status, 200)
     }
 
     func testMissingBodyFileIsALocalError() throws {

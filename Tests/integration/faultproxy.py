@@ -8,14 +8,15 @@ request (method + target): with --faults drop,503 the first attempt of every req
 dropped, the second answered 503 SlowDown, the third and later forwarded.
 
   faultproxy.py --upstream http://127.0.0.1:8080 [--faults drop,503] [--match REGEX]
-                [--log FILE] [--port-file FILE] [--port N]
+                [--log FILE] [--port-file FILE] [--port N] [--tls CERT KEY]
   faultproxy.py --memory [--max-keys N] [--listing-bug no-token|repeat-token|unsorted]
                 [--corrupt-get] ...   # a minimal path-style S3 in memory, for client tests
 
 Faults: drop (read the request, close without answering), reset (close with a TCP RST),
 503 / 500 / 429 (answer that status with an S3-style error body; 503 says SlowDown),
 cut (forward, then send the headers and half the body and close), stall:S (wait S seconds
-before forwarding), pass (forward).
+before forwarding), skew:S (forward with x-amz-date moved S seconds, as a wrong clock would
+send it), pass (forward).
 
 Log lines (tab-separated): METHOD TARGET STATUS FAULT CONNECTION. STATUS is - when no
 answer was sent.
@@ -63,6 +64,17 @@ class State:
         if self.log:
             with self.lock:
                 self.log.write(f"{method}\t{target}\t{status}\t{fault}\t{conn}\n")
+
+
+def skew(amz_date, seconds):
+    """An x-amz-date moved by `seconds` (or the other way if that would change the day, which
+    would break the signature's scope before the server looks at the time)."""
+    t = time.mktime(time.strptime(amz_date, "%Y%m%dT%H%M%SZ")) - time.timezone
+    for shift in (seconds, -seconds):
+        moved = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(t + shift))
+        if moved[:8] == amz_date[:8]:
+            return moved
+    return amz_date
 
 
 def error_body(status):
@@ -158,6 +170,8 @@ class Handler(socketserver.BaseRequestHandler):
             return True
         if fault.startswith("stall:"):
             time.sleep(float(fault.split(":", 1)[1]))
+        if fault.startswith("skew:"):
+            headers = [(n, skew(v, int(fault.split(":", 1)[1])) if n.lower() == "x-amz-date" else v) for n, v in headers]
         try:
             status, reason, rheaders, rbody = self.forward(method, target, headers, body)
         except (ConnectionError, OSError, http.client.HTTPException) as e:
@@ -295,11 +309,17 @@ def main():
     p.add_argument("--corrupt-get", action="store_true", help="--memory: flip a bit of every GET body (ETag unchanged)")
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     p.add_argument("--port-file", help="write the bound port here once listening")
+    p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve HTTPS with this certificate and key")
     args = p.parse_args()
     if bool(args.upstream) == bool(args.memory):
         p.error("give exactly one of --upstream and --memory")
     server = Server(("127.0.0.1", args.port), Handler)
     server.state = State(args)
+    if args.tls:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*args.tls)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     port = server.server_address[1]
     if args.port_file:
         with open(args.port_file + ".tmp", "w") as f:

@@ -363,6 +363,14 @@ def test_wrong_credentials_and_missing_bucket(server, bucket, tmp_path):
     assert p.returncode == 2 and p.stdout == ""
     # Nothing was created by the failed runs.
     assert f"{bucket}-missing" not in [b["Name"] for b in server.boto().list_buckets()["Buckets"]]
+    # A clock 20 minutes off (the proxy moves x-amz-date as such a clock would set it).
+    px = Proxy(tmp_path, server.endpoint, faults=",".join(["skew:-1200"] * 20))
+    try:
+        p = run("wsp-pull", "list", store, "*", env=server.env(tmp_path, endpoint=px.url))
+    finally:
+        px.stop()
+    assert p.returncode == 2
+    one_line_error(p, f"wsp-pull: {store}: list: clock skew", "RequestTimeTooSkewed")
     # A server that is down: exit 2 as well, after the retries.
     p = run("wsp-pull", "list", "--retries", "1", store, "*", env=server.env(tmp_path, endpoint="http://127.0.0.1:9"))
     assert p.returncode == 2
