@@ -101,6 +101,19 @@ final class S3StoreTests: XCTestCase {
         XCTAssertEqual(try keys(store, "pre/c"), [])
     }
 
+    func testServerWithoutDeleteObjectsGetsSingleDeletes() throws {
+        let proxy = try FaultProxy(extra: ["--no-multi-delete"])
+        defer { proxy.stop() }
+        let store = try open(proxy)
+        for i in 0..<5 { try store.put("pre/k\(i)", body: .bytes([1])) }
+        XCTAssertEqual(try store.delete((0..<5).map { "pre/k\($0)" } + ["pre/absent"]).count, 0)
+        XCTAssertEqual(try store.delete(["pre/k9"]).count, 0)
+        XCTAssertEqual(try keys(store, "pre/"), [])
+        let log = proxy.log()
+        XCTAssertEqual(log.filter { $0[0] == "POST" }.count, 1, "asked once, then remembered")
+        XCTAssertEqual(log.filter { $0[0] == "DELETE" }.count, 7)
+    }
+
     func testBrokenListingsFailInsteadOfLoopingOrEndingEarly() throws {
         for (bug, expected) in [("no-token", "without a continuation token"), ("repeat-token", "repeated a continuation token"), ("unsorted", "out of order")] {
             let proxy = try FaultProxy(extra: ["--max-keys", "2", "--listing-bug", bug])

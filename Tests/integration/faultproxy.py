@@ -10,7 +10,7 @@ dropped, the second answered 503 SlowDown, the third and later forwarded.
   faultproxy.py --upstream http://127.0.0.1:8080 [--faults drop,503] [--match REGEX]
                 [--log FILE] [--port-file FILE] [--port N] [--tls CERT KEY]
   faultproxy.py --memory [--max-keys N] [--listing-bug no-token|repeat-token|unsorted]
-                [--corrupt-get] ...   # a minimal path-style S3 in memory, for client tests
+                [--corrupt-get] [--no-multi-delete] ...   # a minimal path-style S3 in memory
 
 Faults: drop (read the request, close without answering), reset (close with a TCP RST),
 503 / 500 / 429 (answer that status with an S3-style error body; 503 says SlowDown),
@@ -50,6 +50,7 @@ class State:
         self.max_keys = args.max_keys
         self.listing_bug = args.listing_bug
         self.corrupt_get = args.corrupt_get
+        self.no_multi_delete = args.no_multi_delete
         self.connections = 0
 
     def fault_for(self, method, target):
@@ -236,6 +237,8 @@ class Handler(socketserver.BaseRequestHandler):
                 return error(404, "NoSuchBucket", "no such bucket")
             if method == "GET" and not key and query.get("list-type") == "2":
                 return 200, "OK", xml, self.listing(bucket, query)
+            if method == "POST" and not key and "delete" in query and st.no_multi_delete:
+                return error(501, "NotImplemented", "DeleteObjects is not supported")
             if method == "POST" and not key and "delete" in query:
                 keys = [k.text or "" for k in ElementTree.fromstring(body).iter() if k.tag.endswith("Key")]
                 if len(keys) > 1000:
@@ -307,6 +310,7 @@ def main():
     p.add_argument("--listing-bug", choices=["no-token", "repeat-token", "unsorted"],
                    help="--memory: answer listings wrongly in this way")
     p.add_argument("--corrupt-get", action="store_true", help="--memory: flip a bit of every GET body (ETag unchanged)")
+    p.add_argument("--no-multi-delete", action="store_true", help="--memory: answer DeleteObjects 501 NotImplemented")
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     p.add_argument("--port-file", help="write the bound port here once listening")
     p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve HTTPS with this certificate and key")

@@ -13,7 +13,8 @@ import Glibc
 /// - `list`: ListObjectsV2 pages of up to 1000 keys, followed by continuation token; a
 ///   truncated page without a token, a token that repeats, or keys out of order fail.
 /// - `delete`: DeleteObjects in batches of 1000 (with `Content-MD5`), reading the per-key
-///   errors of the 200 answer; a missing key counts as deleted.
+///   errors of the 200 answer; a missing key counts as deleted. A server without
+///   DeleteObjects (GCS's XML API) gets one DELETE per key.
 ///
 /// Errors are classified here: 404 NoSuchKey is `.notFound`; connection errors, 429, 5xx,
 /// SlowDown and damaged transfers are `.transient`; everything else is `.permanent`, with a
@@ -115,15 +116,19 @@ public final class S3Store: Store {
     public func delete(_ keys: [String]) throws -> [(key: String, error: Error)] {
         if assumeEmpty || keys.isEmpty { return [] }
         var failed: [(key: String, error: Error)] = []
-        // XML 1.0 cannot carry most control characters: such keys go one DELETE each.
+        // XML 1.0 cannot carry most control characters: such keys go one DELETE each, as do
+        // all keys on a server without DeleteObjects (GCS's XML API).
         let batchable = keys.filter { XMLReader.canRepresent($0) }
+        var single = keys.filter { !XMLReader.canRepresent($0) }
         var start = 0
-        while start < batchable.count {
+        while start < batchable.count && !multiDeleteUnsupported {
             let batch = Array(batchable[start..<min(start + S3Store.deleteBatch, batchable.count)])
-            failed += try deleteObjects(batch)
+            guard let f = try deleteObjects(batch) else { break }
+            failed += f
             start += batch.count
         }
-        for key in keys where !XMLReader.canRepresent(key) {
+        single += batchable[start...]
+        for key in single {
             let r = try send("DELETE", key: key, what: "DELETE \(key)")
             if r.isSuccess { continue }
             let f = failure(r, what: "DELETE \(key)")
@@ -133,10 +138,14 @@ public final class S3Store: Store {
         return failed
     }
 
+    /// Set once the server answered that it does not do DeleteObjects.
+    private(set) var multiDeleteUnsupported = false
+
     /// Keys per DeleteObjects request (the S3 limit).
     static let deleteBatch = 1000
 
-    func deleteObjects(_ keys: [String]) throws -> [(key: String, error: Error)] {
+    /// One DeleteObjects request; nil when the server does not support it.
+    func deleteObjects(_ keys: [String]) throws -> [(key: String, error: Error)]? {
         var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet>"
         for k in keys { xml += "<Object><Key>\(XMLReader.escape(k))</Key></Object>" }
         xml += "</Delete>"
@@ -145,7 +154,15 @@ public final class S3Store: Store {
         let r = try send("POST", key: nil, query: [("delete", "")],
                          headers: [("Content-MD5", Base64.encode(Digest.hash(.md5, body))), ("Content-Type", "application/xml")],
                          body: .bytes(body), payloadHash: Digest.sha256Hex(body), what: what)
-        guard r.isSuccess else { throw failure(r, what: what).error }
+        guard r.isSuccess else {
+            let f = failure(r, what: what)
+            if r.status == 501 || r.status == 405
+                || (r.status == 400 && ["NotImplemented", "InvalidArgument", "InvalidRequest", "UnsupportedOperation"].contains(f.code)) {
+                multiDeleteUnsupported = true
+                return nil
+            }
+            throw f.error
+        }
         let root: XMLElement
         do {
             root = try XMLReader.parse(r.body)
