@@ -14,9 +14,11 @@ final class S3StoreTests: XCTestCase {
 
     override func tearDown() { try? FileManager.default.removeItem(atPath: tmp) }
 
-    func open(_ proxy: FaultProxy, bucket: String = "bkt", create: Bool = true, dryRun: Bool = false, retries: Int = 5) throws -> S3Store {
+    func open(_ proxy: FaultProxy, bucket: String = "bkt", create: Bool = true, dryRun: Bool = false, retries: Int = 5,
+              virtualHosted: Bool = false) throws -> S3Store {
         var s = StoreSettings()
-        s.endpoint = proxy.base
+        s.endpoint = virtualHosted ? "http://localhost:\(proxy.port)" : proxy.base
+        if virtualHosted { s.pathStyle = false }
         s.createMissing = create
         s.dryRun = dryRun
         s.retries = retries
@@ -72,6 +74,21 @@ final class S3StoreTests: XCTestCase {
         // The key as the server saw it: each segment encoded once.
         XCTAssertTrue(proxy.log().contains { $0[0] == "PUT" && $0[1] == "/bkt/pre/g%25h/4" })
         XCTAssertTrue(proxy.log().contains { $0[0] == "PUT" && $0[1] == "/bkt/pre/c%2Bd/2" })
+    }
+
+    func testVirtualHostedAddressing() throws {
+        // libcurl resolves *.localhost to the loopback address itself.
+        let proxy = try FaultProxy()
+        defer { proxy.stop() }
+        let store = try open(proxy, bucket: "vbkt", virtualHosted: true)
+        try store.put("pre/a b", body: .bytes(Array("v".utf8)))
+        XCTAssertEqual(try keys(store, "pre/"), ["pre/a b"])
+        XCTAssertEqual(try store.head("pre/a b")?.size, 1)
+        XCTAssertEqual(try store.delete(["pre/a b"]).count, 0)
+        let log = proxy.log()
+        XCTAssertTrue(log.contains { $0[0] == "PUT" && $0[1] == "/" }, "bucket created at /: \(log)")
+        XCTAssertTrue(log.contains { $0[0] == "PUT" && $0[1] == "/pre/a%20b" }, "\(log)")
+        XCTAssertTrue(log.contains { $0[0] == "POST" && $0[1] == "/?delete=" }, "\(log)")
     }
 
     func testListingPagesAndBatchDeletes() throws {

@@ -206,7 +206,8 @@ class Handler(socketserver.BaseRequestHandler):
                     raise
 
     def memory(self, method, target, headers, body):
-        """A minimal path-style S3 in memory (no authentication): buckets, objects with
+        """A minimal S3 in memory (no authentication; path-style, or virtual-hosted as
+        BUCKET.localhost): buckets, objects with
         Content-MD5 checks, ListObjectsV2 paging, DeleteObjects. Buckets exist once created
         or once an object is put into them."""
         st = self.server.state
@@ -216,6 +217,9 @@ class Handler(socketserver.BaseRequestHandler):
             text = method + "\n" + "".join(f"{n.lower()}: {v}\n" for n, v in headers) + "\n"
             return 200, "OK", [("Content-Type", "text/plain")], text.encode("latin-1") + body
         bucket, _, key = urllib.parse.unquote(parts.path[1:]).partition("/")
+        host = next((v for n, v in headers if n.lower() == "host"), "")
+        if ".localhost" in host:  # virtual-hosted: BUCKET.localhost:PORT
+            bucket, key = host.split(".localhost")[0], urllib.parse.unquote(parts.path[1:])
         query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
         hmap = {n.lower(): v for n, v in headers}
         xml = [("Content-Type", "application/xml")]

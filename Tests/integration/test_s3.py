@@ -328,6 +328,24 @@ def test_awkward_metric_names(server, bucket, tmp_path):
     assert [r[0] for r in records(p.stdout)] == AWKWARD
 
 
+def test_profile_from_aws_files(server, bucket, tmp_path):
+    """AWS_PROFILE with ~/.aws/credentials and ~/.aws/config, and no AWS_* keys at all."""
+    aws = tmp_path / "home" / ".aws"
+    aws.mkdir(parents=True)
+    (aws / "credentials").write_text(f"[default]\naws_access_key_id = nobody\naws_secret_access_key = dflt-Secret-42\n\n"
+                                     f"[wsp]\naws_access_key_id = {server.key}\naws_secret_access_key = {server.secret}\n")
+    (aws / "config").write_text(f"[profile wsp]\nregion = {server.region}\ns3 =\n    endpoint_url = {server.endpoint}\n"
+                                f"    addressing_style = path\n")
+    env = {k: "" for k in server.env(tmp_path)}
+    env.update({"HOME": str(tmp_path / "home"), "AWS_PROFILE": "wsp"})
+    tree = gen_tree(tmp_path / "whisper", files=3, schemas="small")
+    out, _ = backup(f"s3://{bucket}/node1", tree, tmp_path / "spool", env)
+    assert {r[5] for r in out} == {"stored"}
+    env["AWS_PROFILE"] = "default"
+    p = run("wsp-pull", "list", "--endpoint", server.endpoint, f"s3://{bucket}/node1", "*", env=env)
+    assert p.returncode == 2 and "wrong credentials" in p.stderr and "dflt-Secret-42" not in p.stderr
+
+
 def one_line_error(p, *must):
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1, p.stderr
