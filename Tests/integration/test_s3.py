@@ -122,11 +122,15 @@ def stored_objects(server, bucket, prefix):
 
 
 def check_objects(objects, prefix, tree):
-    """Every object is a gzip of a whisper file of the tree whose SHA-256 is in its key."""
+    """Every object is a gzip of a whisper file of the tree whose SHA-256 is in its key (or
+    the store's marker, written by pushes with --state)."""
     files = {os.path.splitext(rel)[0].replace(os.sep, "."): read(p) for rel, p in wsp_files(tree).items()}
     seen = set()
     for key, data in objects.items():
         assert key.startswith(prefix), key
+        if key == prefix + ".wsp-store-id":
+            assert len(data.strip()) == 32, data
+            continue
         metric, name = key[len(prefix):].rsplit("/", 1)
         digest = name.split(".")[1]
         raw = gzip.decompress(data)
@@ -227,6 +231,8 @@ def test_wrappers_with_s3_backend(server, bucket, tmp_path):
         return p
     wrap("backup.sh", "-p", tree, "--create-bucket", "-r", "2", *common, "s3", server.region)
     check_objects(stored_objects(server, bucket, "node1/"), "node1/", tree)
+    again = wrap("backup.sh", "-p", tree, "-r", "2", *common, "s3", server.region)
+    assert "8 files seen, 0 stored, 8 unchanged, 0 failed" in again.stderr, again.stderr[-2000:]
     listed = wrap("restore.sh", *common, "list", "s3")
     assert "8 compressed whisper databases found." in listed.stdout
     wrap("restore.sh", "-p", tmp_path / "restored", *common, "s3")
@@ -432,27 +438,41 @@ def test_faults_still_give_a_complete_verified_backup(server, bucket, tmp_path, 
 
 def test_request_counts(server, bucket, tmp_path, proxies):
     """Requests per metric for a first backup, an unchanged re-run and a restore, counted at
-    a pass-through proxy."""
+    a pass-through proxy: the bare pipeline (dedup by listing each metric), and with
+    --state (unchanged files cost no request)."""
     n = 20
     tree = gen_tree(tmp_path / "whisper", files=n)
-    store = f"s3://{bucket}/node1"
     px = Proxy(tmp_path, server.endpoint)
     proxies.append(px)
     env = server.env(tmp_path, endpoint=px.url)
+    st = tmp_path / "state"
+
+    def stateful(store, create):
+        sh(f"wsp-find --root {q(tree)} | wsp-snap --state {q(st)} --spool {q(tmp_path / 'spool')}"
+           f" | wsp-push --state {q(st)} {'--create-bucket ' if create else ''}{q(store)}", env=env)
+
     counts = {}
-    for phase, action in [("first backup", lambda: backup(store, tree, tmp_path / "spool", env)),
-                          ("unchanged re-run", lambda: backup(store, tree, tmp_path / "spool", env, create=False)),
-                          ("restore", lambda: restore(store, tmp_path / "restored", tmp_path / "spool2", env, "*"))]:
+    plain, state = f"s3://{bucket}/plain", f"s3://{bucket}/state"
+    for phase, action in [
+            ("first backup", lambda: backup(plain, tree, tmp_path / "spool", env)),
+            ("unchanged re-run", lambda: backup(plain, tree, tmp_path / "spool", env, create=False)),
+            ("restore", lambda: restore(plain, tmp_path / "restored", tmp_path / "spool2", env, "*")),
+            ("first backup --state", lambda: stateful(state, True)),
+            ("unchanged re-run --state", lambda: stateful(state, False))]:
         start = px.mark()
         action()
-        entries = px.entries()[start:]
-        counts[phase] = collections.Counter(
-            "list" if "list-type=2" in e[1] else e[0] for e in entries)
+        counts[phase] = collections.Counter("list" if "list-type=2" in e[1] else e[0] for e in px.entries()[start:])
     same_tree(tree, tmp_path / "restored")
-    report = "; ".join(f"{phase}: {sum(c.values())} requests for {n} metrics ({dict(c)})" for phase, c in counts.items())
-    print(f"\n{server.name} request counts: {report}")
-    # One probe per process, then per metric: first backup a listing and a PUT; unchanged a
-    # listing; restore one GET (the listing of all metrics is one page).
+    print(f"\n{server.name}, requests for {n} metrics:")
+    for phase, c in counts.items():
+        print(f"  {phase}: {sum(c.values())} ({', '.join(f'{k} {v}' for k, v in sorted(c.items()))})")
+    # One opening listing per process, then per metric: first backup a listing and a PUT;
+    # unchanged a listing; restore one GET (the listing of all metrics is one page).
     assert counts["first backup"] == {"list": n + 1, "PUT": n + 1}   # + the bucket's creation
     assert counts["unchanged re-run"] == {"list": n + 1}
     assert counts["restore"] == {"list": 3, "GET": n}
+    # With --state (same bucket, another prefix): the first push writes the store's marker
+    # and reads it back; later wsp-snap and wsp-push each open the store and read the marker,
+    # and an unchanged file costs no request at all.
+    assert counts["first backup --state"] == {"list": n + 1, "PUT": n + 1, "GET": 2}
+    assert counts["unchanged re-run --state"] == {"list": 2, "GET": 2}
