@@ -187,3 +187,56 @@ def test_bad_legacy_objects_are_refused(tmp_path, store, spool):
     assert p.returncode == 1
     assert len(wsp_files(out)) == 1   # only the good one; nothing unverified was written
     assert [f for f in os.listdir(spool) if not f.startswith(".")] == []
+
+
+# ---- an S3 bucket the Python tool filled ---------------------------------------------------------
+
+@pytest.fixture
+def s3(tmp_path):
+    """A fresh bucket on the test S3 server, and a boto3 client to fill it as the original did."""
+    missing = [v for v in ("WSP_TEST_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if not os.environ.get(v)]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not set (scripts/servers/swift-aio.sh)")
+    boto3 = pytest.importorskip("boto3")
+    from botocore.config import Config
+    client = boto3.client("s3", endpoint_url=os.environ["WSP_TEST_S3_ENDPOINT"], region_name=os.environ.get("AWS_REGION", "us-east-1"),
+                          config=Config(s3={"addressing_style": "path"}))
+    bucket = f"wsp-legacy-{os.urandom(5).hex()}"
+    client.create_bucket(Bucket=bucket)
+    env = {"AWS_ENDPOINT_URL": os.environ["WSP_TEST_S3_ENDPOINT"], "AWS_PROFILE": "",
+           "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    yield client, bucket, env
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for o in page.get("Contents", []):
+            client.delete_object(Bucket=bucket, Key=o["Key"])
+    client.delete_bucket(Bucket=bucket)
+
+
+@pytest.mark.parametrize("storage_path", ["", "graphite/node1/", "/graphite/node1/"], ids=["no-path", "path", "slash-path"])
+def test_legacy_s3_bucket_restores_with_the_original_options(tmp_path, s3, storage_path):
+    """The original's S3 keys are storage path + metric + "/" + time: with a storage path that
+    starts with "/", the keys start with "/" too. The same --storage-path finds them, and new
+    backups land beside them."""
+    client, bucket, env = s3
+    root = gen_tree(tmp_path / "w", files=8, schemas="small")
+    data = {}
+    for rel, path in wsp_files(root).items():
+        m, blob = metric_of(rel), read(path)
+        key = f"{storage_path}{m}/{legacy_time(NOW - 5 * DAY)}"
+        client.put_object(Bucket=bucket, Key=key + ".wsp.gz", Body=gzip.compress(blob))
+        client.put_object(Bucket=bucket, Key=key + ".sha1", Body=hashlib.sha1(blob).hexdigest().encode())
+        data[m] = blob
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert all(k.startswith(storage_path) for k in keys) and (storage_path != "/graphite/node1/" or keys[0][0] == "/")
+    opts = f"--nolock --nolog --nostamp -b {bucket}" + (f" --storage-path {storage_path}" if storage_path else "")
+    out = tmp_path / "restored"
+    sh(f"bash {WRAPPER} {opts} -p {out} restore s3", env=env)
+    assert {metric_of(rel): read(p) for rel, p in wsp_files(out).items()} == data
+    # a backup with the same options lands beside the legacy keys; both layouts are listed
+    sh(f"bash {WRAPPER} {opts} -p {root} -x -1 backup s3", env=env)
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"] if not o["Key"].endswith(".wsp-store-id")]
+    assert len(keys) == 8 * 3 and all(k.startswith(storage_path) for k in keys)
+    p = sh(f"bash {WRAPPER} {opts} list s3", env=env)
+    assert "16 compressed whisper databases found." in p.stdout
+    url = f"s3://{bucket}/{storage_path}"
+    assert [r[5] for r in records(sh(f"wsp-pull verify --spool {tmp_path / 'v'} {url} '*'", env=env).stdout)] == ["ok"] * 16
