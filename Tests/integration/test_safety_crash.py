@@ -121,7 +121,7 @@ def crash(job, rnd, kind, guess):
     """Kills one stage (or all) at a random moment of the job's expected run, and waits for
     the rest of it to end."""
     t0 = time.monotonic()
-    deadline = t0 + rnd.uniform(0, SPAN.get(kind, guess))
+    deadline = t0 + rnd.uniform(0, min(SPAN.get(kind, guess), guess))
     while time.monotonic() < deadline and not job.done():
         time.sleep(0.005)
     if job.done():   # it was quicker than that: learn how long it takes
@@ -185,7 +185,9 @@ def test_crash_trial(tmp_path, template, trial, kind):
     err = open(tmp_path / "err", "w")
     TOTALS["trials"] += 1
     root = copy(v1, tmp_path / "w")
+    t = time.monotonic()
     full_backup(root, store, spool)
+    took = time.monotonic() - t   # a full backup: the scale of the jobs below
     # The tree moves on: the crashed run has changed files to store, or versions to restore.
     shutil.rmtree(root)
     copy(v2, root)
@@ -195,10 +197,10 @@ def test_crash_trial(tmp_path, template, trial, kind):
             t0 = time.monotonic()
             if kind == "backup":
                 job = backup_chain(root, store, spool, out, err)
-                crash(job, rnd, kind, 1.0)
+                crash(job, rnd, kind, took)
             else:
                 job = wrapper(tmp_path, ["-p", root, "-b", sdir, "-f", str(rnd.choice([1, 2, 3])), "backup", "disk"])
-                crash(job, rnd, kind, 2.0)
+                crash(job, rnd, kind, took + 1.0)
             check_store(str(sdir), before)
             assert temp_files(root) == [] and contents(root) == contents(v2)   # the source is never written
             # again, to completion: every file's newest version is the tree as it is
@@ -220,15 +222,17 @@ def test_crash_trial(tmp_path, template, trial, kind):
             before_targets = contents(target)
             # What a complete restore makes of the existing targets (exists: untouched; backfill: filled).
             ref = copy(target, tmp_path / "reference")
+            t = time.monotonic()
             full_restore(store, spool, ref)
+            took = time.monotonic() - t
             merged = contents(ref)
             before = store_objects(str(sdir))
             if kind == "restore":
                 job = restore_chain(store, spool, target, out, err)
-                crash(job, rnd, kind, 1.0)
+                crash(job, rnd, kind, took)
             else:
                 job = wrapper(tmp_path, ["-p", target, "-b", sdir, "-f", str(rnd.choice([1, 2, 3])), "restore", "disk"])
-                crash(job, rnd, kind, 1.5)
+                crash(job, rnd, kind, took + 1.0)
             check_store(str(sdir), before)
             check_targets(target, before_targets, expected, merged)
             full_restore(store, spool, target)
@@ -240,8 +244,11 @@ def test_crash_trial(tmp_path, template, trial, kind):
             full_backup(root, store, spool)
             before = store_objects(str(sdir))
             newest = {m: sorted(v)[-2:] for m, v in versions(sdir).items()}
+            t = time.monotonic()
+            run("wsp-prune", "--keep", "2", "--all", "--dry-run", store, check=True)
+            took = time.monotonic() - t
             p = subprocess.Popen([tool("wsp-prune"), "--keep", "2", "--all", store], stdout=out, stderr=err)
-            crash(Proc(p), rnd, kind, 0.3)
+            crash(Proc(p), rnd, kind, took * 1.5)
             assert bad_versions(str(sdir)) == {}
             now = versions(sdir)
             for m, keep in newest.items():
@@ -255,11 +262,15 @@ def test_crash_trial(tmp_path, template, trial, kind):
             listing = sh(f"wsp-find --root {root}").stdout
             run("wsp-prune", "--gone-after", "1", "--now", f"@{NOW}", "--force", store, input=listing, check=True)
             kept = {m: v for m, v in versions(sdir).items() if m.replace(".", "/") + ".wsp" not in gone}
+            t = time.monotonic()
+            run("wsp-prune", "--gone-after", "1", "--now", f"@{NOW + 2 * 86400}", "--force", "--dry-run", store,
+                input=listing, check=True)
+            took = time.monotonic() - t
             p = subprocess.Popen([tool("wsp-prune"), "--gone-after", "1", "--now", f"@{NOW + 2 * 86400}", "--force", store],
                                  stdin=subprocess.PIPE, stdout=out, stderr=err, text=True)
             p.stdin.write(listing)
             p.stdin.close()
-            crash(Proc(p), rnd, kind, 0.3)
+            crash(Proc(p), rnd, kind, took * 1.5)
             assert bad_versions(str(sdir)) == {}
             now = versions(sdir)
             assert all(now.get(m) == v for m, v in kept.items()), "a metric on disk lost versions"
