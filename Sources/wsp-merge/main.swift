@@ -4,20 +4,32 @@ import WhisperBackup
 struct WspMerge: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "wsp-merge",
-        abstract: "Verify fetched versions, then create missing whisper files atomically.",
+        abstract: "Verify fetched versions, then create missing whisper files or backfill existing ones.",
         discussion: """
             Checks each fetched file (gzip CRC, the SHA-256 or legacy SHA-1 named by the record,
             the whisper header) before touching the target. A missing target is written to a
             temp file in its directory and linked into place only if nothing appeared there
-            meanwhile. An existing target is never overwritten. The spool file is removed.
+            meanwhile. An existing target is backfilled in place under flock(LOCK_EX) (waiting
+            up to --lock-timeout): only its empty slots within each archive's retention before
+            --now are written, from the backup's archive of the same resolution, or aggregated
+            from finer backup data (the target's method and xFilesFactor) where the backup has
+            no archive of that resolution for that time; coarser data never fills finer slots,
+            and no existing point, zeros included, is changed. A target that is not valid
+            whisper (or is go-carbon compressed) is left untouched and reported. Nothing is
+            ever overwritten by a copy. The spool file is removed.
 
             INPUT RECORDS (stdin, or one per argument)
               METRIC  TIME  HASH  GZFILE        (wsp-pull get's output)
 
             OUTPUT RECORDS
               METRIC  STATUS  PATH  DETAIL
-              STATUS: created (DETAIL: bytes), exists (left untouched), would-create (--dry-run),
-              failed (DETAIL: the reason, also reported on stderr).
+              STATUS and DETAIL:
+                created       bytes written (the target was missing)
+                filled        points written into the existing target
+                unchanged     0 (the target has every point the backup could give it)
+                failed        the reason (also reported on stderr); the target is untouched
+                would-create  bytes (--dry-run)
+                would-fill    points that would be written (--dry-run)
 
             EXAMPLE
               wsp-pull list file:///backups/node1 '*' | wsp-pull get --spool /var/tmp/wsp file:///backups/node1 \\
@@ -30,6 +42,12 @@ struct WspMerge: ParsableCommand {
     @Option(help: ArgumentHelp("Whisper root to restore into.", valueName: "dir"))
     var root: String
 
+    @Option(help: ArgumentHelp("The time the archives' retention is counted back from, once for the whole run (default: the current time). 2026-11-01T12:00:00Z, 20261101T120000Z, @epoch.", valueName: "date"))
+    var now: String?
+
+    @Option(help: ArgumentHelp("Seconds to wait for the exclusive lock on an existing target.", valueName: "s"))
+    var lockTimeout: Double = 30
+
     @Flag(help: "Verify and report what would be written; write nothing and keep the spool files.")
     var dryRun = false
 
@@ -41,8 +59,13 @@ struct WspMerge: ParsableCommand {
     @Argument(help: ArgumentHelp("Records (default: read from stdin).", valueName: "record"))
     var records: [String] = []
 
+    func validate() throws {
+        if let now, Timestamp.parse(now) == nil { throw ValidationError("--now \(now): not a date") }
+        guard lockTimeout >= 0 else { throw ValidationError("--lock-timeout must not be negative") }
+    }
+
     func run() throws {
-        try Merge(root: root, dryRun: dryRun, keepSpool: keepSpool)
+        try Merge(root: root, dryRun: dryRun, keepSpool: keepSpool, now: now.flatMap(Timestamp.parse), lockTimeout: lockTimeout)
             .run(input: RecordInput(arguments: records), output: RecordWriter(), diagnostics: output.diagnostics("wsp-merge"))
     }
 }
