@@ -1,4 +1,7 @@
 import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import WhisperBackup
 
 /// Backfill semantics (`WhisperFill`) on files built in memory.
@@ -198,5 +201,48 @@ final class FillTests: XCTestCase {
         var t = target
         t.apply(p)
         XCTAssertEqual(t.bytes, source.bytes)
+    }
+
+    func testRunsNeverCrossArchivesEvenWhereTheyTouchInTheFile() throws {
+        var source = file([(60, 10), (600, 10)], .last, xff: 0)
+        fill(&source, archive: 0, count: 10)
+        fill(&source, archive: 1, count: 10)
+        var target = source
+        // The last slot of archive 0 and the first of archive 1 sit side by side in the file.
+        target.store(archive: 0, slot: 9, point: WhisperPoint(timestamp: 0, value: 0))
+        target.store(archive: 1, slot: 0, point: WhisperPoint(timestamp: 0, value: 0))
+        let p = try plan(source, target)
+        XCTAssertEqual(p.writes[1].offset, p.writes[0].offset + 12)
+        XCTAssertEqual(p.runs(), [0..<1, 1..<2])
+        XCTAssertEqual(p.bases, [0: UInt32(1_794_999_960 - 540), 1: 0])
+    }
+
+    /// The two-pass write on a real file: values first, then timestamps, each run checked
+    /// again before it is written.
+    func testWritingAPlanToAFileRestoresTheSourceAndSkipsSlotsThatGotAPoint() throws {
+        var source = file([(60, 100), (600, 100)], .sum, xff: 0)
+        fill(&source, archive: 0, count: 100)
+        fill(&source, archive: 1, count: 100)
+        var target = source
+        for slot in [0, 1, 2, 50, 99] {
+            target.store(archive: 0, slot: slot, point: WhisperPoint(timestamp: 0, value: 0))
+            target.store(archive: 1, slot: slot, point: WhisperPoint(timestamp: 0, value: 0))
+        }
+        let p = try plan(source, target)
+        XCTAssertEqual(p.count, 10)
+        let path = "/tmp/wsp-filltest-\(system_getpid()).wsp"
+        defer { _ = try? system_unlink(path) }
+        // A writer that does not lock puts a point into slot 50 of archive 0 after the plan.
+        var raced = target
+        raced.store(archive: 0, slot: 50, point: WhisperPoint(timestamp: UInt32(source.withArchive(0) { $0.timestamp(atSlot: 50) }), value: 7))
+        try AtomicFile.write(path, bytes: raced.bytes, placement: .replace)
+        let fd = try FileDescriptor.open(path, O_RDWR)
+        let written = try fd.closeAfter { try Merge.write(p, to: fd) }
+        XCTAssertEqual(written, 9)
+        let rd = try FileDescriptor.open(path, O_RDONLY)
+        let back = try WhisperFile(bytes: try rd.closeAfter { try Merge.read(rd, size: raced.bytes.count) })
+        var expected = source
+        expected.store(archive: 0, slot: 50, point: raced.withArchive(0) { $0.point(atSlot: 50) })
+        XCTAssertEqual(back.bytes, expected.bytes)
     }
 }

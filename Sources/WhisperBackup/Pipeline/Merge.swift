@@ -104,7 +104,7 @@ public struct Merge {
                 // whisper-resize replaces files by rename: lock the file the path names now.
                 let current = try system_stat(target)
                 if current.st_ino != st.st_ino || current.st_dev != st.st_dev { return nil }
-                let bytes = try fd.readAll(sizeHint: Int(st.st_size))
+                let bytes = try Merge.read(fd, size: Int(st.st_size))
                 let plan: FillPlan
                 do {
                     plan = try bytes.withUnsafeBytes { t in
@@ -183,6 +183,18 @@ public struct Merge {
             try fd.sync()
         }
         return written
+    }
+
+    /// The whole file, which must be `size` bytes long (whisper files never change size;
+    /// whisper-resize replaces them by rename).
+    static func read(_ fd: FileDescriptor, size: Int) throws -> [UInt8] {
+        var extra: UInt8 = 0
+        let bytes = try [UInt8](unsafeUninitializedCapacity: size) { buf, count in
+            count = try fd.read(into: UnsafeMutableRawBufferPointer(buf), at: 0)
+        }
+        let more = try withUnsafeMutableBytes(of: &extra) { try fd.read(into: $0, at: Int64(size)) }
+        guard bytes.count == size, more == 0 else { throw RecordError("\(fd.path): changed size while being read") }
+        return bytes
     }
 
     static func readTimestamp(_ fd: FileDescriptor, at offset: Int64) throws -> UInt32 {

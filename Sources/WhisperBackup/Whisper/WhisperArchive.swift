@@ -32,24 +32,75 @@ public struct WhisperArchive {
     @inline(__always)
     public func value(at t: Int) -> Double? {
         let base = self.base
-        if base == 0 { return nil }
+        return base == 0 ? nil : value(at: t, base: base)
+    }
+
+    /// The value for interval `t` with the ring anchored at `base` (any timestamp that
+    /// addresses like the archive's base), or nil when the slot holds some other time.
+    @inline(__always)
+    public func value(at t: Int, base: Int) -> Double? {
         let slot = info.slot(of: t, base: base)
         return timestamp(atSlot: slot) == t ? value(atSlot: slot) : nil
     }
 
-    /// The newest interval the archive holds a point for (a slot whose timestamp addresses
-    /// back to that slot), or nil when it holds none.
+    /// The timestamp that anchors the ring: the base, or for an archive whose first slot is
+    /// empty but which holds points elsewhere (whisper never leaves one so; damaged or
+    /// generated files can), the addressing most of those points agree on. Nil when the
+    /// archive holds no point.
+    public var addressingBase: Int? {
+        let base = self.base
+        if base != 0 { return base }
+        let step = info.secondsPerPoint
+        let period = info.retention
+        var first: Int? = nil
+        var disagree = false
+        var slot = 1
+        while slot < info.points {
+            let t = timestamp(atSlot: slot)
+            if t != 0 && t % step == 0 {
+                let phase = Whisper.mod(t - slot * step, period)
+                if first == nil { first = phase } else if phase != first { disagree = true }
+            }
+            slot += 1
+        }
+        guard var best = first else { return nil }
+        if disagree {
+            var votes: [Int: Int] = [:]
+            slot = 1
+            while slot < info.points {
+                let t = timestamp(atSlot: slot)
+                if t != 0 && t % step == 0 { votes[Whisper.mod(t - slot * step, period), default: 0] += 1 }
+                slot += 1
+            }
+            best = votes.max { $0.value < $1.value || ($0.value == $1.value && $0.key > $1.key) }!.key
+        }
+        // A phase of 0 addresses like `period`, which cannot be mistaken for "no base".
+        return best == 0 ? period : best
+    }
+
+    /// The oldest and newest intervals the archive holds a point for (slots whose timestamp
+    /// addresses back to them with the ring anchored at `base`).
+    public func span(base: Int) -> (oldest: Int, newest: Int)? {
+        let step = info.secondsPerPoint
+        var oldest = Int.max
+        var newest = Int.min
+        var slot = 0
+        while slot < info.points {
+            let t = timestamp(atSlot: slot)
+            if t != 0 && Whisper.mod(t - base, step) == 0 && info.slot(of: t, base: base) == slot {
+                if t < oldest { oldest = t }
+                if t > newest { newest = t }
+            }
+            slot += 1
+        }
+        return newest == Int.min ? nil : (oldest, newest)
+    }
+
+    /// The newest interval the archive holds a point for, or nil when it holds none (as
+    /// whisper reads it: an archive without a base holds none).
     public func newestTimestamp() -> Int? {
         let base = self.base
-        if base == 0 { return nil }
-        var newest: Int? = nil
-        let step = info.secondsPerPoint
-        for slot in 0..<info.points {
-            let t = timestamp(atSlot: slot)
-            if t == 0 || (newest.map { t <= $0 } ?? false) { continue }
-            if Whisper.mod(t - base, step) == 0 && info.slot(of: t, base: base) == slot { newest = t }
-        }
-        return newest
+        return base == 0 ? nil : span(base: base)?.newest
     }
 
     /// The values of the intervals from the one holding `from` up to (not including)

@@ -22,13 +22,19 @@ public struct FillPlan: Sendable {
     public var count: Int { writes.count }
     public var isEmpty: Bool { writes.isEmpty }
 
-    /// Ranges of `writes` whose slots follow each other in the file: one `pwrite` each.
+    /// Ranges of `writes` whose slots follow each other in one archive: one `pwrite` each.
+    /// (The last slot of an archive and the first of the next are neighbours in the file,
+    /// but the first slot anchors its ring and is checked on its own.)
     public func runs() -> [Range<Int>] {
         var out: [Range<Int>] = []
         var start = 0
-        for i in writes.indices.dropFirst() where writes[i].offset != writes[i - 1].offset + WhisperHeader.pointSize {
-            out.append(start..<i)
-            start = i
+        var i = 1
+        while i < writes.count {
+            if writes[i].archive != writes[i - 1].archive || writes[i].slot != writes[i - 1].slot + 1 {
+                out.append(start..<i)
+                start = i
+            }
+            i += 1
         }
         if !writes.isEmpty { out.append(start..<writes.count) }
         return out
@@ -43,8 +49,8 @@ public struct FillPlan: Sendable {
 /// - a slot is empty when the timestamp stored in it is not the interval it stands for; a
 ///   slot holding a later lap of the ring (data newer than `now`) is not empty;
 /// - an empty slot takes the source's point for that interval from the source archive of the
-///   same step, if that archive covers the interval (its newest point and the retention
-///   before it), gap or not;
+///   same step, if that archive covers the interval (the archive's retention before the
+///   source's newest point, which stands for the time the backup was taken), gap or not;
 /// - otherwise from the finest source archive whose step divides the target's and that
 ///   covers the interval's start: the interval's finer points aggregated with the target's
 ///   method and xFilesFactor, as whisper would have propagated them;
@@ -61,20 +67,32 @@ public enum WhisperFill {
     public static func plan(source: UnsafeRawBufferPointer, sourceHeader: WhisperHeader,
                             target: UnsafeRawBufferPointer, targetHeader: WhisperHeader,
                             now: Int) -> FillPlan {
-        let sources = sourceHeader.archives.compactMap { info -> SourceArchive? in
+        // Every archive of the source, those without points too: within its span an empty
+        // archive is still the authority at its resolution (it has gaps only).
+        var sources: [SourceArchive] = []
+        for info in sourceHeader.archives {
             let archive = WhisperArchive(info, in: source)
-            guard let newest = archive.newestTimestamp() else { return nil }
-            return SourceArchive(archive: archive, newest: newest)
+            let base = archive.addressingBase
+            let span = base.flatMap { archive.span(base: $0) }
+            sources.append(SourceArchive(archive: archive, base: span == nil ? 0 : base!,
+                                         oldest: span?.oldest ?? Int.max, newest: span?.newest ?? Int.min, latest: 0))
         }
+        // The backup's own "now" is not recorded; its newest point stands for it.
+        guard let latest = sources.map(\.newest).max(), latest > 0 else { return FillPlan() }
+        for i in sources.indices { sources[i].latest = latest }
         var plan = FillPlan()
-        for (index, info) in targetHeader.archives.enumerated() {
+        var index = 0
+        while index < targetHeader.archives.count {
+            let info = targetHeader.archives[index]
             let lookup = SourceLookup(sources: sources, step: info.secondsPerPoint,
                                       method: targetHeader.aggregation, xFilesFactor: targetHeader.xFilesFactor)
-            if lookup.isEmpty { continue }
-            let archive = WhisperArchive(info, in: target)
-            let before = plan.writes.count
-            planArchive(index, archive, lookup, now: now, into: &plan.writes)
-            if plan.writes.count > before { plan.bases[index] = UInt32(archive.base) }
+            if !lookup.isEmpty {
+                let archive = WhisperArchive(info, in: target)
+                let before = plan.writes.count
+                planArchive(index, archive, lookup, now: now, into: &plan.writes)
+                if plan.writes.count > before { plan.bases[index] = UInt32(archive.base) }
+            }
+            index += 1
         }
         return plan
     }
@@ -98,24 +116,30 @@ public enum WhisperFill {
         // Timestamp 0 marks an empty slot, so the first storable interval is `step`.
         let oldest = max(newest - (info.points - 1) * step, step)
         guard newest >= oldest, newest <= Int(UInt32.max) else { return }
+        // Only the intervals the source has data for can take a point.
+        let from = max(oldest, info.interval(lookup.oldest))
+        let through = min(newest, lookup.newest)
+        guard from <= through else { return }
 
         var base = archive.base
         if base == 0 {
-            if let phase = inferPhase(archive) {
+            if let phase = archive.addressingBase {
+                // The first slot was lost: refill it from the interval that belongs there, or
+                // leave the archive alone (points written elsewhere would stay unreadable).
                 let first = newest - Whisper.mod(newest - phase, period)
                 guard first >= oldest, lookup.value(at: first) != nil else { return }
                 base = first
             } else {
-                var t = oldest
-                while t <= newest, lookup.value(at: t) == nil { t += step }
-                if t > newest { return }
+                var t = from
+                while t <= through, lookup.value(at: t) == nil { t += step }
+                if t > through { return }
                 base = t
             }
         }
 
         let start = writes.count
-        var t = oldest
-        while t <= newest {
+        var t = from
+        while t <= through {
             let slot = info.slot(of: t, base: base)
             let stored = archive.timestamp(atSlot: slot)
             if stored != t && !(stored > t && (stored - t) % period == 0), let value = lookup.value(at: t) {
@@ -125,37 +149,39 @@ public enum WhisperFill {
             }
             t += step
         }
-        // Intervals in time order wrap around the ring once; put them in slot order.
-        if writes.count > start + 1, let wrap = (start + 1..<writes.count).first(where: { writes[$0].slot < writes[$0 - 1].slot }) {
+        // Intervals in time order wrap around the ring at most once; put them in slot order.
+        var wrap = start + 1
+        while wrap < writes.count && writes[wrap].slot > writes[wrap - 1].slot { wrap += 1 }
+        if wrap < writes.count {
             writes.replaceSubrange(start..., with: Array(writes[wrap...] + writes[start..<wrap]))
         }
     }
-
-    /// The addressing (base modulo the ring's period) that the points of an archive with no
-    /// base agree on most, or nil when it holds none.
-    static func inferPhase(_ archive: WhisperArchive) -> Int? {
-        let step = archive.info.secondsPerPoint
-        let period = archive.info.retention
-        var votes: [Int: Int] = [:]
-        for slot in 1..<archive.info.points {
-            let t = archive.timestamp(atSlot: slot)
-            if t == 0 || t % step != 0 { continue }
-            votes[Whisper.mod(t - slot * step, period), default: 0] += 1
-        }
-        return votes.max { $0.value < $1.value || ($0.value == $1.value && $0.key > $1.key) }?.key
-    }
 }
 
-/// A source archive that holds points, with the span it covers: its newest point and the
-/// retention before it.
+/// A source archive that holds points, and the span it covers: the retention before the
+/// source's newest point (the latest of all its archives), as when the backup was taken.
+/// Within that span the archive is the authority at its resolution, gaps included.
 struct SourceArchive {
     let archive: WhisperArchive
+    /// Anchors the ring (the base, or the addressing inferred when the first slot is empty);
+    /// 0 when the archive holds no point.
+    let base: Int
+    /// The oldest and newest points this archive holds.
+    let oldest: Int
     let newest: Int
+    /// The newest point of the whole source file.
+    var latest: Int
 
     var step: Int { archive.info.secondsPerPoint }
 
+    /// The oldest interval it covers that holds a point.
+    var firstCovered: Int { max(oldest, latest - archive.info.retention + 1) }
+
     @inline(__always)
-    func covers(_ t: Int) -> Bool { t <= newest && t > newest - archive.info.retention }
+    func covers(_ t: Int) -> Bool { t <= latest && t > latest - archive.info.retention }
+
+    @inline(__always)
+    func value(at t: Int) -> Double? { base == 0 ? nil : archive.value(at: t, base: base) }
 }
 
 /// Where the value of one target interval comes from: the source archive of the same step,
@@ -166,6 +192,9 @@ struct SourceLookup {
     let step: Int
     let method: AggregationMethod
     let xFilesFactor: Float
+    /// The oldest and newest times any of those archives holds a point for.
+    let oldest: Int
+    let newest: Int
 
     init(sources: [SourceArchive], step: Int, method: AggregationMethod, xFilesFactor: Float) {
         same = sources.first { $0.step == step }
@@ -173,19 +202,26 @@ struct SourceLookup {
         self.step = step
         self.method = method
         self.xFilesFactor = xFilesFactor
+        let all = (same.map { [$0] } ?? []) + finer
+        oldest = all.map(\.firstCovered).min() ?? Int.max
+        newest = all.map(\.newest).max() ?? Int.min
     }
 
     var isEmpty: Bool { same == nil && finer.isEmpty }
 
     /// The source's value for target interval `t`, or nil.
     func value(at t: Int) -> Double? {
-        if let same, same.covers(t) { return same.archive.value(at: t) }
-        for source in finer where source.covers(t) {
+        if let same, same.covers(t) { return same.value(at: t) }
+        var i = 0
+        while i < finer.count {
+            let source = finer[i]
+            i += 1
+            if !source.covers(t) { continue }
             var aggregator = Aggregator(method)
             var u = t
             let end = t + step
             while u < end {
-                aggregator.add(source.archive.value(at: u))
+                aggregator.add(source.value(at: u))
                 u += source.step
             }
             return aggregator.result(xFilesFactor: xFilesFactor)
