@@ -6,33 +6,40 @@ struct WspMerge: ParsableCommand {
         commandName: "wsp-merge",
         abstract: "Verify fetched versions, then create missing whisper files or backfill existing ones.",
         discussion: """
-            Checks each fetched file (gzip CRC, the SHA-256 or legacy SHA-1 named by the record,
-            the whisper header) before touching the target. A missing target is written to a
-            temp file in its directory and linked into place only if nothing appeared there
-            meanwhile. An existing target is backfilled in place under flock(LOCK_EX) (waiting
-            up to --lock-timeout): only its empty slots within each archive's retention before
-            --now are written, from the backup's archive of the same resolution, or aggregated
-            from finer backup data (the target's method and xFilesFactor) where the backup has
-            no archive of that resolution for that time; coarser data never fills finer slots,
-            and no existing point, zeros included, is changed. A target that is not valid
-            whisper (or is go-carbon compressed) is left untouched and reported. Nothing is
-            ever overwritten by a copy. The spool file is removed.
+            Checks each fetched file (gzip CRC, the SHA-256 or legacy SHA-1 named by the \
+            record, the whisper header) before touching the target.
+
+            A missing target is written to a temp file in its directory and linked into \
+            place only if nothing appeared there meanwhile.
+
+            An existing target is backfilled in place under flock(LOCK_EX), waiting up to \
+            --lock-timeout. Only its empty slots are written, within each archive's \
+            retention before --now (taken once per run): from the backup's archive of the \
+            same resolution, or, where the backup has no archive of that resolution for \
+            that time, aggregated from finer backup data with the target's method and \
+            xFilesFactor. Coarser data never fills finer slots; no existing point, zeros \
+            included, is changed or re-aggregated. Each slot is written value first, then \
+            timestamp, so an interrupted merge leaves a valid file.
+
+            A target that is not valid whisper (or is go-carbon compressed) is left \
+            untouched and reported. Nothing is ever overwritten by a copy. The spool file \
+            is removed.
 
             INPUT RECORDS (stdin, or one per argument)
               METRIC  TIME  HASH  GZFILE        (wsp-pull get's output)
 
             OUTPUT RECORDS
               METRIC  STATUS  PATH  DETAIL
-              STATUS and DETAIL:
-                created       bytes written (the target was missing)
-                filled        points written into the existing target
-                unchanged     0 (the target has every point the backup could give it)
-                failed        the reason (also reported on stderr); the target is untouched
-                would-create  bytes (--dry-run)
-                would-fill    points that would be written (--dry-run)
+              created       DETAIL: bytes written (the target was missing)
+              filled        DETAIL: points written into the existing target
+              unchanged     DETAIL: 0 (nothing in the backup fills an empty slot)
+              failed        DETAIL: the reason (also on stderr); target untouched
+              would-create  DETAIL: bytes (--dry-run)
+              would-fill    DETAIL: points that would be written (--dry-run)
 
             EXAMPLE
-              wsp-pull list file:///backups/node1 '*' | wsp-pull get --spool /var/tmp/wsp file:///backups/node1 \\
+              wsp-pull list file:///backups/node1 '*' \\
+                | wsp-pull get --spool /var/tmp/wsp file:///backups/node1 \\
                 | wsp-merge --root /srv/whisper
 
             \(exitStatusHelp)
