@@ -98,19 +98,20 @@ def write_ring(path, schema, agg, xff, now, rng):
 def punch(path, archive_index, slots, stale=False):
     """Empties slots of one archive: zeroes them, or (stale) leaves the previous lap of the
     ring there, as after carbon was down for a while. Returns the slots that held a point."""
-    a = archives(path)[archive_index]
-    offset, step, points = a
-    hit = []
+    offset, step, points = archives(path)[archive_index]
+    data = bytearray(read(path))
+    arr = np.frombuffer(data, dtype=POINT, count=points, offset=offset)
+    chosen = np.unique(np.asarray(list(slots), dtype=np.int64))
+    hit = chosen[arr["t"][chosen] != 0]
+    if stale:
+        arr["t"][hit] = arr["t"][hit] - step * points
+        arr["v"][hit] = 12345.678
+    else:
+        arr["t"][hit] = 0
+        arr["v"][hit] = 0
     with open(path, "r+b") as f:
-        for s in sorted(set(slots)):
-            f.seek(offset + 12 * s)
-            t, _ = struct.unpack(">Ld", f.read(12))
-            if t == 0:
-                continue
-            f.seek(offset + 12 * s)
-            f.write(struct.pack(">Ld", t - step * points, 12345.678) if stale else bytes(12))
-            hit.append(s)
-    return hit
+        f.write(data)
+    return [int(x) for x in hit]
 
 
 def changed_slots(before, after, path):
