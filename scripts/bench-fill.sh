@@ -77,37 +77,65 @@ for d, _, fs in sorted(os.walk(root)):
             out.write(gzip.compress(data, 6))
         print("\t".join([rel.replace("/", "."), "20261127T000000Z", digest, gz]))
 EOF
+# Warm caches, nothing dirty: the copies just made are flushed before either tool starts, so
+# wsp-merge's fsyncs carry only its own writes.
 find "$work/backup" "$work/spool" "$work/by-merge" "$work/by-carbonate" -type f -exec cat {} + > /dev/null
+sync
 
-clock() { python3 -c 'import time; print(time.monotonic())'; }
-elapsed() { python3 -c "print(f'{$2 - $1:.2f}')"; }
+cp -a "$work/live" "$work/by-merge-p2"
+sync
 
-t0=$(clock)
-"$merge_bin" --root "$work/by-merge" --now "@$now" --keep-spool < "$work/fetched" > "$work/merged"
-t1=$(clock)
-python3 - "$work/backup" "$work/by-carbonate" <<'EOF'
-import os, sys, time
-from carbonate.fill import fill_archives
-src, dst = sys.argv[1], sys.argv[2]
-for d, _, fs in sorted(os.walk(src)):
-    for f in sorted(fs):
-        rel = os.path.relpath(os.path.join(d, f), src)
-        fill_archives(os.path.join(src, rel), os.path.join(dst, rel), time.time())
+# Each run timed for wall clock and CPU (user + sys, its child processes included).
+python3 - "$work" "$merge_bin" "$now" "$files" "$identical" <<'EOF'
+import filecmp, os, resource, subprocess, sys, time
+work, merge_bin, now, files, identical = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5] == "1"
+
+def cpu():
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+def timed(fn):
+    w, c = time.monotonic(), cpu()
+    out = fn()
+    return time.monotonic() - w, cpu() - c, out
+
+def merge(root, procs):
+    # As a restore runs it: wsp-pull get | xargs -d '\n' -P PROCS -n N wsp-merge --root ROOT
+    n = files if procs == 1 else max(1, min(50, files // procs))
+    with open(os.path.join(work, "fetched")) as f:
+        p = subprocess.run(["xargs", "-d", "\n", "-P", str(procs), "-n", str(n), merge_bin, "--root", root,
+                            "--now", "@" + now, "--keep-spool"], stdin=f, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit("wsp-merge failed:\n" + p.stderr[-2000:])
+    return [line.split("\t") for line in p.stdout.splitlines()]
+
+def carbonate():
+    from carbonate.fill import fill_archives
+    src, dst = os.path.join(work, "backup"), os.path.join(work, "by-carbonate")
+    for d, _, fs in sorted(os.walk(src)):
+        for f in sorted(fs):
+            rel = os.path.relpath(os.path.join(d, f), src)
+            fill_archives(os.path.join(src, rel), os.path.join(dst, rel), time.time())
+
+def changed(tree):
+    live = os.path.join(work, "live")
+    return sum(1 for d, _, fs in os.walk(live) for f in fs
+               if not filecmp.cmp(os.path.join(d, f), os.path.join(work, tree, os.path.relpath(d, live), f), shallow=False))
+
+m1 = timed(lambda: merge(os.path.join(work, "by-merge"), 1))
+m2 = timed(lambda: merge(os.path.join(work, "by-merge-p2"), 2))
+c1 = timed(carbonate)
+statuses = {}
+for r in m1[2]:
+    statuses[r[1]] = statuses.get(r[1], 0) + 1
+points = sum(int(r[3]) for r in m1[2] if r[1] == "filled")
+print(f"files: {files} ({'identical to the backup' if identical else 'with gaps'}); "
+      f"wsp-merge: {', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}, {points} points written")
+print(f"{'':36} {'wall s':>7} {'cpu s':>7}  files changed")
+print(f"{'wsp-merge, 1 process':36} {m1[0]:7.2f} {m1[1]:7.2f}  {changed('by-merge')}")
+print(f"{'wsp-merge, xargs -P 2':36} {m2[0]:7.2f} {m2[1]:7.2f}  {changed('by-merge-p2')}")
+print(f"{'carbonate fill_archives, 1 process':36} {c1[0]:7.2f} {c1[1]:7.2f}  {changed('by-carbonate')}")
+print(f"ratio (carbonate / wsp-merge), 1 process each: {c1[0] / max(m1[0], 1e-3):.1f}x wall, "
+      f"{c1[1] / max(m1[1], 1e-3):.1f}x cpu")
+print(f"ratio with wsp-merge under xargs -P 2:         {c1[0] / max(m2[0], 1e-3):.1f}x wall")
 EOF
-t2=$(clock)
-
-merge_s=$(elapsed "$t0" "$t1")
-carbonate_s=$(elapsed "$t1" "$t2")
-points=$(awk -F'\t' '$2 == "filled" { n += $4 } END { print n + 0 }' "$work/merged")
-summary=$(awk -F'\t' '{ n[$2]++ } END { for (s in n) printf "%s%d %s", sep, n[s], s; sep = ", " }' "$work/merged")
-changed() { python3 - "$work/live" "$1" <<'EOF'
-import filecmp, os, sys
-a, b = sys.argv[1], sys.argv[2]
-print(sum(1 for d, _, fs in os.walk(a) for f in fs
-          if not filecmp.cmp(os.path.join(d, f), os.path.join(b, os.path.relpath(d, a), f), shallow=False)))
-EOF
-}
-echo "files:                 $files ($( [ "$identical" = 1 ] && echo "identical to the backup" || echo "with gaps"))"
-echo "wsp-merge:             ${merge_s} s  ($summary; $points points written; $(changed "$work/by-merge") files changed)"
-echo "carbonate whisper-fill: ${carbonate_s} s  ($(changed "$work/by-carbonate") files changed)"
-python3 -c "print(f'ratio:                 {$carbonate_s / max($merge_s, 0.01):.1f}x (carbonate time / wsp-merge time)')"

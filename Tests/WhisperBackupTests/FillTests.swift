@@ -237,10 +237,10 @@ final class FillTests: XCTestCase {
         raced.store(archive: 0, slot: 50, point: WhisperPoint(timestamp: UInt32(source.withArchive(0) { $0.timestamp(atSlot: 50) }), value: 7))
         try AtomicFile.write(path, bytes: raced.bytes, placement: .replace)
         let fd = try FileDescriptor.open(path, O_RDWR)
-        let written = try fd.closeAfter { try Merge.write(p, to: fd) }
+        let written = try fd.closeAfter { try MergeBatch.write(p, to: fd) }
         XCTAssertEqual(written, 9)
         let rd = try FileDescriptor.open(path, O_RDONLY)
-        let back = try WhisperFile(bytes: try rd.closeAfter { try Merge.read(rd, size: raced.bytes.count) })
+        let back = try WhisperFile(bytes: try rd.closeAfter { try rd.readAll(sizeHint: raced.bytes.count) })
         var expected = source
         expected.store(archive: 0, slot: 50, point: raced.withArchive(0) { $0.point(atSlot: 50) })
         XCTAssertEqual(back.bytes, expected.bytes)

@@ -118,3 +118,42 @@ def test_sigkill_during_merge_leaves_valid_files_with_existing_points_intact(tmp
     assert p.returncode == 0, p.stderr
     for rel, path in files.items():
         assert read(path) == source[rel]
+
+
+def test_batch_never_holds_locks_while_waiting_and_takes_a_metric_twice(tmp_path):
+    """Records from arguments are backfilled in batches that hold their files' locks until
+    the batch is durable. A busy file makes the merge finish (and report) the batch before it
+    waits, so two merges can never wait for each other; a metric twice in one batch (two
+    versions) is merged twice, the second time onto the first's result."""
+    src = gen_tree(tmp_path / "src", files=3, schemas="small", seed=8)
+    root = tmp_path / "whisper"
+    shutil.copytree(src, root)
+    rels = sorted(wsp_files(root))
+    for rel in rels:
+        assert len(punch(os.path.join(root, rel), 0, range(30, 40))) == 10
+    older = tmp_path / "older.wsp"                      # an older version of the first metric
+    shutil.copy(os.path.join(src, rels[0]), older)
+    punch(str(older), 0, range(35, 40))
+    recs = [fetched(tmp_path / "spool", metric_of(rels[0]), older),
+            fetched(tmp_path / "spool", metric_of(rels[0]), os.path.join(src, rels[0])),
+            fetched(tmp_path / "spool", metric_of(rels[1]), os.path.join(src, rels[1])),
+            fetched(tmp_path / "spool", metric_of(rels[2]), os.path.join(src, rels[2]))]
+    busy = os.path.join(root, rels[2])
+    with open(busy, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        p = subprocess.Popen([tool("wsp-merge"), "--root", root, "--now", f"@{NOW}", *recs],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # The first three records are done and reported while the merge waits for the fourth.
+        lines = [p.stdout.readline() for _ in range(3)]
+        assert p.poll() is None
+        assert [r[1:] for r in records("".join(lines))] == [
+            ["filled", os.path.join(root, rels[0]), "5"],
+            ["filled", os.path.join(root, rels[0]), "5"],
+            ["filled", os.path.join(root, rels[1]), "10"]]
+        assert read(os.path.join(root, rels[0])) == read(os.path.join(src, rels[0]))
+        fcntl.flock(held, fcntl.LOCK_UN)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert records(out)[0][1:] == ["filled", busy, "10"]
+    for rel in rels:
+        assert read(os.path.join(root, rel)) == read(os.path.join(src, rel))

@@ -27,6 +27,10 @@ public struct Merge {
         self.lockTimeout = lockTimeout
     }
 
+    /// Records from arguments (as xargs passes them) are backfilled in batches of this many
+    /// files, which share two filesystem syncs; records from stdin are made durable one by one.
+    public static let batchSize = 64
+
     public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
         let realRoot: String
         do {
@@ -35,21 +39,25 @@ public struct Merge {
         } catch {
             throw ConfigError("--root \(root): \(error)")
         }
+        let batch = MergeBatch(limit: input.isBuffered ? Merge.batchSize : 1, output: output, diagnostics: diagnostics)
         for record in input {
             if Signals.stopRequested || output.closed { break }
             do {
-                let (status, path, detail) = try mergeOne(record, realRoot: realRoot, diagnostics: diagnostics)
-                output.write(record.metric, status, path, detail)
-                diagnostics.done(status)
+                if let (status, path, detail) = try mergeOne(record, realRoot: realRoot, batch: batch) {
+                    batch.report(record.metric, status, path, detail)
+                }
             } catch {
-                diagnostics.fail(record.metric, error)
-                output.write(record.metric, "failed", "", Diagnostics.printable("\(error)"))
+                batch.fail(record.metric, error)
             }
         }
+        batch.flush()
         try diagnostics.finish()
     }
 
-    func mergeOne(_ record: Record, realRoot: String, diagnostics: Diagnostics) throws -> (String, String, String) {
+    /// Merges one record; nil when its target joined the batch (reported when the batch is
+    /// made durable).
+    func mergeOne(_ record: Record, realRoot: String, batch: MergeBatch) throws -> (String, String, String)? {
+        let diagnostics = batch.diagnostics
         let metric = record.metric
         try MetricName.validate(metric)
         guard let hash = record[2] else { throw RecordError("fetched record needs HASH in field 3") }
@@ -60,7 +68,7 @@ public struct Merge {
         diagnostics.bytesIn += Int64(bytes.count)
 
         if Path.exists(target) {
-            return try backfill(target, source: bytes, sourceHeader: header, realRoot: realRoot, diagnostics: diagnostics)
+            return try backfill(metric, target, source: bytes, sourceHeader: header, realRoot: realRoot, batch: batch)
         }
         if dryRun { return ("would-create", target, "\(bytes.count)") }
         let dir = Path.directory(of: target)
@@ -75,7 +83,7 @@ public struct Merge {
             }
         } catch Errno.fileExists {
             // Something (carbon) created it meanwhile: backfill it like any existing file.
-            return try backfill(target, source: bytes, sourceHeader: header, realRoot: realRoot, diagnostics: diagnostics)
+            return try backfill(metric, target, source: bytes, sourceHeader: header, realRoot: realRoot, batch: batch)
         }
         diagnostics.bytesOut += Int64(bytes.count)
         return ("created", target, "\(bytes.count)")
@@ -89,118 +97,52 @@ public struct Merge {
         }
     }
 
-    /// Backfills the existing `target` from `source` in place: lock, read, plan, write the
-    /// empty slots, fsync. Returns `filled N`, `unchanged 0` or, with `--dry-run`, `would-fill N`.
-    func backfill(_ target: String, source: [UInt8], sourceHeader: WhisperHeader, realRoot: String,
-                  diagnostics: Diagnostics) throws -> (String, String, String) {
+    /// Backfills the existing `target` from `source` in place: lock, read, plan, and write the
+    /// values of the empty slots; the batch then writes their timestamps and makes both
+    /// durable. Returns `unchanged 0` or, with `--dry-run`, `would-fill N`, or nil when the
+    /// target joined the batch.
+    func backfill(_ metric: String, _ target: String, source: [UInt8], sourceHeader: WhisperHeader,
+                  realRoot: String, batch: MergeBatch) throws -> (String, String, String)? {
         try checkInsideRoot(target, realRoot: realRoot)
+        // The same file twice in one batch: the first must be finished before it is locked again.
+        if batch.holds(target) { batch.flush() }
+        let mode: FileLock.Mode = dryRun ? .shared : .exclusive
         for _ in 0..<maxOpens {
             let fd = try FileDescriptor.open(target, dryRun ? O_RDONLY : O_RDWR)
-            let result: (String, String, String)? = try fd.closeAfter {
-                try FileLock.lock(fd, dryRun ? .shared : .exclusive, timeout: lockTimeout)
-                defer { FileLock.unlock(fd) }
-                let st = try fd.stat()
-                guard st.isRegularFile else { throw RecordError("target \(target) is not a regular file; left untouched") }
-                // whisper-resize replaces files by rename: lock the file the path names now.
-                let current = try system_stat(target)
-                if current.st_ino != st.st_ino || current.st_dev != st.st_dev { return nil }
-                let bytes = try Merge.read(fd, size: Int(st.st_size))
-                let plan: FillPlan
-                do {
-                    plan = try bytes.withUnsafeBytes { t in
-                        let targetHeader = try WhisperHeader(t, fileSize: bytes.count)
-                        return source.withUnsafeBytes { s in
-                            WhisperFill.plan(source: s, sourceHeader: sourceHeader, target: t,
-                                             targetHeader: targetHeader, now: Int(now))
-                        }
-                    }
-                } catch let e as WhisperFormatError {
-                    throw RecordError("target is not usable whisper (\(e)); left untouched")
-                }
-                if plan.isEmpty { return ("unchanged", target, "0") }
-                if dryRun { return ("would-fill", target, "\(plan.count)") }
-                let written = try Merge.write(plan, to: fd)
-                diagnostics.bytesOut += Int64(written * WhisperHeader.pointSize)
-                return written == 0 ? ("unchanged", target, "0") : ("filled", target, "\(written)")
+            var kept = false
+            defer { if !kept { FileLock.unlock(fd); fd.close() } }
+            // Never wait for a lock while holding others (two merges could each hold what the
+            // other wants): if the file is busy, finish the batch first, then wait.
+            do {
+                try FileLock.lock(fd, mode, timeout: batch.isEmpty ? lockTimeout : 0)
+            } catch is LockTimeout where !batch.isEmpty {
+                batch.flush()
+                try FileLock.lock(fd, mode, timeout: lockTimeout)
             }
-            if let result { return result }
+            let st = try fd.stat()
+            guard st.isRegularFile else { throw RecordError("target \(target) is not a regular file; left untouched") }
+            // whisper-resize replaces files by rename: lock the file the path names now.
+            let current = try system_stat(target)
+            if current.st_ino != st.st_ino || current.st_dev != st.st_dev { continue }
+            let size = Int(st.st_size)
+            let plan: FillPlan
+            do {
+                plan = try batch.withFile(fd, size: size) { t in
+                    let targetHeader = try WhisperHeader(t, fileSize: size)
+                    return source.withUnsafeBytes { s in
+                        WhisperFill.plan(source: s, sourceHeader: sourceHeader, target: t,
+                                         targetHeader: targetHeader, now: Int(now))
+                    }
+                }
+            } catch let e as WhisperFormatError {
+                throw RecordError("target is not usable whisper (\(e)); left untouched")
+            }
+            if plan.isEmpty { return ("unchanged", target, "0") }
+            if dryRun { return ("would-fill", target, "\(plan.count)") }
+            try batch.add(metric: metric, target: target, fd: fd, plan: plan)
+            kept = true
+            return nil
         }
         throw RecordError("\(target): replaced during every one of \(maxOpens) attempts to lock it")
-    }
-
-    /// Writes `plan` into the open, locked file in two passes, then fsyncs, and returns the
-    /// number of points written. The first pass writes the values only: a slot keeps its old
-    /// timestamp, so it still reads as empty if the run stops there (SIGKILL, or power loss
-    /// after the first fsync). The second pass writes the timestamps, which make the points
-    /// visible. Each run is read again just before it is written, and a slot whose timestamp
-    /// is no longer the one planned is left alone (a writer that does not lock, as carbon by
-    /// default, put a point there); so is every slot of an archive whose base (first slot)
-    /// moved since the plan.
-    static func write(_ plan: FillPlan, to fd: FileDescriptor) throws -> Int {
-        let runs = plan.runs()
-        var skip = [Bool](repeating: false, count: plan.count)
-        var buffer = [UInt8]()
-        var written = 0
-        for pass in 0..<2 {
-            var checked = Set<Int>()
-            var moved = Set<Int>()
-            for run in runs {
-                let first = plan.writes[run.lowerBound]
-                if checked.insert(first.archive).inserted {
-                    let baseOffset = first.offset - first.slot * WhisperHeader.pointSize
-                    if try readTimestamp(fd, at: Int64(baseOffset)) != plan.bases[first.archive] {
-                        moved.insert(first.archive)
-                    }
-                }
-                if moved.contains(first.archive) {
-                    for i in run { skip[i] = true }
-                    continue
-                }
-                let count = run.count * WhisperHeader.pointSize
-                if buffer.count < count { buffer = [UInt8](repeating: 0, count: count) }
-                let got = try buffer.withUnsafeMutableBytes {
-                    try fd.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<count]), at: Int64(first.offset))
-                }
-                guard got == count else { throw RecordError("\(fd.path): file shrank while being filled") }
-                buffer.withUnsafeMutableBytes { buf in
-                    for i in run {
-                        let w = plan.writes[i]
-                        let at = w.offset - first.offset
-                        if skip[i] || WhisperPoint.timestamp(UnsafeRawBufferPointer(buf), at: at) != w.previous {
-                            skip[i] = true
-                        } else if pass == 0 {
-                            w.point.storeValue(into: buf, at: at)
-                        } else {
-                            w.point.storeTimestamp(into: buf, at: at)
-                            written += 1
-                        }
-                    }
-                }
-                try buffer.withUnsafeBytes {
-                    try fd.write(UnsafeRawBufferPointer(rebasing: $0[0..<count]), at: Int64(first.offset))
-                }
-            }
-            try fd.sync()
-        }
-        return written
-    }
-
-    /// The whole file, which must be `size` bytes long (whisper files never change size;
-    /// whisper-resize replaces them by rename).
-    static func read(_ fd: FileDescriptor, size: Int) throws -> [UInt8] {
-        var extra: UInt8 = 0
-        let bytes = try [UInt8](unsafeUninitializedCapacity: size) { buf, count in
-            count = try fd.read(into: UnsafeMutableRawBufferPointer(buf), at: 0)
-        }
-        let more = try withUnsafeMutableBytes(of: &extra) { try fd.read(into: $0, at: Int64(size)) }
-        guard bytes.count == size, more == 0 else { throw RecordError("\(fd.path): changed size while being read") }
-        return bytes
-    }
-
-    static func readTimestamp(_ fd: FileDescriptor, at offset: Int64) throws -> UInt32 {
-        var b = [UInt8](repeating: 0, count: 4)
-        let n = try b.withUnsafeMutableBytes { try fd.read(into: $0, at: offset) }
-        guard n == 4 else { throw RecordError("\(fd.path): file shrank while being filled") }
-        return b.withUnsafeBytes { WhisperPoint.timestamp($0, at: 0) }
     }
 }

@@ -82,12 +82,14 @@ public struct WhisperArchive {
     /// addresses back to them with the ring anchored at `base`).
     public func span(base: Int) -> (oldest: Int, newest: Int)? {
         let step = info.secondsPerPoint
+        let period = info.retention
         var oldest = Int.max
         var newest = Int.min
         var slot = 0
         while slot < info.points {
             let t = timestamp(atSlot: slot)
-            if t != 0 && Whisper.mod(t - base, step) == 0 && info.slot(of: t, base: base) == slot {
+            // t addresses this slot exactly when t - base - slot * step is a whole number of laps.
+            if t != 0 && (t - base - slot * step) % period == 0 {
                 if t < oldest { oldest = t }
                 if t > newest { newest = t }
             }
