@@ -399,3 +399,41 @@ def test_usage(tmp_path):
     for text in ("METRIC  STATUS  PATH  DETAIL", "created", "filled", "unchanged", "failed",
                  "would-create", "would-fill", "--now", "--lock-timeout", "EXIT STATUS"):
         assert text in h, text
+
+
+def test_now_is_one_time_in_any_accepted_form(tmp_path):
+    src = gen_tree(tmp_path / "src", files=2, schemas="small", seed=12)
+    root = tmp_path / "whisper"
+    shutil.copytree(src, root)
+    rels = sorted(wsp_files(root))
+    for rel in rels:
+        path = os.path.join(root, rel)
+        punch(path, 0, range(1, archives(path)[0][2], 3))
+    recs = lambda: [fetched(tmp_path / "spool", metric_of(r), os.path.join(src, r)) for r in rels]
+    counts = []
+    for now in (f"@{NOW}", "2026-11-18T11:06:40Z", "20261118T110640Z", "2026-11-18T12:06:40+01:00"):
+        p = run("wsp-merge", "--root", root, "--now", now, "--dry-run", *recs())
+        assert p.returncode == 0, p.stderr
+        counts.append([r[3] for r in records(p.stdout)])
+    assert counts[0] == counts[1] == counts[2] == counts[3] and all(int(c) > 0 for c in counts[0])
+    # An hour later the oldest hour of each first archive is beyond its retention: fewer points.
+    later = run("wsp-merge", "--root", root, "--now", f"@{NOW + 3600}", "--dry-run", *recs())
+    assert all(int(a) < int(b) for a, b in zip([r[3] for r in records(later.stdout)], counts[0]))
+
+
+def test_a_target_that_leads_outside_the_root_is_left_alone(tmp_path):
+    src = gen_tree(tmp_path / "src", files=1, schemas="small", seed=13)
+    rel = sorted(wsp_files(src))[0]
+    outside = tmp_path / "outside.wsp"
+    shutil.copy(os.path.join(src, rel), outside)
+    punch(str(outside), 0, range(10, 20))
+    before = read(outside)
+    root = tmp_path / "whisper"
+    target = os.path.join(root, rel)
+    os.makedirs(os.path.dirname(target))
+    os.symlink(outside, target)
+    p = merge(root, [fetched(tmp_path / "spool", metric_of(rel), os.path.join(src, rel))])
+    assert p.returncode == 1
+    rec = records(p.stdout)[0]
+    assert rec[1] == "failed" and "leads outside the root" in rec[3]
+    assert read(outside) == before and os.path.islink(target)
