@@ -17,7 +17,12 @@ def backup(root, store, spool, state, extra=""):
     p = sh(f"wsp-find --root {root} | wsp-snap --spool {spool} --state {state} {extra}"
            f" | tee {spool}.snaps | wsp-push --state {state} {store}")
     snaps = records(open(f"{spool}.snaps").read())
+    global last_stderr
+    last_stderr = p.stderr
     return records(p.stdout), snaps
+
+
+last_stderr = ""
 
 
 def objects(store_dir):
@@ -30,7 +35,7 @@ def test_unchanged_run_reads_nothing_and_changes_are_seen(tmp_path, store, spool
     out, snaps = backup(root, store, spool, state)
     assert {r[5] for r in out} == {"stored"} and all(s[4] != "-" for s in snaps)
     out2, snaps2 = backup(root, store, spool, state)
-    assert all(s[4] == "-" for s in snaps2), "unchanged files must not be read"
+    assert all(s[4] == "-" for s in snaps2), ("unchanged files must not be read", [s for s in snaps2 if s[4] != "-"], snaps, last_stderr)
     assert {r[5] for r in out2} == {"unchanged"}
     # the unchanged records name the stored versions exactly
     assert sorted((r[0], r[1], r[2], r[3], r[4]) for r in out2) == sorted((r[0], r[1], r[2], r[3], r[4]) for r in out)
