@@ -24,6 +24,7 @@ public struct Merge {
         } catch {
             throw ConfigError("--root \(root): \(error)")
         }
+        diagnostics.expect(input)
         for record in input {
             if Signals.stopRequested || output.closed { break }
             do {

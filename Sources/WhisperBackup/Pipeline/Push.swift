@@ -15,6 +15,7 @@ public struct Push {
     }
 
     public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
+        diagnostics.expect(input)
         for record in input {
             if Signals.stopRequested || output.closed { break }
             do {
