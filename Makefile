@@ -37,7 +37,7 @@ MANDATE  = $(shell git log -1 --format=%cs 2>/dev/null || date +%F)
 INSTALL  ?= install
 STRIP    ?= strip
 
-.PHONY: all build man completions install uninstall deb check-install clean-dist FORCE
+.PHONY: all build man completions install install-files uninstall deb check-install clean-dist
 
 all: build man completions
 
@@ -46,13 +46,18 @@ build:
 	$(SWIFTPM)
 
 # The plugin builds the package (a no-op after `build`: same flags) and runs generate-manual
-# on each tool. Blank lines in --help discussions become paragraph breaks.
+# on each tool, when a tool is newer than the pages. Blank lines in --help discussions become
+# paragraph breaks.
 man: build
-	$(PLUGIN) generate-manual --date $(MANDATE) --authors 'whisper-backup maintainers' >/dev/null
 	@mkdir -p $(OUT)/man1
-	@for t in $(TOOLS); do \
-	    sed 's/^$$/.Pp/' $(SCRATCH)/plugins/GenerateManual/outputs/$$t/$$t.1 > $(OUT)/man1/$$t.1 || exit 1; \
-	done
+	@if [ ! -e $(OUT)/man1/.tools ] || [ -n "$$(find $(addprefix $(BIN)/,$(TOOLS)) -newer $(OUT)/man1/.tools)" ]; then \
+	    echo "$(PLUGIN) generate-manual --date $(MANDATE)"; \
+	    $(PLUGIN) generate-manual --date $(MANDATE) --authors 'whisper-backup maintainers' >/dev/null || exit 1; \
+	    for t in $(TOOLS); do \
+	        sed 's/^$$/.Pp/' $(SCRATCH)/plugins/GenerateManual/outputs/$$t/$$t.1 > $(OUT)/man1/$$t.1 || exit 1; \
+	    done; \
+	    touch $(OUT)/man1/.tools; \
+	fi
 	bash scripts/gen-man.sh --date $(MANDATE) --version $(VERSION) scripts/whisper-backup.sh > $(OUT)/man1/whisper-backup.1
 	printf '.so man1/whisper-backup.1\n' > $(OUT)/man1/whisper-restore.1
 
@@ -67,6 +72,10 @@ completions: build
 
 # Installs what `all` built; run `make` first as yourself, then `sudo make install`.
 install: all
+	@$(MAKE) --no-print-directory install-files
+
+# The install step alone (packaging/build-deb.sh stages the package with it).
+install-files:
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR) \
 	    $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)
 	@for t in $(TOOLS); do \
@@ -109,8 +118,9 @@ uninstall:
 	    echo "kept $(DESTDIR)$(SYSCONFDIR)/default/whisper-backup (edited)"; \
 	fi
 
+DEB_COMPRESS ?= gzip
 deb: all
-	bash packaging/build-deb.sh --scratch $(SCRATCH) --out dist
+	bash packaging/build-deb.sh --scratch $(SCRATCH) --out dist --compress $(DEB_COMPRESS)
 
 check-install:
 	python3 -m pytest -q -p no:cacheprovider Tests/integration/test_install.py Tests/integration/test_ops.py

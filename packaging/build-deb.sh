@@ -5,14 +5,16 @@
 # libraries the tools link (found by dpkg-shlibdeps: libcurl4, libdeflate0, zlib1g, libssl3,
 # libc6, libstdc++6, libgcc-s1) and what the wrappers run.
 #
-#   packaging/build-deb.sh [--scratch .build-dist] [--out dist]     (`make deb` runs it)
+#   packaging/build-deb.sh [--scratch .build-dist] [--out dist] [--compress gzip|xz|zstd]
+#   (`make deb` runs it; gzip by default: every dpkg reads it, and xz takes a minute longer)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-scratch=.build-dist out=dist
+scratch=.build-dist out=dist compress=gzip
 while [ $# -gt 0 ]; do
     case "$1" in
         --scratch) scratch=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
+        --compress) compress=$2; shift 2 ;;
         *) echo "build-deb.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -24,7 +26,7 @@ done
 work=$(mktemp -d "${TMPDIR:-/tmp}/whisper-backup-deb.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 stage=$work/root
-make --no-print-directory install DESTDIR="$stage" PREFIX=/usr SYSCONFDIR=/etc SCRATCH="$scratch" >/dev/null
+make --no-print-directory install-files DESTDIR="$stage" PREFIX=/usr SYSCONFDIR=/etc SCRATCH="$scratch" >/dev/null
 chmod 600 "$stage/etc/default/whisper-backup"
 # Debian ships man pages compressed (man follows the .so link of whisper-restore to them).
 gzip -9n "$stage"/usr/share/man/man1/*.1
@@ -50,5 +52,5 @@ for s in postinst prerm postrm; do install -m 755 "packaging/debian/$s" "$stage/
 
 mkdir -p "$out"
 deb="$out/whisper-backup_${version}_${arch}.deb"
-dpkg-deb --root-owner-group --build -Zxz "$stage" "$deb" >/dev/null
+dpkg-deb --root-owner-group --build -Z"$compress" "$stage" "$deb" >/dev/null
 echo "$deb"
