@@ -30,6 +30,7 @@ PLUGIN   = $(SWIFT) package --scratch-path $(SCRATCH) -c release -Xswiftc -stati
 BIN      = $(SCRATCH)/release
 OUT      = $(SCRATCH)/dist
 TOOLS    = wsp-find wsp-snap wsp-push wsp-pull wsp-merge wsp-prune
+ETCFILES = default/whisper-backup logrotate.d/whisper-backup
 VERSION  = $(shell sed -n 's/^public let wspVersion = "\(.*\)"/\1/p' Sources/WhisperBackup/CLI/ToolMain.swift)
 # Man page date: the last commit's, so a rebuild of the same tree gives the same pages.
 MANDATE  = $(shell git log -1 --format=%cs 2>/dev/null || date +%F)
@@ -96,13 +97,16 @@ install-files:
 	done
 	sed 's|@BINDIR@|$(BINDIR)|g' contrib/cron/whisper-backup > $(DESTDIR)$(DOCDIR)/cron.d-whisper-backup
 	$(INSTALL) -m 644 contrib/default/whisper-backup $(DESTDIR)$(DOCDIR)/default-whisper-backup
+	$(INSTALL) -m 644 contrib/logrotate.d/whisper-backup $(DESTDIR)$(DOCDIR)/logrotate-whisper-backup
 	$(INSTALL) -m 644 README.md $(DESTDIR)$(DOCDIR)/README.md
-	@# The settings the service reads: created once, never overwritten.
-	@if [ ! -e $(DESTDIR)$(SYSCONFDIR)/default/whisper-backup ]; then \
-	    $(INSTALL) -d $(DESTDIR)$(SYSCONFDIR)/default && \
-	    $(INSTALL) -m 600 contrib/default/whisper-backup $(DESTDIR)$(SYSCONFDIR)/default/whisper-backup && \
-	    echo "installed $(DESTDIR)$(SYSCONFDIR)/default/whisper-backup (edit it, then: systemctl enable --now whisper-backup.timer)"; \
-	fi
+	@# The settings the service reads and the log rotation: created once, never overwritten.
+	@for f in $(ETCFILES); do \
+	    if [ ! -e $(DESTDIR)$(SYSCONFDIR)/$$f ]; then \
+	        $(INSTALL) -d $(DESTDIR)$(SYSCONFDIR)/$$(dirname $$f) && \
+	        $(INSTALL) -m $$(case $$f in default/*) echo 600;; *) echo 644;; esac) contrib/$$f $(DESTDIR)$(SYSCONFDIR)/$$f && \
+	        echo "installed $(DESTDIR)$(SYSCONFDIR)/$$f" || exit 1; \
+	    fi; \
+	done
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(TOOLS) whisper-backup whisper-restore)
@@ -111,12 +115,14 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(ZSHCOMPDIR)/_,$(TOOLS) whisper-backup)
 	rm -f $(DESTDIR)$(UNITDIR)/whisper-backup.service $(DESTDIR)$(UNITDIR)/whisper-backup.timer
 	rm -rf $(DESTDIR)$(DOCDIR)
-	@# Settings stay unless they are the untouched example.
-	@if cmp -s contrib/default/whisper-backup $(DESTDIR)$(SYSCONFDIR)/default/whisper-backup; then \
-	    rm -f $(DESTDIR)$(SYSCONFDIR)/default/whisper-backup; \
-	elif [ -e $(DESTDIR)$(SYSCONFDIR)/default/whisper-backup ]; then \
-	    echo "kept $(DESTDIR)$(SYSCONFDIR)/default/whisper-backup (edited)"; \
-	fi
+	@# Settings stay unless they are the untouched examples.
+	@for f in $(ETCFILES); do \
+	    if cmp -s contrib/$$f $(DESTDIR)$(SYSCONFDIR)/$$f; then \
+	        rm -f $(DESTDIR)$(SYSCONFDIR)/$$f; \
+	    elif [ -e $(DESTDIR)$(SYSCONFDIR)/$$f ]; then \
+	        echo "kept $(DESTDIR)$(SYSCONFDIR)/$$f (edited)"; \
+	    fi; \
+	done
 
 DEB_COMPRESS ?= gzip
 deb: all

@@ -78,6 +78,7 @@ def test_installed_commands_back_up_and_restore_without_the_build_tree(installed
     default = etc / "default" / "whisper-backup"
     assert read(default) == read(os.path.join(REPO, "contrib", "default", "whisper-backup"))
     assert os.stat(default).st_mode & 0o777 == 0o600
+    assert read(etc / "logrotate.d" / "whisper-backup") == read(os.path.join(REPO, "contrib", "logrotate.d", "whisper-backup"))
 
 
 def test_man_renders_every_page(installed, tmp_path):
@@ -177,6 +178,7 @@ def test_uninstall_removes_what_install_put(installed, tmp_path):
     left = [os.path.join(d, f) for d, _, fs in os.walk(copy) for f in fs]
     assert left == [], left
     assert "kept" in p.stdout and os.path.exists(copy_etc / "default" / "whisper-backup")
+    assert not os.path.exists(copy_etc / "logrotate.d" / "whisper-backup")
 
 
 def dpkg_status(name):
@@ -207,6 +209,9 @@ def test_debian_package_installs_runs_and_removes(installed, tmp_path):
         assert "/usr/share/man/man1/whisper-backup.1.gz" in run(["man", "-w", "whisper-backup"], env).stdout
         assert os.path.exists("/usr/lib/systemd/system/whisper-backup.timer")
         assert os.path.exists("/etc/default/whisper-backup")
+        assert os.path.exists("/etc/logrotate.d/whisper-backup")
+        if shutil.which("logrotate"):
+            run(["logrotate", "-d", "/etc/logrotate.d/whisper-backup"], env)
     finally:
         p = subprocess.run(["dpkg", "-P", "whisper-backup"], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
@@ -214,3 +219,4 @@ def test_debian_package_installs_runs_and_removes(installed, tmp_path):
     for c in COMMANDS:
         assert not os.path.exists(f"/usr/bin/{c}"), c
     assert not os.path.exists("/etc/default/whisper-backup")
+    assert not os.path.exists("/etc/logrotate.d/whisper-backup")
