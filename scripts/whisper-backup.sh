@@ -250,7 +250,7 @@ case "$backend" in
     *) die_usage "unknown backend '$backend' (disk, s3, gcs, swift, noop, or a store URL)" ;;
 esac
 [ -z "$endpoint" ] || store_opts+=(--endpoint "$endpoint")
-[ $create = 0 ] || [ "$backend" = disk ] || [ "$backend" = file ] || store_opts+=(--create-bucket)
+[ $create = 0 ] || store_opts+=(--create-bucket)
 
 command -v wsp-find >/dev/null || { echo "$prog: wsp-find not found (build with: swift build -c release)" >&2; exit 2; }
 
@@ -268,11 +268,13 @@ if [ -z "$progress" ]; then
 fi
 [ "$mode" != list ] && [ "$mode" != purge ] || progress=0
 clear=; [ $progress = 1 ] && [ $tty_err = 1 ] && clear=$'\r\e[K'
+logonly=$'\x1e'   # a line that starts with it goes to the log file and syslog only
 logline() {
-    local line ts pri
+    local line ts pri show
     while IFS= read -r line; do
         printf -v ts '%(%Y-%m-%dT%H:%M:%S%z)T' -1
-        if [ $quiet = 0 ] || [[ "$line" == *": "*": "* ]] || [[ "$line" == *error* ]] || [[ "$line" == *WARN* ]]; then
+        show=1; if [[ "$line" == "$logonly"* ]]; then line=${line#"$logonly"}; show=0; fi
+        if [ $show = 1 ] && { [ $quiet = 0 ] || [[ "$line" == *": "*": "* ]] || [[ "$line" == *error* ]] || [[ "$line" == *WARN* ]]; }; then
             printf '%s%s %s\n' "$clear" "$ts" "$line" >&2
         fi
         [ $nolog = 1 ] || printf '%s %s\n' "$ts" "$line" >> "$logfile"
@@ -286,6 +288,11 @@ exec 3>&2
 exec 2> >(logline 2>&3)
 log() { echo "$prog: $*" >&2; }
 debug() { [ $debug = 0 ] || echo "$prog: $*" >&2; }
+# The one-line summary of a run: always in the log; on stderr too unless -q and all went well
+# (so cron mails only the runs that need a look).
+summary() {
+    if [ $quiet = 1 ] && [ "$rc" = 0 ] && [ "$files_failed" = 0 ]; then echo "$logonly$prog: $*" >&2; else log "$*"; fi
+}
 
 # The run's figures, reported at exit (whatever the exit) to --metrics-file and --carbon.
 started=$EPOCHREALTIME
@@ -505,7 +512,7 @@ backup)
         awk -F'\t' '{ print $5 }' "$work/snaps" | xargs -d '\n' -r rm -f
         read -r n bytes_read < <(awk -F'\t' '{ n++; b += $4 } END { printf "%d %d\n", n, b }' "$work/snaps")
         files_failed=$(( seen - n ))
-        log "noop backup: $seen files seen, $n read, $files_failed failed, $bytes_read bytes read, $(elapsed) s"
+        summary "noop backup: $seen files seen, $n read, $files_failed failed, $bytes_read bytes read, $(elapsed) s"
     else
         : > "$work/snaps"; : > "$work/pushed"
         progress_start "$seen" "$work/pushed" "$work/snaps" 4 files
@@ -534,7 +541,7 @@ backup)
         read -r files_stored files_unchanged bytes_written < <(awk -F'\t' '
             { s[$6]++; if ($6 == "stored" || $6 == "would-store") w += $5 }
             END { printf "%d %d %d\n", s["stored"] + s["would-store"], s["unchanged"], w }' "$work/pushed")
-        log "backup: $seen files seen, $files_stored stored, $files_unchanged unchanged, $files_failed failed, $versions_removed versions removed, $bytes_read bytes read, $bytes_written bytes written, $(elapsed) s"
+        summary "backup: $seen files seen, $files_stored stored, $files_unchanged unchanged, $files_failed failed, $versions_removed versions removed, $bytes_read bytes read, $bytes_written bytes written, $(elapsed) s"
     fi ;;
 restore)
     bopt=(); [ -z "$date" ] || bopt=(--before "$date")
@@ -554,7 +561,7 @@ restore)
     read -r files_created files_filled files_unchanged files_exist files_failed bytes_written < <(awk -F'\t' -v n="$files_seen" '
         { s[$2]++; if ($2 == "created") b += $4 }
         END { printf "%d %d %d %d %d %d\n", s["created"] + s["would-create"], s["filled"] + s["would-fill"], s["unchanged"], s["exists"], n - NR + s["failed"], b }' "$work/merged")
-    log "restore: $files_seen versions selected, $files_created created, $files_filled filled, $files_unchanged unchanged, $files_exist exist, $files_failed failed, $bytes_written bytes written, $(elapsed) s" ;;
+    summary "restore: $files_seen versions selected, $files_created created, $files_filled filled, $files_unchanged unchanged, $files_exist exist, $files_failed failed, $bytes_written bytes written, $(elapsed) s" ;;
 purge)
     [ "$purge" -ge 0 ] || { log "purge is disabled (-x -1)"; exit 0; }
     fopt=(); [ $force = 0 ] || fopt=(--force)
@@ -563,7 +570,7 @@ purge)
     st=("${PIPESTATUS[@]}")
     for s in "${st[@]}"; do [ "$s" = 0 ] || rc=1; done
     versions_removed=$(wc -l < "$work/pruned")
-    log "purge: $versions_removed versions removed, $(elapsed) s" ;;
+    summary "purge: $versions_removed versions removed, $(elapsed) s" ;;
 list)
     bopt=(--all); [ -z "$date" ] || bopt+=(--before "$date")
     # The original's listing: each metric, then its versions.

@@ -248,6 +248,11 @@ def test_log_lines_carry_time_tool_and_metric(tmp_path, common):
     p = wrap("-p", root, "-b", tmp_path / "b", *common, "-q", "backup", "disk", check=False)
     lines = p.stderr.splitlines()
     assert any("wsp-snap: servers.broken:" in l for l in lines) and "1 failed" in lines[-1]
+    # ... and a run where all went well says nothing (cron mails nothing), but logs its summary.
+    os.unlink(root / "servers" / "broken.wsp")
+    p = wrap("-p", root, "-b", tmp_path / "b", *common, "-q", "backup", "disk")
+    assert p.stderr == ""
+    assert re.search(r"whisper-backup: backup: 3 files seen, 0 stored, 3 unchanged, 0 failed", (tmp_path / "log").read_text().splitlines()[-1])
 
 
 def test_monitoring_options_are_checked_before_anything_runs(tmp_path, common):
@@ -266,6 +271,16 @@ def test_unreachable_carbon_is_reported_not_fatal(tmp_path, common):
     p = wrap("-p", root, "-b", tmp_path / "b", "--create-bucket", *common, "--carbon", f"127.0.0.1:{free_port()}",
              "backup", "disk")
     assert "cannot send figures to carbon at 127.0.0.1:" in p.stderr
+
+
+def test_dry_run_of_a_first_backup_creates_nothing(tmp_path, common):
+    """-n with --create-bucket against a store that does not exist yet: a dry run against the
+    empty store it would create, not an error, and nothing created."""
+    root = gen_tree(tmp_path / "w", files=3)
+    p = wrap("-n", "-p", root, "-b", tmp_path / "new" / "bucket", "--create-bucket", *common, "backup", "disk")
+    assert "3 files seen, 3 stored" in p.stderr and not os.path.exists(tmp_path / "new")
+    p = run("wsp-pull", "list", f"file://{tmp_path}/new", "*")
+    assert p.returncode == 2 and "pass --create-bucket" in p.stderr
 
 
 def test_errors_suggest_the_fix(tmp_path):

@@ -19,7 +19,7 @@ public enum StoreRegistry {
     nonisolated(unsafe) public static var factories: [String: Factory] = [
         "file": { url, settings in
             let cfg = try FileConfig(url: url)
-            return (try cfg.open(location: url.text, create: settings.createMissing && !settings.dryRun), "")
+            return (try cfg.open(location: url.text, create: settings.createMissing, dryRun: settings.dryRun), "")
         },
     ]
 
