@@ -21,6 +21,7 @@ public enum StoreRegistry {
             let cfg = try FileConfig(url: url)
             return (try cfg.open(location: url.text, create: settings.createMissing, dryRun: settings.dryRun), "")
         },
+        "s3": { url, settings in let cfg = try S3Config(url: url, settings: settings); return (try cfg.open(), cfg.prefix) },
     ]
 
     /// The store and the layout of keys inside it.
