@@ -294,7 +294,8 @@ def test_errors_suggest_the_fix(tmp_path):
 
 
 def test_every_help_shows_an_example_pipeline():
-    for t in ["wsp-find", "wsp-snap", "wsp-push", "wsp-pull", "wsp-merge", "wsp-prune"]:
-        out = run(t, "--help", check=True).stdout
-        assert "EXAMPLE" in out and "|" in out.split("EXAMPLE", 1)[1], t
+    for cmd in [["wsp-find"], ["wsp-snap"], ["wsp-push"], ["wsp-pull"], ["wsp-pull", "list"], ["wsp-pull", "get"],
+                ["wsp-merge"], ["wsp-prune"]]:
+        out = run(*cmd, "--help", check=True).stdout
+        assert "EXAMPLE" in out and "|" in out.split("EXAMPLE", 1)[1], cmd
     assert "Examples:" in wrap("--help").stdout
