@@ -190,6 +190,8 @@ def test_debian_package_installs_runs_and_removes(installed, tmp_path):
     if os.geteuid() != 0:
         pytest.skip("dpkg -i needs root")
     assert "installed" not in dpkg_status("whisper-backup").split(), "whisper-backup is already installed here"
+    for f in ["/etc/default/whisper-backup", "/etc/logrotate.d/whisper-backup", "/usr/bin/whisper-backup"]:
+        assert not os.path.exists(f), f"{f} exists (left by a make install?): the package would take it over"
     p = subprocess.run(["bash", os.path.join(REPO, "packaging", "build-deb.sh"), "--out", tmp_path / "dist"],
                        capture_output=True, text=True, timeout=900, cwd=REPO)
     assert p.returncode == 0, p.stderr
