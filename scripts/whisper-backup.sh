@@ -386,6 +386,7 @@ children_cleanup() {
 on_exit() {
     local rc=$?
     trap - EXIT
+    [ -z "${progress_pid:-}" ] || { kill "$progress_pid" 2>/dev/null; wait "$progress_pid" 2>/dev/null; }
     [ "$mode" = list ] || report "$rc"
     rm -rf "$work"
     exit "$rc"
@@ -467,7 +468,7 @@ progress_pid=
 progress_loop() {
     local total=$1 donef=$2 bytesf=$3 col=$4 what=$5 t0=$EPOCHREALTIME n m b=0 prev=0 line every=1
     [ $tty_err = 1 ] || every=10
-    while :; do
+    while kill -0 $$ 2>/dev/null; do
         n=$(wc -l < "$donef" 2>/dev/null) || n=0
         m=$(wc -l < "$bytesf" 2>/dev/null) || m=0
         if [ "$m" -gt "$prev" ]; then
