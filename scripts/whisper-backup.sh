@@ -319,7 +319,7 @@ report() {
         restore) figures+=$'\n'$(printf 'files %s\n' "seen $files_seen" "created $files_created" "filled $files_filled" "unchanged $files_unchanged" "exist $files_exist" "failed $files_failed") ;;
     esac
     [ -z "$metrics_file" ] || write_textfile "$figures" || log "cannot write metrics file $metrics_file"
-    [ -z "$carbon" ] || send_carbon "$figures" "$end" || log "cannot send figures to carbon at $carbon"
+    [ -z "$carbon" ] || send_carbon "$figures" "$end"
 }
 # node_exporter textfile: this mode's samples replace its old ones, other modes' are kept,
 # and a failed run keeps the last success time; written to a temp file and renamed.
@@ -364,13 +364,21 @@ write_textfile() {
     rm -f "$tmp"
     return $rc
 }
-# carbon plaintext protocol: `PATH VALUE TIMESTAMP` lines over TCP, within 10 s.
+# carbon plaintext protocol: `PATH VALUE TIMESTAMP` lines over TCP, within 10 s. A failure
+# is logged with its reason; it does not change the run's exit status.
 send_carbon() {
-    printf '%s\n' "$1" | awk -v p="$carbon_prefix.$mode" -v t="$2" '
+    local err rc
+    err=$({ printf '%s\n' "$1" | awk -v p="$carbon_prefix.$mode" -v t="$2" '
         $1 == "files" || $1 == "bytes" { printf "%s.%s.%s %s %s\n", p, $1, $2, $3, t; next }
         $2 != "" { n = $1; sub(/^last_run_timestamp_seconds$/, "last_run", n); sub(/^last_success_timestamp_seconds$/, "last_success", n)
                    sub(/^last_run_/, "", n); sub(/_seconds$/, "", n); printf "%s.%s %s %s\n", p, n, $2, t }' \
-        | timeout 10 bash -c 'exec 4<>"/dev/tcp/$1/$2" && cat >&4' _ "$carbon_host" "$carbon_port"
+        | timeout 10 bash -c 'exec 4<>"/dev/tcp/$1/$2" && cat >&4' "$prog" "$carbon_host" "$carbon_port"; } 2>&1 >/dev/null)
+    rc=$?
+    [ $rc != 0 ] || return 0
+    [ $rc != 124 ] || err="no answer within 10 s"
+    err=${err##*$'\n'}; err=${err##*: }
+    log "cannot send figures to carbon at $carbon: ${err:-exit status $rc}"
+    return 0
 }
 
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/whisper-backup.XXXXXX") || exit 2
