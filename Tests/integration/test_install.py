@@ -49,7 +49,7 @@ def installed(tmp_path_factory):
 def backup_and_restore(bindir, work, env):
     root = gen_tree(work / "whisper", files=12)
     bucket, out = work / "bucket", work / "restored"
-    files = ["--logfile", work / "log", "--lockfile", work / "lock", "--stampfile", work / "stamp"]
+    files = ["--logfile", work / "log", "--lockfile", work / "lock", "--stampfile", work / "stamp", "--state", work / "state"]
     p = run([f"{bindir}/whisper-backup", "-p", root, "-b", bucket, "--create-bucket", *files, "backup", "disk"], env)
     assert "12 files seen, 12 stored, 0 unchanged, 0 failed" in p.stderr
     p = run([f"{bindir}/whisper-restore", "-p", out, "-b", bucket, *files, "disk"], env)
@@ -150,7 +150,7 @@ def test_systemd_units_verify(installed, tmp_path):
     # of a real backup: the example's paths replaced by temp ones).
     root = gen_tree(tmp_path / "w", files=3)
     args = f"-p {root} -b {tmp_path}/b --create-bucket --logfile {tmp_path}/log --lockfile {tmp_path}/lock " \
-           f"--stampfile {tmp_path}/stamp --metrics-file {tmp_path}/m.prom backup disk"
+           f"--stampfile {tmp_path}/stamp --state {tmp_path}/state --metrics-file {tmp_path}/m.prom backup disk"
     env = clean_env(prefix / "bin", tmp_path)
     env["WHISPER_BACKUP_ARGS"] = args
     run(["bash", "-c", f"exec {prefix}/bin/whisper-backup $WHISPER_BACKUP_ARGS"], env)

@@ -29,7 +29,8 @@ def wrap(*args, check=True, env=None, timeout=300):
 
 @pytest.fixture
 def common(tmp_path):
-    return ["--lockfile", tmp_path / "lock", "--logfile", tmp_path / "log", "--stampfile", tmp_path / "stamp"]
+    return ["--lockfile", tmp_path / "lock", "--logfile", tmp_path / "log", "--stampfile", tmp_path / "stamp",
+            "--state", tmp_path / "state"]
 
 
 def samples(text):
