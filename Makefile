@@ -5,7 +5,7 @@
 #   make install PREFIX=/usr/local        (DESTDIR=... for staging; SYSCONFDIR=/etc)
 #   make uninstall PREFIX=/usr/local
 #   make deb                              dist/whisper-backup_VERSION_ARCH.deb (dpkg-deb)
-#   make check-install                    the install, package, man and unit tests
+#   make check-install                    the install, package and operations tests
 #
 # Man pages of the tools come from swift-argument-parser's generate-manual plugin, their
 # completions from --generate-completion-script, and the wrappers' page and completions
@@ -128,8 +128,12 @@ DEB_COMPRESS ?= gzip
 deb: all
 	bash packaging/build-deb.sh --scratch $(SCRATCH) --out dist --compress $(DEB_COMPRESS)
 
+# The install, package and operations tests (root for the package test; scripts/deps.sh --test
+# installs what they use; the carbon test runs when WSP_TEST_CARBON is set, as scripts/test.sh does).
 check-install:
-	python3 -m pytest -q -p no:cacheprovider Tests/integration/test_install.py Tests/integration/test_ops.py
+	$(SWIFT) build
+	WSP_BIN=$(CURDIR)/.build/debug python3 -m pytest -q -p no:cacheprovider \
+	    Tests/integration/test_install.py Tests/integration/test_ops.py
 
 clean-dist:
 	rm -rf $(OUT) dist
