@@ -39,11 +39,8 @@ public struct Merge {
         } catch {
             throw ConfigError("--root \(root): \(error)")
         }
-<<<<<<< HEAD
         let batch = MergeBatch(limit: input.isBuffered ? Merge.batchSize : 1, output: output, diagnostics: diagnostics)
-=======
         diagnostics.expect(input)
->>>>>>> ops
         for record in input {
             if Signals.stopRequested || output.closed { break }
             do {
