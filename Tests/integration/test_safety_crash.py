@@ -99,15 +99,17 @@ def backup_chain(root, store, spool, out, err):
 
 def restore_chain(store, spool, target, out, err):
     return Chain([[tool("wsp-pull"), "list", store, "*"], [tool("wsp-pull"), "get", "--spool", spool, store],
-                  [tool("wsp-merge"), "--root", target]], out, err)
+                  [tool("wsp-merge"), "--now", f"@{NOW}", "--root", target]], out, err)
 
 
 def full_backup(root, store, spool):
     return sh(f"wsp-find --root {root} | wsp-snap --spool {spool} | wsp-push {store}")
 
 
-def full_restore(store, spool, target):
-    return sh(f"wsp-pull list {store} '*' | wsp-pull get --spool {spool} {store} | wsp-merge --root {target}")
+def full_restore(store, spool, target, fixed_now=True):
+    """A complete restore; a backfill's "now" is the trees' (or the clock's, as the wrapper's)."""
+    now = f"--now @{NOW}" if fixed_now else ""
+    return sh(f"wsp-pull list {store} '*' | wsp-pull get --spool {spool} {store} | wsp-merge {now} --root {target}")
 
 
 def contents(root):
@@ -223,7 +225,7 @@ def test_crash_trial(tmp_path, template, trial, kind):
             # What a complete restore makes of the existing targets (exists: untouched; backfill: filled).
             ref = copy(target, tmp_path / "reference")
             t = time.monotonic()
-            full_restore(store, spool, ref)
+            full_restore(store, spool, ref, fixed_now=kind == "restore")
             took = time.monotonic() - t
             merged = contents(ref)
             before = store_objects(str(sdir))
@@ -235,7 +237,7 @@ def test_crash_trial(tmp_path, template, trial, kind):
                 crash(job, rnd, kind, took + 1.0)
             check_store(str(sdir), before)
             check_targets(target, before_targets, expected, merged)
-            full_restore(store, spool, target)
+            full_restore(store, spool, target, fixed_now=kind == "restore")
             assert contents(target) == merged
         elif kind == "prune":
             for i in range(3):   # five versions per changed metric

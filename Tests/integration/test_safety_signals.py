@@ -4,6 +4,7 @@ import fcntl
 import gzip
 import os
 import random
+import shutil
 import signal
 import subprocess
 import time
@@ -136,6 +137,37 @@ def test_snap_stops_while_waiting_for_a_lock(tmp_path, spool, sig):
     assert len(spooled) == 6
     for name in spooled:
         gzip.decompress(open(os.path.join(spool, name), "rb").read())
+
+
+@pytest.mark.parametrize("sig", ["INT", "TERM"])
+def test_merge_stops_while_waiting_for_a_targets_lock(tmp_path, store, spool, backed_up, sig):
+    """A backfill waits for the target's lock (carbon writing): a signal ends the wait; the
+    target is untouched and the targets done before are complete."""
+    signum, code = SIGS[sig]
+    root = backed_up
+    target = tmp_path / "target"
+    shutil.copytree(root, target)
+    fetched = records(sh(f"wsp-pull list {store} '*' | wsp-pull get --spool {spool} {store}").stdout)
+    locked = sorted(wsp_files(target).values())[3]
+    before = {p: open(p, "rb").read() for p in wsp_files(target).values()}
+    held = open(locked, "rb")
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        p = start(["wsp-merge", "--root", target, "--lock-timeout", "120"])
+        p.stdin.write("".join("\t".join(r) + "\n" for r in fetched))
+        p.stdin.close()
+        p.stdin = None
+        for _ in range(3):
+            readline(p)
+        time.sleep(0.5)
+        p.send_signal(signum)
+        out, err = p.communicate(timeout=10)
+    finally:
+        fcntl.flock(held, fcntl.LOCK_UN)
+        held.close()
+    assert p.returncode == code, err
+    assert open(locked, "rb").read() == before[locked]
+    assert temp_files(target) == []
 
 
 @pytest.mark.parametrize("sig", ["INT", "TERM"])
