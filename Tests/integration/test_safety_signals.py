@@ -3,10 +3,12 @@ removes its temp files and exits 130/143; the wrappers stop every process they s
 import fcntl
 import gzip
 import os
+import queue
 import random
 import shutil
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -19,28 +21,52 @@ SIGS = {"INT": (signal.SIGINT, 130), "TERM": (signal.SIGTERM, 143)}
 
 
 def start(args, **kw):
-    return subprocess.Popen([os.path.join(BIN, args[0]), *map(str, args[1:])], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    """A tool with its stdin a pipe we hold, and its stdout read line by line by a thread."""
+    p = subprocess.Popen([os.path.join(BIN, args[0]), *map(str, args[1:])], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    p.lines = queue.Queue()
+
+    def pump(stream=p.stdout):
+        for line in stream:
+            p.lines.put(line)
+        p.lines.put(None)
+    p.pump = threading.Thread(target=pump, daemon=True)
+    p.pump.start()
+    return p
 
 
 def readline(p, timeout=30):
     """One line of a tool's stdout, waiting at most `timeout` seconds."""
-    import selectors
-    sel = selectors.DefaultSelector()
-    sel.register(p.stdout, selectors.EVENT_READ)
-    if not sel.select(timeout):
+    try:
+        line = p.lines.get(timeout=timeout)
+    except queue.Empty:
         raise AssertionError("no output")
-    return p.stdout.readline()
+    assert line is not None, "the tool ended"
+    return line
+
+
+def finish(p, timeout=10):
+    """Waits for the tool's end; returns (exit status, rest of stdout, stderr)."""
+    if p.stdin:
+        p.stdin.close()
+        p.stdin = None
+    try:
+        p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        raise AssertionError(f"still running {timeout} s after the signal")
+    p.pump.join(5)
+    out = []
+    while not p.lines.empty():
+        line = p.lines.get()
+        if line is not None:
+            out.append(line)
+    return p.returncode, "".join(out), p.stderr.read()
 
 
 def stop(p, sig, timeout=10):
     p.send_signal(sig)
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        raise AssertionError(f"still running {timeout} s after {sig!r}")
-    return p.returncode, out, err
+    return finish(p, timeout)
 
 
 @pytest.fixture
@@ -125,12 +151,11 @@ def test_snap_stops_while_waiting_for_a_lock(tmp_path, spool, sig):
         for _ in range(6):
             readline(p)
         time.sleep(0.3)   # now waiting on the lock
-        p.send_signal(signum)
-        out, err = p.communicate(timeout=10)
+        rc, out, err = stop(p, signum)
     finally:
         fcntl.flock(held, fcntl.LOCK_UN)
         held.close()
-    assert p.returncode == code, err
+    assert rc == code, err
     assert "interrupted" in err
     spooled = sorted(f for f in os.listdir(spool) if not f.startswith("."))
     assert temp_files(spool) == []
@@ -160,12 +185,11 @@ def test_merge_stops_while_waiting_for_a_targets_lock(tmp_path, store, spool, ba
         for _ in range(3):
             readline(p)
         time.sleep(0.5)
-        p.send_signal(signum)
-        out, err = p.communicate(timeout=10)
+        rc, out, err = stop(p, signum)
     finally:
         fcntl.flock(held, fcntl.LOCK_UN)
         held.close()
-    assert p.returncode == code, err
+    assert rc == code, err
     assert open(locked, "rb").read() == before[locked]
     assert temp_files(target) == []
 
