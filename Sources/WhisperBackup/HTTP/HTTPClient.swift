@@ -1,0 +1,410 @@
+import CCurl
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a request sends. A file is read from its start on every attempt, so a retried or
+/// rewound request sends it whole.
+public enum HTTPBody: Sendable {
+    case empty
+    case bytes([UInt8])
+    case file(String)
+}
+
+/// One HTTP request: an absolute, already percent-encoded URL, headers as given (nothing
+/// is added but `Host` from the URL, `User-Agent` and `Content-Length`), and a body.
+public struct HTTPRequest: Sendable {
+    public var method: String
+    public var url: String
+    public var headers: [(name: String, value: String)]
+    public var body: HTTPBody
+    /// Where a 2xx response's body goes: nil keeps it in `HTTPResponse.body`; a path is created
+    /// or truncated before the request and gets the body of a 2xx response. The body of any
+    /// other response (an error document) always stays in memory.
+    public var responseFile: String?
+
+    public init(method: String, url: String, headers: [(name: String, value: String)] = [],
+                body: HTTPBody = .empty, responseFile: String? = nil) {
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.responseFile = responseFile
+    }
+}
+
+/// The final response to a request (after any `100 Continue`).
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    /// Header names in lower case, in the order received.
+    public var headers: [(name: String, value: String)]
+    /// The body, unless it went to `HTTPRequest.responseFile`.
+    public var body: [UInt8]
+    /// Bytes of body received (into memory or the file).
+    public var bodyBytes: Int64
+    /// MD5 of the bytes written to `responseFile` (nil when the body stayed in memory).
+    public var bodyMD5: [UInt8]?
+
+    /// The first value of a header, by case-insensitive name.
+    public func header(_ name: String) -> String? {
+        let n = name.lowercased()
+        return headers.first(where: { $0.name == n })?.value
+    }
+
+    public var isSuccess: Bool { (200..<300).contains(status) }
+    public var bodyText: String { String(decoding: body, as: UTF8.self) }
+}
+
+/// A request that got no complete response, classified so a store can decide on retries.
+public struct HTTPError: Error, CustomStringConvertible, Sendable {
+    public enum Kind: Sendable {
+        /// Refused, reset, closed early, DNS, a cut-off body: trying again may work.
+        case connection
+        /// Connect timeout, or the transfer stalled.
+        case timeout
+        /// Certificate verification or TLS set-up failed: retrying will not help.
+        case tls
+        /// Stopped by SIGINT/SIGTERM.
+        case interrupted
+        /// Reading the request body or writing the response file failed.
+        case local
+        /// Anything else libcurl reports (bad URL, unsupported protocol...).
+        case other
+    }
+    public var kind: Kind
+    public var message: String
+    /// libcurl's `CURLcode`.
+    public var code: Int
+
+    public init(_ kind: Kind, _ message: String, code: Int = 0) {
+        self.kind = kind
+        self.message = message
+        self.code = code
+    }
+
+    /// Whether the same request may succeed when sent again.
+    public var isTransient: Bool { kind == .connection || kind == .timeout }
+    public var description: String { message }
+}
+
+/// The project's one HTTP client, over one libcurl easy handle. The handle is reused for every
+/// request, so connections (and TLS sessions) are kept alive between requests to a host.
+/// Not thread-safe: one client per thread (the tools are single-threaded processes).
+///
+/// It neither retries nor follows redirects: a store classifies each outcome (status codes,
+/// `HTTPError.isTransient`) and the `RetryStore` wrapper retries.
+public final class HTTPClient {
+    public struct Options: Sendable {
+        /// Seconds to establish a connection (TCP and TLS).
+        public var connectTimeout: Double = 15
+        /// A transfer moving less than one byte per second for this long is aborted.
+        public var stallTimeout: Double = 60
+        /// Seconds for a whole request, or nil for no limit (large bodies).
+        public var totalTimeout: Double? = nil
+        /// Skip TLS certificate and host name verification (an explicit opt-out).
+        public var insecure = false
+        /// A PEM file of CA certificates instead of the system's.
+        public var caBundle: String? = nil
+        public var userAgent = "whisper-backup/\(wspVersion)"
+        public init() {}
+    }
+
+    public let options: Options
+    /// Requests performed so far (each attempt counts).
+    public private(set) var requestCount = 0
+    private let handle: UnsafeMutableRawPointer
+    private let errorBuffer: UnsafeMutablePointer<CChar>
+    private let trace: Bool
+
+    private static let globalInit: Bool = {
+        curl_global_init(CCurl_GLOBAL_DEFAULT()) == CURLE_OK
+    }()
+
+    public init(options: Options = Options()) throws {
+        guard HTTPClient.globalInit, let h = curl_easy_init() else {
+            throw HTTPError(.other, "libcurl could not be initialised")
+        }
+        self.options = options
+        handle = h
+        errorBuffer = .allocate(capacity: Int(CCurl_ERROR_SIZE()) + 1)
+        errorBuffer.initialize(repeating: 0, count: Int(CCurl_ERROR_SIZE()) + 1)
+        // WSP_HTTP_TRACE=1: one line per request on stderr (method, URL, status, bytes, time).
+        // URLs carry no credentials (they travel in headers), so nothing secret is printed.
+        trace = (system_getenv("WSP_HTTP_TRACE") ?? "").isEmpty == false
+    }
+
+    deinit {
+        curl_easy_cleanup(handle)
+        errorBuffer.deallocate()
+    }
+
+    /// Sends `request` and returns the final response, whatever its status.
+    /// - Throws: `HTTPError` when no complete response arrived.
+    public func perform(_ request: HTTPRequest) throws -> HTTPResponse {
+        requestCount += 1
+        let started = system_monotonic()
+        let transfer = try Transfer(request)
+        defer { transfer.close() }
+        let ctx = Unmanaged.passUnretained(transfer).toOpaque()
+
+        curl_easy_reset(handle)  // keeps the connection cache
+        errorBuffer[0] = 0
+        var headerList: UnsafeMutablePointer<curl_slist>? = nil
+        defer { curl_slist_free_all(headerList) }
+        for h in request.headers { headerList = curl_slist_append(headerList, "\(h.name): \(h.value)") }
+        // No `Expect: 100-continue` round trip; no form content type on POST.
+        for h in ["Expect:", "Content-Type:"] where !request.headers.contains(where: { $0.name.lowercased() == h.dropLast().lowercased() }) {
+            headerList = curl_slist_append(headerList, h)
+        }
+
+        var rc = CURLE_OK
+        func set(_ o: CURLoption, _ v: Int) { if rc == CURLE_OK { rc = CCurl_easy_setopt_long(handle, o, v) } }
+        func set(_ o: CURLoption, _ s: String) { if rc == CURLE_OK { rc = s.withCString { CCurl_easy_setopt_ptr(handle, o, $0) } } }
+        func set(_ o: CURLoption, _ p: UnsafeRawPointer?) { if rc == CURLE_OK { rc = CCurl_easy_setopt_ptr(handle, o, p) } }
+
+        set(CURLOPT_URL, request.url)  // libcurl copies strings
+        set(CURLOPT_NOSIGNAL, 1)
+        set(CURLOPT_FOLLOWLOCATION, 0)
+        set(CURLOPT_TCP_KEEPALIVE, 1)
+        set(CURLOPT_CONNECTTIMEOUT_MS, Int(options.connectTimeout * 1000))
+        set(CURLOPT_LOW_SPEED_LIMIT, 1)
+        set(CURLOPT_LOW_SPEED_TIME, max(1, Int(options.stallTimeout)))
+        if let t = options.totalTimeout { set(CURLOPT_TIMEOUT_MS, Int(t * 1000)) }
+        set(CURLOPT_SSL_VERIFYPEER, options.insecure ? 0 : 1)
+        set(CURLOPT_SSL_VERIFYHOST, options.insecure ? 0 : 2)
+        if let ca = options.caBundle { set(CURLOPT_CAINFO, ca) }
+        set(CURLOPT_USERAGENT, options.userAgent)
+        set(CURLOPT_HTTPHEADER, UnsafeRawPointer(headerList))
+        set(CURLOPT_ERRORBUFFER, UnsafeRawPointer(errorBuffer))
+        set(CURLOPT_WRITEDATA, UnsafeRawPointer(ctx))
+        set(CURLOPT_HEADERDATA, UnsafeRawPointer(ctx))
+        set(CURLOPT_XFERINFODATA, UnsafeRawPointer(ctx))
+        set(CURLOPT_NOPROGRESS, 0)
+        if rc == CURLE_OK { rc = CCurl_easy_setopt_write(handle, httpWriteCallback) }
+        if rc == CURLE_OK { rc = CCurl_easy_setopt_header(handle, httpHeaderCallback) }
+        if rc == CURLE_OK { rc = CCurl_easy_setopt_xferinfo(handle, httpProgressCallback) }
+
+        let method = request.method.uppercased()
+        switch (method, transfer.uploadSize) {
+        case ("GET", nil):
+            set(CURLOPT_HTTPGET, 1)
+        case ("HEAD", nil):
+            set(CURLOPT_NOBODY, 1)
+        case (_, nil):
+            set(CURLOPT_CUSTOMREQUEST, method)
+        case (_, let size?):
+            set(CURLOPT_UPLOAD, 1)
+            set(CURLOPT_READDATA, UnsafeRawPointer(ctx))
+            set(CURLOPT_SEEKDATA, UnsafeRawPointer(ctx))
+            if rc == CURLE_OK { rc = CCurl_easy_setopt_read(handle, httpReadCallback) }
+            if rc == CURLE_OK { rc = CCurl_easy_setopt_seek(handle, httpSeekCallback) }
+            if rc == CURLE_OK { rc = CCurl_easy_setopt_off(handle, CURLOPT_INFILESIZE_LARGE, curl_off_t(size)) }
+            if method != "PUT" { set(CURLOPT_CUSTOMREQUEST, method) }
+        }
+        if rc != CURLE_OK {
+            throw HTTPError(.other, "\(method) \(request.url): libcurl option rejected: \(String(cString: curl_easy_strerror(rc)))", code: Int(rc.rawValue))
+        }
+
+        rc = curl_easy_perform(handle)
+        var status = 0
+        CCurl_easy_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+        if trace {
+            let ms = Int((system_monotonic() - started) * 1000)
+            let outcome = rc == CURLE_OK ? String(status) : "error \(rc.rawValue)"
+            let line = "wsp-http: \(method) \(request.url) -> \(outcome) (\(transfer.received) B, \(ms) ms)\n"
+            _ = line.withCString { write(2, $0, strlen($0)) }
+        }
+        if rc != CURLE_OK {
+            throw error(rc, method: method, url: request.url, transfer: transfer)
+        }
+        transfer.close()
+        return HTTPResponse(status: status, headers: transfer.headers, body: transfer.memory,
+                            bodyBytes: transfer.received, bodyMD5: transfer.takeMD5())
+    }
+
+    private func error(_ rc: CURLcode, method: String, url: String, transfer: Transfer) -> HTTPError {
+        let detail = errorBuffer[0] != 0 ? String(cString: errorBuffer) : String(cString: curl_easy_strerror(rc))
+        if let local = transfer.localError {
+            return HTTPError(.local, "\(method) \(url): \(local)", code: Int(rc.rawValue))
+        }
+        let kind: HTTPError.Kind
+        switch rc {
+        case CURLE_ABORTED_BY_CALLBACK:
+            kind = .interrupted
+        case CURLE_OPERATION_TIMEDOUT:
+            kind = .timeout
+        case CURLE_COULDNT_RESOLVE_PROXY, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_CONNECT,
+             CURLE_WEIRD_SERVER_REPLY, CURLE_PARTIAL_FILE, CURLE_GOT_NOTHING, CURLE_SEND_ERROR,
+             CURLE_RECV_ERROR, CURLE_HTTP2, CURLE_HTTP2_STREAM, CURLE_SSL_CONNECT_ERROR,
+             CURLE_SEND_FAIL_REWIND, CURLE_AGAIN, CURLE_HTTP3, CURLE_QUIC_CONNECT_ERROR:
+            kind = .connection
+        case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CACERT_BADFILE,
+             CURLE_SSL_ISSUER_ERROR, CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_SSL_CRL_BADFILE,
+             CURLE_SSL_CIPHER, CURLE_USE_SSL_FAILED, CURLE_SSL_ENGINE_NOTFOUND, CURLE_SSL_ENGINE_SETFAILED:
+            kind = .tls
+        default:
+            kind = .other
+        }
+        var hint = ""
+        if kind == .tls && !options.insecure { hint = " (check the CA bundle, or pass --insecure to skip verification)" }
+        return HTTPError(kind, "\(method) \(url): \(detail)\(hint)", code: Int(rc.rawValue))
+    }
+}
+
+/// State of one request while libcurl runs it; the callbacks get it as their user pointer.
+final class Transfer {
+    let uploadSize: Int64?
+    let uploadBytes: [UInt8]
+    let uploadFile: FileDescriptor?
+    var uploadOffset: Int64 = 0
+    let responseFile: FileDescriptor?
+    var md5: Digest? = nil
+    var headers: [(name: String, value: String)] = []
+    var memory: [UInt8] = []
+    var received: Int64 = 0
+    var localError: String?
+
+    init(_ request: HTTPRequest) throws {
+        switch request.body {
+        case .empty:
+            uploadSize = ["PUT", "POST"].contains(request.method.uppercased()) ? 0 : nil
+            uploadBytes = []
+            uploadFile = nil
+        case .bytes(let b):
+            uploadSize = Int64(b.count)
+            uploadBytes = b
+            uploadFile = nil
+        case .file(let path):
+            do {
+                let fd = try FileDescriptor.open(path, O_RDONLY)
+                uploadFile = fd
+                do { uploadSize = Int64(try fd.stat().st_size) } catch { fd.close(); throw error }
+            } catch {
+                throw HTTPError(.local, "request body \(path): \(error)")
+            }
+            uploadBytes = []
+        }
+        if let path = request.responseFile {
+            do {
+                responseFile = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_TRUNC)
+            } catch {
+                uploadFile?.close()
+                throw HTTPError(.local, "response file \(path): \(error)")
+            }
+            md5 = Digest(.md5)
+        } else {
+            responseFile = nil
+        }
+    }
+
+    private var closed = false
+    func close() {
+        if closed { return }
+        closed = true
+        uploadFile?.close()
+        responseFile?.close()
+    }
+
+    func takeMD5() -> [UInt8]? { md5.take()?.finish() }
+
+    /// The response status of the headers received so far.
+    var status = 0
+
+    func header(_ line: UnsafeRawBufferPointer) {
+        var end = line.count
+        while end > 0 && (line[end - 1] == 10 || line[end - 1] == 13) { end -= 1 }
+        let text = String(decoding: UnsafeRawBufferPointer(rebasing: line[0..<end]), as: UTF8.self)
+        if text.hasPrefix("HTTP/") {
+            // A new response begins (after 100 Continue): forget the interim one's headers.
+            headers.removeAll()
+            let parts = text.split(separator: " ", maxSplits: 2)
+            status = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
+        } else if let colon = text.firstIndex(of: ":") {
+            let name = text[..<colon].lowercased()
+            var value = Substring(text[text.index(after: colon)...])
+            while value.first == " " || value.first == "\t" { value = value.dropFirst() }
+            while value.last == " " || value.last == "\t" { value = value.dropLast() }
+            headers.append((name, String(value)))
+        }
+    }
+
+    /// Returns false to abort the transfer.
+    func body(_ data: UnsafeRawBufferPointer) -> Bool {
+        received += Int64(data.count)
+        if let out = responseFile, (200..<300).contains(status) {
+            do {
+                try out.writeAll(data)
+            } catch {
+                localError = "\(error)"
+                return false
+            }
+            md5?.update(data)
+        } else {
+            memory.append(contentsOf: data)
+        }
+        return true
+    }
+
+    /// Fills `buffer` with the next part of the upload; nil when reading failed.
+    func read(into buffer: UnsafeMutableRawBufferPointer) -> Int? {
+        guard let size = uploadSize else { return 0 }
+        let n = Int(min(Int64(buffer.count), size - uploadOffset))
+        if n <= 0 { return 0 }
+        if let fd = uploadFile {
+            do {
+                let got = try fd.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n]), at: uploadOffset)
+                if got != n {
+                    localError = "request body \(fd.path) shrank while being sent"
+                    return nil
+                }
+            } catch {
+                localError = "\(error)"
+                return nil
+            }
+        } else {
+            uploadBytes.withUnsafeBytes { src in
+                buffer.baseAddress!.copyMemory(from: src.baseAddress! + Int(uploadOffset), byteCount: n)
+            }
+        }
+        uploadOffset += Int64(n)
+        return n
+    }
+
+    func seek(to offset: Int64) -> Bool {
+        guard let size = uploadSize, offset >= 0, offset <= size else { return false }
+        uploadOffset = offset
+        return true
+    }
+}
+
+private func httpTransfer(_ p: UnsafeMutableRawPointer?) -> Transfer {
+    Unmanaged<Transfer>.fromOpaque(p!).takeUnretainedValue()
+}
+
+private let httpWriteCallback: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int = { ptr, size, count, ctx in
+    let n = size * count
+    guard n > 0, let ptr else { return 0 }
+    return httpTransfer(ctx).body(UnsafeRawBufferPointer(start: ptr, count: n)) ? n : 0
+}
+
+private let httpHeaderCallback: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int = { ptr, size, count, ctx in
+    let n = size * count
+    guard let ptr else { return n }
+    httpTransfer(ctx).header(UnsafeRawBufferPointer(start: ptr, count: n))
+    return n
+}
+
+private let httpReadCallback: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int = { ptr, size, count, ctx in
+    guard let ptr else { return CCurl_READFUNC_ABORT() }
+    let got = httpTransfer(ctx).read(into: UnsafeMutableRawBufferPointer(start: ptr, count: size * count))
+    return got ?? CCurl_READFUNC_ABORT()
+}
+
+private let httpSeekCallback: @convention(c) (UnsafeMutableRawPointer?, curl_off_t, CInt) -> CInt = { ctx, offset, origin in
+    guard origin == SEEK_SET else { return CCurl_SEEKFUNC_FAIL() }
+    return httpTransfer(ctx).seek(to: Int64(offset)) ? CCurl_SEEKFUNC_OK() : CCurl_SEEKFUNC_FAIL()
+}
+
+private let httpProgressCallback: @convention(c) (UnsafeMutableRawPointer?, curl_off_t, curl_off_t, curl_off_t, curl_off_t) -> CInt = { _, _, _, _, _ in
+    Signals.stopRequested ? 1 : 0
+}

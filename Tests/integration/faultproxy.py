@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""A small HTTP/1.1 proxy on loopback that injects faults, for the store tests.
+
+It forwards each request unchanged (Host header included, so SigV4 signatures stay valid)
+to an upstream server, or with --memory answers from an in-memory object map itself, and
+logs one line per request. Faults are a sequence applied to the attempts of each distinct
+request (method + target): with --faults drop,503 the first attempt of every request is
+dropped, the second answered 503 SlowDown, the third and later forwarded.
+
+  faultproxy.py --upstream http://127.0.0.1:8080 [--faults drop,503] [--match REGEX]
+                [--log FILE] [--port-file FILE] [--port N]
+  faultproxy.py --memory ...
+
+Faults: drop (read the request, close without answering), reset (close with a TCP RST),
+503 / 500 / 429 (answer that status with an S3-style error body; 503 says SlowDown),
+cut (forward, then send the headers and half the body and close), stall:S (wait S seconds
+before forwarding), pass (forward).
+
+Log lines (tab-separated): METHOD TARGET STATUS FAULT CONNECTION. STATUS is - when no
+answer was sent.
+"""
+import argparse
+import hashlib
+import http.client
+import os
+import re
+import socket
+import socketserver
+import sys
+import threading
+import time
+import urllib.parse
+
+
+class State:
+    def __init__(self, args):
+        self.faults = [f for f in args.faults.split(",") if f] if args.faults else []
+        self.match = re.compile(args.match) if args.match else None
+        self.attempts = {}
+        self.lock = threading.Lock()
+        self.log = open(args.log, "a", buffering=1) if args.log else None
+        self.upstream = urllib.parse.urlsplit(args.upstream) if args.upstream else None
+        self.objects = {}
+        self.connections = 0
+
+    def fault_for(self, method, target):
+        if self.match and not self.match.search(f"{method} {target}"):
+            return "pass"
+        with self.lock:
+            n = self.attempts.get((method, target), 0)
+            self.attempts[(method, target)] = n + 1
+        return self.faults[n] if n < len(self.faults) else "pass"
+
+    def record(self, method, target, status, fault, conn):
+        if self.log:
+            with self.lock:
+                self.log.write(f"{method}\t{target}\t{status}\t{fault}\t{conn}\n")
+
+
+def error_body(status):
+    code = {503: "SlowDown", 500: "InternalError", 429: "TooManyRequests"}.get(status, "Error")
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+            f"<Message>injected by faultproxy</Message></Error>").encode()
+
+
+class Handler(socketserver.BaseRequestHandler):
+    def setup(self):
+        st = self.server.state
+        with st.lock:
+            st.connections += 1
+            self.conn_id = st.connections
+        self.rfile = self.request.makefile("rb")
+        self.upstream = None
+
+    def finish(self):
+        if self.upstream:
+            self.upstream.close()
+
+    def handle(self):
+        while True:
+            try:
+                req = self.read_request()
+            except (ConnectionError, OSError):
+                return
+            if req is None:
+                return
+            if not self.serve(*req):
+                return
+
+    def read_request(self):
+        line = self.rfile.readline(65537)
+        if not line:
+            return None
+        method, target, _ = line.decode("latin-1").rstrip("\r\n").split(" ", 2)
+        headers = []
+        while True:
+            h = self.rfile.readline(65537)
+            if h in (b"\r\n", b"\n", b""):
+                break
+            name, value = h.decode("latin-1").rstrip("\r\n").split(":", 1)
+            headers.append((name, value.strip()))
+        length = int(next((v for n, v in headers if n.lower() == "content-length"), "0"))
+        if any(n.lower() == "transfer-encoding" and "chunked" in v.lower() for n, v in headers):
+            body = self.read_chunked()
+            headers = [(n, v) for n, v in headers if n.lower() != "transfer-encoding"]
+            headers.append(("Content-Length", str(len(body))))
+        else:
+            body = self.rfile.read(length) if length else b""
+        return method, target, headers, body
+
+    def read_chunked(self):
+        out = b""
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+            if size == 0:
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return out
+            out += self.rfile.read(size)
+            self.rfile.readline()
+
+    def send(self, status, reason, headers, body, cut=False, head=False):
+        lines = [f"HTTP/1.1 {status} {reason}"]
+        # A HEAD answer keeps the upstream's Content-Length (the size of what a GET would send).
+        keep_length = head and any(n.lower() == "content-length" for n, _ in headers)
+        drop = ("transfer-encoding", "connection") + (() if keep_length else ("content-length",))
+        lines += [f"{n}: {v}" for n, v in headers if n.lower() not in drop]
+        if not keep_length:
+            lines.append(f"Content-Length: {len(body)}")
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if not head:
+            data += body[: len(body) // 2] if cut else body
+        self.request.sendall(data)
+
+    def serve(self, method, target, headers, body):
+        st = self.server.state
+        fault = st.fault_for(method, target)
+        if fault == "drop":
+            st.record(method, target, "-", fault, self.conn_id)
+            return False
+        if fault == "reset":
+            st.record(method, target, "-", fault, self.conn_id)
+            self.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            return False
+        if fault in ("503", "500", "429"):
+            status = int(fault)
+            st.record(method, target, status, fault, self.conn_id)
+            eb = error_body(status)
+            self.send(status, "Injected", [("Content-Type", "application/xml")], eb, head=method == "HEAD")
+            return True
+        if fault.startswith("stall:"):
+            time.sleep(float(fault.split(":", 1)[1]))
+        try:
+            status, reason, rheaders, rbody = self.forward(method, target, headers, body)
+        except (ConnectionError, OSError, http.client.HTTPException) as e:
+            st.record(method, target, "-", f"upstream-error:{type(e).__name__}", self.conn_id)
+            return False
+        cut = fault == "cut" and len(rbody) > 1
+        st.record(method, target, status, fault, self.conn_id)
+        self.send(status, reason, rheaders, rbody, cut=cut, head=method == "HEAD")
+        return not cut
+
+    def forward(self, method, target, headers, body):
+        st = self.server.state
+        if st.upstream is None:
+            return self.memory(method, target, headers, body)
+        for attempt in (1, 2):
+            if self.upstream is None:
+                self.upstream = http.client.HTTPConnection(st.upstream.hostname, st.upstream.port, timeout=120)
+            try:
+                self.upstream.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+                for n, v in headers:
+                    self.upstream.putheader(n, v)
+                self.upstream.endheaders(body if body or method in ("PUT", "POST") else None)
+                r = self.upstream.getresponse()
+                data = r.read()
+                return r.status, r.reason, r.getheaders(), data
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                # A kept-alive upstream connection closed by the server: reconnect once.
+                self.upstream.close()
+                self.upstream = None
+                if attempt == 2:
+                    raise
+
+    def memory(self, method, target, headers, body):
+        st = self.server.state
+        path = urllib.parse.urlsplit(target).path
+        if path == "/_echo":
+            # The request as received: method, headers and body, for client tests.
+            text = method + "\n" + "".join(f"{n.lower()}: {v}\n" for n, v in headers) + "\n"
+            return 200, "OK", [("Content-Type", "text/plain")], text.encode("latin-1") + body
+        with st.lock:
+            if method == "PUT":
+                st.objects[path] = body
+                return 200, "OK", [("ETag", '"%s"' % hashlib.md5(body).hexdigest())], b""
+            if method in ("GET", "HEAD"):
+                if path not in st.objects:
+                    return 404, "Not Found", [("Content-Type", "application/xml")], \
+                        b"<Error><Code>NoSuchKey</Code><Message>not here</Message></Error>"
+                data = st.objects[path]
+                hs = [("ETag", '"%s"' % hashlib.md5(data).hexdigest()), ("Content-Type", "application/octet-stream")]
+                if method == "HEAD":
+                    return 200, "OK", hs + [("Content-Length", str(len(data)))], b""
+                return 200, "OK", hs, data
+            if method == "DELETE":
+                st.objects.pop(path, None)
+                return 204, "No Content", [], b""
+            if method == "POST":
+                return 200, "OK", [("Content-Type", "text/plain")], hashlib.md5(body).hexdigest().encode()
+        return 405, "Method Not Allowed", [], b""
+
+
+class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--upstream", help="http://HOST:PORT to forward to")
+    p.add_argument("--memory", action="store_true", help="serve objects from memory instead of forwarding")
+    p.add_argument("--faults", default="", help="comma-separated faults for attempts 1, 2, ... of each request")
+    p.add_argument("--match", help="only requests whose 'METHOD TARGET' matches this regex get faults")
+    p.add_argument("--log", help="append one line per request to this file")
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--port-file", help="write the bound port here once listening")
+    args = p.parse_args()
+    if bool(args.upstream) == bool(args.memory):
+        p.error("give exactly one of --upstream and --memory")
+    server = Server(("127.0.0.1", args.port), Handler)
+    server.state = State(args)
+    port = server.server_address[1]
+    if args.port_file:
+        with open(args.port_file + ".tmp", "w") as f:
+            f.write(f"{port}\n")
+        os.replace(args.port_file + ".tmp", args.port_file)
+    else:
+        print(port, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
