@@ -21,6 +21,7 @@ public enum StoreRegistry {
             let cfg = try FileConfig(url: url)
             return (try cfg.open(location: url.text), "")
         },
+        "swift": { url, s in let c = try SwiftConfig(url: url, settings: s); return (try c.open(location: url.text, attempts: s.retries + 1), c.prefix) },
     ]
 
     /// The store and the layout of keys inside it.
