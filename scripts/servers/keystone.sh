@@ -159,6 +159,8 @@ project_name = admin
 user_domain_id = default
 project_domain_id = default
 delay_auth_decision = true
+# No token cache in the proxy: a token revoked in Keystone is refused at once.
+token_cache_time = -1
 service_token_roles_required = false
 
 [filter:keystoneauth]

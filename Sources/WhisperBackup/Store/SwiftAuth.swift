@@ -4,6 +4,16 @@ struct SwiftSession: Sendable {
     var storageURL: String
     /// Seconds since the epoch when the token expires, if the auth service said.
     var expires: Double?
+    /// When it was issued (to renew a short-lived token in proportion to its life).
+    var issued: Double = system_now()
+
+    /// Whether to get a new token before the next request: within 30 s of the expiry, or
+    /// within a tenth of the token's life if that is shorter.
+    var isExpiring: Bool {
+        guard let e = expires else { return false }
+        let margin = min(SwiftAuth.expiryMargin, max(0, e - issued) / 10)
+        return system_now() >= e - margin
+    }
 }
 
 /// Gets and keeps a Swift token: one per process, reused for every request, renewed shortly
@@ -16,7 +26,7 @@ final class SwiftAuth {
     /// Token requests made so far.
     private(set) var authentications = 0
 
-    /// A token is renewed this many seconds before the expiry the auth service announced.
+    /// A token is renewed at most this many seconds before the expiry the auth service announced.
     static let expiryMargin = 30.0
 
     init(config: SwiftConfig, location: String, perform: @escaping (HTTPRequest) throws -> HTTPResponse) {
@@ -34,7 +44,7 @@ final class SwiftAuth {
     /// The session to use now: the current one, or a new one if there is none or it is
     /// about to expire.
     func current() throws -> SwiftSession {
-        if let s = session, s.expires.map({ system_now() < $0 - SwiftAuth.expiryMargin }) ?? true { return s }
+        if let s = session, !s.isExpiring { return s }
         return try renew()
     }
 

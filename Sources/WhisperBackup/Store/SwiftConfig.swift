@@ -32,8 +32,8 @@ public struct SwiftConfig: Sendable {
     public var insecure = false
     public var createMissing = false
     public var dryRun = false
-    /// `WSP_SWIFT_LIST_LIMIT`: objects per listing page (default: the cluster's
-    /// `container_listing_limit` from `/info`, else 10000).
+    /// `WSP_SWIFT_LIST_LIMIT`: objects per listing page, to go under the default (1000, or
+    /// the cluster's `container_listing_limit` from `/info` if lower).
     public var listLimit: Int?
 
     public static let variablesHelp = "ST_AUTH, ST_USER, ST_KEY (v1 auth), or OS_AUTH_URL, OS_USERNAME, OS_PASSWORD, OS_PROJECT_NAME (Keystone v3), or OS_AUTH_TOKEN with OS_STORAGE_URL"

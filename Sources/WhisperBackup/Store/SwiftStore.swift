@@ -28,9 +28,10 @@ public final class SwiftStore: Store {
     /// A dry run with `--create-container` found no container: it lists as empty.
     private var containerMissing = false
 
-    /// Objects per listing page when neither the config nor `/info` says: at or under every
-    /// known server's cap (Swift 10000, radosgw 1000), so a short page always means the end.
-    static let defaultListLimit = 1000
+    /// Objects per listing page, at most: at or under every known server's cap (Swift's
+    /// `container_listing_limit` 10000; radosgw caps Swift listings at 1000 although its
+    /// `/info` says 10000), so a short page always means the end of the listing.
+    static let maxListLimit = 1000
 
     public init(config: SwiftConfig, location: String, perform: @escaping (HTTPRequest) throws -> HTTPResponse) {
         self.config = config
@@ -323,7 +324,7 @@ public final class SwiftStore: Store {
     }
 
     private func listLimit() throws -> Int {
-        var limit = config.listLimit ?? SwiftStore.defaultListLimit
+        var limit = min(config.listLimit ?? SwiftStore.maxListLimit, SwiftStore.maxListLimit)
         if let server = try loadCapabilities().listingLimit, server > 0 { limit = min(limit, server) }
         return limit
     }
