@@ -4,8 +4,9 @@ import WhisperBackup
 struct WspPrune: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "wsp-prune",
-        abstract: "Keep the newest N versions of each metric; delete the rest.",
+        abstract: "Keep the newest N versions of each metric; purge metrics gone from disk.",
         discussion: """
+            RETENTION (--keep N)
             Versions are counted per metric, newest first; equal content is never stored twice in
             a row, so each version differs from the one before it.
 
@@ -14,17 +15,44 @@ struct WspPrune: ParsableCommand {
             With --all, every metric in the store instead.
 
             OUTPUT RECORDS (one per deleted version)
-              METRIC  TIME  HASH  KEY  SIZE  STATUS       (STATUS: deleted or would-delete)
+              METRIC  TIME  HASH  KEY  SIZE  STATUS
+              STATUS: deleted, would-delete (--dry-run), purged, would-purge.
 
-            EXAMPLE
+            PURGE (--gone-after DAYS)
+            Reads the node's COMPLETE metric listing (wsp-find output) on stdin and lists the
+            store once. A store metric missing from disk gets a marker METRIC/gone-since.TIME the
+            first time a run sees it missing; its versions are purged DAYS after that (not after
+            its last backup, so idle metrics keep their backups). A metric back on disk loses its
+            marker. With --metrics, only matching store metrics are considered (give the globs
+            the listing was made with). Refuses (exit 1, nothing deleted) when it would purge more
+            than --max-share of the store's metrics, unless --force: an unmounted volume looks
+            like an empty tree.
+
+            EXAMPLES
               wsp-find --root /srv/whisper | wsp-prune --keep 5 file:///backups/node1
+              wsp-find --root /srv/whisper | wsp-prune --gone-after 45 file:///backups/node1
 
             \(exitStatusHelp)
             """,
         version: wspVersion)
 
     @Option(help: ArgumentHelp("Versions to keep per metric (at least 1).", valueName: "n"))
-    var keep: Int
+    var keep: Int?
+
+    @Option(help: ArgumentHelp("Purge metrics gone from disk for this many days (stdin: the complete wsp-find listing).", valueName: "days"))
+    var goneAfter: Int?
+
+    @Option(name: .customLong("metrics"), help: ArgumentHelp("With --gone-after: only store metrics matching this glob (repeatable).", valueName: "glob"))
+    var metricGlobs: [String] = []
+
+    @Option(help: ArgumentHelp("With --gone-after: most share of the store's metrics a purge may remove without --force.", valueName: "fraction"))
+    var maxShare: Double = 0.5
+
+    @Flag(help: "With --gone-after: purge even past --max-share.")
+    var force = false
+
+    @Option(help: ArgumentHelp("The time a purge counts from (default: now).", valueName: "date"))
+    var now: String?
 
     @Flag(help: "Prune every metric in the store, not only those named by records.")
     var all = false
@@ -42,12 +70,38 @@ struct WspPrune: ParsableCommand {
     var records: [String] = []
 
     func validate() throws {
-        guard keep >= 1 else { throw ValidationError("--keep must be at least 1") }
+        switch (keep, goneAfter) {
+        case (nil, nil): throw ValidationError("say --keep N (retention) or --gone-after DAYS (purge)")
+        case (.some, .some): throw ValidationError("--keep and --gone-after are separate runs")
+        case (.some(let k), nil):
+            guard k >= 1 else { throw ValidationError("--keep must be at least 1") }
+        case (nil, .some(let d)):
+            guard d >= 0 else { throw ValidationError("--gone-after must be 0 or more days") }
+            if all { throw ValidationError("--gone-after reads the complete listing; --all is for --keep") }
+        }
         if all && !records.isEmpty { throw ValidationError("--all takes no records") }
+        guard maxShare > 0 && maxShare <= 1 else { throw ValidationError("--max-share must be in (0, 1]") }
+        if let now, Timestamp.parse(now) == nil { throw ValidationError("--now \(now): not a date") }
     }
 
     func run() throws {
         let (store, layout) = try StoreRegistry.open(store, settings: storeOptions.settings(dryRun: dryRun))
+        if let goneAfter {
+            let globs = try metricGlobs.map { p in
+                do { return try MetricGlob(p) } catch { throw ValidationError("glob \(p): \(error)") }
+            }
+            let t = now.flatMap(Timestamp.parse) ?? Int64(system_now())
+            do {
+                try Purge(store: store, layout: layout, goneAfterDays: goneAfter, now: t, maxShare: maxShare,
+                          force: force, dryRun: dryRun, globs: globs)
+                    .run(input: RecordInput(arguments: records), output: RecordWriter(), diagnostics: output.diagnostics("wsp-prune"))
+            } catch let e as PurgeRefused {
+                output.diagnostics("wsp-prune").error("\(e)")
+                throw ExitCode(1)
+            }
+            return
+        }
+        guard let keep else { return }
         try Prune(store: store, layout: layout, keep: keep, dryRun: dryRun)
             .run(input: all ? nil : RecordInput(arguments: records), output: RecordWriter(), diagnostics: output.diagnostics("wsp-prune"))
     }

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the server scripts in this directory (sourced, not run).
 # Each script keeps all runtime state (config, data, logs, pid files) under the
 # RUNDIR it is given; only installed packages and the pip cache live outside.
@@ -15,6 +16,7 @@ as_root() {
 # when something is missing, so an installed machine starts fast. Output goes to
 # a log and is shown only on failure.
 _apt_updated=
+APT_INSTALLED=()
 apt_ensure() {
     local missing=() p log
     for p in "$@"; do
@@ -46,6 +48,7 @@ apt_ensure() {
         die "apt-get install ${missing[*]} failed"
     fi
     rm -f "$log"
+    APT_INSTALLED+=("${missing[@]}")
 }
 
 # Start a command in the background, detached from the caller's session and
@@ -61,13 +64,13 @@ spawn() {
 # Stop the process in a pid file if it still is what we started (the cmdline
 # must contain $2, so a recycled pid is left alone). TERM, then KILL after 10 s.
 stop_pidfile() {
-    local pidfile="$1" match="$2" pid i
+    local pidfile="$1" match="$2" pid
     [ -f "$pidfile" ] || return 0
     pid="$(cat "$pidfile" 2>/dev/null || true)"
     if [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] \
         && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$match"; then
         kill -TERM "$pid" 2>/dev/null || true
-        for i in $(seq 1 100); do
+        for _ in $(seq 1 100); do
             [ -d "/proc/$pid" ] || break
             # A zombie child of ours counts as gone.
             grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null && break

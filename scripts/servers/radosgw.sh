@@ -70,6 +70,7 @@ osd pool default pg autoscale mode = off
 osd crush chooseleaf type = 0
 mon allow pool size one = true
 mon warn on pool no redundancy = false
+mon warn on insecure global id reclaim allowed = false
 mon max pg per osd = 1000
 mon allow pool delete = true
 # Each pool rgw creates costs one map epoch; the default 1 s proposal
@@ -82,6 +83,11 @@ osd objectstore = memstore
 memstore device bytes = $((RGW_MEMSTORE_MB * 1024 * 1024))
 osd op num shards = 1
 osd op num threads per shard = 2
+# With auth off, the OSD can send its start-up crush commands before it has
+# the monmap and they fail with "wrong fsid", killing it. The OSD is placed
+# in the crush map by this script instead.
+osd crush update on start = false
+osd class update on start = false
 
 [client.rgw.a]
 rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT
@@ -158,9 +164,11 @@ do_start() {
     spawn "$RUN/mon.pid" "$LOG/mon.out" ceph-mon -c "$CONF" -i a -f
     wait_for 300 ceph_ mon stat || fail "monitor did not come up"
 
-    ceph_ osd new "$osd_uuid" >>"$setup" 2>&1 || fail "ceph osd new failed"
-    # Right after a fresh monitor, ceph-osd can fail with "wrong fsid"; it
-    # succeeds on a retry a second later.
+    { ceph_ osd new "$osd_uuid" && ceph_ osd crush add osd.0 1 root=default host=localhost; } \
+        >>"$setup" 2>&1 || fail "adding the OSD failed"
+    # Right after a fresh monitor, ceph-osd can exit with "wrong fsid" (seen
+    # at start-up before the crush settings above); a retry a second later
+    # works, so both steps retry.
     for i in $(seq 1 10); do
         if ceph-osd -c "$CONF" -i 0 --mkfs --osd-uuid "$osd_uuid" >>"$setup" 2>&1; then break; fi
         [ "$i" -eq 10 ] && fail "ceph-osd --mkfs failed"

@@ -176,20 +176,27 @@ ensure_rings() {
         && [ -f "$ETC/container.ring.gz" ] && [ -f "$ETC/object.ring.gz" ]; then
         return 0
     fi
-    local a c o kind port
+    local a c o
     a="$(free_port)"; c="$(free_port)"; o="$(free_port)"
     while [ "$c" = "$a" ]; do c="$(free_port)"; done
     while [ "$o" = "$a" ] || [ "$o" = "$c" ]; do o="$(free_port)"; done
     rm -f "$ETC"/*.builder "$ETC"/*.ring.gz
     rm -rf "$ETC/backups"
-    for kind in account container object; do
-        case "$kind" in account) port=$a ;; container) port=$c ;; object) port=$o ;; esac
-        {
-            "$VENV/bin/swift-ring-builder" "$ETC/$kind.builder" create 8 1 1
-            "$VENV/bin/swift-ring-builder" "$ETC/$kind.builder" add "r1z1-127.0.0.1:$port/sdb1" 1
-            "$VENV/bin/swift-ring-builder" "$ETC/$kind.builder" rebalance
-        } >>"$LOG/rings.log" 2>&1 || { show_logs "$LOG/rings.log"; die "ring build failed"; }
-    done
+    # Same as `swift-ring-builder X.builder create 8 1 1; add
+    # r1z1-127.0.0.1:PORT/sdb1 1; rebalance` for each ring, in one process
+    # instead of nine (~1 s instead of ~3 s).
+    "$VENV/bin/python" - "$ETC" "$a" "$c" "$o" >>"$LOG/rings.log" 2>&1 <<'PY' || { show_logs "$LOG/rings.log"; die "ring build failed"; }
+import sys
+from swift.common.ring import RingBuilder
+etc, ports = sys.argv[1], sys.argv[2:]
+for kind, port in zip(("account", "container", "object"), ports):
+    b = RingBuilder(8, 1, 1)
+    b.add_dev({"id": 0, "region": 1, "zone": 1, "ip": "127.0.0.1", "port": int(port),
+               "device": "sdb1", "weight": 1, "meta": ""})
+    b.rebalance()
+    b.save("%s/%s.builder" % (etc, kind))
+    b.get_ring().save("%s/%s.ring.gz" % (etc, kind))
+PY
     echo "$a $c $o" >"$ETC/ports"
 }
 
@@ -224,8 +231,8 @@ do_start() {
 
     # Healthy means: every backend accepts connections, the proxy answers
     # /healthcheck and tempauth issues a token (which exercises memcached).
-    local i ok=
-    for i in $(seq 1 300); do
+    local ok=
+    for _ in $(seq 1 300); do
         for s in memcached $SERVERS; do
             pid_alive "$RUN/$s.pid" || { show_logs "$LOG/$s.log"; do_stop; die "$s exited during start"; }
         done

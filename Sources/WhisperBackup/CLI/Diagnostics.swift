@@ -35,6 +35,11 @@ public final class Diagnostics: @unchecked Sendable {
         line("\(tool): \(metric.isEmpty ? "(empty record)" : Diagnostics.printable(metric)): \(reason)")
     }
 
+    /// An error that is not about one record; printed even when quiet.
+    public func error(_ message: String) {
+        line("\(tool): \(message)")
+    }
+
     public func warn(_ message: String) {
         if !quiet { line("\(tool): \(message)") }
     }

@@ -46,6 +46,8 @@ public enum ToolMain {
             exit(e.rawValue)
         } catch {
             if Signals.stopRequested { TempFiles.removeAll(); exit(128 + Signals.pending) }
+            // Help and version of a subcommand arrive here, from the parser's own command.
+            if C.exitCode(for: error) == .success { C.exit(withError: error) }
             fputs("\(name): \(error)\n", stderr)
             exit(2)
         }

@@ -53,11 +53,10 @@ public struct Merge {
         }
         if dryRun { return ("would-create", target, "\(bytes.count)") }
         let dir = Path.directory(of: target)
-        try Path.makeDirectories(dir)
-        // A directory under the root may be a symlink that leads elsewhere: never write there.
-        let realDir = try system_realpath(dir)
-        guard realDir == realRoot || realDir.hasPrefix(realRoot + "/") else {
-            throw RecordError("\(dir) leads outside the root (\(realDir)); not written")
+        do {
+            try Path.makeDirectories(under: realRoot, String(dir.dropFirst(realRoot.count)))
+        } catch let e as Errno {
+            throw RecordError(e.path ?? e.description)
         }
         do {
             try AtomicFile.write(target, placement: .createOnly) { fd in

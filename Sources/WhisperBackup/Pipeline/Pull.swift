@@ -46,17 +46,29 @@ public struct PullList {
                 if Signals.stopRequested || output.closed { break }
                 var current: String? = nil
                 var versions: [StoredVersion] = []
+                // Metrics listed per glob: a glob that selects nothing is a failure, not silence.
+                var found = [Int](repeating: 0, count: group.globs.count)
+                func flush() throws {
+                    let chosen = select(versions)
+                    guard let metric = chosen.first?.metric else { return }
+                    for (i, g) in group.globs.enumerated() where g.matches(metric) { found[i] += 1 }
+                    try emit(chosen, output: output, diagnostics: diagnostics)
+                }
                 try store.list(prefix: layout.prefix + group.prefix) { obj in
                     guard var v = layout.parse(obj.key), group.globs.contains(where: { $0.matches(v.metric) }) else { return }
                     v.size = obj.size
                     if v.metric != current {
-                        if !versions.isEmpty { try emit(select(versions), output: output, diagnostics: diagnostics) }
+                        try flush()
                         versions.removeAll(keepingCapacity: true)
                         current = v.metric
                     }
                     versions.append(v)
                 }
-                if !versions.isEmpty { try emit(select(versions), output: output, diagnostics: diagnostics) }
+                try flush()
+                for (i, g) in group.globs.enumerated() where found[i] == 0 && !Signals.stopRequested {
+                    diagnostics.fail(g.pattern, before == nil ? "no metric in \(store.location) matches"
+                        : "no version at or before \(Timestamp.format(before!)) of a matching metric in \(store.location)")
+                }
             }
         }
         try diagnostics.finish()

@@ -36,6 +36,28 @@ public enum Path {
         }
     }
 
+    /// Creates the directories of `relative` under `realRoot` (a realpath) one component at a
+    /// time, and refuses a component that is not a directory inside the root (a symlink that
+    /// leads elsewhere): nothing is created or written outside the root.
+    public static func makeDirectories(under realRoot: String, _ relative: String) throws {
+        var current = realRoot
+        for part in relative.split(separator: "/") {
+            current = join(current, String(part))
+            do {
+                let st = try system_lstat(current)
+                if st.isDirectory { continue }
+                if st.isSymlink {
+                    let target = try system_realpath(current)
+                    if (target == realRoot || target.hasPrefix(realRoot + "/")), try system_stat(target).isDirectory { continue }
+                    throw Errno(ELOOP, call: "mkdir", path: "\(current) leads outside the root (\(target)); not written")
+                }
+                throw Errno(ENOTDIR, call: "mkdir", path: current)
+            } catch Errno.noSuchFileOrDirectory {
+                do { try system_mkdir(current) } catch Errno.fileExists {}
+            }
+        }
+    }
+
     /// An absolute, normalized form of `path` (no symlink resolution).
     public static func absolute(_ path: String) -> String {
         var p = path

@@ -1,0 +1,124 @@
+/// `wsp-prune --gone-after DAYS`: removes the versions of metrics that are gone from disk.
+/// Reads the node's complete metric listing (wsp-find output) and lists the store once.
+/// A metric missing from disk gets a marker object `METRIC/gone-since.TIME` the first time a
+/// run sees it missing; its versions are deleted only DAYS after that time (not after its
+/// last backup: an idle metric keeps its backups). A metric that reappears loses its marker.
+/// The marker lives in the store, so a lost local state cannot shorten the wait. A purge that
+/// would remove more than `maxShare` of the store's metrics refuses unless forced: an
+/// unmounted volume looks like an empty tree.
+public struct Purge {
+    public var store: Store
+    public var layout: StoreLayout
+    public var goneAfterDays: Int
+    public var now: Int64
+    public var maxShare: Double
+    public var force: Bool
+    public var dryRun: Bool
+    /// Only store metrics matching these are considered (the globs of the listing).
+    public var globs: [MetricGlob]
+
+    public static let markerName = "gone-since."
+
+    public init(store: Store, layout: StoreLayout, goneAfterDays: Int, now: Int64, maxShare: Double,
+                force: Bool, dryRun: Bool, globs: [MetricGlob]) {
+        self.store = store
+        self.layout = layout
+        self.goneAfterDays = goneAfterDays
+        self.now = now
+        self.maxShare = maxShare
+        self.force = force
+        self.dryRun = dryRun
+        self.globs = globs
+    }
+
+    /// A metric's versions and marker as one listing pass saw them.
+    struct Entry {
+        var metric: String
+        var versions: [StoredVersion] = []
+        var markers: [(key: String, time: Int64)] = []
+    }
+
+    public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
+        var onDisk = Set<String>()
+        for record in input {
+            if Signals.stopRequested { throw Interrupted() }
+            onDisk.insert(record.metric)
+        }
+        var total = 0, marked = 0, unmarked = 0
+        var doomed: [Entry] = []
+        let cutoff = now - Int64(goneAfterDays) * 86400
+        try forEachMetric { entry in
+            guard globs.isEmpty || globs.contains(where: { $0.matches(entry.metric) }) else { return }
+            if entry.versions.isEmpty && entry.markers.isEmpty { return }
+            total += 1
+            if onDisk.contains(entry.metric) {
+                if !entry.markers.isEmpty {
+                    let failed = dryRun ? [] : try store.delete(entry.markers.map(\.key))
+                    for f in failed { diagnostics.fail(entry.metric, "remove marker \(f.key): \(f.error)") }
+                    unmarked += 1
+                }
+                return
+            }
+            if let since = entry.markers.map(\.time).min() {
+                if since <= cutoff { doomed.append(entry) }
+            } else {
+                let key = layout.metricPrefix(entry.metric) + Purge.markerName + Timestamp.format(now)
+                if !dryRun { try store.put(key, body: .bytes([])) }
+                marked += 1
+            }
+        }
+        if marked + unmarked > 0 {
+            diagnostics.warn("\(marked) metric(s) newly seen gone from disk (kept \(goneAfterDays) more days), \(unmarked) back on disk")
+        }
+        if total > 0 && !doomed.isEmpty && Double(doomed.count) / Double(total) > maxShare && !force {
+            throw PurgeRefused(doomed: doomed.count, total: total, maxShare: maxShare)
+        }
+        for entry in doomed {
+            if Signals.stopRequested { break }
+            var keys = entry.versions.map(\.key) + entry.versions.filter(\.legacy).map { layout.legacyHashKey($0.key) }
+            let versionKeys = Set(keys)
+            keys += entry.markers.map(\.key)   // the marker goes last: a failed run retries
+            let failed = dryRun ? [] : try store.delete(keys)
+            let failedKeys = Set(failed.map(\.key))
+            for f in failed { diagnostics.fail(entry.metric, "delete \(f.key): \(f.error)") }
+            for v in entry.versions where versionKeys.contains(v.key) && !failedKeys.contains(v.key) {
+                output.write(Record(v.recordFields + [dryRun ? "would-purge" : "purged"]))
+                diagnostics.bytesOut += v.size
+            }
+            diagnostics.done("purged")
+        }
+        try diagnostics.finish()
+    }
+
+    /// One pass over the store, one call per metric (keys of a metric are contiguous).
+    func forEachMetric(_ body: (Entry) throws -> Void) throws {
+        var current: Entry? = nil
+        try store.list(prefix: layout.prefix) { obj in
+            let rest = obj.key.dropFirst(layout.prefix.count)
+            guard let slash = rest.lastIndex(of: "/") else { return }
+            let metric = String(rest[..<slash])
+            if metric != current?.metric {
+                if let c = current { try body(c) }
+                current = Entry(metric: metric)
+            }
+            let name = rest[rest.index(after: slash)...]
+            if name.hasPrefix(Purge.markerName), let t = Timestamp.parseBasic(name.dropFirst(Purge.markerName.count)) {
+                current!.markers.append((obj.key, t))
+            } else if var v = layout.parse(obj.key) {
+                v.size = obj.size
+                current!.versions.append(v)
+            }
+        }
+        if let c = current { try body(c) }
+    }
+}
+
+/// The mass-purge guard tripped.
+public struct PurgeRefused: Error, CustomStringConvertible {
+    public var doomed: Int
+    public var total: Int
+    public var maxShare: Double
+    public var description: String {
+        "refusing to purge \(doomed) of \(total) metrics (more than \(Int(maxShare * 100))%): is the whisper volume mounted? Use --force if this is intended"
+    }
+}

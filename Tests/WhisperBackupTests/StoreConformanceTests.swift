@@ -1,0 +1,58 @@
+import XCTest
+@testable import WhisperBackup
+
+/// The Store contract, run against every backend that is reachable: file:// always;
+/// s3:// and swift:// when WSP_TEST_STORE_URLS names stores (space-separated URLs, with
+/// credentials in the environment as usual).
+final class StoreConformanceTests: XCTestCase {
+    func stores() throws -> [(Store, StoreLayout)] {
+        let dir = NSTemporaryDirectory() + "conformance-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try Path.makeDirectories(dir)
+        var urls = ["file://" + dir]
+        if let extra = ProcessInfo.processInfo.environment["WSP_TEST_STORE_URLS"] {
+            urls += extra.split(separator: " ").map { String($0) + "/conformance-\(getpid())-\(UInt32.random(in: 0...UInt32.max))/" }
+        }
+        var settings = StoreSettings()
+        settings.createMissing = true
+        return try urls.map { try StoreRegistry.open($0, settings: settings) }
+    }
+
+    func testPutGetHeadListDelete() throws {
+        for (store, layout) in try stores() {
+            let scratch = NSTemporaryDirectory()
+            let keys = ["m.a b/1", "m.a/2", "m.a/1", "m.a+/x", "m.é/1", "n/1"].map { layout.prefix + $0 }
+            for (i, k) in keys.enumerated() {
+                try store.put(k, body: .bytes(Array("object \(i)".utf8)))
+            }
+            XCTAssertEqual(try store.getBytes(keys[1], scratchDir: scratch), Array("object 1".utf8), store.location)
+            XCTAssertEqual(try store.head(keys[0])?.size, 8)
+            XCTAssertNil(try store.head(layout.prefix + "m.a/none"))
+            XCTAssertThrowsError(try store.getBytes(layout.prefix + "m.a/none", scratchDir: scratch)) { e in
+                XCTAssertEqual((e as? StoreError)?.kind, .notFound, "\(store.location): \(e)")
+            }
+            var listed: [String] = []
+            try store.list(prefix: layout.prefix + "m.a") { listed.append($0.key) }
+            let expected = keys.filter { $0.hasPrefix(layout.prefix + "m.a") }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+            XCTAssertEqual(listed, expected, store.location)
+            // replace is atomic and whole
+            try store.put(keys[1], body: .bytes(Array("replaced".utf8)))
+            XCTAssertEqual(try store.getBytes(keys[1], scratchDir: scratch), Array("replaced".utf8))
+            let failed = try store.delete(keys + [layout.prefix + "m.a/never-existed"])
+            XCTAssertTrue(failed.isEmpty, "\(failed)")
+            listed = []
+            try store.list(prefix: layout.prefix) { listed.append($0.key) }
+            XCTAssertEqual(listed, [], store.location)
+        }
+    }
+
+    func testPutFromFile() throws {
+        for (store, layout) in try stores() {
+            let src = NSTemporaryDirectory() + "src-\(getpid())"
+            let data = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+            try AtomicFile.write(src, bytes: data, placement: .replace)
+            try store.put(layout.prefix + "f/big", body: .file(src))
+            XCTAssertEqual(try store.getBytes(layout.prefix + "f/big", scratchDir: NSTemporaryDirectory()), data)
+            _ = try store.delete([layout.prefix + "f/big"])
+        }
+    }
+}

@@ -1,0 +1,66 @@
+import XCTest
+@testable import WhisperBackup
+
+final class StoreLayoutTests: XCTestCase {
+    let hash = String(repeating: "ab", count: 32)
+
+    func testKeyRoundTrip() throws {
+        let l = StoreLayout(prefix: "node1")
+        XCTAssertEqual(l.prefix, "node1/")
+        let t = Timestamp.parse("2026-11-27T03:54:33Z")!
+        let key = l.key(metric: "servers.web1.cpu.user", time: t, hash: hash)
+        XCTAssertEqual(key, "node1/servers.web1.cpu.user/20261127T035433Z.\(hash).wsp.gz")
+        let v = try XCTUnwrap(l.parse(key))
+        XCTAssertEqual(v.metric, "servers.web1.cpu.user")
+        XCTAssertEqual(v.time, t)
+        XCTAssertEqual(v.hash, hash)
+        XCTAssertFalse(v.legacy)
+    }
+
+    func testEmptyAndSlashedPrefixes() {
+        XCTAssertEqual(StoreLayout(prefix: "").prefix, "")
+        XCTAssertEqual(StoreLayout(prefix: "/a/b/").prefix, "a/b/")
+        XCTAssertEqual(StoreLayout(prefix: "").metricPrefix("m"), "m/")
+    }
+
+    func testNonVersionKeysAreIgnored() {
+        let l = StoreLayout(prefix: "")
+        XCTAssertNil(l.parse("m/20261127T035433Z.\(hash).wsp"))
+        XCTAssertNil(l.parse("m/20261127T035433Z.\(hash.dropLast()).wsp.gz"))
+        XCTAssertNil(l.parse("m/2015-01-26T15:41:55+00:00.sha1"))
+        XCTAssertNil(l.parse("20261127T035433Z.\(hash).wsp.gz"))
+        XCTAssertNil(l.parse("other/m/20261127T035433Z.\(hash).wsp.gz".replacingOccurrences(of: "other/", with: "x/y/")))
+        XCTAssertNil(StoreLayout(prefix: "p").parse("q/m/20261127T035433Z.\(hash).wsp.gz"))
+    }
+
+    func testLegacyKeys() throws {
+        let l = StoreLayout(prefix: "graphite")
+        let v = try XCTUnwrap(l.parse("graphite/a.b/2015-01-26T15:41:55+00:00.wsp.gz"))
+        XCTAssertTrue(v.legacy)
+        XCTAssertEqual(v.metric, "a.b")
+        XCTAssertEqual(v.time, Timestamp.parse("2015-01-26T15:41:55Z"))
+        XCTAssertEqual(l.legacyHashKey(v.key), "graphite/a.b/2015-01-26T15:41:55+00:00.sha1")
+    }
+
+    func testTimestamps() {
+        XCTAssertEqual(Timestamp.format(0), "19700101T000000Z")
+        XCTAssertEqual(Timestamp.parse("20261127T035433Z"), Timestamp.parse("2026-11-27T03:54:33Z"))
+        XCTAssertEqual(Timestamp.parse("2026-11-27T05:54:33+02:00"), Timestamp.parse("2026-11-27T03:54:33Z"))
+        XCTAssertEqual(Timestamp.parse("2026-11-27"), Timestamp.parse("2026-11-27T00:00:00Z"))
+        XCTAssertEqual(Timestamp.parse("@1795000000"), 1795000000)
+        XCTAssertNil(Timestamp.parse("2026-13-01"))
+        XCTAssertNil(Timestamp.parse("yesterday"))
+        let t: Int64 = 1795000000
+        XCTAssertEqual(Timestamp.parseBasic(Substring(Timestamp.format(t))), t)
+    }
+
+    func testMetricNames() {
+        XCTAssertNoThrow(try MetricName.validate("servers.web 1.cpu+x:y%z.é"))
+        for bad in ["", "..", "a..b", ".a", "a.", "a/b", "a\tb", "a\nb", "a\u{0}b", String(repeating: "x", count: 2000)] {
+            XCTAssertThrowsError(try MetricName.validate(bad), bad)
+        }
+        XCTAssertEqual(MetricName.relativePath("a.b.c"), "a/b/c.wsp")
+        XCTAssertEqual(MetricName.fromRelativePath("a/b/c.wsp"), "a.b.c")
+        XCTAssertNil(MetricName.fromRelativePath("a/b/c.txt"))
+    }
+}

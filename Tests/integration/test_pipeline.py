@@ -1,0 +1,306 @@
+"""The six tools end to end on a file:// store: round trip, dedup, --before, retention,
+globs, parallelism, corruption and bad input."""
+import gzip
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+
+import pytest
+import whisper
+
+from conftest import NOW, change_tree, gen_tree, read, records, run, sh, wsp_files
+
+
+def backup(root, store, spool, globs="", extra=""):
+    return sh(f"wsp-find --root {root} {globs} | wsp-snap --spool {spool} | wsp-push {extra} {store}")
+
+
+def restore(store, spool, target, globs="'*'", before=""):
+    b = f"--before {before}" if before else ""
+    return sh(f"wsp-pull list {b} {store} {globs} | wsp-pull get --spool {spool} {store} | wsp-merge --root {target}")
+
+
+def versions(store_dir):
+    out = {}
+    for d, _, fs in os.walk(store_dir):
+        for f in fs:
+            if f.endswith(".wsp.gz"):
+                out.setdefault(os.path.basename(d), []).append(f)
+    return out
+
+
+def test_round_trip_byte_identical_and_valid_for_whisper(tmp_path, store, spool):
+    root = gen_tree(tmp_path / "w", files=200)
+    p = backup(root, store, spool)
+    recs = records(p.stdout)
+    assert len(recs) == 200 and all(r[5] == "stored" for r in recs)
+    out = tmp_path / "restored"
+    r = restore(store, spool, out)
+    assert [x[1] for x in records(r.stdout)] == ["created"] * 200
+    src, dst = wsp_files(root), wsp_files(out)
+    assert sorted(src) == sorted(dst)
+    for rel in src:
+        assert read(src[rel]) == read(dst[rel]), rel
+        info = whisper.info(dst[rel])
+        assert info["archives"]
+        for a in info["archives"]:
+            # fetch every archive through the oracle, same result as the source
+            frm = NOW - a["retention"] + a["secondsPerPoint"]
+            assert whisper.fetch(dst[rel], frm, NOW) == whisper.fetch(src[rel], frm, NOW)
+    # the spool is drained by the last stage
+    assert [f for f in os.listdir(spool) if not f.startswith(".")] == []
+
+
+def test_store_objects_readable_by_hand(tmp_path, store, spool):
+    root = gen_tree(tmp_path / "w", files=8)
+    backup(root, store, spool)
+    store_dir = store[len("file://"):]
+    for metric, files in versions(store_dir).items():
+        (f,) = files
+        time_part, digest, _ = f.split(".", 2)
+        assert len(time_part) == 16 and time_part.endswith("Z") and "T" in time_part
+        data = gzip.decompress(read(os.path.join(store_dir, metric, f)))
+        assert hashlib.sha256(data).hexdigest() == digest
+        assert data == read(os.path.join(root, *metric.split(".")) + ".wsp")
+
+
+def test_unchanged_tree_stores_nothing_and_changed_files_get_new_versions(tmp_path, store, spool):
+    root = gen_tree(tmp_path / "w", files=40)
+    backup(root, store, spool)
+    store_dir = store[len("file://"):]
+    first = versions(store_dir)
+    p = backup(root, store, spool)
+    assert {r[5] for r in records(p.stdout)} == {"unchanged"}
+    assert versions(store_dir) == first
+    change_tree(root, 0.3, seed=7, now=NOW + 60)
+    p = backup(root, store, spool)
+    stored = {r[0] for r in records(p.stdout) if r[5] == "stored"}
+    assert 0 < len(stored) < 40
+    after = versions(store_dir)
+    for metric in after:
+        assert len(after[metric]) == (2 if metric in stored else 1)
+
+
+def test_before_restores_the_older_version(tmp_path, store, spool):
+    root = gen_tree(tmp_path / "w", files=16)
+    backup(root, store, spool)
+    old = {rel: read(p) for rel, p in wsp_files(root).items()}
+    store_dir = store[len("file://"):]
+    # Make the first versions look a day old, so --before can tell them apart.
+    for d, _, fs in os.walk(store_dir):
+        for f in fs:
+            t = f[:16]
+            os.rename(os.path.join(d, f), os.path.join(d, "20200101T000000Z" + f[16:]))
+    change_tree(root, 1.0, seed=3, now=NOW + 60)
+    backup(root, store, spool)
+    new = {rel: read(p) for rel, p in wsp_files(root).items()}
+    restore(store, spool, tmp_path / "old", before="2020-01-02T00:00:00Z")
+    restore(store, spool, tmp_path / "new")
+    assert {rel: read(p) for rel, p in wsp_files(tmp_path / "old").items()} == old
+    assert {rel: read(p) for rel, p in wsp_files(tmp_path / "new").items()} == new
+    assert old != new
+
+
+def test_keep_three_after_five_changing_runs(tmp_path, store, spool):
+    root = gen_tree(tmp_path / "w", files=12)
+    store_dir = store[len("file://"):]
+    for i in range(5):
+        if i:
+            change_tree(root, 1.0, seed=100 + i, now=NOW + 60 * i)
+        backup(root, store, spool)
+    assert all(len(v) == 5 for v in versions(store_dir).values())
+    newest = {m: sorted(v)[-3:] for m, v in versions(store_dir).items()}
+    p = sh(f"wsp-find --root {root} | wsp-prune --keep 3 {store}")
+    assert len(records(p.stdout)) == 12 * 2
+    assert {m: sorted(v) for m, v in versions(store_dir).items()} == newest
+    # idempotent: nothing more to delete
+    assert sh(f"wsp-find --root {root} | wsp-prune --keep 3 {store}").stdout == ""
+
+
+def test_prune_dry_run_deletes_nothing(tmp_path, store, spool):
+    root = gen_tree(tmp_path / "w", files=4)
+    for i in range(3):
+        change_tree(root, 1.0, seed=10 + i, now=NOW + 60 * i)
+        backup(root, store, spool)
+    before = versions(store[7:])
+    p = run("wsp-prune", "--keep", "1", "--all", "--dry-run", store, check=True)
+    assert {r[5] for r in records(p.stdout)} == {"would-delete"} and len(records(p.stdout)) == 8
+    assert versions(store[7:]) == before
+
+
+def test_glob_subsets_backup_and_restore(tmp_path, store, spool):
+    root = gen_tree(tmp_path / "w", files=48)
+    found = records(run("wsp-find", "--root", root, "servers.host00{1,3}.cpu.*", check=True).stdout)
+    assert sorted(r[0] for r in found) == ["servers.host001.cpu.system", "servers.host001.cpu.user",
+                                           "servers.host003.cpu.system", "servers.host003.cpu.user"]
+    # '*' crosses dots, as fnmatch did
+    across = records(run("wsp-find", "--root", root, "servers*rx", check=True).stdout)
+    assert sorted(r[0] for r in across) == [f"servers.host{i:03d}.net.eth0.rx" for i in range(6)]
+    q = records(run("wsp-find", "--root", root, "servers.host00?.disk.sd[a-b].reads", check=True).stdout)
+    assert len(q) == 6
+    backup(root, store, spool, globs="'servers.host00[0-2].*'")
+    assert sorted(versions(store[7:])) == sorted(
+        m for m in (r[0] for r in records(run("wsp-find", "--root", root, check=True).stdout))
+        if m.startswith(("servers.host000.", "servers.host001.", "servers.host002.")))
+    restore(store, spool, tmp_path / "r", globs="'servers.host00{0,2}.*.user' 'servers*free'")
+    got = sorted(wsp_files(tmp_path / "r"))
+    assert got == ["servers/host000/cpu/user.wsp", "servers/host000/mem/free.wsp",
+                   "servers/host001/mem/free.wsp", "servers/host002/cpu/user.wsp", "servers/host002/mem/free.wsp"]
+
+
+def test_metric_names_on_stdin_select_versions(tmp_path, store, spool):
+    root = gen_tree(tmp_path / "w", files=8)
+    backup(root, store, spool)
+    p = sh(f"printf 'servers.host000.cpu.user\\nservers.host000.mem.free\\tignored\\n' | wsp-pull list {store}")
+    assert [r[0] for r in records(p.stdout)] == ["servers.host000.cpu.user", "servers.host000.mem.free"]
+    assert sh(f"echo no.such.metric | wsp-pull list {store}", check=False).returncode == 1
+
+
+def test_parallel_equals_serial(tmp_path, spool):
+    root = gen_tree(tmp_path / "w", files=120)
+    s1, s2 = tmp_path / "s1", tmp_path / "s2"
+    s1.mkdir(); s2.mkdir()
+    serial = sh(f"wsp-find --root {root} | wsp-snap --spool {spool} | wsp-push file://{s1}")
+    par = sh(f"wsp-find --root {root} | wsp-snap --spool {spool} | xargs -d '\\n' -P 4 -n 7 wsp-push file://{s2}")
+    rs, rp = records(serial.stdout), records(par.stdout)
+    assert len(rp) == 120 and all(len(r) == 6 for r in rp)   # no interleaved records
+    strip = lambda rs: sorted((r[0], r[2], r[5]) for r in rs)
+    assert strip(rs) == strip(rp)
+    same = lambda d: sorted((m, sorted(x[17:] for x in v)) for m, v in versions(str(d)).items())
+    assert same(s1) == same(s2)
+    a = sh(f"wsp-pull list file://{s1} '*' | wsp-pull get --spool {spool} file://{s1} | wsp-merge --root {tmp_path}/ra")
+    b = sh(f"wsp-pull list file://{s2} '*' | xargs -d '\\n' -P 4 -n 5 wsp-pull get --spool {spool} file://{s2}"
+           f" | xargs -d '\\n' -P 3 -n 4 wsp-merge --root {tmp_path}/rb")
+    assert len(records(b.stdout)) == 120 and all(len(r) == 4 and r[1] == "created" for r in records(b.stdout))
+    fa, fb = wsp_files(tmp_path / "ra"), wsp_files(tmp_path / "rb")
+    assert sorted(fa) == sorted(fb) == sorted(wsp_files(root))
+    assert all(read(fa[k]) == read(fb[k]) == read(wsp_files(root)[k]) for k in fa)
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_corrupt_object_fails_that_metric_only(tmp_path, store, spool, damage):
+    root = gen_tree(tmp_path / "w", files=16)
+    backup(root, store, spool)
+    store_dir = store[7:]
+    victim = "servers.host001.mem.free"
+    (obj,) = versions(store_dir)[victim]
+    path = os.path.join(store_dir, victim, obj)
+    data = bytearray(read(path))
+    if damage == "flip":
+        data[len(data) // 2] ^= 0x40
+    else:
+        data = data[: len(data) - 9]
+    with open(path, "wb") as f:
+        f.write(data)
+    p = sh(f"wsp-pull list {store} '*' | wsp-pull get --spool {spool} {store} | wsp-merge --root {tmp_path}/r", check=False)
+    assert p.returncode == 1
+    errs = [l for l in p.stderr.splitlines() if l.startswith("wsp-merge:")]
+    assert len(errs) == 1 and victim in errs[0] and "bad object" in errs[0]
+    got = wsp_files(tmp_path / "r")
+    assert len(got) == 15 and "servers/host001/mem/free.wsp" not in got
+    assert {r[0]: r[1] for r in records(p.stdout)}[victim] == "failed"
+
+
+def test_existing_target_is_never_overwritten(tmp_path, store, spool):
+    root = gen_tree(tmp_path / "w", files=4)
+    backup(root, store, spool)
+    out = tmp_path / "r"
+    target = out / "servers" / "host000" / "cpu" / "user.wsp"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"operator's own file")
+    restore(store, spool, out)
+    assert target.read_bytes() == b"operator's own file"
+
+
+def test_bad_input_is_reported_per_record(tmp_path, store, spool):
+    root = gen_tree(tmp_path / "w", files=6)
+    (root / "bogus.wsp").write_bytes(b"this is not whisper" * 10)
+    (root / "empty.wsp").write_bytes(b"")
+    locked = root / "servers" / "host000" / "cpu" / "user.wsp"
+    os.chmod(locked, 0)
+    unreadable_expected = os.geteuid() != 0   # root reads anyway
+    p = sh(f"wsp-find --root {root} | wsp-snap --spool {spool} | wsp-push {store}", check=False)
+    assert p.returncode == 1
+    errs = [l for l in p.stderr.splitlines() if l.startswith("wsp-snap:")]
+    assert any(l.startswith("wsp-snap: bogus:") and "not a whisper file" in l for l in errs)
+    assert any(l.startswith("wsp-snap: empty:") and "empty file" in l for l in errs)
+    assert len(errs) == 2 + (1 if unreadable_expected else 0)
+    assert len(versions(store[7:])) == 6 - (1 if unreadable_expected else 0)
+    os.chmod(locked, 0o644)
+    # names that would leave the root
+    for bad in ["..\tx", "a..b\tx", "/etc/passwd\tx", "a/b\tx"]:
+        r = run("wsp-snap", "--spool", spool, bad)
+        assert r.returncode == 1 and r.stderr.count("\n") == 1 and r.stdout == ""
+    fake = tmp_path / "x.gz"
+    fake.write_bytes(gzip.compress(b"x"))
+    r = run("wsp-merge", "--root", tmp_path / "r", "..\t20260101T000000Z\t" + "0" * 64 + f"\t{fake}")
+    assert r.returncode == 1 and "wsp-merge: ..:" in r.stderr
+    assert not os.path.exists(tmp_path / "r" / ".wsp")
+
+
+def test_full_spool_fails_clearly(tmp_path, store):
+    root = gen_tree(tmp_path / "w", files=3, schemas="big", days=400)
+    spool = tmp_path / "tiny"
+    p = sh(f"wsp-find --root {root} | wsp-snap --spool {spool} --spool-max 64K --spool-wait 1", check=False)
+    assert p.returncode == 1
+    assert len([l for l in p.stderr.splitlines() if "spool" in l and "--spool-max" in l]) == 3
+    assert records(p.stdout) == []
+
+
+def test_spool_bound_holds_while_next_stage_drains(tmp_path, store):
+    root = gen_tree(tmp_path / "w", files=24, schemas="big", days=30)
+    spool = tmp_path / "sp"
+    # room for about two compressed files: snap must wait for push to drain
+    p = sh(f"wsp-find --root {root} | wsp-snap --spool {spool} --spool-max 400K --spool-wait 60 | wsp-push {store}")
+    assert len(records(p.stdout)) == 24
+
+
+def test_usage_errors_exit_2_and_help_lists_columns():
+    for tool, args in [("wsp-find", []), ("wsp-push", []), ("wsp-prune", ["file:///tmp"]),
+                       ("wsp-merge", ["--bogus"]), ("wsp-pull", ["list"]), ("wsp-snap", ["--level", "0"])]:
+        p = run(tool, *args)
+        assert p.returncode == 2, (tool, p.stderr)
+        assert p.stdout == ""
+    assert run("wsp-push", "nope://x").returncode == 2
+    assert run("wsp-push", "file:///does/not/exist").returncode == 2
+    assert run("wsp-prune", "--keep", "0", "file:///tmp").returncode == 2
+    helps = {
+        "wsp-find": "METRIC  PATH",
+        "wsp-snap": "METRIC  TIME  SHA256  SIZE  GZFILE",
+        "wsp-push": "METRIC  TIME  SHA256  KEY  SIZE  STATUS",
+        "wsp-merge": "METRIC  STATUS  PATH  DETAIL",
+        "wsp-prune": "METRIC  TIME  HASH  KEY  SIZE  STATUS",
+    }
+    for tool, cols in helps.items():
+        p = run(tool, "--help")
+        assert p.returncode == 0 and cols in p.stdout and "EXIT STATUS" in p.stdout, tool
+        v = run(tool, "--version")
+        assert v.returncode == 0 and v.stdout.strip()
+    assert "METRIC  TIME  HASH  KEY  SIZE" in run("wsp-pull", "list", "--help").stdout
+    assert "METRIC  TIME  HASH  GZFILE" in run("wsp-pull", "get", "--help").stdout
+
+
+def test_symlinks_out_of_root_are_skipped(tmp_path):
+    root = gen_tree(tmp_path / "w", files=2)
+    outside = gen_tree(tmp_path / "outside", files=1)
+    os.symlink(next(iter(wsp_files(outside).values())), root / "escape.wsp")
+    os.symlink(wsp_files(root)["servers/host000/cpu/user.wsp"], root / "inside.wsp")
+    os.symlink(outside, root / "linkdir")
+    names = sorted(r[0] for r in records(run("wsp-find", "--root", root, check=True).stdout))
+    assert names == ["inside", "servers.host000.cpu.system", "servers.host000.cpu.user"]
+
+
+def test_restore_never_writes_through_a_symlinked_directory(tmp_path, store, spool):
+    root = gen_tree(tmp_path / "w", files=2)
+    backup(root, store, spool)
+    out = tmp_path / "r"
+    (out / "servers").mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, out / "servers" / "host000")
+    p = restore.__wrapped__ if hasattr(restore, "__wrapped__") else None
+    r = sh(f"wsp-pull list {store} '*' | wsp-pull get --spool {spool} {store} | wsp-merge --root {out}", check=False)
+    assert r.returncode == 1 and "outside the root" in r.stderr
+    assert os.listdir(elsewhere) == []

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on this machine: installs what the tests need, builds, starts
+# the real servers on 127.0.0.1, runs the unit tests (swift test) and the end-to-end tests
+# (pytest, real binaries against real servers, Python whisper/carbonate as oracles).
+#
+#   scripts/test.sh                 everything
+#   WSP_TEST_SERVERS=none scripts/test.sh      file:// only (no S3/Swift/carbon servers)
+#   scripts/test.sh -k merge        extra arguments go to pytest
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+bash scripts/deps.sh --test
+
+echo "== build" >&2
+swift build --build-tests 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' || true
+swift build --build-tests >/dev/null   # fail here if the build failed
+export WSP_BIN="$repo/.build/debug"
+
+servers=${WSP_TEST_SERVERS-swift radosgw carbon}
+# Free loopback ports for the servers unless given: another instance may hold the defaults.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+export SWIFT_PORT=${SWIFT_PORT:-$(free_port)} RGW_PORT=${RGW_PORT:-$(free_port)}
+export RGW_MON_PORT=${RGW_MON_PORT:-$(free_port)} CARBON_PORT=${CARBON_PORT:-$(free_port)}
+run=$(mktemp -d "${TMPDIR:-/tmp}/wsp-test.XXXXXX")
+started=()
+cleanup() {
+    for s in "${started[@]}"; do bash "scripts/servers/$s.sh" stop "$run/$s" >/dev/null 2>&1 || true; done
+    rm -rf "$run"
+}
+trap cleanup EXIT
+for s in $servers; do
+    [ "$s" = none ] && continue
+    script=scripts/servers/$s.sh
+    [ "$s" = swift ] && script=scripts/servers/swift-aio.sh
+    name=$(basename "$script" .sh)
+    echo "== start $name" >&2
+    bash "$script" start "$run/$name"
+    started+=("$name")
+    eval "$(bash "$script" env "$run/$name")"
+done
+
+echo "== swift test" >&2
+swift test 2>&1 | tail -n 25
+
+echo "== end-to-end tests" >&2
+python3 -m pytest -q -p no:cacheprovider Tests/integration "$@"
