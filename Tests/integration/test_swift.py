@@ -412,3 +412,24 @@ def test_request_counts(be, url, tmp_path):
     # Restore: list (HEAD, /info, one page), get (HEAD, one GET per metric).
     assert len(store["restore"]) == n + 4
     assert len([t for t in store["restore"] if t[0] == "GET" and "format=json" not in t[1] and "/info" not in t[1]]) == n
+
+
+def test_wrappers_backup_purge_restore(be, tmp_path):
+    """backup.sh / restore.sh with the original tool's `swift` backend (container -b)."""
+    from test_wrappers import BACKUP, RESTORE, summary, wrap
+    container = f"wsp-wrap-{be.name}-{uuid.uuid4().hex[:8]}"
+    common = ["--lockfile", tmp_path / "lock", "--logfile", tmp_path / "log", "--stampfile", tmp_path / "stamp",
+              "-b", container, "--storage-path", "node1"]
+    root = gen_tree(tmp_path / "w", files=12)
+    p = wrap(BACKUP, "-p", root, "--create-container", "-f", "3", *common, "swift", env=be.env)
+    assert "12 files seen, 12 stored, 0 unchanged, 0 failed" in summary(p.stderr, "backup")
+    os.unlink(root / "servers" / "host000" / "cpu" / "user.wsp")
+    for _ in range(2):  # the first run marks the metric gone, the second (-x 0) purges it
+        p = wrap(BACKUP, "-p", root, "-x", "0", *common, "swift", env=be.env)
+    no_secrets(be, p.stdout, p.stderr, (tmp_path / "log").read_text())
+    metrics = {r[0] for r in listing(be, f"swift://{container}/node1/")[0]}
+    assert len(metrics) == 11 and "servers.host000.cpu.user" not in metrics
+    out = tmp_path / "restored"
+    p = wrap(RESTORE, "-p", out, "-f", "2", *common, "swift", env=be.env)
+    assert "11 created" in summary(p.stderr, "restore")
+    same_tree(root, out)
