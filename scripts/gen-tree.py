@@ -22,6 +22,13 @@ UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 SCHEMAS = {
     "big": [("10s:6h,1m:7d,10m:5y", "average", 0.5)],
     "small": [("1m:1d,1h:30d", "average", 0.5), ("10s:1h,1m:1d", "sum", 0.0)],
+    # About 562 MB for 300 files, half of them 10s:6h,1m:7d,10m:5y (3.3 MB each).
+    "bench": [
+        ("10s:6h,1m:7d,10m:5y", "average", 0.5),
+        ("60s:7d,5m:90d,1h:2y", "sum", 0.0),
+        ("10s:6h,1m:7d,10m:5y", "max", 0.5),
+        ("1m:7d,1h:2y", "average", 0.5),
+    ],
     "mixed": [
         ("10s:6h,1m:7d,10m:5y", "average", 0.5),
         ("60s:1d,5m:30d,1h:1y", "sum", 0.0),
@@ -128,7 +135,7 @@ def main():
     for i in range(a.files):
         ret, agg, xff = schemas[i % len(schemas)]
         # Vary how much history each file holds: new, recent and long-lived metrics.
-        days = [a.days, max(1, a.days // 30), a.days * 2, 0][(i // len(schemas)) % 4] if a.schemas == "mixed" else a.days
+        days = [a.days, max(1, a.days // 30), a.days * 2, 0][(i // len(schemas)) % 4] if a.schemas in ("mixed", "bench") else a.days
         write_file(os.path.join(a.root, metric_path(i, a.files)), parse_retentions(ret), agg, xff, now, days, rng, a.gaps)
     print(f"generated {a.files} whisper files under {a.root}", file=sys.stderr)
 

@@ -44,6 +44,9 @@ Options of this implementation:
       --spool DIR         spool directory (default: a new one under $TMPDIR or /var/tmp, removed at exit)
       --spool-max BYTES   spool bound (default 1G); batch sizes are chosen so it cannot stall
       --endpoint URL      S3 endpoint for S3-compatible stores
+      --state DIR         state of this store: unchanged files cost a stat() (default
+                          /var/lib/whisper-backup/state/<store>, or ~/.local/state/... if not root)
+      --full              read every file, ignoring the state
       --create-bucket     create the bucket/container/directory if missing
       --force             let a purge remove more than half of the store's metrics
   -h, --help              this help
@@ -59,7 +62,7 @@ prefix=/opt/graphite/storage/whisper processes=4 retention=5 purge=45 noop=0
 bucket=graphite-backups metrics='*' date= storage_path= debug=0 quiet=0 nolog=0
 logfile=/var/log/whisper-backup.log syslog=0 nolock=0 lockfile=/var/lock/whisper-backup.lock
 locktimeout=90 splay=0 nostamp=0 stampfile=/var/tmp/whisper-backup.success
-spool= spool_max=1G endpoint= create=0 force=0
+spool= spool_max=1G endpoint= create=0 force=0 state= full=0
 set_r=0 set_x=0 set_c=0 set_sp=0
 positional=()
 
@@ -90,9 +93,11 @@ while [ $# -gt 0 ]; do
         --spool) need "$@"; spool=$2; shift ;;
         --spool-max) need "$@"; spool_max=$2; shift ;;
         --endpoint) need "$@"; endpoint=$2; shift ;;
+        --state) need "$@"; state=$2; shift ;;
+        --full) full=1 ;;
         --create-bucket|--create-container) create=1 ;;
         --force) force=1 ;;
-        --prefix=*|--processes=*|--retention=*|--purge=*|--bucket=*|--metrics=*|--date=*|--storage-path=*|--logfile=*|--lockfile=*|--locktimeout=*|--splay=*|--stampfile=*|--spool=*|--spool-max=*|--endpoint=*)
+        --prefix=*|--processes=*|--retention=*|--purge=*|--bucket=*|--metrics=*|--date=*|--storage-path=*|--logfile=*|--lockfile=*|--locktimeout=*|--splay=*|--stampfile=*|--spool=*|--spool-max=*|--endpoint=*|--state=*)
             opt=${1%%=*}; val=${1#*=}; shift; set -- "$opt" "$val" "$@"; continue ;;
         --) shift; positional+=("$@"); break ;;
         -*) die_usage "unknown option $1" ;;
@@ -163,8 +168,8 @@ esac
 [ -z "$endpoint" ] || store_opts+=(--endpoint "$endpoint")
 [ $create = 0 ] || [ "$backend" = disk ] || [ "$backend" = file ] || store_opts+=(--create-bucket)
 
-# Tools: beside this script when installed, else the build tree, else PATH.
-for d in "$here" "$here/../.build/release" "$here/../.build/debug"; do
+# Tools: $WSP_BIN if set, else beside this script when installed, else the build tree, else PATH.
+for d in ${WSP_BIN:+"$WSP_BIN"} "$here" "$here/../.build/release" "$here/../.build/debug"; do
     if [ -x "$d/wsp-find" ]; then PATH="$d:$PATH"; break; fi
 done
 command -v wsp-find >/dev/null || { echo "$prog: wsp-find not found (build with: swift build -c release)" >&2; exit 2; }
@@ -238,6 +243,20 @@ split_globs "$metrics"
 [ ${#globs[@]} -gt 0 ] || globs=('*')
 
 dry=(); [ $noop = 0 ] || dry=(--dry-run)
+# The state of this store (see README: incremental runs).
+if [ -z "$state" ] && [ -n "${store:-}" ]; then
+    name=$(printf '%s' "$store" | tr -c 'A-Za-z0-9._-' '_')
+    if [ -w /var/lib ] || { [ -d /var/lib/whisper-backup ] && [ -w /var/lib/whisper-backup ]; }; then
+        state=/var/lib/whisper-backup/state/$name
+    else
+        state=${XDG_STATE_HOME:-$HOME/.local/state}/whisper-backup/$name
+    fi
+fi
+snap_state=(); push_state=()
+if [ -n "$state" ]; then
+    snap_state=(--state "$state"); push_state=(--state "$state")
+    [ $full = 0 ] || snap_state+=(--full)
+fi
 prog_opt=(); [ $debug = 0 ] || prog_opt=(--progress)
 [ $quiet = 0 ] || prog_opt=(--quiet)
 spool_bytes=$(awk -v s="$spool_max" 'BEGIN { n = s + 0; u = toupper(substr(s, length(s))); if (u == "B") { s = substr(s, 1, length(s) - 1); u = toupper(substr(s, length(s))) }
@@ -279,9 +298,9 @@ backup)
         awk -F'\t' '{ print $5 }' "$work/snaps" | xargs -d '\n' -r rm -f
         awk -F'\t' -v seen="$seen" -v el="$(elapsed)" -v p="$prog" '{ n++; b += $4 } END { printf "%s: noop backup: %d files seen, %d read, %d bytes read, %s s\n", p, seen, n, b, el }' "$work/snaps" >&2
     else
-        xargs -d '\n' -r -P "$processes" -n "$k" wsp-snap "${prog_opt[@]}" --spool "$spool" --spool-max "$spool_bytes" < "$work/files" \
+        xargs -d '\n' -r -P "$processes" -n "$k" wsp-snap "${prog_opt[@]}" "${snap_state[@]}" --spool "$spool" --spool-max "$spool_bytes" < "$work/files" \
             | tee "$work/snaps" \
-            | xargs -d '\n' -r -P "$processes" -n "$k" wsp-push "${prog_opt[@]}" "${dry[@]}" "${store_opts[@]}" "$store" \
+            | xargs -d '\n' -r -P "$processes" -n "$k" wsp-push "${prog_opt[@]}" "${dry[@]}" "${push_state[@]}" "${store_opts[@]}" "$store" \
             > "$work/pushed"
         st=("${PIPESTATUS[@]}")
         for s in "${st[@]}"; do [ "$s" = 0 ] || rc=1; done
@@ -299,7 +318,7 @@ backup)
         fi
         failed=$(( seen - $(wc -l < "$work/pushed") ))
         awk -F'\t' -v seen="$seen" -v failed="$failed" -v el="$(elapsed)" -v p="$prog" -v pr="$(wc -l < "$work/pruned")" \
-            -v rd="$(awk -F'\t' '{ b += $4 } END { printf "%d", b }' "$work/snaps")" '
+            -v rd="$(awk -F'\t' '$5 != "-" { b += $4 } END { printf "%d", b }' "$work/snaps")" '
             { s[$6]++; if ($6 == "stored" || $6 == "would-store") w += $5 }
             END { printf "%s: backup: %d files seen, %d stored, %d unchanged, %d failed, %d versions removed, %d bytes read, %d bytes written, %s s\n",
                   p, seen, s["stored"] + s["would-store"], s["unchanged"], failed, pr, rd, w, el }' "$work/pushed" >&2

@@ -10,7 +10,9 @@ struct WspPush: ParsableCommand {
             newest stored version has the same SHA-256, then removes the spool file.
 
             INPUT RECORDS (stdin, or one per argument)
-              METRIC  TIME  SHA256  SIZE  GZFILE        (wsp-snap's output)
+              METRIC  TIME  SHA256  SIZE  GZFILE  [STAT  [STORED]]    (wsp-snap's output)
+              GZFILE - means wsp-snap found the file unchanged since its last push: it is
+              reported unchanged without any request to the store.
 
             OUTPUT RECORDS
               METRIC  TIME  SHA256  KEY  SIZE  STATUS
@@ -30,6 +32,9 @@ struct WspPush: ParsableCommand {
     @Flag(help: "Report what would be stored; store nothing and keep the spool files.")
     var dryRun = false
 
+    @Option(help: ArgumentHelp("State directory for this store: records what was stored so the next wsp-snap --state skips unchanged files.", valueName: "dir"))
+    var state: String?
+
     @OptionGroup(title: "Output") var output: OutputOptions
 
     @Argument(help: ArgumentHelp("Store URL: file:///dir, s3://bucket/prefix, swift://container/prefix.", valueName: "store"))
@@ -39,8 +44,19 @@ struct WspPush: ParsableCommand {
     var records: [String] = []
 
     func run() throws {
-        let (store, layout) = try StoreRegistry.open(store, settings: storeOptions.settings(dryRun: dryRun))
-        try Push(store: store, layout: layout, dryRun: dryRun)
+        let settings = storeOptions.settings(dryRun: dryRun)
+        let (opened, layout) = try StoreRegistry.open(store, settings: settings)
+        var backupState: BackupState? = nil
+        if let state, !dryRun {
+            do {
+                let s = try BackupState(dir: state)
+                try Push.claim(state: s, store: opened, layout: layout, url: store, settings: settings)
+                backupState = s
+            } catch {
+                throw ConfigError("--state \(state): \(error)")
+            }
+        }
+        try Push(store: opened, layout: layout, dryRun: dryRun, state: backupState)
             .run(input: RecordInput(arguments: records), output: RecordWriter(), diagnostics: output.diagnostics("wsp-push"))
     }
 }

@@ -15,9 +15,12 @@ struct WspSnap: ParsableCommand {
               METRIC  PATH          (PATH may be omitted with --root)
 
             OUTPUT RECORDS
-              METRIC  TIME  SHA256  SIZE  GZFILE
+              METRIC  TIME  SHA256  SIZE  GZFILE  STAT  [STORED]
               TIME is the snapshot time (UTC, 20261127T035433Z); SIZE the uncompressed bytes;
-              GZFILE the gzip file in the spool.
+              GZFILE the gzip file in the spool; STAT the file's ino:dev:mtime:ctime:size for
+              wsp-push's state (- when the file was written too recently to trust its stat).
+              With --state, a file whose stat matches its last push is not read: GZFILE is -,
+              TIME and SHA256 name the stored version and STORED is its object size.
 
             EXAMPLE
               wsp-find --root /srv/whisper | wsp-snap --spool /var/tmp/wsp | wsp-push file:///backups
@@ -37,6 +40,12 @@ struct WspSnap: ParsableCommand {
     @Option(help: ArgumentHelp("gzip level, 1 (fast) to 12 (small).", valueName: "n"))
     var level: Int32 = 6
 
+    @Option(help: ArgumentHelp("State directory of the store these snapshots go to (the same as wsp-push --state): files unchanged since their last push are not read.", valueName: "dir"))
+    var state: String?
+
+    @Flag(help: "Read every file, ignoring the state.")
+    var full = false
+
     @OptionGroup(title: "Output") var output: OutputOptions
 
     @Argument(help: ArgumentHelp("Records (default: read from stdin).", valueName: "record"))
@@ -47,8 +56,12 @@ struct WspSnap: ParsableCommand {
     }
 
     func run() throws {
-        let snap = Snap(spool: try spool.open(), root: root, lockTimeout: lockTimeout, level: level)
-        try snap.run(input: RecordInput(arguments: records), output: RecordWriter(), diagnostics: output.diagnostics("wsp-snap"))
+        let diagnostics = output.diagnostics("wsp-snap")
+        var snap = Snap(spool: try spool.open(), root: root, lockTimeout: lockTimeout, level: level)
+        if let state, !full {
+            do { snap.state = try Snap.trustedState(dir: state, diagnostics: diagnostics) } catch { throw ConfigError("--state \(state): \(error)") }
+        }
+        try snap.run(input: RecordInput(arguments: records), output: RecordWriter(), diagnostics: diagnostics)
     }
 }
 

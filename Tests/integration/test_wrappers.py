@@ -4,6 +4,11 @@ import subprocess
 
 import pytest
 
+
+def metrics_in(d):
+    """Metric directories of a file:// store (the store marker and temp files start with a dot)."""
+    return sorted(n for n in os.listdir(d) if not n.startswith("."))
+
 from conftest import BIN, NOW, REPO, change_tree, gen_tree, read, records, wsp_files
 
 BACKUP = os.path.join(REPO, "scripts", "backup.sh")
@@ -23,7 +28,8 @@ def wrap(script, *args, check=True, env=None):
 
 @pytest.fixture
 def common(tmp_path):
-    return ["--lockfile", tmp_path / "lock", "--logfile", tmp_path / "log", "--stampfile", tmp_path / "stamp"]
+    return ["--lockfile", tmp_path / "lock", "--logfile", tmp_path / "log", "--stampfile", tmp_path / "stamp",
+            "--state", tmp_path / "state"]
 
 
 def summary(stderr, word):
@@ -54,7 +60,7 @@ def test_metrics_globs_storage_path_and_list_mode(tmp_path, common):
     bucket = tmp_path / "b"
     wrap(BACKUP, "-p", root, "-b", bucket, "--create-bucket", "--storage-path", "/node1", "-m",
          "servers.host00{0,1}.cpu.*,*.mem.free", *common, "disk")
-    stored = sorted(os.listdir(bucket / "node1"))
+    stored = metrics_in(bucket / "node1")
     assert stored == ["servers.host000.cpu.system", "servers.host000.cpu.user", "servers.host000.mem.free",
                       "servers.host001.cpu.system", "servers.host001.cpu.user", "servers.host001.mem.free",
                       "servers.host002.mem.free", "servers.host003.mem.free", "servers.host004.mem.free"]
@@ -73,9 +79,9 @@ def test_retention_and_date(tmp_path, common):
             change_tree(root, 1.0, seed=50 + i, now=NOW + 60 * i)
         contents.append({k: read(v) for k, v in wsp_files(root).items()})
         wrap(BACKUP, "-p", root, "-b", bucket, "--create-bucket", "-r", "2", *common, "disk")
-    assert {len(os.listdir(bucket / m)) for m in os.listdir(bucket)} == {2}
+    assert {len(os.listdir(bucket / m)) for m in metrics_in(bucket)} == {2}
     # Date the older kept version (run 3) in 2020 so -c can pick it.
-    for m in os.listdir(bucket):
+    for m in metrics_in(bucket):
         older = sorted(os.listdir(bucket / m))[0]
         os.rename(bucket / m / older, bucket / m / ("20200101T000000Z" + older[16:]))
     wrap(RESTORE, "-p", tmp_path / "r3", "-b", bucket, "-c", "2021-01-01T00:00:00+00:00", *common, "disk")
@@ -93,7 +99,7 @@ def test_noop_changes_nothing(tmp_path, common):
     bucket = tmp_path / "b"
     bucket.mkdir()
     p = wrap(BACKUP, "-p", root, "-b", bucket, "-n", *common, "disk")
-    assert "10 stored" in summary(p.stderr, "backup") and os.listdir(bucket) == []
+    assert "10 stored" in summary(p.stderr, "backup") and metrics_in(bucket) == []
     assert not os.path.exists(tmp_path / "stamp")
     p = wrap(BACKUP, "-p", root, *common, "noop")
     assert "10 read" in summary(p.stderr, "noop backup")
@@ -119,7 +125,7 @@ def test_lock_excludes_a_second_run(tmp_path, common):
         time.sleep(0.3)
         p = wrap(BACKUP, "-p", root, "-b", tmp_path / "b", "--create-bucket", *common, "--locktimeout", "1", "disk", check=False)
         assert p.returncode == 1 and "lock" in p.stderr
-        assert not os.path.exists(tmp_path / "b") or os.listdir(tmp_path / "b") == []
+        assert not os.path.exists(tmp_path / "b") or metrics_in(tmp_path / "b") == []
     finally:
         holder.kill()
         holder.wait()
@@ -143,9 +149,9 @@ def test_purge_keeps_idle_metric_for_days_after_it_disappears(tmp_path, common):
     os.unlink(gone)
     # The idle metric's backup is old, but the clock starts when a run first sees it gone.
     p = wrap(BACKUP, "-p", root, "-b", bucket, "-x", "0", *common, "disk")
-    assert "servers.host000.cpu.user" in os.listdir(bucket)
+    assert "servers.host000.cpu.user" in metrics_in(bucket)
     marker = [f for f in os.listdir(bucket / "servers.host000.cpu.user") if f.startswith("gone-since.")]
     assert len(marker) == 1
     p = wrap(BACKUP, "-p", root, "-b", bucket, "-x", "0", *common, "disk")
-    assert "servers.host000.cpu.user" not in os.listdir(bucket)
-    assert len(os.listdir(bucket)) == 7
+    assert "servers.host000.cpu.user" not in metrics_in(bucket)
+    assert len(metrics_in(bucket)) == 7

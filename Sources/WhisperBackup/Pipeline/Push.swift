@@ -7,11 +7,24 @@ public struct Push {
     public var store: Store
     public var layout: StoreLayout
     public var dryRun: Bool
+    /// Where to record what was stored, for the next run's `wsp-snap --state`.
+    public var state: BackupState?
 
-    public init(store: Store, layout: StoreLayout, dryRun: Bool) {
+    public init(store: Store, layout: StoreLayout, dryRun: Bool, state: BackupState? = nil) {
         self.store = store
         self.layout = layout
         self.dryRun = dryRun
+        self.state = state
+    }
+
+    /// Ties `state` to `store`: writes the store's marker at its first push, and drops every
+    /// entry the state holds for another store. Under the state's lock, so concurrent pushes
+    /// agree on one marker.
+    public static func claim(state: BackupState, store: Store, layout: StoreLayout, url: String, settings: StoreSettings) throws {
+        try state.withLock {
+            let id = try StoreMarker.readOrCreate(store, layout)
+            try state.claim(BackupState.Owner(url: url, id: id, settings: settings))
+        }
     }
 
     public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
@@ -38,9 +51,23 @@ public struct Push {
             throw RecordError("snapshot record needs a SHA-256 in field 3")
         }
         guard let gzPath = record[4] else { throw RecordError("snapshot record has no GZFILE (field 5)") }
+        let stat = record[5].flatMap(StateEntry.parseStat)
 
+        if gzPath == "-" {
+            // wsp-snap found the file unchanged since its last push (state): no request at all,
+            // provided the state vouched for this very store.
+            guard let id = record[7], id == (try storeId()) else {
+                throw RecordError("wsp-snap skipped this file on the word of a state for another store; run wsp-snap with this store's --state (or --full)")
+            }
+            var v = StoredVersion(metric: metric, time: time, hash: hash, key: layout.key(metric: metric, time: time, hash: hash))
+            v.size = Int64(record[6] ?? "") ?? 0
+            return (v.recordFields + ["unchanged"], "unchanged")
+        }
         if let newest = try Versions.newest(of: metric, in: store, layout: layout), newest.hash == hash {
-            if !dryRun { _ = try? system_unlink(gzPath) }
+            if !dryRun {
+                _ = try? system_unlink(gzPath)
+                try remember(metric, stat, newest)
+            }
             return (newest.recordFields + ["unchanged"], "unchanged")
         }
         let st: Glibc.stat
@@ -52,7 +79,24 @@ public struct Push {
         if !dryRun { _ = try? system_unlink(gzPath) }
         var v = StoredVersion(metric: metric, time: time, hash: hash, key: key)
         v.size = Int64(st.st_size)
+        if !dryRun { try remember(metric, stat, v) }
         return (v.recordFields + [dryRun ? "would-store" : "stored"], dryRun ? "would-store" : "stored")
+    }
+}
+
+extension Push {
+    /// This store's marker id: from the state's claim, else read once from the store.
+    func storeId() throws -> String? {
+        if let state, let o = state.owner() { return o.id }
+        return try StoreMarker.read(store, layout)
+    }
+
+    /// Records in the state that `version` holds the file as `stat` saw it.
+    func remember(_ metric: String, _ stat: (inode: UInt64, device: UInt64, mtimeNs: Int64, ctimeNs: Int64, size: Int64)?,
+                  _ version: StoredVersion) throws {
+        guard let state, let s = stat else { return }
+        try state.record(metric, StateEntry(size: s.size, inode: s.inode, device: s.device, mtimeNs: s.mtimeNs,
+                                            ctimeNs: s.ctimeNs, hash: version.hash, time: version.time, storedSize: version.size))
     }
 }
 

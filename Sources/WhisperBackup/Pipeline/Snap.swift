@@ -8,11 +8,16 @@ public struct Snapshot {
     public var stat: Glibc.stat
     /// When the copy was read (seconds since the epoch).
     public var time: Int64
+    /// The same, in nanoseconds, for comparing with file times.
+    public var timeNs: Int64
 }
 
 /// `wsp-snap`: for each file record, a consistent snapshot (shared flock, same inode as the
 /// path, re-read when a write raced the read), validated as whisper, hashed (SHA-256) and
-/// gzipped into the bounded spool. Writes `METRIC TIME SHA256 SIZE GZFILE`.
+/// gzipped into the bounded spool. Writes `METRIC TIME SHA256 SIZE GZFILE STAT [STORED STOREID]`:
+/// STAT is the file's `ino:dev:mtime:ctime:size` for the state (or `-`), and a file the state
+/// shows unchanged since its last push is not read: GZFILE is `-`, TIME and SHA256 name the
+/// stored version, STORED its object size, STOREID the id of the store the state vouches for.
 public struct Snap {
     public var spool: Spool
     public var root: String?
@@ -20,6 +25,12 @@ public struct Snap {
     public var level: Int32
     /// Attempts at a read that no write raced before giving up.
     public var maxReads = 5
+    /// The state of the store the snapshots go to, when it can be trusted: files whose stat
+    /// matches what was pushed are not read at all.
+    public var state: BackupState?
+    /// A file whose change time is this close to the read is not recorded in the state: a
+    /// write in the same timestamp tick right after the read would leave its stat unchanged.
+    public static let settleNs: Int64 = 2_000_000_000
 
     public init(spool: Spool, root: String?, lockTimeout: Double, level: Int32) {
         self.spool = spool
@@ -53,6 +64,15 @@ public struct Snap {
         } else {
             throw RecordError("record has no PATH field (and no --root to derive it)")
         }
+        if let state, let entry = state.lookup(metric) {
+            let st: Glibc.stat
+            do { st = try system_stat(path) } catch { throw RecordError("\(error)") }
+            if entry.matches(st) {
+                diagnostics.skipped += 1
+                return [metric, Timestamp.format(entry.time), entry.hash, String(entry.size), "-", entry.statField,
+                        String(entry.storedSize), state.owner()?.id ?? ""]
+            }
+        }
         let snap = try Snap.read(path: path, lockTimeout: lockTimeout, maxReads: maxReads)
         let header = try snap.bytes.withUnsafeBytes { try WhisperHeader($0, fileSize: snap.bytes.count) }
         _ = header
@@ -61,7 +81,31 @@ public struct Snap {
         diagnostics.bytesIn += Int64(snap.bytes.count)
         diagnostics.bytesOut += Int64(gz.count)
         let dest = try spool.write(gz)
-        return [metric, Timestamp.format(snap.time), hash, String(snap.bytes.count), dest]
+        let st = snap.stat
+        let settled = snap.timeNs - max(st.mtimeNanoseconds, st.ctimeNanoseconds) >= Snap.settleNs
+        let entry = StateEntry(size: Int64(st.st_size), inode: UInt64(st.st_ino), device: UInt64(st.st_dev),
+                               mtimeNs: st.mtimeNanoseconds, ctimeNs: st.ctimeNanoseconds, hash: hash, time: 0, storedSize: 0)
+        return [metric, Timestamp.format(snap.time), hash, String(snap.bytes.count), dest, settled ? entry.statField : "-"]
+    }
+
+    /// The state at `dir` if it can be trusted: it names a store whose marker is still the one
+    /// the state was written against. Otherwise nil (every file is read), with a note why.
+    public static func trustedState(dir: String, diagnostics: Diagnostics) throws -> BackupState? {
+        let state = try BackupState(dir: dir)
+        guard let owner = state.owner() else { return nil }   // first run: nothing recorded yet
+        let id: String?
+        do {
+            let (store, layout) = try StoreRegistry.open(owner.url, settings: owner.settings)
+            id = try StoreMarker.read(store, layout)
+        } catch {
+            diagnostics.warn("state \(dir): cannot check \(owner.url) (\(error)); reading every file")
+            return nil
+        }
+        guard id == owner.id else {
+            diagnostics.warn("state \(dir): \(owner.url) is not the store this state was written for (emptied or replaced); reading every file")
+            return nil
+        }
+        return state
     }
 
     /// Reads `path` consistently: open, `flock(LOCK_SH)` within `lockTimeout`, check the path
@@ -77,14 +121,14 @@ public struct Snap {
                 guard before.isRegularFile else { throw RecordError("\(path): not a regular file") }
                 let now = try system_stat(path)
                 if now.st_ino != before.st_ino || now.st_dev != before.st_dev { return nil }   // replaced: open again
-                let time = Int64(system_now())
+                let readAt = system_now()
                 let bytes = try fd.readAll(sizeHint: Int(before.st_size))
                 let after = try fd.stat()
                 if after.st_size != before.st_size || after.ctimeNanoseconds != before.ctimeNanoseconds
                     || bytes.count != Int(before.st_size) {
                     return nil   // a write raced the read
                 }
-                return Snapshot(bytes: bytes, stat: after, time: time)
+                return Snapshot(bytes: bytes, stat: after, time: Int64(readAt), timeNs: Int64(readAt * 1e9))
             }
             if let result { return result }
         }

@@ -1,0 +1,188 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the last push stored for one metric, and the file's stat when it was read.
+public struct StateEntry: Equatable, Sendable {
+    public var size: Int64
+    public var inode: UInt64
+    public var device: UInt64
+    public var mtimeNs: Int64
+    public var ctimeNs: Int64
+    public var hash: String
+    /// The stored version's time (seconds since the epoch) and object size.
+    public var time: Int64
+    public var storedSize: Int64
+
+    public init(size: Int64, inode: UInt64, device: UInt64, mtimeNs: Int64, ctimeNs: Int64,
+                hash: String, time: Int64, storedSize: Int64) {
+        self.size = size
+        self.inode = inode
+        self.device = device
+        self.mtimeNs = mtimeNs
+        self.ctimeNs = ctimeNs
+        self.hash = hash
+        self.time = time
+        self.storedSize = storedSize
+    }
+
+    /// Whether `st` is the stat this entry was taken from: then the file was not written since.
+    public func matches(_ st: stat) -> Bool {
+        Int64(st.st_size) == size && UInt64(st.st_ino) == inode && UInt64(st.st_dev) == device
+            && st.mtimeNanoseconds == mtimeNs && st.ctimeNanoseconds == ctimeNs
+    }
+
+    /// `ino:dev:mtime:ctime:size`, carried in snapshot records from wsp-snap to wsp-push.
+    public var statField: String { "\(inode):\(device):\(mtimeNs):\(ctimeNs):\(size)" }
+
+    public static func parseStat(_ field: String) -> (inode: UInt64, device: UInt64, mtimeNs: Int64, ctimeNs: Int64, size: Int64)? {
+        let p = field.split(separator: ":")
+        guard p.count == 5, let i = UInt64(p[0]), let d = UInt64(p[1]), let m = Int64(p[2]), let c = Int64(p[3]), let s = Int64(p[4]) else { return nil }
+        return (i, d, m, c, s)
+    }
+}
+
+/// The local record of what was pushed to one store, so an unchanged file costs a stat():
+/// a directory with a `store` file (the store's URL and the id of its marker object) and one
+/// append-only journal per whisper directory (`shards/`), so a lookup loads only the entries
+/// of the directory being walked and memory stays flat in the size of the tree.
+///
+/// Safe under concurrent writers and crashes: each update is one `write(2)` of one line with
+/// O_APPEND, carrying its own checksum; a torn or damaged line is ignored, which only costs a
+/// re-read of that file, never a missed change.
+public final class BackupState {
+    public let dir: String
+    private var cachedShard: String? = nil
+    private var cachedEntries: [String: StateEntry] = [:]
+
+    public init(dir: String) throws {
+        self.dir = dir
+        try Path.makeDirectories(Path.join(dir, "shards"))
+    }
+
+    /// The store this state belongs to: its URL, the id of its marker, and the non-secret
+    /// settings needed to reach it again (endpoint, region, addressing); credentials come from
+    /// the environment as for any tool.
+    public struct Owner: Equatable {
+        public var url: String
+        public var id: String
+        public var endpoint: String
+        public var region: String
+        public var pathStyle: String
+        public init(url: String, id: String, settings: StoreSettings) {
+            self.url = url
+            self.id = id
+            endpoint = settings.endpoint ?? ""
+            region = settings.region ?? ""
+            pathStyle = settings.pathStyle.map { $0 ? "path" : "virtual" } ?? ""
+        }
+        init(lines: [String]) {
+            func at(_ i: Int) -> String { i < lines.count ? lines[i] : "" }
+            url = at(0); id = at(1); endpoint = at(2); region = at(3); pathStyle = at(4)
+        }
+        public var settings: StoreSettings {
+            var s = StoreSettings()
+            s.endpoint = endpoint.isEmpty ? nil : endpoint
+            s.region = region.isEmpty ? nil : region
+            s.pathStyle = pathStyle.isEmpty ? nil : pathStyle == "path"
+            return s
+        }
+        var text: String { [url, id, endpoint, region, pathStyle].joined(separator: "\n") + "\n" }
+    }
+
+    private var cachedOwner: Owner?? = nil
+
+    /// The store this state belongs to, or nil (read once per process).
+    public func owner() -> Owner? {
+        if let o = cachedOwner { return o }
+        let o = readOwner()
+        cachedOwner = .some(o)
+        return o
+    }
+
+    func readOwner() -> Owner? {
+        guard let fd = try? FileDescriptor.open(Path.join(dir, "store"), O_RDONLY),
+              let bytes = try? fd.closeAfter({ try fd.readAll() }) else { return nil }
+        let o = Owner(lines: String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init))
+        return o.id.isEmpty || o.url.isEmpty ? nil : o
+    }
+
+    /// Makes this state belong to `owner`: when it belonged to another store (or none), every
+    /// entry is dropped first, so nothing recorded against another store is trusted.
+    public func claim(_ owner: Owner) throws {
+        if let current = readOwner(), current.id == owner.id {
+            if current != owner { try AtomicFile.write(Path.join(dir, "store"), bytes: Array(owner.text.utf8), placement: .replace) }
+            cachedOwner = .some(owner)
+            return
+        }
+        let shards = Path.join(dir, "shards")
+        for e in (try? system_readdir(shards)) ?? [] { _ = try? system_unlink(Path.join(shards, e.name)) }
+        cachedShard = nil
+        cachedEntries = [:]
+        try AtomicFile.write(Path.join(dir, "store"), bytes: Array(owner.text.utf8), placement: .replace)
+        cachedOwner = .some(owner)
+    }
+
+    /// A lock on the state directory, for the one-time claim by concurrent pushes.
+    public func withLock<R>(_ body: () throws -> R) throws -> R {
+        let fd = try FileDescriptor.open(Path.join(dir, "lock"), O_RDWR | O_CREAT, mode: 0o600)
+        return try fd.closeAfter {
+            try FileLock.lock(fd, .exclusive, timeout: 120)
+            defer { FileLock.unlock(fd) }
+            return try body()
+        }
+    }
+
+    public func lookup(_ metric: String) -> StateEntry? {
+        let shard = BackupState.shardName(metric)
+        if shard != cachedShard {
+            cachedEntries = load(shard)
+            cachedShard = shard
+        }
+        return cachedEntries[metric]
+    }
+
+    public func record(_ metric: String, _ e: StateEntry) throws {
+        var line = "\(metric)\t\(e.size)\t\(e.inode)\t\(e.device)\t\(e.mtimeNs)\t\(e.ctimeNs)\t\(e.hash)\t\(e.time)\t\(e.storedSize)"
+        line += "\t" + BackupState.checksum(line) + "\n"
+        let path = Path.join(Path.join(dir, "shards"), BackupState.shardName(metric))
+        let fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_APPEND, mode: 0o600)
+        try fd.closeAfter {
+            let bytes = Array(line.utf8)
+            // One write, so concurrent appenders never interleave inside a line.
+            let n = try bytes.withUnsafeBytes { try system_write(fd.rawValue, $0.baseAddress!, $0.count, path: path) }
+            if n != bytes.count { throw Errno(EIO, call: "write", path: path) }
+        }
+        if cachedShard == BackupState.shardName(metric) { cachedEntries[metric] = e }
+    }
+
+    func load(_ shard: String) -> [String: StateEntry] {
+        let path = Path.join(Path.join(dir, "shards"), shard)
+        guard let fd = try? FileDescriptor.open(path, O_RDONLY),
+              let bytes = try? fd.closeAfter({ try fd.readAll() }) else { return [:] }
+        var out: [String: StateEntry] = [:]
+        for raw in bytes.split(separator: 10) {
+            let line = String(decoding: raw, as: UTF8.self)
+            guard let tab = line.lastIndex(of: "\t"),
+                  BackupState.checksum(String(line[..<tab])) == line[line.index(after: tab)...] else { continue }
+            let f = line[..<tab].split(separator: "\t", omittingEmptySubsequences: false)
+            guard f.count == 9, let size = Int64(f[1]), let ino = UInt64(f[2]), let dev = UInt64(f[3]),
+                  let m = Int64(f[4]), let c = Int64(f[5]), Hex.isHex(f[6], length: 64),
+                  let t = Int64(f[7]), let gz = Int64(f[8]) else { continue }
+            out[String(f[0])] = StateEntry(size: size, inode: ino, device: dev, mtimeNs: m, ctimeNs: c,
+                                           hash: String(f[6]), time: t, storedSize: gz)
+        }
+        return out
+    }
+
+    /// One journal per parent metric path (a whisper directory); long names are hashed.
+    static func shardName(_ metric: String) -> String {
+        let parent = metric.lastIndex(of: ".").map { String(metric[..<$0]) } ?? ""
+        let name = parent.isEmpty ? "@" : parent
+        return name.utf8.count > 200 ? Digest.sha256Hex(Array(name.utf8)) : name
+    }
+
+    static func checksum(_ s: String) -> String {
+        String(Digest.sha256Hex(Array(s.utf8)).prefix(16))
+    }
+}
