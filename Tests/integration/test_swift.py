@@ -397,6 +397,14 @@ def test_request_counts(be, url, tmp_path):
         counts[phase] = trace(p.stderr)
     p = restore(be, url, tmp_path / "spool2", tmp_path / "restored", env={"WSP_HTTP_TRACE": "1"})
     counts["restore"] = trace(p.stderr)
+    # With a state (what the wrappers use): the first run adds the store marker, an unchanged
+    # run reads no file and asks the store nothing per metric.
+    url2 = url.replace("/node1/", "/node2/")
+    st = q(tmp_path / "state")
+    for phase in ("first+state", "unchanged+state"):
+        p = sh(f"wsp-find --root {q(root)} '*' | wsp-snap --state {st} --spool {q(tmp_path / 'spool')} "
+               f"| wsp-push --state {st} {q(url2)}", env=dict(be.env, WSP_HTTP_TRACE="1"))
+        counts[phase] = trace(p.stderr)
     same_tree(root, tmp_path / "restored")
     # Token requests, and requests refused with 401 and resent (a short tempauth token life
     # in CI makes some), are counted apart.
@@ -412,6 +420,11 @@ def test_request_counts(be, url, tmp_path):
     # Restore: list (HEAD, /info, one page), get (HEAD, one GET per metric).
     assert len(store["restore"]) == n + 4
     assert len([t for t in store["restore"] if t[0] == "GET" and "format=json" not in t[1] and "/info" not in t[1]]) == n
+    # First with state: container HEAD, marker GET (404), PUT, GET; /info; list + PUT per metric.
+    assert len(store["first+state"]) == 2 * n + 5
+    # Unchanged with state: wsp-snap and wsp-push each check the container and read the
+    # marker; nothing per metric.
+    assert len(store["unchanged+state"]) == 4
 
 
 def test_wrappers_backup_purge_restore(be, tmp_path):
@@ -419,7 +432,7 @@ def test_wrappers_backup_purge_restore(be, tmp_path):
     from test_wrappers import BACKUP, RESTORE, summary, wrap
     container = f"wsp-wrap-{be.name}-{uuid.uuid4().hex[:8]}"
     common = ["--lockfile", tmp_path / "lock", "--logfile", tmp_path / "log", "--stampfile", tmp_path / "stamp",
-              "-b", container, "--storage-path", "node1"]
+              "--state", tmp_path / "state", "-b", container, "--storage-path", "node1"]
     root = gen_tree(tmp_path / "w", files=12)
     p = wrap(BACKUP, "-p", root, "--create-container", "-f", "3", *common, "swift", env=be.env)
     assert "12 files seen, 12 stored, 0 unchanged, 0 failed" in summary(p.stderr, "backup")
