@@ -3,6 +3,7 @@ that takes its tokens: scoping by ids, region and interface choice from the cata
 token, OS_STORAGE_URL, and the errors an operator sees. Skips unless the WSP_TEST_KEYSTONE_*
 variables are set (test_swift.py lists them)."""
 import os
+import time
 import uuid
 
 import pytest
@@ -61,7 +62,7 @@ def test_ready_token_without_credentials(ks, url, tmp_path):
     env = {v: "" for v in ks.env} | {"OS_AUTH_TOKEN": token, "OS_STORAGE_URL": storage}
     p = push(env, gen_tree(tmp_path / "w", files=2), url, tmp_path / "s")
     assert p.returncode == 0, p.stderr
-    expire_token(ks, token)
+    time.sleep(expire_token(ks, token))
     p = run("wsp-pull", "list", url, "*", env=env)
     assert p.returncode == 2 and p.stdout == ""
     lines = p.stderr.strip().splitlines()
