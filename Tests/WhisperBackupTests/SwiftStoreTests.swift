@@ -11,6 +11,8 @@ final class FakeSwift {
     var containers: Set<String> = []
     var validTokens: Set<String> = []
     var tokensIssued = 0
+    /// X-Auth-Token-Expires of v1 auth answers (seconds).
+    var tokenLife = "86400"
     var bulk = true
     var listingLimit = 10000
     /// Raw `[name, status]` errors to add to the next bulk delete result.
@@ -47,7 +49,7 @@ final class FakeSwift {
             tokensIssued += 1
             let t = "AUTH_tk\(tokensIssued)"
             validTokens.insert(t)
-            return resp(200, [("X-Auth-Token", t), ("X-Storage-Url", account), ("X-Auth-Token-Expires", "86400")])
+            return resp(200, [("X-Auth-Token", t), ("X-Storage-Url", account), ("X-Auth-Token-Expires", tokenLife)])
         }
         if path == "/v3/auth/tokens" {
             let body = try JSON.parse(bodyBytes(r))
@@ -276,6 +278,19 @@ final class SwiftStoreTests: XCTestCase {
             XCTAssertEqual(($0 as? StoreError)?.kind, .permanent)
             XCTAssertTrue("\($0)".contains("unauthorized (401) even with a new token"), "\($0)")
         }
+    }
+
+    func testTokenRenewedBeforeItExpires() throws {
+        fake.containers.insert("backups")
+        fake.tokenLife = "0"  // already at its end: renewed before the next request, no 401
+        let st = try store()
+        try st.put("node1/a/1", body: .bytes([1]))
+        XCTAssertNotNil(try st.head("node1/a/1"))
+        XCTAssertEqual(fake.tokensIssued, 3)
+        fake.tokenLife = "3600"
+        _ = try st.auth.renew()
+        for i in 0..<5 { try st.put("node1/b/\(i)", body: .bytes([1])) }
+        XCTAssertEqual(fake.tokensIssued, 4, "a token with time left is reused")
     }
 
     func testReadyTokenWithoutCredentialsFailsClearlyOn401() throws {
