@@ -18,10 +18,11 @@ let package = Package(
         .systemLibrary(name: "CDeflate", providers: [.apt(["libdeflate-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .target(name: "CSystemShims"),
         .target(
             name: "WhisperBackup",
             dependencies: [
-                "CZlib", "CDeflate", "CCurl", "CCrypto",
+                "CZlib", "CDeflate", "CCurl", "CCrypto", "CSystemShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -71,6 +71,9 @@ def main():
     tree_bytes = du(pristine)
     nfiles = sum(1 for d, _, fs in os.walk(pristine) for f in fs if f.endswith(".wsp"))
     P = a.processes
+    # Records per process: enough that process start-up does not dominate a large tree, few
+    # enough that every process gets work and the spool (1G) holds a batch of the largest files.
+    K = max(50, min(1000, nfiles // (4 * P)))
     results = {}   # (scenario, tool) -> list of (wall, user, sys, rss)
     sizes = {}
 
@@ -90,8 +93,8 @@ def main():
         os.makedirs(store)
         subprocess.run(["restic", "init", "--repo", repo], env=dict(os.environ, RESTIC_PASSWORD="bench"),
                        check=True, capture_output=True)
-        backup = (f"wsp-find --root {root} | xargs -d '\\n' -r -P {P} -n 50 wsp-snap --spool {spool} --state {state}"
-                  f" | xargs -d '\\n' -r -P {P} -n 50 wsp-push --state {state} file://{store}")
+        backup = (f"wsp-find --root {root} | xargs -d '\\n' -r -P {P} -n {K} wsp-snap --spool {spool} --state {state}"
+                  f" | xargs -d '\\n' -r -P {P} -n {K} wsp-push --state {state} file://{store}")
         rbackup = f"restic --repo {repo} backup --quiet {root}"
         order = [("wsp", backup), ("restic", rbackup)]
         if run % 2:
@@ -120,15 +123,15 @@ def main():
             r1, r2 = os.path.join(work, "r-wsp"), os.path.join(work, "r-restic")
             for d in (r1, r2):
                 shutil.rmtree(d, ignore_errors=True)
-            restore = (f"wsp-pull list file://{store} '*' | xargs -d '\\n' -r -P {P} -n 50 wsp-pull get --spool {spool} file://{store}"
-                       f" | xargs -d '\\n' -r -P {P} -n 50 wsp-merge --root {r1}")
+            restore = (f"wsp-pull list file://{store} '*' | xargs -d '\\n' -r -P {P} -n {K} wsp-pull get --spool {spool} file://{store}"
+                       f" | xargs -d '\\n' -r -P {P} -n {K} wsp-merge --root {r1}")
             rrestore = f"restic --repo {repo} restore latest --target {r2} --quiet"
             for tool, cmd in ([("wsp", restore), ("restic", rrestore)] if run % 2 == 0 else [("restic", rrestore), ("wsp", restore)]):
                 add(scn, tool, timed(cmd))
             # byte-identical check: the bench measures correct runs only
             subprocess.run(["diff", "-rq", root, r1], check=True)
-        onto = (f"wsp-pull list file://{store} '*' | xargs -d '\\n' -r -P {P} -n 50 wsp-pull get --spool {spool} file://{store}"
-                f" | xargs -d '\\n' -r -P {P} -n 50 wsp-merge --root {root}")
+        onto = (f"wsp-pull list file://{store} '*' | xargs -d '\\n' -r -P {P} -n {K} wsp-pull get --spool {spool} file://{store}"
+                f" | xargs -d '\\n' -r -P {P} -n {K} wsp-merge --root {root}")
         add("restore onto identical files", "wsp", timed(onto))
         subprocess.run(["diff", "-rq", root, os.path.join(work, "r-wsp")], check=True)
 
@@ -136,7 +139,7 @@ def main():
         return statistics.median(r[i] for r in rs)
 
     print(f"\nTree: {nfiles} whisper files, {tree_bytes / 1e6:.1f} MB ({a.schemas} schemas); "
-          f"{a.runs} runs, medians; {P} processes per stage; {os.cpu_count()} cores.\n")
+          f"{a.runs} runs, medians; {P} processes per stage, {K} records per process; {os.cpu_count()} cores.\n")
     print("| scenario | tool | wall s | user s | sys s | peak RSS MB | wall vs restic |")
     print("|---|---|---:|---:|---:|---:|---:|")
     scenarios = ["first backup", "unchanged re-run", "re-run, 30% changed", "restore into empty dir", "restore onto identical files"]

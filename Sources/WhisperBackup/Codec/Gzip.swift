@@ -83,8 +83,43 @@ public enum Gzip {
         }
     }
 
-    /// Decompresses the gzip file at `path` into memory.
+    /// Decompresses the gzip file at `path` into memory. A single member whose trailer
+    /// states its size (what this project writes) goes through libdeflate in one call, about
+    /// 3x zlib's speed; anything else (several members, legacy objects) streams through zlib.
+    /// Both check every member's CRC-32 and length.
     public static func decompressFile(_ path: String, sizeHint: Int = 0) throws -> [UInt8] {
+        let fd = try FileDescriptor.open(path, O_RDONLY)
+        if let whole = try fd.closeAfter({ () -> [UInt8]? in
+            let compressed = try fd.readAll(sizeHint: Int(try fd.stat().st_size))
+            return try decompressSingleMember(compressed)
+        }) {
+            return whole
+        }
+        return try decompressStreaming(path, sizeHint: sizeHint)
+    }
+
+    /// One gzip member with libdeflate, or nil when the input is not exactly one member whose
+    /// ISIZE fits (the caller then streams it through zlib, which also reports what is wrong).
+    static func decompressSingleMember(_ input: [UInt8]) throws -> [UInt8]? {
+        guard input.count >= 18 else { return nil }
+        let n = input.count
+        let isize = Int(input[n - 4]) | Int(input[n - 3]) << 8 | Int(input[n - 2]) << 16 | Int(input[n - 1]) << 24
+        guard isize <= 1 << 31 else { return nil }
+        let d = libdeflate_alloc_decompressor()!
+        defer { libdeflate_free_decompressor(d) }
+        var out = [UInt8](repeating: 0, count: max(isize, 1))
+        var inUsed = 0, outUsed = 0
+        let rc = input.withUnsafeBytes { i in
+            out.withUnsafeMutableBytes { o in
+                libdeflate_gzip_decompress_ex(d, i.baseAddress, i.count, o.baseAddress, o.count, &inUsed, &outUsed)
+            }
+        }
+        guard rc == LIBDEFLATE_SUCCESS, inUsed == n, outUsed == isize else { return nil }
+        out.removeSubrange(outUsed...)
+        return out
+    }
+
+    static func decompressStreaming(_ path: String, sizeHint: Int) throws -> [UInt8] {
         let fd = try FileDescriptor.open(path, O_RDONLY)
         return try fd.closeAfter {
             var out = [UInt8]()

@@ -27,21 +27,78 @@ public struct Push {
         }
     }
 
+    /// Records from arguments (xargs) are pushed in batches, so a store can make a batch
+    /// durable at once; records from stdin one at a time, so a slow upstream never waits
+    /// on a batch.
+    public static let batchSize = 64
+
     public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
+        var batch: [Record] = []
+        let limit = input.isBuffered ? Push.batchSize : 1
         for record in input {
             if Signals.stopRequested || output.closed { break }
+            batch.append(record)
+            if batch.count >= limit {
+                pushBatch(batch, output: output, diagnostics: diagnostics)
+                batch.removeAll(keepingCapacity: true)
+            }
+        }
+        if !batch.isEmpty && !Signals.stopRequested { pushBatch(batch, output: output, diagnostics: diagnostics) }
+        try diagnostics.finish()
+    }
+
+    /// A snapshot that the store lacks.
+    struct Upload {
+        var record: Record
+        var version: StoredVersion
+        var gzPath: String
+        var stat: (inode: UInt64, device: UInt64, mtimeNs: Int64, ctimeNs: Int64, size: Int64)?
+    }
+
+    func pushBatch(_ records: [Record], output: RecordWriter, diagnostics: Diagnostics) {
+        var uploads: [Upload] = []
+        for record in records {
             do {
-                let (fields, outcome) = try pushOne(record, diagnostics: diagnostics)
-                output.write(Record(fields))
-                diagnostics.done(outcome)
+                switch try plan(record) {
+                case .done(let fields, let outcome):
+                    output.write(Record(fields))
+                    diagnostics.done(outcome)
+                case .upload(let u):
+                    uploads.append(u)
+                }
             } catch {
                 diagnostics.fail(record.metric, error)
             }
         }
-        try diagnostics.finish()
+        if uploads.isEmpty { return }
+        let results = store.putMany(uploads.map { ($0.version.key, StoreBody.file($0.gzPath)) })
+        for (u, error) in zip(uploads, results) {
+            if let error {
+                diagnostics.fail(u.record.metric, error)
+                continue
+            }
+            do {
+                if !dryRun {
+                    try remember(u.record.metric, u.stat, u.version)
+                    _ = try? system_unlink(u.gzPath)
+                }
+                diagnostics.bytesIn += u.version.size
+                diagnostics.bytesOut += u.version.size
+                let status = dryRun ? "would-store" : "stored"
+                output.write(Record(u.version.recordFields + [status]))
+                diagnostics.done(status)
+            } catch {
+                diagnostics.fail(u.record.metric, error)
+            }
+        }
     }
 
-    func pushOne(_ record: Record, diagnostics: Diagnostics) throws -> ([String], String) {
+    enum Plan {
+        case done([String], String)
+        case upload(Upload)
+    }
+
+    func plan(_ record: Record) throws -> Plan {
         let metric = record.metric
         try MetricName.validate(metric)
         guard let timeText = record[1], let time = Timestamp.parseBasic(Substring(timeText)) else {
@@ -61,26 +118,20 @@ public struct Push {
             }
             var v = StoredVersion(metric: metric, time: time, hash: hash, key: layout.key(metric: metric, time: time, hash: hash))
             v.size = Int64(record[6] ?? "") ?? 0
-            return (v.recordFields + ["unchanged"], "unchanged")
+            return .done(v.recordFields + ["unchanged"], "unchanged")
         }
         if let newest = try Versions.newest(of: metric, in: store, layout: layout), newest.hash == hash {
             if !dryRun {
                 _ = try? system_unlink(gzPath)
                 try remember(metric, stat, newest)
             }
-            return (newest.recordFields + ["unchanged"], "unchanged")
+            return .done(newest.recordFields + ["unchanged"], "unchanged")
         }
         let st: Glibc.stat
         do { st = try system_stat(gzPath) } catch { throw RecordError("spool file \(gzPath): \(error)") }
-        let key = layout.key(metric: metric, time: time, hash: hash)
-        try store.put(key, body: .file(gzPath))
-        diagnostics.bytesIn += Int64(st.st_size)
-        diagnostics.bytesOut += Int64(st.st_size)
-        if !dryRun { _ = try? system_unlink(gzPath) }
-        var v = StoredVersion(metric: metric, time: time, hash: hash, key: key)
+        var v = StoredVersion(metric: metric, time: time, hash: hash, key: layout.key(metric: metric, time: time, hash: hash))
         v.size = Int64(st.st_size)
-        if !dryRun { try remember(metric, stat, v) }
-        return (v.recordFields + [dryRun ? "would-store" : "stored"], dryRun ? "would-store" : "stored")
+        return .upload(Upload(record: record, version: v, gzPath: gzPath, stat: stat))
     }
 }
 

@@ -36,6 +36,9 @@ public struct RecordInput: Sequence {
 
     public init(arguments: [String]) { self.arguments = arguments }
 
+    /// Whether every record is already at hand (arguments), so a tool may take them in batches.
+    public var isBuffered: Bool { !arguments.isEmpty }
+
     public func makeIterator() -> AnyIterator<Record> {
         if !arguments.isEmpty {
             var it = arguments.makeIterator()

@@ -35,6 +35,55 @@ public final class FileStore: Store {
         }
     }
 
+    /// The batch's objects are written to temp files, made durable with one `syncfs`, renamed
+    /// into place, and the renames made durable with one more: two filesystem syncs for the
+    /// batch instead of two fsyncs per object. Atomic per object as `put` is.
+    public func putMany(_ items: [(key: String, body: StoreBody)]) -> [Error?] {
+        if items.count < 2 { return items.map { item in Result { try put(item.key, body: item.body) }.error } }
+        var results = [Error?](repeating: nil, count: items.count)
+        var temps = [String?](repeating: nil, count: items.count)
+        defer { for t in temps.compactMap({ $0 }) { _ = try? system_unlink(t); TempFiles.unregister(t) } }
+        for (i, item) in items.enumerated() {
+            do {
+                let dest = try path(item.key)
+                try Path.makeDirectories(Path.directory(of: dest))
+                let tmp = AtomicFile.tempPath(for: dest)
+                let out = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_EXCL)
+                TempFiles.register(tmp)
+                temps[i] = tmp
+                try out.closeAfter {
+                    switch item.body {
+                    case .bytes(let b): try b.withUnsafeBytes { try out.writeAll($0) }
+                    case .file(let src): try FileStore.copy(from: src, to: out)
+                    }
+                }
+            } catch {
+                results[i] = StoreError(.permanent, "\(location): \(item.key): \(error)")
+            }
+        }
+        do {
+            try syncFilesystem()
+            for (i, item) in items.enumerated() where results[i] == nil {
+                do {
+                    try system_rename(temps[i]!, try path(item.key))
+                    TempFiles.unregister(temps[i]!)
+                    temps[i] = nil
+                } catch {
+                    results[i] = StoreError(.permanent, "\(location): \(item.key): \(error)")
+                }
+            }
+            try syncFilesystem()
+        } catch {
+            for i in results.indices where results[i] == nil { results[i] = StoreError(.permanent, "\(location): \(error)") }
+        }
+        return results
+    }
+
+    private func syncFilesystem() throws {
+        let fd = try FileDescriptor.open(root, O_RDONLY | O_DIRECTORY)
+        try fd.closeAfter { try system_syncfs(fd.rawValue, path: root) }
+    }
+
     public func get(_ key: String, to dest: String) throws {
         let src = try path(key)
         try classify(key) {

@@ -29,6 +29,13 @@ public final class RetryStore: Store {
     }
 
     public func put(_ key: String, body: StoreBody) throws { try retrying { try base.put(key, body: body) } }
+    public func putMany(_ items: [(key: String, body: StoreBody)]) -> [Error?] {
+        var results = base.putMany(items)
+        for (i, e) in results.enumerated() where (e as? StoreError)?.kind == .transient {
+            do { try put(items[i].key, body: items[i].body); results[i] = nil } catch { results[i] = error }
+        }
+        return results
+    }
     public func get(_ key: String, to path: String) throws { try retrying { try base.get(key, to: path) } }
     public func head(_ key: String) throws -> StoreObject? { try retrying { try base.head(key) } }
     public func delete(_ keys: [String]) throws -> [(key: String, error: Error)] {

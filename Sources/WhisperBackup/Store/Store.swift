@@ -55,6 +55,10 @@ public protocol Store: AnyObject {
     /// The store's URL, without credentials, for messages.
     var location: String { get }
     func put(_ key: String, body: StoreBody) throws
+    /// Puts several objects, each as `put` would (atomic); returns one error or nil per item.
+    /// A backend may make the batch durable together (a directory: one filesystem sync for
+    /// the batch instead of two per object); every item is durable when this returns.
+    func putMany(_ items: [(key: String, body: StoreBody)]) -> [Error?]
     func get(_ key: String, to path: String) throws
     func head(_ key: String) throws -> StoreObject?
     func list(prefix: String, _ each: (StoreObject) throws -> Void) throws
@@ -62,6 +66,12 @@ public protocol Store: AnyObject {
 }
 
 extension Store {
+    public func putMany(_ items: [(key: String, body: StoreBody)]) -> [Error?] {
+        items.map { item in
+            do { try put(item.key, body: item.body); return nil } catch { return error }
+        }
+    }
+
     /// Reads a small object into memory (markers, legacy `.sha1` files).
     public func getBytes(_ key: String, scratchDir: String) throws -> [UInt8] {
         let tmp = AtomicFile.tempPath(for: Path.join(scratchDir, "x"))
@@ -70,5 +80,13 @@ extension Store {
         try get(key, to: tmp)
         let fd = try FileDescriptor.open(tmp, O_RDONLY)
         return try fd.closeAfter { try fd.readAll() }
+    }
+}
+
+extension Result where Failure == Error {
+    /// The error, or nil on success.
+    var error: Error? {
+        if case .failure(let e) = self { return e }
+        return nil
     }
 }

@@ -38,19 +38,22 @@ public struct FileDescriptor: Sendable {
         return done
     }
 
-    /// Reads the whole file from offset 0 until end of file.
+    /// Reads the whole file from offset 0 until end of file. With the right `sizeHint` the
+    /// bytes land in one allocation and one more small read confirms the end.
     public func readAll(sizeHint: Int = 0) throws -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: max(sizeHint, 4096))
-        var filled = 0
+        var out = [UInt8](repeating: 0, count: max(sizeHint, 0))
+        var filled = try out.withUnsafeMutableBytes { try read(into: $0, at: 0) }
+        if filled < out.count {
+            out.removeSubrange(filled...)
+            return out
+        }
+        var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
-            if filled == out.count { out.append(contentsOf: repeatElement(0, count: out.count)) }
-            let n = try out.withUnsafeMutableBytes { buf in
-                try system_pread(rawValue, buf.baseAddress! + filled, buf.count - filled, Int64(filled), path: path)
-            }
+            let n = try chunk.withUnsafeMutableBytes { try read(into: $0, at: Int64(filled)) }
             if n == 0 { break }
+            out.append(contentsOf: chunk[0..<n])
             filled += n
         }
-        out.removeSubrange(filled...)
         return out
     }
 

@@ -1,3 +1,4 @@
+import CSystemShims
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -82,6 +83,11 @@ public func system_flock(_ fd: CInt, _ op: CInt, path: String? = nil) throws {
 /// The corresponding C function is `fsync(2)`.
 public func system_fsync(_ fd: CInt, path: String? = nil) throws {
     _ = try retrying("fsync", path) { fsync(fd) }
+}
+
+/// Flushes every file of the filesystem that holds `fd`. The corresponding C function is `syncfs(2)`.
+public func system_syncfs(_ fd: CInt, path: String? = nil) throws {
+    _ = try retrying("syncfs", path) { CSystemShims_syncfs(fd) }
 }
 
 /// The corresponding C function is `ftruncate(2)`.

@@ -1,0 +1,5 @@
+#ifndef C_SYSTEM_SHIMS_H
+#define C_SYSTEM_SHIMS_H
+/* Linux calls that Glibc's Swift module hides behind _GNU_SOURCE. */
+int CSystemShims_syncfs(int fd);
+#endif
