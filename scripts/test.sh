@@ -45,6 +45,9 @@ for s in $servers; do
     eval "$(bash "$script" env "$run/$name")"
 done
 
+# The store conformance suite (swift test) also runs against Swift all-in-one (its ST_* above).
+case " $servers " in *" swift "*) export WSP_TEST_STORE_URLS="${WSP_TEST_STORE_URLS:+$WSP_TEST_STORE_URLS }swift://wsp-conformance" ;; esac
+
 echo "== swift test" >&2
 swift test 2>&1 | tail -n 25
 

@@ -312,9 +312,9 @@ final class SwiftStoreTests: XCTestCase {
             XCTAssertEqual(($0 as? StoreError)?.kind, .permanent)
             XCTAssertEqual("\($0)", "swift://backups/node1/: v1 auth at http://swift.test:8080/auth/v1.0 refused the credentials (401): check ST_USER (test:tester) and ST_KEY")
         }
-        XCTAssertThrowsError(try store(keystoneEnv(password: "nope"))) {
+        XCTAssertThrowsError(try store(keystoneEnv(password: "nope"), container: "ks")) {
             XCTAssertEqual(($0 as? StoreError)?.kind, .permanent)
-            XCTAssertTrue("\($0)".contains("Keystone at http://keystone.test:5000/v3/auth/tokens refused the credentials (401"), "\($0)")
+            XCTAssertEqual("\($0)", "swift://ks/node1/: Keystone at http://keystone.test:5000/v3/auth/tokens refused the credentials (401 The request you have made requires authentication.): check OS_USERNAME (user wsp-user), OS_PASSWORD, the OS_*_DOMAIN_* and OS_PROJECT_* variables")
             XCTAssertFalse("\($0)".contains("nope"))
         }
     }

@@ -205,6 +205,7 @@ def test_retention_keeps_newest(be_store, url, tmp_path):
     newest = {}
     for i in range(4):
         if i:
+            time.sleep(1.1)  # versions are ordered by their TIME, which has whole seconds
             change_tree(root, 1.0, seed=10 + i)
         for r in records(backup(be, root, url, tmp_path / "spool").stdout):
             newest.setdefault(r[0], []).append(r[2])

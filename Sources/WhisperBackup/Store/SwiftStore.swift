@@ -102,8 +102,13 @@ public final class SwiftStore: Store {
         }
     }
 
-    /// ` Reason: text` from an error response (tags stripped, one line, short), or "".
+    /// ` text` from an error response (an OpenStack JSON error's message, or the body with
+    /// tags stripped; one line, short), or "".
     static func errorDetail(_ r: HTTPResponse) -> String {
+        if r.body.first == UInt8(ascii: "{"), let doc = try? JSON.parse(r.body),
+           let message = doc["error"]?["message"]?.string ?? doc["message"]?.string {
+            return " " + String(message.split(whereSeparator: \.isNewline).joined(separator: " ").prefix(200))
+        }
         var text = ""
         var inTag = false
         for c in r.bodyText.prefix(600) {
