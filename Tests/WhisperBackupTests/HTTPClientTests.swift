@@ -2,15 +2,16 @@ import Foundation
 import XCTest
 @testable import WhisperBackup
 
-/// Tests/integration/faultproxy.py on a free loopback port, serving objects from memory
-/// (or forwarding to `upstream`), with faults applied to the attempts of each request.
+/// Tests/integration/faultproxy.py on a free loopback port, serving objects from memory (a
+/// minimal path-style S3) or forwarding to `upstream`, with faults applied to the attempts
+/// of each request.
 final class FaultProxy {
     let process = Process()
     let port: Int
     let logPath: String
     let dir: String
 
-    init(faults: String = "", match: String? = nil, upstream: String? = nil) throws {
+    init(faults: String = "", match: String? = nil, upstream: String? = nil, extra: [String] = []) throws {
         let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let script = repo.appendingPathComponent("Tests/integration/faultproxy.py").path
         dir = NSTemporaryDirectory() + "faultproxy-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
@@ -20,6 +21,8 @@ final class FaultProxy {
         var args = [script, "--port-file", portFile, "--log", logPath, "--faults", faults]
         if let match { args += ["--match", match] }
         if let upstream { args += ["--upstream", upstream] } else { args.append("--memory") }
+        args += extra
+        tls = extra.contains("--tls")
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3"] + args
         try process.run()
@@ -31,7 +34,8 @@ final class FaultProxy {
         port = Int(try String(contentsOfFile: portFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))!
     }
 
-    var base: String { "http://127.0.0.1:\(port)" }
+    var tls = false
+    var base: String { "\(tls ? "https" : "http")://127.0.0.1:\(port)" }
 
     /// Logged requests: METHOD TARGET STATUS FAULT CONNECTION.
     func log() -> [[String]] {
@@ -135,13 +139,13 @@ final class HTTPClientTests: XCTestCase {
     }
 
     func testFaultsAreClassified() throws {
-        let proxy = try FaultProxy(faults: "drop,reset,503,cut,pass", match: "^(GET|PUT) /f")
+        let proxy = try FaultProxy(faults: "drop,reset,503,cut,pass", match: "^(GET|PUT) /b/f")
         defer { proxy.stop() }
         let payload = [UInt8](repeating: 7, count: 100_000)
         // A new client per attempt: on a kept-alive connection libcurl itself resends a request
         // that got no answer at all, which would hide the first fault.
-        func put() throws -> HTTPResponse { try HTTPClient().perform(HTTPRequest(method: "PUT", url: proxy.base + "/f", body: .bytes(payload))) }
-        func get() throws -> HTTPResponse { try HTTPClient().perform(HTTPRequest(method: "GET", url: proxy.base + "/f", responseFile: tmp + "/f")) }
+        func put() throws -> HTTPResponse { try HTTPClient().perform(HTTPRequest(method: "PUT", url: proxy.base + "/b/f", body: .bytes(payload))) }
+        func get() throws -> HTTPResponse { try HTTPClient().perform(HTTPRequest(method: "GET", url: proxy.base + "/b/f", responseFile: tmp + "/f")) }
         func assertTransient(_ body: @autoclosure () throws -> HTTPResponse, line: UInt = #line) {
             XCTAssertThrowsError(try body(), line: line) { e in
                 XCTAssertEqual((e as? HTTPError)?.kind, .connection, "\(e)", line: line)
@@ -169,17 +173,17 @@ final class HTTPClientTests: XCTestCase {
     }
 
     func testKeptAliveClientSurvivesDroppedConnections() throws {
-        let proxy = try FaultProxy(faults: "drop,drop,drop,503,cut", match: "^GET /g")
+        let proxy = try FaultProxy(faults: "drop,drop,drop,503,cut", match: "^GET /b/g")
         defer { proxy.stop() }
         let http = try HTTPClient()
         let payload = [UInt8](repeating: 9, count: 50_000)
-        XCTAssertEqual(try http.perform(HTTPRequest(method: "PUT", url: proxy.base + "/g", body: .bytes(payload))).status, 200)
+        XCTAssertEqual(try http.perform(HTTPRequest(method: "PUT", url: proxy.base + "/b/g", body: .bytes(payload))).status, 200)
         // Whatever libcurl resends by itself, each attempt ends in a transient error or a
         // response, and the content finally arrives whole.
         var outcomes: [String] = []
         for _ in 0..<6 {
             do {
-                let r = try http.perform(HTTPRequest(method: "GET", url: proxy.base + "/g", responseFile: tmp + "/g"))
+                let r = try http.perform(HTTPRequest(method: "GET", url: proxy.base + "/b/g", responseFile: tmp + "/g"))
                 outcomes.append(String(r.status))
                 if r.status == 200 {
                     XCTAssertEqual(r.bodyMD5, Digest.hash(.md5, payload))
@@ -200,19 +204,47 @@ final class HTTPClientTests: XCTestCase {
         XCTAssertThrowsError(try http.perform(HTTPRequest(method: "GET", url: "http://127.0.0.1:9/x"))) { e in
             XCTAssertEqual((e as? HTTPError)?.kind, .connection, "\(e)")
         }
-        let proxy = try FaultProxy(faults: "stall:4", match: "^GET /slow")
+        let proxy = try FaultProxy(faults: "stall:4", match: "^GET /b/slow")
         defer { proxy.stop() }
         var o = HTTPClient.Options()
         o.stallTimeout = 1
         let impatient = try HTTPClient(options: o)
         let t0 = Date()
-        XCTAssertThrowsError(try impatient.perform(HTTPRequest(method: "GET", url: proxy.base + "/slow"))) { e in
+        XCTAssertThrowsError(try impatient.perform(HTTPRequest(method: "GET", url: proxy.base + "/b/slow"))) { e in
             XCTAssertEqual((e as? HTTPError)?.kind, .timeout, "\(e)")
             XCTAssertTrue((e as? HTTPError)?.isTransient ?? false)
         }
         XCTAssertLessThan(Date().timeIntervalSince(t0), 3.5)
         // The handle is usable after a failure.
-        XCTAssertEqual(try impatient.perform(HTTPRequest(method: "GET", url: proxy.base + "/slow")).status, 404)
+        XCTAssertEqual(try impatient.perform(HTTPRequest(method: "GET", url: proxy.base + "/b/slow")).status, 404)
+    }
+
+    func testTLSIsVerifiedUnlessInsecure() throws {
+        // A self-signed certificate for 127.0.0.1.
+        let cert = tmp + "/cert.pem", key = tmp + "/key.pem"
+        let openssl = Process()
+        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        openssl.arguments = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                             "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert]
+        openssl.standardError = FileHandle.nullDevice
+        do { try openssl.run() } catch { throw XCTSkip("openssl not available") }
+        openssl.waitUntilExit()
+        guard openssl.terminationStatus == 0 else { throw XCTSkip("openssl could not make a certificate") }
+        let proxy = try FaultProxy(extra: ["--tls", cert, key])
+        defer { proxy.stop() }
+        XCTAssertTrue(proxy.base.hasPrefix("https://"))
+
+        XCTAssertThrowsError(try HTTPClient().perform(HTTPRequest(method: "GET", url: proxy.base + "/_echo"))) { e in
+            XCTAssertEqual((e as? HTTPError)?.kind, .tls, "\(e)")
+            XCTAssertFalse((e as? HTTPError)?.isTransient ?? true)
+            XCTAssertTrue("\(e)".contains("--insecure"), "\(e)")
+        }
+        var insecure = HTTPClient.Options()
+        insecure.insecure = true
+        XCTAssertEqual(try HTTPClient(options: insecure).perform(HTTPRequest(method: "GET", url: proxy.base + "/_echo")).status, 200)
+        var trusted = HTTPClient.Options()
+        trusted.caBundle = cert
+        XCTAssertEqual(try HTTPClient(options: trusted).perform(HTTPRequest(method: "GET", url: proxy.base + "/_echo")).status, 200)
     }
 
     func testMissingBodyFileIsALocalError() throws {

@@ -8,18 +8,21 @@ request (method + target): with --faults drop,503 the first attempt of every req
 dropped, the second answered 503 SlowDown, the third and later forwarded.
 
   faultproxy.py --upstream http://127.0.0.1:8080 [--faults drop,503] [--match REGEX]
-                [--log FILE] [--port-file FILE] [--port N]
-  faultproxy.py --memory ...
+                [--log FILE] [--port-file FILE] [--port N] [--tls CERT KEY]
+  faultproxy.py --memory [--max-keys N] [--listing-bug no-token|repeat-token|unsorted]
+                [--corrupt-get] [--no-multi-delete] ...   # a minimal path-style S3 in memory
 
 Faults: drop (read the request, close without answering), reset (close with a TCP RST),
 503 / 500 / 429 (answer that status with an S3-style error body; 503 says SlowDown),
 cut (forward, then send the headers and half the body and close), stall:S (wait S seconds
-before forwarding), pass (forward).
+before forwarding), skew:S (forward with x-amz-date moved S seconds, as a wrong clock would
+send it), pass (forward).
 
 Log lines (tab-separated): METHOD TARGET STATUS FAULT CONNECTION. STATUS is - when no
 answer was sent.
 """
 import argparse
+import base64
 import hashlib
 import http.client
 import os
@@ -30,6 +33,8 @@ import sys
 import threading
 import time
 import urllib.parse
+from xml.etree import ElementTree
+from xml.sax.saxutils import escape
 
 
 class State:
@@ -41,6 +46,11 @@ class State:
         self.log = open(args.log, "a", buffering=1) if args.log else None
         self.upstream = urllib.parse.urlsplit(args.upstream) if args.upstream else None
         self.objects = {}
+        self.buckets = set()
+        self.max_keys = args.max_keys
+        self.listing_bug = args.listing_bug
+        self.corrupt_get = args.corrupt_get
+        self.no_multi_delete = args.no_multi_delete
         self.connections = 0
 
     def fault_for(self, method, target):
@@ -55,6 +65,17 @@ class State:
         if self.log:
             with self.lock:
                 self.log.write(f"{method}\t{target}\t{status}\t{fault}\t{conn}\n")
+
+
+def skew(amz_date, seconds):
+    """An x-amz-date moved by `seconds` (or the other way if that would change the day, which
+    would break the signature's scope before the server looks at the time)."""
+    t = time.mktime(time.strptime(amz_date, "%Y%m%dT%H%M%SZ")) - time.timezone
+    for shift in (seconds, -seconds):
+        moved = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(t + shift))
+        if moved[:8] == amz_date[:8]:
+            return moved
+    return amz_date
 
 
 def error_body(status):
@@ -150,6 +171,8 @@ class Handler(socketserver.BaseRequestHandler):
             return True
         if fault.startswith("stall:"):
             time.sleep(float(fault.split(":", 1)[1]))
+        if fault.startswith("skew:"):
+            headers = [(n, skew(v, int(fault.split(":", 1)[1])) if n.lower() == "x-amz-date" else v) for n, v in headers]
         try:
             status, reason, rheaders, rbody = self.forward(method, target, headers, body)
         except (ConnectionError, OSError, http.client.HTTPException) as e:
@@ -183,31 +206,96 @@ class Handler(socketserver.BaseRequestHandler):
                     raise
 
     def memory(self, method, target, headers, body):
+        """A minimal S3 in memory (no authentication; path-style, or virtual-hosted as
+        BUCKET.localhost): buckets, objects with
+        Content-MD5 checks, ListObjectsV2 paging, DeleteObjects. Buckets exist once created
+        or once an object is put into them."""
         st = self.server.state
-        path = urllib.parse.urlsplit(target).path
-        if path == "/_echo":
+        parts = urllib.parse.urlsplit(target)
+        if parts.path == "/_echo":
             # The request as received: method, headers and body, for client tests.
             text = method + "\n" + "".join(f"{n.lower()}: {v}\n" for n, v in headers) + "\n"
             return 200, "OK", [("Content-Type", "text/plain")], text.encode("latin-1") + body
+        bucket, _, key = urllib.parse.unquote(parts.path[1:]).partition("/")
+        host = next((v for n, v in headers if n.lower() == "host"), "")
+        if ".localhost" in host:  # virtual-hosted: BUCKET.localhost:PORT
+            bucket, key = host.split(".localhost")[0], urllib.parse.unquote(parts.path[1:])
+        query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+        hmap = {n.lower(): v for n, v in headers}
+        xml = [("Content-Type", "application/xml")]
+
+        def error(status, code, message=""):
+            return status, "Error", xml, f"<Error><Code>{code}</Code><Message>{message}</Message></Error>".encode()
+
+        if "content-md5" in hmap and base64.b64encode(hashlib.md5(body).digest()).decode() != hmap["content-md5"]:
+            return error(400, "BadDigest", "Content-MD5 does not match")
         with st.lock:
+            if method == "PUT" and not key:
+                st.buckets.add(bucket)
+                return 200, "OK", [], b""
             if method == "PUT":
-                st.objects[path] = body
+                st.buckets.add(bucket)
+                st.objects[(bucket, key)] = body
                 return 200, "OK", [("ETag", '"%s"' % hashlib.md5(body).hexdigest())], b""
+            if bucket not in st.buckets:
+                return error(404, "NoSuchBucket", "no such bucket")
+            if method == "GET" and not key and query.get("list-type") == "2":
+                return 200, "OK", xml, self.listing(bucket, query)
+            if method == "POST" and not key and "delete" in query and st.no_multi_delete:
+                return error(501, "NotImplemented", "DeleteObjects is not supported")
+            if method == "POST" and not key and "delete" in query:
+                keys = [k.text or "" for k in ElementTree.fromstring(body).iter() if k.tag.endswith("Key")]
+                if len(keys) > 1000:
+                    return error(400, "MalformedXML", "more than 1000 keys")
+                out = ['<?xml version="1.0" encoding="UTF-8"?>\n<DeleteResult>']
+                for k in keys:
+                    if "FAILME" in k:
+                        out.append(f"<Error><Key>{escape(k)}</Key><Code>InternalError</Code><Message>injected</Message></Error>")
+                    else:
+                        st.objects.pop((bucket, k), None)
+                out.append("</DeleteResult>")
+                return 200, "OK", xml, "".join(out).encode()
             if method in ("GET", "HEAD"):
-                if path not in st.objects:
-                    return 404, "Not Found", [("Content-Type", "application/xml")], \
-                        b"<Error><Code>NoSuchKey</Code><Message>not here</Message></Error>"
-                data = st.objects[path]
+                if (bucket, key) not in st.objects:
+                    return error(404, "NoSuchKey", "not here")
+                data = st.objects[(bucket, key)]
                 hs = [("ETag", '"%s"' % hashlib.md5(data).hexdigest()), ("Content-Type", "application/octet-stream")]
                 if method == "HEAD":
                     return 200, "OK", hs + [("Content-Length", str(len(data)))], b""
+                if st.corrupt_get and data:
+                    data = bytes([data[0] ^ 1]) + data[1:]
                 return 200, "OK", hs, data
             if method == "DELETE":
-                st.objects.pop(path, None)
+                st.objects.pop((bucket, key), None)
                 return 204, "No Content", [], b""
-            if method == "POST":
-                return 200, "OK", [("Content-Type", "text/plain")], hashlib.md5(body).hexdigest().encode()
         return 405, "Method Not Allowed", [], b""
+
+    def listing(self, bucket, query):
+        st = self.server.state
+        prefix = query.get("prefix", "")
+        limit = min(int(query.get("max-keys", st.max_keys)), st.max_keys)
+        after = query.get("continuation-token", "")
+        keys = sorted((k for b, k in st.objects if b == bucket and k.startswith(prefix) and k > after),
+                      key=lambda k: k.encode())
+        page, more = keys[:limit], len(keys) > limit
+        url = query.get("encoding-type") == "url"
+        out = ['<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">',
+               f"<Name>{bucket}</Name><Prefix>{escape(prefix)}</Prefix><KeyCount>{len(page)}</KeyCount>",
+               f"<MaxKeys>{limit}</MaxKeys><IsTruncated>{'true' if more else 'false'}</IsTruncated>"]
+        if url:
+            out.append("<EncodingType>url</EncodingType>")
+        if st.listing_bug == "unsorted":
+            page = list(reversed(page))
+        if more and st.listing_bug != "no-token":
+            token = after if st.listing_bug == "repeat-token" and after else page[-1]
+            out.append(f"<NextContinuationToken>{escape(token)}</NextContinuationToken>")
+        for k in page:
+            name = urllib.parse.quote_plus(k, safe="/") if url else escape(k)
+            size = len(st.objects[(bucket, k)])
+            out.append(f"<Contents><Key>{name}</Key><LastModified>2026-11-27T00:00:00.000Z</LastModified>"
+                       f"<ETag>&quot;x&quot;</ETag><Size>{size}</Size><StorageClass>STANDARD</StorageClass></Contents>")
+        out.append("</ListBucketResult>")
+        return "".join(out).encode()
 
 
 class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
@@ -222,13 +310,24 @@ def main():
     p.add_argument("--faults", default="", help="comma-separated faults for attempts 1, 2, ... of each request")
     p.add_argument("--match", help="only requests whose 'METHOD TARGET' matches this regex get faults")
     p.add_argument("--log", help="append one line per request to this file")
+    p.add_argument("--max-keys", type=int, default=1000, help="--memory: most keys per listing page")
+    p.add_argument("--listing-bug", choices=["no-token", "repeat-token", "unsorted"],
+                   help="--memory: answer listings wrongly in this way")
+    p.add_argument("--corrupt-get", action="store_true", help="--memory: flip a bit of every GET body (ETag unchanged)")
+    p.add_argument("--no-multi-delete", action="store_true", help="--memory: answer DeleteObjects 501 NotImplemented")
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     p.add_argument("--port-file", help="write the bound port here once listening")
+    p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve HTTPS with this certificate and key")
     args = p.parse_args()
     if bool(args.upstream) == bool(args.memory):
         p.error("give exactly one of --upstream and --memory")
     server = Server(("127.0.0.1", args.port), Handler)
     server.state = State(args)
+    if args.tls:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*args.tls)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     port = server.server_address[1]
     if args.port_file:
         with open(args.port_file + ".tmp", "w") as f:

@@ -9,7 +9,7 @@ from conftest import NOW, change_tree, gen_tree, read, records, run, sh, wsp_fil
 def settled_tree(path, files, **kw):
     root = gen_tree(path, files=files, **kw)
     # The state trusts a stat only for files not written in the last 2 s.
-    time.sleep(2.5)
+    time.sleep(3)
     return root
 
 

@@ -14,6 +14,21 @@ public struct GzipError: Error, CustomStringConvertible {
 /// same ratio); reading uses zlib's streaming inflate, which also takes multi-member files
 /// such as the original tool's objects. These are the only uses of either library.
 public enum Gzip {
+    /// A libdeflate compressor kept for a process's whole run (its tables are allocated once).
+    public final class Compressor {
+        let handle: OpaquePointer
+        public init(level: Int32) { handle = libdeflate_alloc_compressor(level)! }
+        deinit { libdeflate_free_compressor(handle) }
+
+        /// Compresses `input` into one standard gzip member in `output` (replacing its contents).
+        public func compress(_ input: UnsafeRawBufferPointer, into output: ByteBuffer) {
+            output.reserve(libdeflate_gzip_compress_bound(handle, input.count))
+            let n = libdeflate_gzip_compress(handle, input.baseAddress, input.count, output.storage.baseAddress, output.storage.count)
+            precondition(n > 0, "libdeflate bound was too small")
+            output.count = n
+        }
+    }
+
     /// Compresses `input` into one standard gzip member.
     public static func compress(_ input: UnsafeRawBufferPointer, level: Int32 = 6) -> [UInt8] {
         let c = libdeflate_alloc_compressor(level)!

@@ -3,90 +3,6 @@ import CCurl
 import Glibc
 #endif
 
-/// What a request sends. A file is read from its start on every attempt, so a retried or
-/// rewound request sends it whole.
-public enum HTTPBody: Sendable {
-    case empty
-    case bytes([UInt8])
-    case file(String)
-}
-
-/// One HTTP request: an absolute, already percent-encoded URL, headers as given (nothing
-/// is added but `Host` from the URL, `User-Agent` and `Content-Length`), and a body.
-public struct HTTPRequest: Sendable {
-    public var method: String
-    public var url: String
-    public var headers: [(name: String, value: String)]
-    public var body: HTTPBody
-    /// Where a 2xx response's body goes: nil keeps it in `HTTPResponse.body`; a path is created
-    /// or truncated before the request and gets the body of a 2xx response. The body of any
-    /// other response (an error document) always stays in memory.
-    public var responseFile: String?
-
-    public init(method: String, url: String, headers: [(name: String, value: String)] = [],
-                body: HTTPBody = .empty, responseFile: String? = nil) {
-        self.method = method
-        self.url = url
-        self.headers = headers
-        self.body = body
-        self.responseFile = responseFile
-    }
-}
-
-/// The final response to a request (after any `100 Continue`).
-public struct HTTPResponse: Sendable {
-    public var status: Int
-    /// Header names in lower case, in the order received.
-    public var headers: [(name: String, value: String)]
-    /// The body, unless it went to `HTTPRequest.responseFile`.
-    public var body: [UInt8]
-    /// Bytes of body received (into memory or the file).
-    public var bodyBytes: Int64
-    /// MD5 of the bytes written to `responseFile` (nil when the body stayed in memory).
-    public var bodyMD5: [UInt8]?
-
-    /// The first value of a header, by case-insensitive name.
-    public func header(_ name: String) -> String? {
-        let n = name.lowercased()
-        return headers.first(where: { $0.name == n })?.value
-    }
-
-    public var isSuccess: Bool { (200..<300).contains(status) }
-    public var bodyText: String { String(decoding: body, as: UTF8.self) }
-}
-
-/// A request that got no complete response, classified so a store can decide on retries.
-public struct HTTPError: Error, CustomStringConvertible, Sendable {
-    public enum Kind: Sendable {
-        /// Refused, reset, closed early, DNS, a cut-off body: trying again may work.
-        case connection
-        /// Connect timeout, or the transfer stalled.
-        case timeout
-        /// Certificate verification or TLS set-up failed: retrying will not help.
-        case tls
-        /// Stopped by SIGINT/SIGTERM.
-        case interrupted
-        /// Reading the request body or writing the response file failed.
-        case local
-        /// Anything else libcurl reports (bad URL, unsupported protocol...).
-        case other
-    }
-    public var kind: Kind
-    public var message: String
-    /// libcurl's `CURLcode`.
-    public var code: Int
-
-    public init(_ kind: Kind, _ message: String, code: Int = 0) {
-        self.kind = kind
-        self.message = message
-        self.code = code
-    }
-
-    /// Whether the same request may succeed when sent again.
-    public var isTransient: Bool { kind == .connection || kind == .timeout }
-    public var description: String { message }
-}
-
 /// The project's one HTTP client, over one libcurl easy handle. The handle is reused for every
 /// request, so connections (and TLS sessions) are kept alive between requests to a host.
 /// Not thread-safe: one client per thread (the tools are single-threaded processes).
@@ -165,6 +81,7 @@ public final class HTTPClient {
         set(CURLOPT_URL, request.url)  // libcurl copies strings
         set(CURLOPT_NOSIGNAL, 1)
         set(CURLOPT_FOLLOWLOCATION, 0)
+        set(CURLOPT_PATH_AS_IS, 1)  // send `/./` and `/../` in keys as they are (they are signed so)
         set(CURLOPT_TCP_KEEPALIVE, 1)
         set(CURLOPT_CONNECTTIMEOUT_MS, Int(options.connectTimeout * 1000))
         set(CURLOPT_LOW_SPEED_LIMIT, 1)

@@ -2,9 +2,9 @@
 import Glibc
 #endif
 
-/// A consistent copy of one whisper file.
+/// A consistent copy of one whisper file, in a buffer the caller reuses.
 public struct Snapshot {
-    public var bytes: [UInt8]
+    public var bytes: UnsafeRawBufferPointer
     public var stat: Glibc.stat
     /// When the copy was read (seconds since the epoch).
     public var time: Int64
@@ -32,11 +32,17 @@ public struct Snap {
     /// write in the same timestamp tick right after the read would leave its stat unchanged.
     public static let settleNs: Int64 = 2_000_000_000
 
+    /// Working memory reused for every file: the copy and its gzip.
+    let readBuffer = ByteBuffer()
+    let gzBuffer = ByteBuffer()
+    let compressor: Gzip.Compressor
+
     public init(spool: Spool, root: String?, lockTimeout: Double, level: Int32) {
         self.spool = spool
         self.root = root
         self.lockTimeout = lockTimeout
         self.level = level
+        compressor = Gzip.Compressor(level: level)
     }
 
     public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
@@ -73,14 +79,13 @@ public struct Snap {
                         String(entry.storedSize), state.owner()?.id ?? ""]
             }
         }
-        let snap = try Snap.read(path: path, lockTimeout: lockTimeout, maxReads: maxReads)
-        let header = try snap.bytes.withUnsafeBytes { try WhisperHeader($0, fileSize: snap.bytes.count) }
-        _ = header
-        let hash = Digest.sha256Hex(snap.bytes)
-        let gz = Gzip.compress(snap.bytes, level: level)
+        let snap = try Snap.read(path: path, lockTimeout: lockTimeout, maxReads: maxReads, into: readBuffer)
+        _ = try WhisperHeader(snap.bytes, fileSize: snap.bytes.count)
+        let hash = Hex.encode(Digest.hash(.sha256, snap.bytes))
+        compressor.compress(snap.bytes, into: gzBuffer)
         diagnostics.bytesIn += Int64(snap.bytes.count)
-        diagnostics.bytesOut += Int64(gz.count)
-        let dest = try spool.write(gz)
+        diagnostics.bytesOut += Int64(gzBuffer.count)
+        let dest = try spool.write(gzBuffer.bytes)
         let st = snap.stat
         let settled = snap.timeNs - max(st.mtimeNanoseconds, st.ctimeNanoseconds) >= Snap.settleNs
         let entry = StateEntry(size: Int64(st.st_size), inode: UInt64(st.st_ino), device: UInt64(st.st_dev),
@@ -111,7 +116,7 @@ public struct Snap {
     /// Reads `path` consistently: open, `flock(LOCK_SH)` within `lockTimeout`, check the path
     /// still names the locked inode (whisper-resize replaces files by rename), read, and read
     /// again if size or change time moved meanwhile (carbon does not lock by default).
-    public static func read(path: String, lockTimeout: Double, maxReads: Int) throws -> Snapshot {
+    public static func read(path: String, lockTimeout: Double, maxReads: Int, into buffer: ByteBuffer) throws -> Snapshot {
         for _ in 0..<maxReads {
             let fd = try FileDescriptor.open(path, O_RDONLY)
             let result: Snapshot? = try fd.closeAfter {
@@ -122,13 +127,15 @@ public struct Snap {
                 let now = try system_stat(path)
                 if now.st_ino != before.st_ino || now.st_dev != before.st_dev { return nil }   // replaced: open again
                 let readAt = system_now()
-                let bytes = try fd.readAll(sizeHint: Int(before.st_size))
+                // One byte more than the size, to see a file that grew meanwhile.
+                buffer.reserve(Int(before.st_size) + 1)
+                buffer.count = try fd.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer.storage[0..<(Int(before.st_size) + 1)]), at: 0)
                 let after = try fd.stat()
                 if after.st_size != before.st_size || after.ctimeNanoseconds != before.ctimeNanoseconds
-                    || bytes.count != Int(before.st_size) {
+                    || buffer.count != Int(before.st_size) {
                     return nil   // a write raced the read
                 }
-                return Snapshot(bytes: bytes, stat: after, time: Int64(readAt), timeNs: Int64(readAt * 1e9))
+                return Snapshot(bytes: buffer.bytes, stat: after, time: Int64(readAt), timeNs: Int64(readAt * 1e9))
             }
             if let result { return result }
         }

@@ -21,6 +21,7 @@ public enum StoreRegistry {
             let cfg = try FileConfig(url: url)
             return (try cfg.open(location: url.text), "")
         },
+        "s3": { url, settings in let cfg = try S3Config(url: url, settings: settings); return (try cfg.open(), cfg.prefix) },
         "swift": { url, s in let c = try SwiftConfig(url: url, settings: s); return (try c.open(location: url.text, attempts: s.retries + 1), c.prefix) },
     ]
 

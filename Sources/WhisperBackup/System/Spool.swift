@@ -85,7 +85,7 @@ public struct Interrupted: Error, CustomStringConvertible {
 extension Spool {
     /// Waits for room, then writes `bytes` as a new spool file (temp + rename, so the next
     /// stage never sees part of one) and returns its path. No fsync: the spool is scratch.
-    public func write(_ bytes: [UInt8], suffix: String = ".wsp.gz") throws -> String {
+    public func write(_ bytes: UnsafeRawBufferPointer, suffix: String = ".wsp.gz") throws -> String {
         let reservation = try reserve(Int64(bytes.count))
         defer { reservation.release() }
         let dest = newPath(suffix: suffix)
@@ -93,7 +93,7 @@ extension Spool {
         TempFiles.register(tmp)
         defer { _ = try? system_unlink(tmp); TempFiles.unregister(tmp) }
         let fd = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
-        try fd.closeAfter { try bytes.withUnsafeBytes { try fd.writeAll($0) } }
+        try fd.closeAfter { try fd.writeAll(bytes) }
         try system_rename(tmp, dest)
         return dest
     }
