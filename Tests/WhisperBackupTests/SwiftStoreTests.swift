@@ -325,6 +325,8 @@ final class SwiftStoreTests: XCTestCase {
          "OS_REGION_NAME": "RegionOne"]
     }
 
+    /// The recorded token's `expires_at` is long past by this machine's clock; its life
+    /// (`expires_at - issued_at`) is what counts, so it is reused, not renewed per request.
     func testKeystoneCatalogURLIsUsed() throws {
         fake.containers.insert("ks")
         let st = try store(keystoneEnv(), container: "ks")

@@ -108,22 +108,27 @@ public struct KeystoneCredentials: Sendable {
         return Array(JSON.object([("auth", auth)]).text.utf8)
     }
 
-    /// Reads a `201 Created` token response: the token (from `X-Subject-Token`), when it
-    /// expires, and the storage URL from the catalog (unless `storageURL` is given).
-    public func readToken(subjectToken: String?, body: [UInt8], storageURL: String? = nil) throws -> (token: Secret, storageURL: String, expires: Int64?) {
+    /// Reads a `201 Created` token response: the token (from `X-Subject-Token`), its life in
+    /// seconds (`expires_at - issued_at`: both by Keystone's clock, so a skewed local clock
+    /// does not matter), and the storage URL from the catalog (unless `storageURL` is given).
+    public func readToken(subjectToken: String?, body: [UInt8], storageURL: String? = nil) throws -> (token: Secret, storageURL: String, lifetime: Int64?) {
         guard let t = subjectToken, !t.isEmpty else {
             throw KeystoneError("Keystone answered without an X-Subject-Token header")
         }
         let doc: JSON
         do { doc = try JSON.parse(body) } catch { throw KeystoneError("Keystone token response: \(error)") }
         guard let token = doc["token"] else { throw KeystoneError("Keystone token response has no \"token\"") }
-        let expires = token["expires_at"]?.string.flatMap(Timestamp.parse)
-        if let u = storageURL { return (Secret(t), u, expires) }
+        var lifetime: Int64? = nil
+        if let e = token["expires_at"]?.string.flatMap(Timestamp.parse),
+           let i = token["issued_at"]?.string.flatMap(Timestamp.parse), e >= i {
+            lifetime = e - i
+        }
+        if let u = storageURL { return (Secret(t), u, lifetime) }
         guard let catalog = token["catalog"]?.array else {
             throw KeystoneError("Keystone token has no service catalog (is it scoped to a project?)")
         }
         let url = try KeystoneCredentials.objectStoreURL(catalog: catalog, region: region, interface: interface)
-        return (Secret(t), url, expires)
+        return (Secret(t), url, lifetime)
     }
 
     /// The `object-store` endpoint of `interface` (in `region`, when given). Several distinct

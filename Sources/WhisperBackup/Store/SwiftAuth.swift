@@ -122,7 +122,7 @@ final class SwiftAuth {
         }
         do {
             let t = try k.readToken(subjectToken: r.header("x-subject-token"), body: r.body, storageURL: config.storageURL)
-            return SwiftSession(token: t.token, storageURL: t.storageURL, expires: t.expires.map(Double.init))
+            return SwiftSession(token: t.token, storageURL: t.storageURL, expires: t.lifetime.map { system_now() + Double($0) })
         } catch let e as KeystoneError {
             throw StoreError(.permanent, "\(location): Keystone at \(url): \(e)")
         }
