@@ -20,6 +20,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if [ "${1:-}" = "--test" ]; then
+    # The install, package and operations tests: man pages rendered by man (groff), zsh to
+    # parse the completions, systemd-analyze for the units, dpkg-dev for the package's
+    # dependencies, a real node_exporter to read the textfile. apt_ensure keeps their
+    # services from starting (no systemd here, and none of them should listen).
+    . "$(dirname "$0")/servers/lib.sh"
+    ops=(man-db groff-base zsh dpkg-dev bsdutils prometheus-node-exporter)
+    command -v systemd-analyze >/dev/null || ops+=(systemd)
+    apt_ensure "${ops[@]}"
     py() { python3 -c "$1" 2>/dev/null; }
     if ! py "import whisper, carbonate, carbon" || ! command -v whisper-fill >/dev/null; then
         echo "deps: installing whisper and carbonate (oracles)" >&2

@@ -50,9 +50,15 @@ echo "== swift test" >&2
 urls=""
 [ -z "${WSP_TEST_S3_ENDPOINT:-}" ] || urls="$urls s3://wsp-conformance"
 [ -z "${ST_AUTH:-}" ] || ! grep -q '"swift"' Sources/WhisperBackup/Store/StoreRegistry.swift || urls="$urls swift://wsp-conformance"
+set +e
 WSP_TEST_STORE_URLS="${urls# }" AWS_ENDPOINT_URL="${WSP_TEST_S3_ENDPOINT:-${AWS_ENDPOINT_URL:-}}" \
-    swift test 2>&1 | tail -n 25
-[ "${PIPESTATUS[0]}" = 0 ]
+    swift test > "$run/swift-test.log" 2>&1
+rc=$?
+set -e
+# Failures in full, then the summary lines.
+grep -E "error:|failed \(|: error" "$run/swift-test.log" || true
+tail -n 6 "$run/swift-test.log"
+[ $rc = 0 ] || { echo "swift test failed ($rc)" >&2; exit $rc; }
 
 echo "== end-to-end tests" >&2
 python3 -m pytest -q -p no:cacheprovider Tests/integration "$@"

@@ -29,6 +29,10 @@ struct WspPull: ParsableCommand {
                   HASH is the SHA-256 of the uncompressed file (SHA-1 for the Python tool's
                   legacy layout); SIZE the stored object's bytes.
 
+                EXAMPLE
+                  wsp-pull list --before 2026-11-01 file:///backups/node1 'servers.web*' \\
+                    | wsp-pull get --spool /var/tmp/wsp file:///backups/node1
+
                 \(exitStatusHelp)
                 """)
 
@@ -74,6 +78,12 @@ struct WspPull: ParsableCommand {
                   METRIC  TIME  HASH  GZFILE
                   GZFILE is the downloaded object in the spool, not yet verified:
                   wsp-merge verifies it before it touches anything.
+
+                EXAMPLE
+                  wsp-pull list file:///backups/node1 'servers.*' \\
+                    | xargs -d '\\n' -P 4 -n 50 \\
+                        wsp-pull get --spool /var/tmp/wsp file:///backups/node1 \\
+                    | wsp-merge --root /srv/whisper
 
                 \(exitStatusHelp)
                 """)

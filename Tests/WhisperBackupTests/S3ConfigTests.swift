@@ -157,9 +157,13 @@ final class S3ConfigTests: XCTestCase {
     func testRegistryOpensS3() {
         // The s3 scheme is registered; with no server it fails as a configuration error (exit 2).
         XCTAssertNotNil(StoreRegistry.factories["s3"])
+        // Restore what was there: the conformance suite may run later in this process with the
+        // test server's credentials.
+        let names = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+        let saved: [(String, String?)] = names.map { n in (n, getenv(n).map { String(cString: $0) }) }
+        defer { for (n, v) in saved { if let v { setenv(n, v, 1) } else { unsetenv(n) } } }
         setenv("AWS_ACCESS_KEY_ID", "AKIDREG", 1)
         setenv("AWS_SECRET_ACCESS_KEY", "regsecret", 1)
-        defer { unsetenv("AWS_ACCESS_KEY_ID"); unsetenv("AWS_SECRET_ACCESS_KEY") }
         var s = StoreSettings()
         s.endpoint = "http://127.0.0.1:9"
         s.retries = 0

@@ -210,7 +210,10 @@ def test_existing_target_is_never_overwritten(tmp_path, store, spool):
     target = out / "servers" / "host000" / "cpu" / "user.wsp"
     target.parent.mkdir(parents=True)
     target.write_bytes(b"operator's own file")
-    restore(store, spool, out)
+    # An existing target that is not whisper cannot be backfilled: it fails, untouched.
+    p = sh(f"wsp-pull list {store} '*' | wsp-pull get --spool {spool} {store} | wsp-merge --root {out}", check=False)
+    assert p.returncode == 1
+    assert [r[1] for r in records(p.stdout) if r[0] == "servers.host000.cpu.user"] == ["failed"]
     assert target.read_bytes() == b"operator's own file"
 
 

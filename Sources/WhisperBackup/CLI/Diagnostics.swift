@@ -3,11 +3,16 @@ import Glibc
 #endif
 
 /// A tool's stderr: per-record failures as `tool: METRIC: reason`, warnings, and progress and
-/// a summary when asked for (`--progress`) or when stderr is a terminal.
+/// a summary when asked for (`--progress`) or when stderr is a terminal. On a terminal the
+/// progress line is redrawn twice a second; elsewhere (`--progress` into a log) a plain line
+/// is written every 10 seconds. With a known total, progress shows done/total and an ETA.
 public final class Diagnostics: @unchecked Sendable {
     public let tool: String
     public let showProgress: Bool
     public let quiet: Bool
+    /// Records expected in all, when known (arguments, or stdin redirected from a file).
+    public var total: Int?
+    let onTerminal: Bool
     public private(set) var records = 0
     public private(set) var failed = 0
     public var skipped = 0
@@ -21,7 +26,13 @@ public final class Diagnostics: @unchecked Sendable {
     public init(tool: String, progress: Bool? = nil, quiet: Bool = false) {
         self.tool = tool
         self.quiet = quiet
-        self.showProgress = progress ?? (!quiet && system_isatty(2))
+        self.onTerminal = system_isatty(2)
+        self.showProgress = progress ?? (!quiet && onTerminal)
+    }
+
+    /// Takes the total for progress from `input` when it is known without reading it.
+    public func expect(_ input: RecordInput?) {
+        if showProgress, let input { total = input.expectedCount }
     }
 
     func line(_ text: String) {
@@ -50,13 +61,43 @@ public final class Diagnostics: @unchecked Sendable {
         outcomes[outcome, default: 0] += 1
         guard showProgress else { return }
         let now = system_monotonic()
-        if now - lastProgress >= 0.5 {
+        if now - lastProgress >= (onTerminal ? 0.5 : 10) {
             lastProgress = now
-            let rate = Double(records) / max(now - started, 0.001)
-            let text = "\(tool): \(records) records, \(failed) failed, \(Diagnostics.bytes(bytesIn)) in, \(Diagnostics.bytes(bytesOut)) out, \(Int(rate))/s"
-            let bytes = Array("\r\(text)\u{1b}[K".utf8)
-            bytes.withUnsafeBytes { _ = write(2, $0.baseAddress, $0.count) }
+            let text = progressLine(elapsed: now - started)
+            if onTerminal {
+                let bytes = Array("\r\(text)\u{1b}[K".utf8)
+                bytes.withUnsafeBytes { _ = write(2, $0.baseAddress, $0.count) }
+            } else {
+                line(text)
+            }
         }
+    }
+
+    /// `tool: 37/120 records (30%), 0 failed, 12.0 MiB in, 1.2 MiB out, 45/s, 4.4 MiB/s, ETA 1m58s`;
+    /// without a total, `tool: 37 records, ...` and no ETA.
+    public func progressLine(elapsed: Double) -> String {
+        let done = records + failed
+        let rate = Double(done) / max(elapsed, 0.001)
+        var text = "\(tool): "
+        if let total, total > 0 {
+            text += "\(done)/\(total) records (\(min(100, done * 100 / total))%)"
+        } else {
+            text += "\(done) records"
+        }
+        text += ", \(failed) failed, \(Diagnostics.bytes(bytesIn)) in, \(Diagnostics.bytes(bytesOut)) out, "
+        text += "\(Int(rate))/s, \(Diagnostics.bytes(Int64(Double(bytesIn) / max(elapsed, 0.001))))/s"
+        if let total, total > 0 {
+            text += ", ETA " + (done >= total ? "0s" : rate > 0 ? Diagnostics.duration(Double(total - done) / rate) : "-")
+        }
+        return text
+    }
+
+    /// `45s`, `3m07s`, `2h05m`.
+    public static func duration(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded())
+        if s >= 3600 { return "\(s / 3600)h" + (s % 3600 / 60 < 10 ? "0" : "") + "\(s % 3600 / 60)m" }
+        if s >= 60 { return "\(s / 60)m" + (s % 60 < 10 ? "0" : "") + "\(s % 60)s" }
+        return "\(s)s"
     }
 
     /// The final summary line; also ends the run with `RecordsFailed` when any record failed.
@@ -65,7 +106,7 @@ public final class Diagnostics: @unchecked Sendable {
             let elapsed = system_monotonic() - started
             let parts = outcomes.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
             let rate = elapsed > 0 ? Double(bytesIn) / elapsed : 0
-            line("\r\u{1b}[K\(tool): \(records) records (\(parts.isEmpty ? "none" : parts)), \(failed) failed, \(skipped) skipped, \(Diagnostics.bytes(bytesIn)) in, \(Diagnostics.bytes(bytesOut)) out, \(String(format1(elapsed))) s, \(Diagnostics.bytes(Int64(rate)))/s")
+            line("\(onTerminal ? "\r\u{1b}[K" : "")\(tool): \(records) records (\(parts.isEmpty ? "none" : parts)), \(failed) failed, \(skipped) skipped, \(Diagnostics.bytes(bytesIn)) in, \(Diagnostics.bytes(bytesOut)) out, \(String(format1(elapsed))) s, \(Diagnostics.bytes(Int64(rate)))/s")
         }
         if failed > 0 { throw RecordsFailed(count: failed) }
     }

@@ -3,18 +3,33 @@ import Glibc
 #endif
 
 /// `wsp-merge`: for each fetched record `METRIC TIME HASH GZFILE`, verifies the version, then
-/// creates the target under the root atomically (temp file in the target directory, linked
-/// into place only if nothing appeared meanwhile). Writes `METRIC STATUS PATH DETAIL`.
+/// creates a missing target atomically (temp file in the target directory, linked into place
+/// only if nothing appeared meanwhile) or backfills an existing one in place under
+/// `flock(LOCK_EX)`, writing only its empty slots (`WhisperFill`). Writes
+/// `METRIC STATUS PATH DETAIL`; a target that is not valid whisper is left untouched and
+/// reported as failed. Nothing is ever overwritten by a copy.
 public struct Merge {
     public var root: String
     public var dryRun: Bool
     public var keepSpool: Bool
+    /// "Now" for every record of the run (seconds since the epoch): the retention windows of
+    /// the target archives are counted back from it.
+    public var now: Int64
+    public var lockTimeout: Double
+    /// Attempts at locking a target that is replaced (renamed over) meanwhile.
+    public var maxOpens = 5
 
-    public init(root: String, dryRun: Bool, keepSpool: Bool = false) {
+    public init(root: String, dryRun: Bool, keepSpool: Bool = false, now: Int64? = nil, lockTimeout: Double = 30) {
         self.root = root
         self.dryRun = dryRun
         self.keepSpool = keepSpool
+        self.now = now ?? Int64(system_now())
+        self.lockTimeout = lockTimeout
     }
+
+    /// Records from arguments (as xargs passes them) are backfilled in batches of this many
+    /// files, which share two filesystem syncs; records from stdin are made durable one by one.
+    public static let batchSize = 64
 
     public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
         let realRoot: String
@@ -24,32 +39,37 @@ public struct Merge {
         } catch {
             throw ConfigError("--root \(root): \(error)")
         }
+        let batch = MergeBatch(limit: input.isBuffered ? Merge.batchSize : 1, output: output, diagnostics: diagnostics)
+        diagnostics.expect(input)
         for record in input {
             if Signals.stopRequested || output.closed { break }
             do {
-                let (status, path, detail) = try mergeOne(record, realRoot: realRoot, diagnostics: diagnostics)
-                output.write(record.metric, status, path, detail)
-                diagnostics.done(status)
+                if let (status, path, detail) = try mergeOne(record, realRoot: realRoot, batch: batch) {
+                    batch.report(record.metric, status, path, detail)
+                }
             } catch {
-                diagnostics.fail(record.metric, error)
-                output.write(record.metric, "failed", "", Diagnostics.printable("\(error)"))
+                batch.fail(record.metric, error)
             }
         }
+        batch.flush()
         try diagnostics.finish()
     }
 
-    func mergeOne(_ record: Record, realRoot: String, diagnostics: Diagnostics) throws -> (String, String, String) {
+    /// Merges one record; nil when its target joined the batch (reported when the batch is
+    /// made durable).
+    func mergeOne(_ record: Record, realRoot: String, batch: MergeBatch) throws -> (String, String, String)? {
+        let diagnostics = batch.diagnostics
         let metric = record.metric
         try MetricName.validate(metric)
         guard let hash = record[2] else { throw RecordError("fetched record needs HASH in field 3") }
         guard let gzPath = record[3] else { throw RecordError("fetched record needs GZFILE in field 4") }
         let target = Path.join(realRoot, MetricName.relativePath(metric))
         defer { if !keepSpool && !dryRun { _ = try? system_unlink(gzPath) } }
-        let (bytes, _) = try VersionCheck.verify(gzPath: gzPath, expectedHash: hash)
+        let (bytes, header) = try VersionCheck.verify(gzPath: gzPath, expectedHash: hash)
         diagnostics.bytesIn += Int64(bytes.count)
 
         if Path.exists(target) {
-            return ("exists", target, "target exists; left untouched")
+            return try backfill(metric, target, source: bytes, sourceHeader: header, realRoot: realRoot, batch: batch)
         }
         if dryRun { return ("would-create", target, "\(bytes.count)") }
         let dir = Path.directory(of: target)
@@ -63,9 +83,67 @@ public struct Merge {
                 try bytes.withUnsafeBytes { try fd.writeAll($0) }
             }
         } catch Errno.fileExists {
-            return ("exists", target, "target appeared meanwhile; left untouched")
+            // Something (carbon) created it meanwhile: backfill it like any existing file.
+            return try backfill(metric, target, source: bytes, sourceHeader: header, realRoot: realRoot, batch: batch)
         }
         diagnostics.bytesOut += Int64(bytes.count)
         return ("created", target, "\(bytes.count)")
+    }
+
+    /// A directory or file under the root may be a symlink that leads elsewhere: never write there.
+    func checkInsideRoot(_ path: String, realRoot: String) throws {
+        let real = try system_realpath(path)
+        guard real == realRoot || real.hasPrefix(realRoot + "/") else {
+            throw RecordError("\(path) leads outside the root (\(real)); left untouched")
+        }
+    }
+
+    /// Backfills the existing `target` from `source` in place: lock, read, plan, and write the
+    /// values of the empty slots; the batch then writes their timestamps and makes both
+    /// durable. Returns `unchanged 0` or, with `--dry-run`, `would-fill N`, or nil when the
+    /// target joined the batch.
+    func backfill(_ metric: String, _ target: String, source: [UInt8], sourceHeader: WhisperHeader,
+                  realRoot: String, batch: MergeBatch) throws -> (String, String, String)? {
+        try checkInsideRoot(target, realRoot: realRoot)
+        // The same file twice in one batch: the first must be finished before it is locked again.
+        if batch.holds(target) { batch.flush() }
+        let mode: FileLock.Mode = dryRun ? .shared : .exclusive
+        for _ in 0..<maxOpens {
+            let fd = try FileDescriptor.open(target, dryRun ? O_RDONLY : O_RDWR)
+            var kept = false
+            defer { if !kept { FileLock.unlock(fd); fd.close() } }
+            // Never wait for a lock while holding others (two merges could each hold what the
+            // other wants): if the file is busy, finish the batch first, then wait.
+            do {
+                try FileLock.lock(fd, mode, timeout: batch.isEmpty ? lockTimeout : 0)
+            } catch is LockTimeout where !batch.isEmpty {
+                batch.flush()
+                try FileLock.lock(fd, mode, timeout: lockTimeout)
+            }
+            let st = try fd.stat()
+            guard st.isRegularFile else { throw RecordError("target \(target) is not a regular file; left untouched") }
+            // whisper-resize replaces files by rename: lock the file the path names now.
+            let current = try system_stat(target)
+            if current.st_ino != st.st_ino || current.st_dev != st.st_dev { continue }
+            let size = Int(st.st_size)
+            let plan: FillPlan
+            do {
+                plan = try batch.withFile(fd, size: size) { t in
+                    let targetHeader = try WhisperHeader(t, fileSize: size)
+                    return source.withUnsafeBytes { s in
+                        WhisperFill.plan(source: s, sourceHeader: sourceHeader, target: t,
+                                         targetHeader: targetHeader, now: Int(now))
+                    }
+                }
+            } catch let e as WhisperFormatError {
+                throw RecordError("target is not usable whisper (\(e)); left untouched")
+            }
+            if plan.isEmpty { return ("unchanged", target, "0") }
+            if dryRun { return ("would-fill", target, "\(plan.count)") }
+            try batch.add(metric: metric, target: target, fd: fd, plan: plan)
+            kept = true
+            return nil
+        }
+        throw RecordError("\(target): replaced during every one of \(maxOpens) attempts to lock it")
     }
 }

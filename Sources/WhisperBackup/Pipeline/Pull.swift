@@ -143,6 +143,7 @@ public struct PullGet {
     }
 
     public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
+        diagnostics.expect(input)
         for record in input {
             if Signals.stopRequested || output.closed { break }
             do {

@@ -33,6 +33,7 @@ public struct Push {
     public static let batchSize = 64
 
     public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
+        diagnostics.expect(input)
         var batch: [Record] = []
         let limit = input.isBuffered ? Push.batchSize : 1
         for record in input {

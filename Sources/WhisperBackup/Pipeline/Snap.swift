@@ -46,6 +46,7 @@ public struct Snap {
     }
 
     public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
+        diagnostics.expect(input)
         for record in input {
             if Signals.stopRequested || output.closed { break }
             do {

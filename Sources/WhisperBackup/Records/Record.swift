@@ -36,6 +36,14 @@ public struct RecordInput: Sequence {
 
     public init(arguments: [String]) { self.arguments = arguments }
 
+    /// How many records the input holds, when that is known without consuming it: the
+    /// arguments, or the non-empty lines left in standard input when it is a regular file
+    /// (`tool < records`); nil for a pipe or a terminal. For progress only.
+    public var expectedCount: Int? {
+        if !arguments.isEmpty { return arguments.filter { !$0.isEmpty && $0 != "\n" }.count }
+        return LineReader.countLines(fd: 0)
+    }
+
     /// Whether every record is already at hand (arguments), so a tool may take them in batches.
     public var isBuffered: Bool { !arguments.isEmpty }
 
@@ -70,6 +78,25 @@ public final class LineReader {
     private var eof = false
 
     public init(fd: CInt) { self.fd = fd }
+
+    /// The non-empty lines from the current offset of `fd` to its end, read with `pread` (the
+    /// offset stays), when `fd` is a regular file; nil otherwise.
+    public static func countLines(fd: CInt) -> Int? {
+        guard let st = try? system_fstat(fd), st.isRegularFile, var offset = try? system_tell(fd) else { return nil }
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        var lines = 0
+        var previous: UInt8 = 10
+        while true {
+            let n = chunk.withUnsafeMutableBytes { (try? system_pread(fd, $0.baseAddress!, $0.count, offset)) ?? 0 }
+            if n <= 0 { break }
+            for b in chunk[0..<n] {
+                if b == 10 && previous != 10 { lines += 1 }
+                previous = b
+            }
+            offset += Int64(n)
+        }
+        return previous == 10 ? lines : lines + 1
+    }
 
     public func next() -> String? {
         while true {

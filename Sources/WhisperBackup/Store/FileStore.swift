@@ -8,6 +8,9 @@ import Glibc
 public final class FileStore: Store {
     public let root: String
     public let location: String
+    /// A dry run with `--create-bucket` against a directory that does not exist yet: the store
+    /// it would create is empty, so listing it finds nothing instead of failing.
+    public var missingIsEmpty = false
 
     public init(root: String, location: String) {
         self.root = root
@@ -129,7 +132,7 @@ public final class FileStore: Store {
         do {
             entries = try system_readdir(dir)
         } catch Errno.noSuchFileOrDirectory {
-            if rel.isEmpty { throw StoreError(.notFound, "\(location): directory \(root) does not exist") }
+            if rel.isEmpty && !missingIsEmpty { throw StoreError(.notFound, "\(location): directory \(root) does not exist") }
             return
         } catch Errno.notDirectory {
             return

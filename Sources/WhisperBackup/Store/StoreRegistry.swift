@@ -17,9 +17,9 @@ public enum StoreRegistry {
 
     /// scheme -> how to open it. A new backend adds one line.
     nonisolated(unsafe) public static var factories: [String: Factory] = [
-        "file": { url, _ in
+        "file": { url, settings in
             let cfg = try FileConfig(url: url)
-            return (try cfg.open(location: url.text), "")
+            return (try cfg.open(location: url.text, create: settings.createMissing, dryRun: settings.dryRun), "")
         },
         "s3": { url, settings in let cfg = try S3Config(url: url, settings: settings); return (try cfg.open(), cfg.prefix) },
         "swift": { url, s in let c = try SwiftConfig(url: url, settings: s); return (try c.open(location: url.text, attempts: s.retries + 1), c.prefix) },

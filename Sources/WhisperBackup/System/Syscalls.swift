@@ -39,6 +39,11 @@ public func system_pread(_ fd: CInt, _ buf: UnsafeMutableRawPointer, _ count: In
     try retrying("pread", path) { pread(fd, buf, count, off_t(offset)) }
 }
 
+/// The current offset of `fd`. The corresponding C function is `lseek(2)` (`SEEK_CUR`).
+public func system_tell(_ fd: CInt, path: String? = nil) throws -> Int64 {
+    Int64(try retrying("lseek", path) { lseek(fd, 0, SEEK_CUR) })
+}
+
 /// The corresponding C function is `pwrite(2)`.
 public func system_pwrite(_ fd: CInt, _ buf: UnsafeRawPointer, _ count: Int, _ offset: Int64, path: String? = nil) throws -> Int {
     try retrying("pwrite", path) { pwrite(fd, buf, count, off_t(offset)) }

@@ -5,34 +5,6 @@ public struct WhisperFormatError: Error, CustomStringConvertible, Sendable {
     public var description: String { reason }
 }
 
-/// One archive as the header describes it.
-public struct ArchiveInfo: Sendable, Equatable {
-    public var offset: Int
-    public var secondsPerPoint: Int
-    public var points: Int
-    public var retention: Int { secondsPerPoint * points }
-    public var size: Int { points * WhisperHeader.pointSize }
-    public var end: Int { offset + size }
-}
-
-/// Whisper's aggregation methods, by their number in the file.
-public enum AggregationMethod: UInt32, Sendable, CaseIterable {
-    case average = 1, sum, last, max, min, avgZero, absMax, absMin
-
-    public var name: String {
-        switch self {
-        case .average: "average"
-        case .sum: "sum"
-        case .last: "last"
-        case .max: "max"
-        case .min: "min"
-        case .avgZero: "avg_zero"
-        case .absMax: "absmax"
-        case .absMin: "absmin"
-        }
-    }
-}
-
 /// The header of a whisper file: metadata and archive list, validated against the file size.
 /// Layout (big-endian): aggregation u32, max retention u32, xFilesFactor f32, archive count
 /// u32; then per archive offset u32, seconds per point u32, points u32; then the archives,

@@ -1,0 +1,171 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The backfills of `wsp-merge` that are written but not yet durable, and the order of their
+/// writes. Each file's plan is written in two passes: first the values only (every slot keeps
+/// its old timestamp, so it still reads as empty if the merge stops there, by SIGKILL or by a
+/// power loss after the sync that follows), then the timestamps, which make the points
+/// visible. The files of a batch stay locked from their first pass until their second is
+/// durable; the batch is synced once after all first passes and once after all second
+/// passes (`syncfs`, or `fsync` for a batch of one), instead of twice per file.
+///
+/// Each run of slots is read again just before it is written, and a slot whose timestamp is
+/// no longer the one planned is left alone: a writer that does not lock (carbon, by default)
+/// put a point there. So is every slot of an archive whose base (first slot) moved.
+final class MergeBatch {
+    struct Pending {
+        var metric: String
+        var target: String
+        var fd: FileDescriptor
+        var plan: FillPlan
+        var skip: [Bool]
+    }
+
+    let limit: Int
+    let output: RecordWriter
+    let diagnostics: Diagnostics
+    private(set) var pending: [Pending] = []
+    /// Reused for every target read and every run written: no allocation per file.
+    private var scratch: [UInt8] = []
+    private var runBuffer: [UInt8] = []
+
+    init(limit: Int, output: RecordWriter, diagnostics: Diagnostics) {
+        self.limit = max(limit, 1)
+        self.output = output
+        self.diagnostics = diagnostics
+    }
+
+    var isEmpty: Bool { pending.isEmpty }
+
+    func holds(_ target: String) -> Bool { pending.contains { $0.target == target } }
+
+    func report(_ metric: String, _ status: String, _ path: String, _ detail: String) {
+        output.write(metric, status, path, detail)
+        diagnostics.done(status)
+    }
+
+    func fail(_ metric: String, _ error: Any) {
+        diagnostics.fail(metric, error)
+        output.write(metric, "failed", "", Diagnostics.printable("\(error)"))
+    }
+
+    /// Runs `body` on the whole file (`size` bytes, read into a reused buffer).
+    func withFile<R>(_ fd: FileDescriptor, size: Int, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        if scratch.count < size + 1 { scratch = [UInt8](repeating: 0, count: size + 1) }
+        return try scratch.withUnsafeMutableBytes { buf in
+            // One byte more than the size confirms the end: whisper files never change size.
+            let n = try fd.read(into: UnsafeMutableRawBufferPointer(rebasing: buf[0..<(size + 1)]), at: 0)
+            guard n == size else { throw RecordError("\(fd.path): changed size while being read") }
+            return try body(UnsafeRawBufferPointer(rebasing: buf[0..<size]))
+        }
+    }
+
+    /// Writes the values of `plan` into the open, locked `fd` and keeps the file (lock and
+    /// descriptor) until the batch is flushed; flushes when the batch is full.
+    func add(metric: String, target: String, fd: FileDescriptor, plan: FillPlan) throws {
+        var skip = [Bool](repeating: false, count: plan.count)
+        _ = try MergeBatch.pass(0, plan, fd, &skip, &runBuffer)
+        pending.append(Pending(metric: metric, target: target, fd: fd, plan: plan, skip: skip))
+        if pending.count >= limit { flush() }
+    }
+
+    /// Makes the values durable, writes the timestamps, makes them durable, unlocks and
+    /// reports every pending file.
+    func flush() {
+        guard !pending.isEmpty else { return }
+        var results = [Result<Int, Error>](repeating: .success(0), count: pending.count)
+        do {
+            try sync()
+            for i in pending.indices {
+                results[i] = Result { try MergeBatch.pass(1, pending[i].plan, pending[i].fd, &pending[i].skip, &runBuffer) }
+            }
+            try sync()
+        } catch {
+            for i in results.indices { if case .success = results[i] { results[i] = .failure(error) } }
+        }
+        for (p, result) in zip(pending, results) {
+            FileLock.unlock(p.fd)
+            p.fd.close()
+            switch result {
+            case .success(let written):
+                diagnostics.bytesOut += Int64(written * WhisperHeader.pointSize)
+                report(p.metric, written == 0 ? "unchanged" : "filled", p.target, "\(written)")
+            case .failure(let error):
+                fail(p.metric, error)
+            }
+        }
+        pending.removeAll()
+    }
+
+    private func sync() throws {
+        if pending.count == 1 {
+            try pending[0].fd.sync()
+        } else {
+            try system_syncfs(pending[0].fd.rawValue, path: pending[0].target)
+        }
+    }
+
+    /// One pass over `plan`: 0 writes the values, 1 the timestamps. Returns the number of
+    /// points the second pass made visible.
+    static func pass(_ pass: Int, _ plan: FillPlan, _ fd: FileDescriptor, _ skip: inout [Bool],
+                     _ buffer: inout [UInt8]) throws -> Int {
+        var written = 0
+        var checkedArchive = -1
+        var moved = false
+        for run in plan.runs() {
+            let first = plan.writes[run.lowerBound]
+            if first.archive != checkedArchive {
+                checkedArchive = first.archive
+                let baseOffset = first.offset - first.slot * WhisperHeader.pointSize
+                moved = try readTimestamp(fd, at: Int64(baseOffset)) != plan.bases[first.archive]
+            }
+            if moved {
+                for i in run { skip[i] = true }
+                continue
+            }
+            let count = run.count * WhisperHeader.pointSize
+            if buffer.count < count { buffer = [UInt8](repeating: 0, count: count) }
+            let got = try buffer.withUnsafeMutableBytes {
+                try fd.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<count]), at: Int64(first.offset))
+            }
+            guard got == count else { throw RecordError("\(fd.path): file shrank while being filled") }
+            buffer.withUnsafeMutableBytes { buf in
+                for i in run {
+                    let w = plan.writes[i]
+                    let at = w.offset - first.offset
+                    if skip[i] || WhisperPoint.timestamp(UnsafeRawBufferPointer(buf), at: at) != w.previous {
+                        skip[i] = true
+                    } else if pass == 0 {
+                        w.point.storeValue(into: buf, at: at)
+                    } else {
+                        w.point.storeTimestamp(into: buf, at: at)
+                        written += 1
+                    }
+                }
+            }
+            try buffer.withUnsafeBytes {
+                try fd.write(UnsafeRawBufferPointer(rebasing: $0[0..<count]), at: Int64(first.offset))
+            }
+        }
+        return written
+    }
+
+    /// Writes `plan` into one open, locked file on its own: values, fsync, timestamps, fsync.
+    static func write(_ plan: FillPlan, to fd: FileDescriptor) throws -> Int {
+        var skip = [Bool](repeating: false, count: plan.count)
+        var buffer = [UInt8]()
+        _ = try pass(0, plan, fd, &skip, &buffer)
+        try fd.sync()
+        let written = try pass(1, plan, fd, &skip, &buffer)
+        try fd.sync()
+        return written
+    }
+
+    static func readTimestamp(_ fd: FileDescriptor, at offset: Int64) throws -> UInt32 {
+        var b: UInt32 = 0
+        let n = try withUnsafeMutableBytes(of: &b) { try fd.read(into: $0, at: offset) }
+        guard n == 4 else { throw RecordError("\(fd.path): file shrank while being filled") }
+        return UInt32(bigEndian: b)
+    }
+}
