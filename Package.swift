@@ -26,7 +26,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "WhisperBackupTests", dependencies: ["WhisperBackup"]),
+        .testTarget(name: "WhisperBackupTests", dependencies: ["WhisperBackup"], exclude: ["Fixtures"]),
     ] + tools.map {
         .executableTarget(name: $0, dependencies: ["WhisperBackup",
             .product(name: "ArgumentParser", package: "swift-argument-parser")])

@@ -17,12 +17,17 @@ swift build --build-tests 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' || true
 swift build --build-tests >/dev/null   # fail here if the build failed
 export WSP_BIN="$repo/.build/debug"
 
-servers=${WSP_TEST_SERVERS-swift radosgw carbon}
+servers=${WSP_TEST_SERVERS-swift radosgw carbon keystone}
 # Free loopback ports for the servers unless given: another instance may hold the defaults.
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 export SWIFT_PORT=${SWIFT_PORT:-$(free_port)} RGW_PORT=${RGW_PORT:-$(free_port)}
 export RGW_MON_PORT=${RGW_MON_PORT:-$(free_port)} CARBON_PORT=${CARBON_PORT:-$(free_port)}
+export KEYSTONE_PORT=${KEYSTONE_PORT:-$(free_port)} KEYSTONE_SWIFT_PORT=${KEYSTONE_SWIFT_PORT:-$(free_port)}
+# Short-lived tempauth tokens, so the Swift tests see a token expire in the middle of a run.
+export SWIFT_TOKEN_LIFE=${SWIFT_TOKEN_LIFE:-10}
 run=$(mktemp -d "${TMPDIR:-/tmp}/wsp-test.XXXXXX")
+# keystone.sh puts its Keystone-auth Swift proxy over this swift-aio's rings.
+case " $servers " in *" swift "*) export SWIFT_RUNDIR=$run/swift-aio ;; esac
 started=()
 cleanup() {
     for s in "${started[@]}"; do bash "scripts/servers/$s.sh" stop "$run/$s" >/dev/null 2>&1 || true; done

@@ -204,6 +204,8 @@ do_env() {
     emit WSP_TEST_RGW_ST_AUTH "$base/auth/1.0"
     emit WSP_TEST_RGW_ST_USER "$RGW_SWIFT_USER"
     emit WSP_TEST_RGW_ST_KEY "$RGW_SWIFT_KEY"
+    # For tests that change rgw settings at run time (e.g. Swift token lifetime).
+    emit WSP_TEST_RGW_CEPH_CONF "$CONF"
 }
 
 case "$cmd" in

@@ -22,6 +22,7 @@ public enum StoreRegistry {
             return (try cfg.open(location: url.text, create: settings.createMissing, dryRun: settings.dryRun), "")
         },
         "s3": { url, settings in let cfg = try S3Config(url: url, settings: settings); return (try cfg.open(), cfg.prefix) },
+        "swift": { url, s in let c = try SwiftConfig(url: url, settings: s); return (try c.open(location: url.text, attempts: s.retries + 1), c.prefix) },
     ]
 
     /// The store and the layout of keys inside it.

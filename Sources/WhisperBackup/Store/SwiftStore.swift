@@ -1,0 +1,450 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An OpenStack Swift container (or radosgw's Swift API) over the project's one HTTP client.
+///
+/// - Uploads are single `PUT`s with an `ETag` (the body's MD5), so the cluster refuses (422)
+///   a body that changed on the way; downloads are checked against the object's `ETag`.
+/// - Listings are `format=json` pages by `prefix`, `limit` and `marker`, in the cluster's
+///   ascending byte order (checked).
+/// - Deletes use the `bulk` middleware when `/info` offers it (per-object errors are read),
+///   single `DELETE`s otherwise; a 404 is success.
+/// - One token per process; on a 401 it authenticates again once, then fails clearly.
+/// - No retries here: `RetryStore` retries what this store calls `.transient`.
+public final class SwiftStore: Store {
+    public let location: String
+    let config: SwiftConfig
+    let auth: SwiftAuth
+    let perform: (HTTPRequest) throws -> HTTPResponse
+
+    /// What the cluster's `/info` says, once asked.
+    struct Capabilities {
+        /// Keys per bulk-delete request; nil without the bulk middleware.
+        var bulkDeleteMax: Int?
+        var listingLimit: Int?
+    }
+    private var capabilities: Capabilities?
+    /// A dry run with `--create-container` found no container: it lists as empty.
+    private var containerMissing = false
+
+    /// Objects per listing page, at most: at or under every known server's cap (Swift's
+    /// `container_listing_limit` 10000; radosgw caps Swift listings at 1000 although its
+    /// `/info` says 10000), so a short page always means the end of the listing.
+    static let maxListLimit = 1000
+
+    public init(config: SwiftConfig, location: String, perform: @escaping (HTTPRequest) throws -> HTTPResponse) {
+        self.config = config
+        self.location = location
+        self.perform = perform
+        auth = SwiftAuth(config: config, location: location, perform: perform)
+    }
+
+    /// Token requests made so far (for tests and counts).
+    public var authentications: Int { auth.authentications }
+
+    // MARK: Requests
+
+    var containerPath: String { "/" + SwiftStore.encode(config.container, keepSlash: false) }
+
+    func objectPath(_ key: String) -> String { containerPath + "/" + SwiftStore.encode(key, keepSlash: true) }
+
+    /// Sends a request to the account URL + `path` with the token; a 401 gets one new token
+    /// and one resend. Transport failures become `StoreError`s.
+    func send(_ method: String, _ path: String, query: String = "", headers: [(name: String, value: String)] = [],
+              body: HTTPBody = .empty, responseFile: String? = nil, what: String) throws -> HTTPResponse {
+        var renewed = false
+        while true {
+            let session = try auth.current()
+            let url = session.storageURL + path + (query.isEmpty ? "" : "?" + query)
+            let request = HTTPRequest(method: method, url: url, headers: [("X-Auth-Token", session.token.value)] + headers,
+                                      body: body, responseFile: responseFile)
+            let r: HTTPResponse
+            do {
+                r = try perform(request)
+            } catch let e as HTTPError {
+                throw StoreError(e.isTransient ? .transient : .permanent, "\(location): \(what): \(e)")
+            }
+            if r.status == 401 {
+                try renewAfter401(renewed, what: what)
+                renewed = true
+                continue
+            }
+            return r
+        }
+    }
+
+    /// After a 401: a first one gets a new token; a second (or one with nothing to renew
+    /// with) is a permanent failure.
+    private func renewAfter401(_ alreadyRenewed: Bool, what: String) throws {
+        if alreadyRenewed {
+            throw StoreError(.permanent, "\(location): \(what): unauthorized (401) even with a new token: the account may not allow this")
+        }
+        if !auth.canRenew {
+            throw StoreError(.permanent, "\(location): \(what): the token in OS_AUTH_TOKEN was rejected (401) and no credentials are set to get another")
+        }
+        try auth.renew()
+    }
+
+    /// A failed response as a `StoreError` of the right kind.
+    func failure(_ r: HTTPResponse, _ what: String) -> StoreError {
+        let detail = SwiftStore.errorDetail(r)
+        return StoreError(SwiftStore.kind(ofStatus: r.status), "\(location): \(what): \(r.status)\(detail)")
+    }
+
+    /// 404 is not-found; timeouts, conflicts, rate limits (429, Swift's 498) and 5xx may pass;
+    /// anything else (403, 400, 411, 413...) will not.
+    static func kind(ofStatus status: Int) -> StoreError.Kind {
+        switch status {
+        case 404: return .notFound
+        case 408, 409, 429, 498, 499, 500...599: return .transient
+        default: return .permanent
+        }
+    }
+
+    /// ` text` from an error response (an OpenStack JSON error's message, or the body with
+    /// tags stripped; one line, short), or "".
+    static func errorDetail(_ r: HTTPResponse) -> String {
+        if r.body.first == UInt8(ascii: "{"), let doc = try? JSON.parse(r.body),
+           let message = doc["error"]?["message"]?.string ?? doc["message"]?.string {
+            return " " + String(message.split(whereSeparator: \.isNewline).joined(separator: " ").prefix(200))
+        }
+        var text = ""
+        var inTag = false
+        for c in r.bodyText.prefix(600) {
+            if c == "<" { inTag = true; text += " "; continue }
+            if c == ">" { inTag = false; continue }
+            if !inTag { text.append(c.isNewline || c == "\t" ? " " : c) }
+        }
+        let words = text.split(separator: " ")
+        let short = words.joined(separator: " ")
+        return short.isEmpty ? "" : " " + String(short.prefix(200))
+    }
+
+    // MARK: Container
+
+    /// Authenticates and checks the container, creating it when asked (not in a dry run).
+    func prepare() throws {
+        let r = try send("HEAD", containerPath, what: "container \(config.container)")
+        if r.isSuccess { return }
+        guard r.status == 404 else { throw failure(r, "container \(config.container)") }
+        let account = auth.session?.storageURL ?? "the account"
+        guard config.createMissing else {
+            throw StoreError(.permanent, "\(location): container \(config.container) does not exist in \(account) (create it, or pass --create-container)")
+        }
+        if config.dryRun {
+            containerMissing = true
+            return
+        }
+        let c = try send("PUT", containerPath, what: "create container \(config.container)")
+        guard c.isSuccess else { throw failure(c, "create container \(config.container)") }
+    }
+
+    // MARK: Store
+
+    public func put(_ key: String, body: StoreBody) throws {
+        let md5: String, httpBody: HTTPBody
+        switch body {
+        case .bytes(let b):
+            md5 = Hex.encode(Digest.hash(.md5, b))
+            httpBody = .bytes(b)
+        case .file(let path):
+            md5 = try SwiftStore.md5(ofFile: path, location: location)
+            httpBody = .file(path)
+        }
+        let what = "PUT \(key)"
+        let r = try send("PUT", objectPath(key),
+                         headers: [("ETag", md5), ("Content-Type", "application/octet-stream")],
+                         body: httpBody, what: what)
+        switch r.status {
+        case 200..<300:
+            if let etag = r.header("etag").map(SwiftStore.unquote), etag.lowercased() != md5 {
+                throw StoreError(.transient, "\(location): \(what): stored ETag \(etag) is not the MD5 sent (\(md5))")
+            }
+        case 404:
+            throw StoreError(.permanent, "\(location): \(what): container \(config.container) does not exist")
+        case 422:
+            throw StoreError(.transient, "\(location): \(what): the cluster refused the upload (422): its MD5 is not \(md5); the body changed in transit")
+        default:
+            throw failure(r, what)
+        }
+    }
+
+    public func get(_ key: String, to path: String) throws {
+        let what = "GET \(key)"
+        let r = try send("GET", objectPath(key), responseFile: path, what: what)
+        guard r.isSuccess else {
+            if r.status == 404 { throw StoreError(.notFound, "\(location): \(key): no such object") }
+            throw failure(r, what)
+        }
+        // A plain object's ETag is its MD5; large-object manifests (never written here)
+        // have a quoted ETag of their segments, which is not checked.
+        if let got = r.bodyMD5, let etag = r.header("etag"), Hex.isHex(Substring(etag), length: 32),
+           r.header("x-static-large-object") == nil, r.header("x-object-manifest") == nil,
+           Hex.encode(got) != etag {
+            throw StoreError(.transient, "\(location): \(what): downloaded bytes have MD5 \(Hex.encode(got)), the object's ETag is \(etag)")
+        }
+    }
+
+    public func head(_ key: String) throws -> StoreObject? {
+        let what = "HEAD \(key)"
+        let r = try send("HEAD", objectPath(key), what: what)
+        if r.status == 404 { return nil }
+        guard r.isSuccess else { throw failure(r, what) }
+        return StoreObject(key: key, size: r.header("content-length").flatMap { Int64($0) } ?? 0)
+    }
+
+    public func list(prefix: String, _ each: (StoreObject) throws -> Void) throws {
+        if containerMissing { return }
+        let limit = try listLimit()
+        var marker: String? = nil
+        let what = "list \(prefix.isEmpty ? "(all)" : prefix)"
+        while true {
+            var query = "format=json&limit=\(limit)"
+            if !prefix.isEmpty { query += "&prefix=" + SwiftStore.encode(prefix, keepSlash: false) }
+            if let m = marker { query += "&marker=" + SwiftStore.encode(m, keepSlash: false) }
+            let r = try send("GET", containerPath, query: query, headers: [("Accept", "application/json")], what: what)
+            if r.status == 404 {
+                throw StoreError(.notFound, "\(location): container \(config.container) does not exist")
+            }
+            guard r.isSuccess else { throw failure(r, what) }
+            let page = try SwiftStore.parseListing(r.body, location: location)
+            for obj in page {
+                // Ascending and past the marker: anything else could loop or skip keys.
+                if let m = marker, !m.utf8.lexicographicallyPrecedes(obj.key.utf8) {
+                    throw StoreError(.permanent, "\(location): \(what): listing out of order (\(obj.key) after \(m))")
+                }
+                guard obj.key.hasPrefix(prefix) else {
+                    throw StoreError(.permanent, "\(location): \(what): listing returned \(obj.key) outside the prefix")
+                }
+                try each(obj)
+                marker = obj.key
+            }
+            if page.count > limit {
+                throw StoreError(.permanent, "\(location): \(what): a page of \(page.count) objects for limit \(limit)")
+            }
+            if page.count < limit { return }
+        }
+    }
+
+    public func delete(_ keys: [String]) throws -> [(key: String, error: Error)] {
+        if keys.isEmpty { return [] }
+        if keys.count > 1, let max = try bulkDeleteMax() {
+            var failed: [(key: String, error: Error)] = []
+            var start = 0
+            while start < keys.count {
+                let chunk = Array(keys[start..<min(keys.count, start + max)])
+                failed += try bulkDelete(chunk)
+                start += chunk.count
+            }
+            return failed
+        }
+        var failed: [(key: String, error: Error)] = []
+        for key in keys {
+            do {
+                let r = try send("DELETE", objectPath(key), what: "DELETE \(key)")
+                if !r.isSuccess && r.status != 404 { failed.append((key, failure(r, "DELETE \(key)"))) }
+            } catch {
+                failed.append((key, error))
+            }
+        }
+        return failed
+    }
+
+    /// One `POST ?bulk-delete`. The HTTP status is 200 once the middleware starts; the
+    /// outcome per object is in the JSON body. Per-object 401s (an expired token) get one new
+    /// token and one resend of those keys.
+    private func bulkDelete(_ keys: [String], renewed: Bool = false) throws -> [(key: String, error: Error)] {
+        var byLine: [String: String] = [:]
+        var body = ""
+        for k in keys {
+            let line = containerPath + "/" + SwiftStore.encode(k, keepSlash: true)
+            byLine[line] = k
+            body += line + "\n"
+        }
+        let what = "bulk delete of \(keys.count) objects"
+        let r = try send("POST", "", query: "bulk-delete",
+                         headers: [("Content-Type", "text/plain"), ("Accept", "application/json")],
+                         body: .bytes(Array(body.utf8)), what: what)
+        guard r.isSuccess else {
+            let e = failure(r, what)
+            return keys.map { ($0, e as Error) }
+        }
+        let result = try SwiftStore.parseBulkDelete(r.body, location: location)
+        if result.errors.isEmpty, let code = Int(result.status.prefix(3)), !(200..<300).contains(code) {
+            // The whole request failed (e.g. too many failures): nothing is known deleted.
+            let e = StoreError(SwiftStore.kind(ofStatus: code), "\(location): \(what): \(result.status) \(result.body)")
+            return keys.map { ($0, e as Error) }
+        }
+        var failed: [(key: String, error: Error)] = []
+        var unauthorized: [String] = []
+        for (name, status) in result.errors {
+            let key = byLine[name] ?? byLine[SwiftStore.encode(SwiftStore.decode(name), keepSlash: true)] ?? SwiftStore.decode(name)
+            let code = Int(status.prefix(3)) ?? 0
+            if code == 404 { continue }
+            if code == 401 { unauthorized.append(key); continue }
+            failed.append((key, StoreError(SwiftStore.kind(ofStatus: code), "\(location): delete \(key): \(status)")))
+        }
+        if unauthorized.isEmpty { return failed }
+        do {
+            try renewAfter401(renewed, what: "delete")
+        } catch {
+            return failed + unauthorized.map { ($0, error) }
+        }
+        return failed + (try bulkDelete(unauthorized, renewed: true))
+    }
+
+    // MARK: Cluster capabilities
+
+    /// `/info` beside the account URL's `/v1/` (or at the host's root).
+    static func infoURL(storageURL: String) -> String {
+        if let r = storageURL.firstRange(of: "/v1/") ?? (storageURL.hasSuffix("/v1") ? storageURL.ranges(of: "/v1").last : nil) {
+            return String(storageURL[..<r.lowerBound]) + "/info"
+        }
+        let afterScheme = storageURL.firstRange(of: "://").map { $0.upperBound } ?? storageURL.startIndex
+        let hostEnd = storageURL[afterScheme...].firstIndex(of: "/") ?? storageURL.endIndex
+        return String(storageURL[..<hostEnd]) + "/info"
+    }
+
+    private func loadCapabilities() throws -> Capabilities {
+        if let c = capabilities { return c }
+        var c = Capabilities()
+        let url = SwiftStore.infoURL(storageURL: try auth.current().storageURL)
+        // /info needs no token. A cluster without it (or a failure to read it) simply
+        // gets single deletes and the default page size.
+        if let r = try? perform(HTTPRequest(method: "GET", url: url, headers: [("Accept", "application/json")])),
+           r.isSuccess, let doc = try? JSON.parse(r.body) {
+            if let bulk = doc["bulk_delete"] {
+                c.bulkDeleteMax = max(1, Int(bulk["max_deletes_per_request"]?.int64 ?? 1000))
+            }
+            c.listingLimit = doc["swift"]?["container_listing_limit"]?.int64.map { Int($0) }
+        }
+        capabilities = c
+        return c
+    }
+
+    private func bulkDeleteMax() throws -> Int? {
+        guard let m = try loadCapabilities().bulkDeleteMax else { return nil }
+        return min(m, 1000)
+    }
+
+    private func listLimit() throws -> Int {
+        var limit = min(config.listLimit ?? SwiftStore.maxListLimit, SwiftStore.maxListLimit)
+        if let server = try loadCapabilities().listingLimit, server > 0 { limit = min(limit, server) }
+        return limit
+    }
+
+    // MARK: Wire formats
+
+    /// A `format=json` container listing page: objects (and `subdir` entries, skipped).
+    static func parseListing(_ body: [UInt8], location: String) throws -> [StoreObject] {
+        if body.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D }) { return [] }
+        let doc: JSON
+        do { doc = try JSON.parse(body) } catch {
+            throw StoreError(.transient, "\(location): container listing: \(error)")
+        }
+        guard let items = doc.array else {
+            throw StoreError(.permanent, "\(location): container listing is not a JSON array")
+        }
+        var out: [StoreObject] = []
+        out.reserveCapacity(items.count)
+        for item in items {
+            guard let name = item["name"]?.string else {
+                if item["subdir"] != nil { continue }
+                throw StoreError(.permanent, "\(location): container listing entry without a name")
+            }
+            out.append(StoreObject(key: name, size: item["bytes"]?.int64 ?? 0))
+        }
+        return out
+    }
+
+    /// The JSON result of a bulk delete: overall status, message, and `[name, status]` errors.
+    static func parseBulkDelete(_ body: [UInt8], location: String) throws -> (status: String, body: String, errors: [(String, String)]) {
+        let doc: JSON
+        do { doc = try JSON.parse(body) } catch {
+            throw StoreError(.transient, "\(location): bulk delete result: \(error)")
+        }
+        guard let status = doc["Response Status"]?.string else {
+            throw StoreError(.permanent, "\(location): bulk delete result has no Response Status")
+        }
+        var errors: [(String, String)] = []
+        for e in doc["Errors"]?.array ?? [] {
+            if let pair = e.array, pair.count >= 2, let name = pair[0].string, let st = pair[1].string {
+                errors.append((name, st))
+            }
+        }
+        return (status, doc["Response Body"]?.string ?? "", errors)
+    }
+
+    // MARK: Helpers
+
+    private static let unreserved: [Bool] = (0..<256).map { b in
+        (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
+            || b == 0x2D || b == 0x2E || b == 0x5F || b == 0x7E
+    }
+
+    /// Percent-encodes every byte but the unreserved ones (and "/" with `keepSlash`).
+    static func encode(_ s: String, keepSlash: Bool) -> String {
+        let hex = Array("0123456789ABCDEF".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(s.utf8.count)
+        for b in s.utf8 {
+            if unreserved[Int(b)] || (keepSlash && b == 0x2F) {
+                out.append(b)
+            } else {
+                out += [0x25, hex[Int(b >> 4)], hex[Int(b & 15)]]
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Undoes percent-encoding (invalid escapes are kept as they are).
+    static func decode(_ s: String) -> String {
+        let u = Array(s.utf8)
+        var out: [UInt8] = []
+        var i = 0
+        func val(_ c: UInt8) -> UInt8? {
+            switch c {
+            case 0x30...0x39: return c - 0x30
+            case 0x41...0x46: return c - 0x41 + 10
+            case 0x61...0x66: return c - 0x61 + 10
+            default: return nil
+            }
+        }
+        while i < u.count {
+            if u[i] == 0x25, i + 2 < u.count, let h = val(u[i + 1]), let l = val(u[i + 2]) {
+                out.append(h << 4 | l)
+                i += 3
+            } else {
+                out.append(u[i])
+                i += 1
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    static func unquote(_ s: String) -> String {
+        s.count >= 2 && s.hasPrefix("\"") && s.hasSuffix("\"") ? String(s.dropFirst().dropLast()) : s
+    }
+
+    static func md5(ofFile path: String, location: String) throws -> String {
+        do {
+            let fd = try FileDescriptor.open(path, O_RDONLY)
+            return try fd.closeAfter {
+                var d = Digest(.md5)
+                let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 8)
+                defer { buf.deallocate() }
+                var offset: Int64 = 0
+                while true {
+                    let n = try fd.read(into: buf, at: offset)
+                    if n == 0 { break }
+                    d.update(UnsafeRawBufferPointer(rebasing: buf[0..<n]))
+                    offset += Int64(n)
+                }
+                return Hex.encode(d.finish())
+            }
+        } catch {
+            throw StoreError(.permanent, "\(location): reading \(path): \(error)")
+        }
+    }
+}
