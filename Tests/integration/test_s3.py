@@ -455,9 +455,6 @@ def test_request_counts(server, bucket, tmp_path, proxies):
 
     counts = {}
     plain, state = f"s3://{bucket}/plain", f"s3://{bucket}/state"
-    # wsp-snap trusts a file's stat only once it is 2 s old (Snap.settleNs): let the fresh tree
-    # settle, or the state would not vouch for it and the re-run would list every metric.
-    time.sleep(2.1)
     for phase, action in [
             ("first backup", lambda: backup(plain, tree, tmp_path / "spool", env)),
             ("unchanged re-run", lambda: backup(plain, tree, tmp_path / "spool", env, create=False)),
