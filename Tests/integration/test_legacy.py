@@ -189,54 +189,116 @@ def test_bad_legacy_objects_are_refused(tmp_path, store, spool):
     assert [f for f in os.listdir(spool) if not f.startswith(".")] == []
 
 
-# ---- an S3 bucket the Python tool filled ---------------------------------------------------------
+# ---- an S3 bucket or a Swift container the Python tool filled -----------------------------------
 
-@pytest.fixture
-def s3(tmp_path):
-    """A fresh bucket on the test S3 server, and a boto3 client to fill it as the original did."""
-    missing = [v for v in ("WSP_TEST_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if not os.environ.get(v)]
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not set (scripts/servers/swift-aio.sh)")
-    boto3 = pytest.importorskip("boto3")
-    from botocore.config import Config
-    client = boto3.client("s3", endpoint_url=os.environ["WSP_TEST_S3_ENDPOINT"], region_name=os.environ.get("AWS_REGION", "us-east-1"),
-                          config=Config(s3={"addressing_style": "path"}))
-    bucket = f"wsp-legacy-{os.urandom(5).hex()}"
-    client.create_bucket(Bucket=bucket)
-    env = {"AWS_ENDPOINT_URL": os.environ["WSP_TEST_S3_ENDPOINT"], "AWS_PROFILE": "",
-           "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
-    yield client, bucket, env
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for o in page.get("Contents", []):
-            client.delete_object(Bucket=bucket, Key=o["Key"])
-    client.delete_bucket(Bucket=bucket)
+class S3Legacy:
+    """A fresh bucket on the test S3 server, filled through boto3 as the original did."""
+
+    def __init__(self, tmp_path):
+        missing = [v for v in ("WSP_TEST_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if not os.environ.get(v)]
+        if missing:
+            pytest.skip(f"{', '.join(missing)} not set (scripts/servers/swift-aio.sh)")
+        boto3 = pytest.importorskip("boto3")
+        from botocore.config import Config
+        self.client = boto3.client("s3", endpoint_url=os.environ["WSP_TEST_S3_ENDPOINT"],
+                                   region_name=os.environ.get("AWS_REGION", "us-east-1"),
+                                   config=Config(s3={"addressing_style": "path"}))
+        self.bucket = f"wsp-legacy-{os.urandom(5).hex()}"
+        self.client.create_bucket(Bucket=self.bucket)
+        self.backend = "s3"
+        self.env = {"AWS_ENDPOINT_URL": os.environ["WSP_TEST_S3_ENDPOINT"], "AWS_PROFILE": "",
+                    "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+
+    def url(self, prefix):
+        return f"s3://{self.bucket}/{prefix}"
+
+    def put(self, key, body):
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
+
+    def keys(self):
+        return [o["Key"] for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket)
+                for o in page.get("Contents", [])]
+
+    def close(self):
+        for k in self.keys():
+            self.client.delete_object(Bucket=self.bucket, Key=k)
+        self.client.delete_bucket(Bucket=self.bucket)
+
+
+class SwiftLegacy:
+    """A fresh container on the test Swift server (v1 auth), filled over its HTTP API."""
+
+    def __init__(self, tmp_path):
+        import urllib.request
+        missing = [v for v in ("ST_AUTH", "ST_USER", "ST_KEY") if not os.environ.get(v)]
+        if missing:
+            pytest.skip(f"{', '.join(missing)} not set (scripts/servers/swift-aio.sh)")
+        self.req = urllib.request
+        r = urllib.request.urlopen(urllib.request.Request(os.environ["ST_AUTH"], headers={
+            "X-Auth-User": os.environ["ST_USER"], "X-Auth-Key": os.environ["ST_KEY"]}))
+        self.storage, self.token = r.headers["X-Storage-Url"], r.headers["X-Auth-Token"]
+        self.container = f"wsp-legacy-{os.urandom(5).hex()}"
+        self.call("PUT", "")
+        self.backend = "swift"
+        self.bucket = self.container
+        self.env = {}
+
+    def call(self, method, key, body=None):
+        import urllib.parse
+        path = f"{self.storage}/{self.container}" + ("/" + urllib.parse.quote(key, safe="/") if key else "")
+        r = self.req.urlopen(self.req.Request(path, data=body, method=method, headers={"X-Auth-Token": self.token}))
+        return r.read()
+
+    def url(self, prefix):
+        return f"swift://{self.container}/{prefix}"
+
+    def put(self, key, body):
+        self.call("PUT", key, body)
+
+    def keys(self):
+        import json
+        r = self.req.urlopen(self.req.Request(f"{self.storage}/{self.container}?format=json",
+                                              headers={"X-Auth-Token": self.token}))
+        return [o["name"] for o in json.loads(r.read() or b"[]")]
+
+    def close(self):
+        for k in self.keys():
+            self.call("DELETE", k)
+        self.call("DELETE", "")
+
+
+@pytest.fixture(params=["s3", "swift"])
+def legacy_store(request, tmp_path):
+    s = {"s3": S3Legacy, "swift": SwiftLegacy}[request.param](tmp_path)
+    yield s
+    s.close()
 
 
 @pytest.mark.parametrize("storage_path", ["", "graphite/node1/", "/graphite/node1/"], ids=["no-path", "path", "slash-path"])
-def test_legacy_s3_bucket_restores_with_the_original_options(tmp_path, s3, storage_path):
-    """The original's S3 keys are storage path + metric + "/" + time: with a storage path that
+def test_legacy_object_store_restores_with_the_original_options(tmp_path, legacy_store, storage_path):
+    """The original's keys are storage path + metric + "/" + time: with a storage path that
     starts with "/", the keys start with "/" too. The same --storage-path finds them, and new
     backups land beside them."""
-    client, bucket, env = s3
+    st = legacy_store
     root = gen_tree(tmp_path / "w", files=8, schemas="small")
     data = {}
     for rel, path in wsp_files(root).items():
         m, blob = metric_of(rel), read(path)
         key = f"{storage_path}{m}/{legacy_time(NOW - 5 * DAY)}"
-        client.put_object(Bucket=bucket, Key=key + ".wsp.gz", Body=gzip.compress(blob))
-        client.put_object(Bucket=bucket, Key=key + ".sha1", Body=hashlib.sha1(blob).hexdigest().encode())
+        st.put(key + ".wsp.gz", gzip.compress(blob))
+        st.put(key + ".sha1", hashlib.sha1(blob).hexdigest().encode())
         data[m] = blob
-    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]]
+    keys = st.keys()
     assert all(k.startswith(storage_path) for k in keys) and (storage_path != "/graphite/node1/" or keys[0][0] == "/")
-    opts = f"--nolock --nolog --nostamp -b {bucket}" + (f" --storage-path {storage_path}" if storage_path else "")
+    opts = f"--nolock --nolog --nostamp -b {st.bucket}" + (f" --storage-path {storage_path}" if storage_path else "")
     out = tmp_path / "restored"
-    sh(f"bash {WRAPPER} {opts} -p {out} restore s3", env=env)
+    sh(f"bash {WRAPPER} {opts} -p {out} restore {st.backend}", env=st.env)
     assert {metric_of(rel): read(p) for rel, p in wsp_files(out).items()} == data
     # a backup with the same options lands beside the legacy keys; both layouts are listed
-    sh(f"bash {WRAPPER} {opts} -p {root} -x -1 backup s3", env=env)
-    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"] if not o["Key"].endswith(".wsp-store-id")]
+    sh(f"bash {WRAPPER} {opts} -p {root} -x -1 backup {st.backend}", env=st.env)
+    keys = [k for k in st.keys() if not k.endswith(".wsp-store-id")]
     assert len(keys) == 8 * 3 and all(k.startswith(storage_path) for k in keys)
-    p = sh(f"bash {WRAPPER} {opts} list s3", env=env)
+    p = sh(f"bash {WRAPPER} {opts} list {st.backend}", env=st.env)
     assert "16 compressed whisper databases found." in p.stdout
-    url = f"s3://{bucket}/{storage_path}"
-    assert [r[5] for r in records(sh(f"wsp-pull verify --spool {tmp_path / 'v'} {url} '*'", env=env).stdout)] == ["ok"] * 16
+    url = st.url(storage_path)
+    assert [r[5] for r in records(sh(f"wsp-pull verify --spool {tmp_path / 'v'} {url} '*'", env=st.env).stdout)] == ["ok"] * 16

@@ -4,9 +4,9 @@ Content-Length), truncated with a right one, or corrupted. A run completes throu
 retries, or fails loudly, record by record; the store never holds a version that fails
 verification, and nothing unverified is ever restored.
 
-Needs a real store: S3 (WSP_TEST_S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, as
-scripts/servers/swift-aio.sh env prints them) and, once the swift:// backend is built,
-Swift (ST_AUTH, ST_USER, ST_KEY). Skipped with the reason otherwise."""
+Needs real stores: S3 (WSP_TEST_S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) and
+Swift (ST_AUTH, ST_USER, ST_KEY), as scripts/servers/swift-aio.sh env prints them for its S3
+and Swift APIs. Each is skipped with the reason when its variables are missing."""
 import collections
 import os
 import random
@@ -62,7 +62,7 @@ class Swift:
         if missing:
             pytest.skip(f"swift: {', '.join(missing)} not set")
         if not scheme_built("swift"):
-            pytest.skip("swift: the swift:// backend is not built in yet")
+            pytest.skip("swift: the swift:// backend is not built in")
         self.auth = os.environ["ST_AUTH"]
 
     def url(self, container, prefix):
