@@ -44,8 +44,9 @@ public enum ToolMain {
             exit(2)
         } catch let e as ExitCode {
             exit(e.rawValue)
-        } catch let e as StoreError {
-            // The store failed part way (after retries): a failure of the run, not of its usage.
+        } catch let e as StoreError where e.kind == .transient {
+            // The store kept failing (after the retries): a failure of the run, not of its
+            // configuration. Credentials, access and missing buckets stay exit 2 (below).
             if Signals.stopRequested { TempFiles.removeAll(); exit(128 + Signals.pending) }
             fputs("\(name): \(e)\n", stderr)
             TempFiles.removeAll()

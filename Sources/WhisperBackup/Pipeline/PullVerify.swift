@@ -101,6 +101,8 @@ public struct PullVerify {
                 }
             } catch let e as RecordError {
                 problem = e.reason
+            } catch is Interrupted {
+                return   // stopped while waiting for spool room: not checked, no verdict
             } catch {
                 problem = "download failed: \(error)"
             }
