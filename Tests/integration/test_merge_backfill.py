@@ -29,7 +29,8 @@ def fetched(spool, metric, path):
     data = read(path)
     digest = hashlib.sha256(data).hexdigest()
     # Named as wsp-pull get names its downloads (PID.RANDOM.wsp.gz): wsp-merge removes only such files.
-    gz = os.path.join(str(spool), f"{os.getpid()}.{int.from_bytes(os.urandom(8), 'big')}.wsp.gz")
+    name = int(hashlib.sha256(f"{metric}/{digest}".encode()).hexdigest()[:15], 16)   # one per metric and content
+    gz = os.path.join(str(spool), f"{os.getpid()}.{name}.wsp.gz")
     with open(gz, "wb") as f:
         f.write(gzip.compress(data))
     return f"{metric}\t20261118T000000Z\t{digest}\t{gz}"
