@@ -218,8 +218,12 @@ esac
 
 # The store URL, and the store options, from the backend.
 store_opts=()
+# --storage-path: a directory under a disk bucket; a key prefix in an object store, where a
+# leading "/" is part of the key, as the original made it (s3://b//x/ lists keys /x/...).
 sp=${storage_path#/}
 [ -z "$sp" ] || sp=${sp%/}/
+osp=$storage_path
+[ -z "$osp" ] || osp=${osp%/}/
 case "$backend" in
     disk|file)
         [ -z "$region" ] || die_usage "a REGION makes no sense for the $backend backend"
@@ -228,17 +232,17 @@ case "$backend" in
         store="file://$dir/$sp"
         if [ $create = 1 ] && [ $noop = 0 ]; then mkdir -p "$dir/$sp" || exit 2; fi ;;
     s3)
-        store="s3://$bucket/$sp"
+        store="s3://$bucket/$osp"
         [ -z "$region" ] || store_opts+=(--region "$region") ;;
     gcs)
         [ -z "$region" ] || die_usage "a REGION makes no sense for gcs (buckets carry their location)"
-        store="s3://$bucket/$sp"
+        store="s3://$bucket/$osp"
         [ -n "$endpoint" ] || endpoint=https://storage.googleapis.com
         store_opts+=(--region auto) ;;
     swift)
         [ -z "$region" ] || die_usage "a REGION for swift comes from OS_REGION_NAME, not an argument"
         [ -z "$endpoint" ] || die_usage "--endpoint makes no sense for swift (use ST_AUTH or OS_AUTH_URL)"
-        store="swift://$bucket/$sp" ;;
+        store="swift://$bucket/$osp" ;;
     noop)
         [ -z "$region" ] || die_usage "a REGION makes no sense for noop"
         [ "$mode" = backup ] || die_usage "the noop backend only makes sense for backup"
@@ -286,6 +290,7 @@ logline() {
 }
 exec 3>&2
 exec 2> >(logline 2>&3)
+logger_pid=$!
 log() { echo "$prog: $*" >&2; }
 debug() { [ $debug = 0 ] || echo "$prog: $*" >&2; }
 # The one-line summary of a run: always in the log; on stderr too unless -q and all went well
@@ -384,11 +389,30 @@ send_carbon() {
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/whisper-backup.XXXXXX") || exit 2
 own_spool=0
 if [ -z "$spool" ]; then spool="$work/spool"; own_spool=1; fi
+# Every process below this shell (xargs, the tools under it, tee), except the logger.
+descendants() {
+    ps -e -o pid=,ppid= | awk -v root=$$ -v skip="${logger_pid:-0}" '
+        { parent[$1] = $2 }
+        END { for (p in parent) { q = p; while (q in parent && q != root && q != skip && q > 1) q = parent[q]
+                                  if (q == root && p != root) print p } }'
+}
+# SIGINT/SIGTERM: stop every stage. The tools finish or undo their current record, remove
+# their temp files and exit; xargs and tee just die. Whatever still runs after 30 s is killed.
 children_cleanup() {
     trap - INT TERM EXIT
-    # Stop every stage (they finish or undo their current record and remove temp files).
-    pkill -TERM -P $$ 2>/dev/null
-    wait 2>/dev/null
+    local pids round i alive p
+    for round in 1 2; do   # twice: an xargs may have started a tool while we looked
+        pids=$(descendants)
+        [ -n "$pids" ] || break
+        kill -TERM $pids 2>/dev/null
+        for ((i = 0; i < 300; i++)); do
+            alive=
+            for p in $pids; do kill -0 "$p" 2>/dev/null && alive+=" $p"; done
+            [ -n "$alive" ] || break
+            sleep 0.1
+        done
+        [ -z "$alive" ] || kill -KILL $alive 2>/dev/null
+    done
     rm -rf "$work"
 }
 on_exit() {
@@ -403,15 +427,29 @@ trap 'children_cleanup; report 130; exit 130' INT
 trap 'children_cleanup; report 143; exit 143' TERM
 trap on_exit EXIT
 
+# Runs a command or pipeline function in the background and waits for it: bash runs an
+# INT/TERM trap only between foreground commands, but it interrupts `wait` at once. The
+# explicit <&0 keeps the caller's stdin (an async command would get /dev/null).
+bg() {
+    "$@" <&0 &
+    wait $!
+}
+# bg for a pipeline function that ends with `pipestatus`: sets st=() to its PIPESTATUS.
+bgp() {
+    bg "$@"
+    read -r -a st < "$work/status"
+}
+pipestatus() { echo "${PIPESTATUS[*]}" > "$work/status"; }
+
 if [ $splay -gt 0 ] && [ "$mode" != list ]; then
     s=$((RANDOM % (splay + 1)))
     debug "sleeping $s s (splay $splay)"
-    sleep "$s"
+    bg sleep "$s"
 fi
 
 if [ $nolock = 0 ] && [ "$mode" != list ]; then
     exec 9>>"$lockfile" || { log "cannot open lock file $lockfile (use --lockfile FILE or --nolock)"; exit 2; }
-    if ! flock -w "$locktimeout" 9; then
+    if ! bg flock -w "$locktimeout" 9; then
         log "lock $lockfile is held by another run; gave up after $locktimeout s (raise --locktimeout, or see who holds it: fuser -v $lockfile)"
         exit 1
     fi
@@ -508,16 +546,15 @@ rc=0
 case "$mode" in
 backup)
     [ -d "$prefix" ] || { log "prefix $prefix is not a directory"; exit 2; }
-    wsp-find --root "$prefix" "${globs[@]}" > "$work/files" 2>&2 || rc=1
+    found=0
+    bg wsp-find --root "$prefix" "${globs[@]}" > "$work/files" || { rc=1; found=1; }
     seen=$(wc -l < "$work/files"); files_seen=$seen
     largest=$(cut -f2 "$work/files" | tr '\n' '\0' | xargs -0 -r stat -c %s 2>/dev/null | sort -n | tail -1)
     k=$(batch_for "${largest:-0}") || exit $?
     debug "$seen files; batches of $k; spool $spool (max $spool_max)"
     if [ "$backend" = noop ]; then
-        xargs -d '\n' -r -P "$processes" -n "$k" wsp-snap "${prog_opt[@]}" --spool "$spool" --spool-max "$spool_bytes" < "$work/files" \
-            > "$work/snaps"
-        st=("${PIPESTATUS[@]}")
-        [ "${st[0]}" = 0 ] || rc=1
+        bg xargs -d '\n' -r -P "$processes" -n "$k" wsp-snap "${prog_opt[@]}" --spool "$spool" --spool-max "$spool_bytes" < "$work/files" \
+            > "$work/snaps" || rc=1
         awk -F'\t' '{ print $5 }' "$work/snaps" | xargs -d '\n' -r rm -f
         read -r n bytes_read < <(awk -F'\t' '{ n++; b += $4 } END { printf "%d %d\n", n, b }' "$work/snaps")
         files_failed=$(( seen - n ))
@@ -525,24 +562,31 @@ backup)
     else
         : > "$work/snaps"; : > "$work/pushed"
         progress_start "$seen" "$work/pushed" "$work/snaps" 4 files
-        xargs -d '\n' -r -P "$processes" -n "$k" wsp-snap "${prog_opt[@]}" "${snap_state[@]}" --spool "$spool" --spool-max "$spool_bytes" < "$work/files" \
-            | tee "$work/snaps" \
-            | xargs -d '\n' -r -P "$processes" -n "$k" wsp-push "${prog_opt[@]}" "${dry[@]}" "${push_state[@]}" "${store_opts[@]}" "$store" \
-            > "$work/pushed"
-        st=("${PIPESTATUS[@]}")
+        snap_push() {
+            xargs -d '\n' -r -P "$processes" -n "$k" wsp-snap "${prog_opt[@]}" "${snap_state[@]}" --spool "$spool" --spool-max "$spool_bytes" < "$work/files" \
+                | tee "$work/snaps" \
+                | xargs -d '\n' -r -P "$processes" -n "$k" wsp-push "${prog_opt[@]}" "${dry[@]}" "${push_state[@]}" "${store_opts[@]}" "$store" \
+                > "$work/pushed"
+            pipestatus
+        }
+        bgp snap_push
         progress_stop
         for s in "${st[@]}"; do [ "$s" = 0 ] || rc=1; done
         [ "${st[2]}" != 2 ] && [ "${st[2]}" != 123 ] || { grep -q . "$work/pushed" || { log "push failed: see above"; exit 2; }; }
         # Retention for the metrics that got a new version.
         awk -F'\t' '$6 == "stored" || $6 == "would-store" { print $1 }' "$work/pushed" > "$work/changed"
         if [ -s "$work/changed" ]; then
-            wsp-prune "${prog_opt[@]}" "${dry[@]}" "${store_opts[@]}" --keep "$retention" "$store" < "$work/changed" > "$work/pruned" || rc=1
+            bg wsp-prune "${prog_opt[@]}" "${dry[@]}" "${store_opts[@]}" --keep "$retention" "$store" < "$work/changed" > "$work/pruned" || rc=1
         else
             : > "$work/pruned"
         fi
-        if [ "$purge" -ge 0 ]; then
+        if [ "$purge" -ge 0 ] && [ $found != 0 ]; then
+            # The purge needs the complete listing: a walk that failed would make metrics look gone.
+            log "purge skipped: the listing of $prefix is incomplete (see above)"
+        elif [ "$purge" -ge 0 ]; then
             fopt=(); [ $force = 0 ] || fopt=(--force)
-            cut -f1 "$work/files" | wsp-prune "${prog_opt[@]}" "${dry[@]}" "${store_opts[@]}" "${fopt[@]}" --gone-after "$purge" "$store" >> "$work/pruned" || rc=1
+            cut -f1 "$work/files" > "$work/names"
+            bg wsp-prune "${prog_opt[@]}" "${dry[@]}" "${store_opts[@]}" "${fopt[@]}" --gone-after "$purge" "$store" < "$work/names" >> "$work/pruned" || rc=1
         fi
         files_failed=$(( seen - $(wc -l < "$work/pushed") ))
         versions_removed=$(wc -l < "$work/pruned")
@@ -554,7 +598,7 @@ backup)
     fi ;;
 restore)
     bopt=(); [ -z "$date" ] || bopt=(--before "$date")
-    wsp-pull list "${prog_opt[@]}" "${bopt[@]}" "${store_opts[@]}" "$store" "${globs[@]}" > "$work/versions" || rc=1
+    bg wsp-pull list "${prog_opt[@]}" "${bopt[@]}" "${store_opts[@]}" "$store" "${globs[@]}" > "$work/versions" || rc=1
     largest=$(awk -F'\t' '$5 > m { m = $5 } END { printf "%d", m }' "$work/versions")
     k=$(batch_for "${largest:-0}") || exit $?
     mopt=(); [ $noop = 0 ] || mopt=(--dry-run)
@@ -562,9 +606,12 @@ restore)
     files_seen=$(wc -l < "$work/versions")
     : > "$work/merged"
     progress_start "$files_seen" "$work/merged" "$work/versions" 5 versions
-    xargs -d '\n' -r -P "$processes" -n "$k" wsp-pull get "${prog_opt[@]}" "${store_opts[@]}" --spool "$spool" --spool-max "$spool_bytes" "$store" < "$work/versions" \
-        | xargs -d '\n' -r -P "$processes" -n "$k" wsp-merge "${prog_opt[@]}" "${mopt[@]}" --root "$prefix" > "$work/merged"
-    st=("${PIPESTATUS[@]}")
+    get_merge() {
+        xargs -d '\n' -r -P "$processes" -n "$k" wsp-pull get "${prog_opt[@]}" "${store_opts[@]}" --spool "$spool" --spool-max "$spool_bytes" "$store" < "$work/versions" \
+            | xargs -d '\n' -r -P "$processes" -n "$k" wsp-merge "${prog_opt[@]}" "${mopt[@]}" --root "$prefix" > "$work/merged"
+        pipestatus
+    }
+    bgp get_merge
     progress_stop
     for s in "${st[@]}"; do [ "$s" = 0 ] || rc=1; done
     read -r files_created files_filled files_unchanged files_exist files_failed bytes_written < <(awk -F'\t' -v n="$files_seen" '
@@ -574,19 +621,22 @@ restore)
 purge)
     [ "$purge" -ge 0 ] || { log "purge is disabled (-x -1)"; exit 0; }
     fopt=(); [ $force = 0 ] || fopt=(--force)
-    wsp-find --root "$prefix" '*' | cut -f1 \
-        | wsp-prune "${prog_opt[@]}" "${dry[@]}" "${store_opts[@]}" "${fopt[@]}" --gone-after "$purge" "$store" > "$work/pruned"
-    st=("${PIPESTATUS[@]}")
-    for s in "${st[@]}"; do [ "$s" = 0 ] || rc=1; done
+    # The purge needs the complete listing: a walk that failed would make metrics look gone.
+    bg wsp-find --root "$prefix" '*' > "$work/files" || { log "purge skipped: the listing of $prefix is incomplete (see above)"; exit 1; }
+    cut -f1 "$work/files" > "$work/names"
+    bg wsp-prune "${prog_opt[@]}" "${dry[@]}" "${store_opts[@]}" "${fopt[@]}" --gone-after "$purge" "$store" < "$work/names" > "$work/pruned" || rc=1
     versions_removed=$(wc -l < "$work/pruned")
     summary "purge: $versions_removed versions removed, $(elapsed) s" ;;
 list)
     bopt=(--all); [ -z "$date" ] || bopt+=(--before "$date")
     # The original's listing: each metric, then its versions.
-    wsp-pull list "${bopt[@]}" "${store_opts[@]}" "$store" "${globs[@]}" \
-        | awk -F'\t' '$1 != last { print $1; last = $1 } { print "\tDate: " $2 "\t" $3; n++ }
-                      END { print ""; if (n) printf "%d compressed whisper databases found.\n", n; else print "No backups found." }'
-    st=("${PIPESTATUS[@]}")
+    list_versions() {
+        wsp-pull list "${bopt[@]}" "${store_opts[@]}" "$store" "${globs[@]}" \
+            | awk -F'\t' '$1 != last { print $1; last = $1 } { print "\tDate: " $2 "\t" $3; n++ }
+                          END { print ""; if (n) printf "%d compressed whisper databases found.\n", n; else print "No backups found." }'
+        pipestatus
+    }
+    bgp list_versions
     [ "${st[0]}" = 0 ] || rc=${st[0]} ;;
 esac
 

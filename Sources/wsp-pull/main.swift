@@ -6,15 +6,16 @@ struct WspPull: ParsableCommand {
         commandName: "wsp-pull",
         abstract: "List versions in a store, or download chosen versions into a spool.",
         discussion: """
-            EXAMPLE
+            EXAMPLES
               wsp-pull list --before 2026-11-01 file:///backups/node1 'servers.web*' \\
                 | xargs -d '\\n' -P 4 -n 50 wsp-pull get --spool /var/tmp/wsp file:///backups/node1 \\
                 | wsp-merge --root /srv/whisper
+              wsp-pull verify --sample 5 file:///backups/node1 '*'
 
             \(exitStatusHelp)
             """,
         version: wspVersion,
-        subcommands: [List.self, Get.self])
+        subcommands: [List.self, Get.self, Verify.self])
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -103,6 +104,65 @@ struct WspPull: ParsableCommand {
             let (store, layout) = try StoreRegistry.open(store, settings: storeOptions.settings())
             try PullGet(store: store, layout: layout, spool: spool)
                 .run(input: RecordInput(arguments: records), output: RecordWriter(), diagnostics: output.diagnostics("wsp-pull"))
+        }
+    }
+
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Download versions and check them as a restore would; restore nothing.",
+            discussion: """
+                Checks every version (at or before --before) of the metrics that match the GLOBs:
+                the gzip stream (CRC and length), the SHA-256 in the key (the .sha1 beside a
+                legacy version), and the whisper header against the file's size. Without GLOBs,
+                reads records from stdin: metric names (every version of each), or version records
+                with their KEY (wsp-pull list output: exactly those versions). An argument that
+                contains a TAB is such a record, so `wsp-pull list --all STORE '*' | xargs -d '\\n'
+                -P 4 -n 100 wsp-pull verify STORE` checks in parallel.
+
+                OUTPUT RECORDS (one per checked version)
+                  METRIC  TIME  HASH  KEY  SIZE  STATUS
+                  STATUS: ok or bad. Each bad version is also reported on stderr as
+                  "wsp-pull: METRIC: KEY: reason", and the exit status is 1.
+
+                \(exitStatusHelp)
+                """)
+
+        @Option(help: ArgumentHelp("Only versions at or before this time.", valueName: "date"))
+        var before: String?
+
+        @Option(help: ArgumentHelp("Check each version with this probability, in percent (a partial scrub).", valueName: "percent"))
+        var sample: Double = 100
+
+        @OptionGroup(title: "Spool") var spool: SpoolOptions
+        @OptionGroup(title: "Store") var storeOptions: StoreOptions
+        @OptionGroup(title: "Output") var output: OutputOptions
+
+        @Argument(help: ArgumentHelp("Store URL.", valueName: "store"))
+        var store: String
+
+        @Argument(help: ArgumentHelp("Metric globs, or records (an argument with a TAB); default: records from stdin.", valueName: "glob"))
+        var globs: [String] = []
+
+        func validate() throws {
+            guard sample > 0 && sample <= 100 else { throw ValidationError("--sample must be more than 0 and at most 100") }
+        }
+
+        func run() throws {
+            var cutoff: Int64? = nil
+            if let before {
+                guard let t = Timestamp.parse(before) else { throw ValidationError("--before \(before): not a date") }
+                cutoff = t
+            }
+            let records = globs.filter { $0.contains("\t") }
+            let patterns = try globs.filter { !$0.contains("\t") }.map { p in
+                do { return try MetricGlob(p) } catch { throw ValidationError("glob \(p): \(error)") }
+            }
+            if !records.isEmpty && !patterns.isEmpty { throw ValidationError("give GLOBs or records, not both") }
+            let spool = try self.spool.open()
+            let (store, layout) = try StoreRegistry.open(store, settings: storeOptions.settings())
+            try PullVerify(store: store, layout: layout, spool: spool, before: cutoff, samplePercent: sample)
+                .run(globs: patterns, input: patterns.isEmpty ? RecordInput(arguments: records) : nil,
+                     output: RecordWriter(), diagnostics: output.diagnostics("wsp-pull"))
         }
     }
 }

@@ -19,7 +19,11 @@ final class StoreLayoutTests: XCTestCase {
 
     func testEmptyAndSlashedPrefixes() {
         XCTAssertEqual(StoreLayout(prefix: "").prefix, "")
-        XCTAssertEqual(StoreLayout(prefix: "/a/b/").prefix, "a/b/")
+        // A leading "/" is part of an object store key (the Python tool made such keys).
+        XCTAssertEqual(StoreLayout(prefix: "/a/b").prefix, "/a/b/")
+        XCTAssertEqual(try StoreURL("s3://bucket/a/b/").keyPrefix, "a/b/")
+        XCTAssertEqual(try StoreURL("s3://bucket//a/b/").keyPrefix, "/a/b/")
+        XCTAssertEqual(try StoreURL("s3://bucket").keyPrefix, "")
         XCTAssertEqual(StoreLayout(prefix: "").metricPrefix("m"), "m/")
     }
 
@@ -40,6 +44,20 @@ final class StoreLayoutTests: XCTestCase {
         XCTAssertEqual(v.metric, "a.b")
         XCTAssertEqual(v.time, Timestamp.parse("2015-01-26T15:41:55Z"))
         XCTAssertEqual(l.legacyHashKey(v.key), "graphite/a.b/2015-01-26T15:41:55+00:00.sha1")
+    }
+
+    func testEntriesOfAMetric() {
+        let l = StoreLayout(prefix: "/p")
+        let v = "/p/a.b/20261127T035433Z.\(hash).wsp.gz"
+        XCTAssertEqual(l.entry(v)?.metric, "a.b")
+        if case .version(let x)? = l.entry(v)?.entry { XCTAssertEqual(x.hash, hash) } else { XCTFail("not a version") }
+        XCTAssertEqual(l.entry("/p/a.b/2015-01-26T15:41:55+00:00.sha1")?.entry,
+                       .legacyHash(versionKey: "/p/a.b/2015-01-26T15:41:55+00:00.wsp.gz"))
+        XCTAssertEqual(l.entry("/p/a.b/gone-since.20261127T035433Z")?.entry, .marker(time: Timestamp.parse("2026-11-27T03:54:33Z")!))
+        XCTAssertEqual(l.markerKey(metric: "a.b", time: Timestamp.parse("2026-11-27T03:54:33Z")!), "/p/a.b/gone-since.20261127T035433Z")
+        XCTAssertEqual(l.entry("/p/a.b/notes.txt")?.entry, .other)
+        XCTAssertNil(l.entry("p/a.b/notes.txt"))
+        XCTAssertNil(l.entry("/p/top-level"))
     }
 
     func testTimestamps() {

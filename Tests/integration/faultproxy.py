@@ -16,7 +16,12 @@ Faults: drop (read the request, close without answering), reset (close with a TC
 503 / 500 / 429 (answer that status with an S3-style error body; 503 says SlowDown),
 cut (forward, then send the headers and half the body and close), stall:S (wait S seconds
 before forwarding), skew:S (forward with x-amz-date moved S seconds, as a wrong clock would
-send it), pass (forward).
+send it), short (forward, answer half the body with a Content-Length that says so: a
+truncation only a checksum can tell), flip (forward, flip one bit in the middle of the body),
+flipx (flip, and drop the ETag: a corruption nothing in HTTP can tell), pass (forward).
+
+With --random P, each attempt of each request instead gets a fault drawn from --faults with
+probability P (else pass), from a generator seeded by --seed.
 
 Log lines (tab-separated): METHOD TARGET STATUS FAULT CONNECTION. STATUS is - when no
 answer was sent.
@@ -52,10 +57,15 @@ class State:
         self.corrupt_get = args.corrupt_get
         self.no_multi_delete = args.no_multi_delete
         self.connections = 0
+        self.random = args.random
+        self.rng = __import__("random").Random(args.seed)
 
     def fault_for(self, method, target):
         if self.match and not self.match.search(f"{method} {target}"):
             return "pass"
+        if self.random is not None:
+            with self.lock:
+                return self.rng.choice(self.faults) if self.faults and self.rng.random() < self.random else "pass"
         with self.lock:
             n = self.attempts.get((method, target), 0)
             self.attempts[(method, target)] = n + 1
@@ -179,6 +189,13 @@ class Handler(socketserver.BaseRequestHandler):
             st.record(method, target, "-", f"upstream-error:{type(e).__name__}", self.conn_id)
             return False
         cut = fault == "cut" and len(rbody) > 1
+        if fault == "short" and len(rbody) > 1:
+            rbody = rbody[: len(rbody) // 2]
+        if fault in ("flip", "flipx") and rbody:
+            i = len(rbody) // 2
+            rbody = rbody[:i] + bytes([rbody[i] ^ 0x10]) + rbody[i + 1:]
+        if fault == "flipx":
+            rheaders = [(n, v) for n, v in rheaders if n.lower() != "etag"]
         st.record(method, target, status, fault, self.conn_id)
         self.send(status, reason, rheaders, rbody, cut=cut, head=method == "HEAD")
         return not cut
@@ -309,6 +326,8 @@ def main():
     p.add_argument("--memory", action="store_true", help="serve objects from memory instead of forwarding")
     p.add_argument("--faults", default="", help="comma-separated faults for attempts 1, 2, ... of each request")
     p.add_argument("--match", help="only requests whose 'METHOD TARGET' matches this regex get faults")
+    p.add_argument("--random", type=float, help="each attempt gets a fault from --faults with this probability")
+    p.add_argument("--seed", type=int, default=1, help="--random: seed of the generator")
     p.add_argument("--log", help="append one line per request to this file")
     p.add_argument("--max-keys", type=int, default=1000, help="--memory: most keys per listing page")
     p.add_argument("--listing-bug", choices=["no-token", "repeat-token", "unsorted"],

@@ -28,7 +28,8 @@ def fetched(spool, metric, path):
     os.makedirs(spool, exist_ok=True)
     data = read(path)
     digest = hashlib.sha256(data).hexdigest()
-    gz = os.path.join(str(spool), f"{metric}.{digest[:12]}.wsp.gz")
+    # Named as wsp-pull get names its downloads (PID.RANDOM.wsp.gz): wsp-merge removes only such files.
+    gz = os.path.join(str(spool), f"{os.getpid()}.{int(digest[:15], 16)}.wsp.gz")
     with open(gz, "wb") as f:
         f.write(gzip.compress(data))
     return f"{metric}\t20261118T000000Z\t{digest}\t{gz}"

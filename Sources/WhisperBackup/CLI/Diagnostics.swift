@@ -43,7 +43,14 @@ public final class Diagnostics: @unchecked Sendable {
     /// Reports a failed record and counts it.
     public func fail(_ metric: String, _ reason: Any) {
         failed += 1
-        line("\(tool): \(metric.isEmpty ? "(empty record)" : Diagnostics.printable(metric)): \(reason)")
+        line("\(tool): \(metric.isEmpty ? "(empty record)" : Diagnostics.shown(metric)): \(Diagnostics.printable("\(reason)"))")
+    }
+
+    /// A metric name as a report shows it: printable, and cut short when absurdly long.
+    public static func shown(_ metric: String) -> String {
+        let limit = 256
+        guard metric.utf8.count > limit else { return printable(metric) }
+        return printable(String(decoding: metric.utf8.prefix(limit - 56), as: UTF8.self)) + "...(\(metric.utf8.count) bytes)"
     }
 
     /// An error that is not about one record; printed even when quiet.

@@ -44,6 +44,12 @@ public enum ToolMain {
             exit(2)
         } catch let e as ExitCode {
             exit(e.rawValue)
+        } catch let e as StoreError {
+            // The store failed part way (after retries): a failure of the run, not of its usage.
+            if Signals.stopRequested { TempFiles.removeAll(); exit(128 + Signals.pending) }
+            fputs("\(name): \(e)\n", stderr)
+            TempFiles.removeAll()
+            exit(1)
         } catch {
             if Signals.stopRequested { TempFiles.removeAll(); exit(128 + Signals.pending) }
             // Help and version of a subcommand arrive here, from the parser's own command.

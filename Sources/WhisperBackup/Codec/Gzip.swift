@@ -149,6 +149,20 @@ public enum Gzip {
         }
     }
 
+    /// The ISIZE field of a file that starts like a gzip member (magic, deflate): the
+    /// uncompressed size mod 2^32 of its last member; nil for anything else.
+    public static func trailerSize(ofFile path: String) -> UInt32? {
+        guard let fd = try? FileDescriptor.open(path, O_RDONLY | O_NONBLOCK) else { return nil }
+        return fd.closeAfter {
+            guard let st = try? fd.stat(), st.isRegularFile, st.st_size >= 18 else { return nil }
+            var head = [UInt8](repeating: 0, count: 3), tail = [UInt8](repeating: 0, count: 4)
+            guard (try? head.withUnsafeMutableBytes { try fd.read(into: $0, at: 0) }) == 3,
+                  head == [0x1f, 0x8b, 8],
+                  (try? tail.withUnsafeMutableBytes { try fd.read(into: $0, at: Int64(st.st_size) - 4) }) == 4 else { return nil }
+            return UInt32(tail[0]) | UInt32(tail[1]) << 8 | UInt32(tail[2]) << 16 | UInt32(tail[3]) << 24
+        }
+    }
+
     /// The ISIZE field of the last member: the uncompressed size mod 2^32, a size hint.
     public static func sizeHint(ofFile path: String) -> Int {
         guard let fd = try? FileDescriptor.open(path, O_RDONLY) else { return 0 }

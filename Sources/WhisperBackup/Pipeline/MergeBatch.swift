@@ -113,7 +113,8 @@ final class MergeBatch {
 
     func fail(_ metric: String, _ error: Any) {
         diagnostics.fail(metric, error)
-        output.write(metric, "failed", "", Diagnostics.printable("\(error)"))
+        // Shown escaped and shortened: a bad name (a newline in it) must not break the record stream.
+        output.write(Diagnostics.shown(metric), "failed", "", Diagnostics.printable("\(error)"))
     }
 
     /// Runs `body` on the whole file (`size` bytes, read into a reused buffer).

@@ -25,38 +25,38 @@ public struct Prune {
                 if seen.count > 100_000 { seen = [metric] }
                 do {
                     try MetricName.validate(metric)
-                    try prune(Versions.all(of: metric, in: store, layout: layout), output: output, diagnostics: diagnostics)
+                    try prune(StoreListing.metric(metric, in: store, layout: layout), output: output, diagnostics: diagnostics)
                 } catch {
                     diagnostics.fail(metric, error)
                 }
             }
         } else {
-            var current: String? = nil
-            var versions: [StoredVersion] = []
-            try store.list(prefix: layout.prefix) { obj in
-                guard var v = layout.parse(obj.key) else { return }
-                v.size = obj.size
-                if v.metric != current {
-                    if !versions.isEmpty { try prune(versions.sorted(by: Versions.isOlder), output: output, diagnostics: diagnostics) }
-                    versions.removeAll(keepingCapacity: true)
-                    current = v.metric
+            try StoreListing.forEachMetric(in: store, layout: layout, prefix: layout.prefix) { objects in
+                if Signals.stopRequested || output.closed { return }
+                do {
+                    try prune(objects, output: output, diagnostics: diagnostics)
+                } catch {
+                    diagnostics.fail(objects.metric, error)
                 }
-                versions.append(v)
             }
-            if !versions.isEmpty { try prune(versions.sorted(by: Versions.isOlder), output: output, diagnostics: diagnostics) }
         }
         try diagnostics.finish()
     }
 
-    /// `versions` oldest first.
-    func prune(_ versions: [StoredVersion], output: RecordWriter, diagnostics: Diagnostics) throws {
-        guard versions.count > keep, let metric = versions.first?.metric else {
+    /// Deletes all but the newest `keep` versions, and the Python tool's leftovers (a
+    /// `.wsp.gz` without its `.sha1` or the reverse) older than the oldest version kept.
+    func prune(_ objects: MetricObjects, output: RecordWriter, diagnostics: Diagnostics) throws {
+        let versions = objects.versions   // oldest first
+        let doomed = versions.count > keep ? Array(versions.prefix(versions.count - keep)) : []
+        let leftovers = versions.isEmpty ? [] : objects.legacyLeftovers(olderThan: versions[doomed.count].time, layout: layout)
+        guard !doomed.isEmpty || !leftovers.isEmpty else {
             diagnostics.done("kept")
             return
         }
-        let doomed = Array(versions.prefix(versions.count - keep))
+        let metric = objects.metric
         var keys = doomed.map(\.key)
         keys += doomed.filter(\.legacy).map { layout.legacyHashKey($0.key) }
+        keys += leftovers
         let failures = dryRun ? [] : try store.delete(keys)
         let failed = Dictionary(failures.map { ($0.key, $0.error) }, uniquingKeysWith: { a, _ in a })
         for v in doomed {
@@ -66,6 +66,12 @@ public struct Prune {
                 output.write(Record(v.recordFields + [dryRun ? "would-delete" : "deleted"]))
                 diagnostics.bytesOut += v.size
             }
+        }
+        for k in leftovers {
+            if let e = failed[k] { diagnostics.fail(metric, "delete \(k): \(e)") }
+        }
+        if !leftovers.isEmpty {
+            diagnostics.warn("\(metric): \(dryRun ? "would remove" : "removed") \(leftovers.count) leftover object(s) of an interrupted legacy upload or delete")
         }
         diagnostics.done("pruned")
     }

@@ -20,72 +20,91 @@ public struct PullList {
     }
 
     public func run(globs: [MetricGlob], input: RecordInput?, output: RecordWriter, diagnostics: Diagnostics) throws {
+        try forEachSelected(globs: globs, input: input, diagnostics: diagnostics, stop: { output.closed }) { objects, chosen in
+            for var v in chosen {
+                if v.legacy {
+                    do {
+                        v.hash = try LegacyLayout.hash(of: v, in: store, layout: layout)
+                    } catch {
+                        diagnostics.fail(v.metric, "\(v.key): \(error)")
+                        continue
+                    }
+                }
+                output.write(Record(v.recordFields))
+                diagnostics.done("listed")
+            }
+            if !objects.incomplete.isEmpty {
+                diagnostics.warn("\(objects.metric): skipped \(objects.incomplete.count) legacy version(s) without their .sha1 (an interrupted upload)")
+            }
+        }
+        try diagnostics.finish()
+    }
+
+    /// Calls `body` with the objects of each selected metric and its chosen versions (oldest
+    /// first; legacy hashes not read yet): the metrics matching `globs`, or the metric names
+    /// read from `input`. A metric or glob that selects nothing is reported as failed, and so
+    /// is a listing that fails, or a `body` that throws; the run goes on with the rest.
+    /// With `includeIncomplete`, a metric whose only objects are legacy versions without
+    /// their `.sha1` counts as selected too (for `verify`, which reports them).
+    public func forEachSelected(globs: [MetricGlob], input: RecordInput?, diagnostics: Diagnostics,
+                                includeIncomplete: Bool = false, stop: () -> Bool = { false },
+                                _ body: (MetricObjects, [StoredVersion]) throws -> Void) throws {
+        let none = before == nil ? "no version in \(store.location)" : "no version at or before \(Timestamp.format(before!)) in \(store.location)"
         if let input {
             // Metric names as records: one listing of each metric's own prefix.
             var last: String? = nil
             for record in input {
-                if Signals.stopRequested || output.closed { break }
+                if Signals.stopRequested || stop() { break }
                 let metric = record.metric
                 if metric == last { continue }
                 last = metric
                 do {
                     try MetricName.validate(metric)
-                    let versions = try Versions.all(of: metric, in: store, layout: layout)
-                    let chosen = select(versions)
-                    if chosen.isEmpty {
-                        diagnostics.fail(metric, before == nil ? "no version in \(store.location)" : "no version at or before \(Timestamp.format(before!)) in \(store.location)")
+                    let objects = try StoreListing.metric(metric, in: store, layout: layout)
+                    let chosen = select(objects.versions)
+                    if chosen.isEmpty && (!includeIncomplete || objects.incomplete.isEmpty) {
+                        diagnostics.fail(metric, none)
                         continue
                     }
-                    try emit(chosen, output: output, diagnostics: diagnostics)
+                    try body(objects, chosen)
                 } catch {
                     diagnostics.fail(metric, error)
                 }
             }
-        } else {
-            for group in PullList.groups(globs) {
-                if Signals.stopRequested || output.closed { break }
-                var current: String? = nil
-                var versions: [StoredVersion] = []
-                // Metrics listed per glob: a glob that selects nothing is a failure, not silence.
-                var found = [Int](repeating: 0, count: group.globs.count)
-                func flush() throws {
-                    let chosen = select(versions)
-                    guard let metric = chosen.first?.metric else { return }
-                    for (i, g) in group.globs.enumerated() where g.matches(metric) { found[i] += 1 }
-                    try emit(chosen, output: output, diagnostics: diagnostics)
-                }
-                try store.list(prefix: layout.prefix + group.prefix) { obj in
-                    guard var v = layout.parse(obj.key), group.globs.contains(where: { $0.matches(v.metric) }) else { return }
-                    v.size = obj.size
-                    if v.metric != current {
-                        try flush()
-                        versions.removeAll(keepingCapacity: true)
-                        current = v.metric
+            return
+        }
+        for group in PullList.groups(globs) {
+            if Signals.stopRequested || stop() { break }
+            // Metrics listed per glob: a glob that selects nothing is a failure, not silence.
+            var found = [Int](repeating: 0, count: group.globs.count)
+            do {
+                try StoreListing.forEachMetric(in: store, layout: layout, prefix: layout.prefix + group.prefix,
+                                               include: { m in group.globs.contains { $0.matches(m) } }) { objects in
+                    if Signals.stopRequested || stop() { return }
+                    let chosen = select(objects.versions)
+                    if chosen.isEmpty && (!includeIncomplete || objects.incomplete.isEmpty) { return }
+                    for (i, g) in group.globs.enumerated() where g.matches(objects.metric) { found[i] += 1 }
+                    do {
+                        try body(objects, chosen)
+                    } catch {
+                        diagnostics.fail(objects.metric, error)
                     }
-                    versions.append(v)
                 }
-                try flush()
-                for (i, g) in group.globs.enumerated() where found[i] == 0 && !Signals.stopRequested {
-                    diagnostics.fail(g.pattern, before == nil ? "no metric in \(store.location) matches"
-                        : "no version at or before \(Timestamp.format(before!)) of a matching metric in \(store.location)")
-                }
+            } catch {
+                diagnostics.fail(group.globs.map(\.pattern).joined(separator: " "), "listing \(store.location): \(error)")
+                continue
+            }
+            for (i, g) in group.globs.enumerated() where found[i] == 0 && !Signals.stopRequested && !stop() {
+                diagnostics.fail(g.pattern, before == nil ? "no metric in \(store.location) matches"
+                    : "no version at or before \(Timestamp.format(before!)) of a matching metric in \(store.location)")
             }
         }
-        try diagnostics.finish()
     }
 
     func select(_ versions: [StoredVersion]) -> [StoredVersion] {
         let eligible = versions.filter { before == nil || $0.time <= before! }.sorted(by: Versions.isOlder)
         if all { return eligible }
         return eligible.last.map { [$0] } ?? []
-    }
-
-    func emit(_ versions: [StoredVersion], output: RecordWriter, diagnostics: Diagnostics) throws {
-        for var v in versions {
-            if v.legacy { v.hash = try LegacyLayout.hash(of: v, in: store, layout: layout) }
-            output.write(Record(v.recordFields))
-            diagnostics.done("listed")
-        }
     }
 
     /// Globs grouped so that no two groups' listing prefixes overlap: a glob whose literal
@@ -147,8 +166,7 @@ public struct PullGet {
         for record in input {
             if Signals.stopRequested || output.closed { break }
             do {
-                let fields = try getOne(record, diagnostics: diagnostics)
-                output.write(Record(fields))
+                try getOne(record, output: output, diagnostics: diagnostics)
                 diagnostics.done("fetched")
             } catch {
                 diagnostics.fail(record.metric, error)
@@ -157,9 +175,18 @@ public struct PullGet {
         try diagnostics.finish()
     }
 
-    func getOne(_ record: Record, diagnostics: Diagnostics) throws -> [String] {
+    func getOne(_ record: Record, output: RecordWriter, diagnostics: Diagnostics) throws {
         let version = try PullGet.version(from: record, layout: layout)
-        let size = Int64(record[4] ?? "") ?? 0
+        let dest = try fetch(version, size: Int64(record[4] ?? "") ?? 0, diagnostics: diagnostics)
+        // A record the next stage never sees leaves no spool file behind.
+        if !output.write(Record([version.metric, version.timeText, version.hash, dest])) {
+            _ = try? system_unlink(dest)
+        }
+    }
+
+    /// Downloads `version` into a new spool file (room for `size` bytes is reserved first;
+    /// the file appears under its name only once complete) and returns its path. Not verified.
+    public func fetch(_ version: StoredVersion, size: Int64, diagnostics: Diagnostics) throws -> String {
         let dest = spool.newPath(suffix: ".wsp.gz")
         let reservation = try spool.reserve(size)
         defer { reservation.release() }
@@ -169,7 +196,7 @@ public struct PullGet {
         try store.get(version.key, to: tmp)
         try system_rename(tmp, dest)
         if let st = try? system_stat(dest) { diagnostics.bytesIn += Int64(st.st_size) }
-        return [version.metric, version.timeText, version.hash, dest]
+        return dest
     }
 
     /// The version a record names: `METRIC TIME HASH [KEY]`; without KEY the key follows the

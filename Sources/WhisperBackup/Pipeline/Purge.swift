@@ -17,7 +17,7 @@ public struct Purge {
     /// Only store metrics matching these are considered (the globs of the listing).
     public var globs: [MetricGlob]
 
-    public static let markerName = "gone-since."
+    public static let markerName = StoreLayout.markerName
 
     public init(store: Store, layout: StoreLayout, goneAfterDays: Int, now: Int64, maxShare: Double,
                 force: Bool, dryRun: Bool, globs: [MetricGlob]) {
@@ -31,13 +31,6 @@ public struct Purge {
         self.globs = globs
     }
 
-    /// A metric's versions and marker as one listing pass saw them.
-    struct Entry {
-        var metric: String
-        var versions: [StoredVersion] = []
-        var markers: [(key: String, time: Int64)] = []
-    }
-
     public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
         var onDisk = Set<String>()
         for record in input {
@@ -45,11 +38,12 @@ public struct Purge {
             onDisk.insert(record.metric)
         }
         var total = 0, marked = 0, unmarked = 0
-        var doomed: [Entry] = []
+        var doomed: [MetricObjects] = []
         let cutoff = now - Int64(goneAfterDays) * 86400
-        try forEachMetric { entry in
-            guard globs.isEmpty || globs.contains(where: { $0.matches(entry.metric) }) else { return }
-            if entry.versions.isEmpty && entry.markers.isEmpty { return }
+        try StoreListing.forEachMetric(in: store, layout: layout, prefix: layout.prefix,
+                                       include: { m in globs.isEmpty || globs.contains { $0.matches(m) } }) { entry in
+            if Signals.stopRequested { throw Interrupted() }
+            if entry.isEmpty { return }
             total += 1
             if onDisk.contains(entry.metric) {
                 if !entry.markers.isEmpty {
@@ -62,8 +56,7 @@ public struct Purge {
             if let since = entry.markers.map(\.time).min() {
                 if since <= cutoff { doomed.append(entry) }
             } else {
-                let key = layout.metricPrefix(entry.metric) + Purge.markerName + Timestamp.format(now)
-                if !dryRun { try store.put(key, body: .bytes([])) }
+                if !dryRun { try store.put(layout.markerKey(metric: entry.metric, time: now), body: .bytes([])) }
                 marked += 1
             }
         }
@@ -75,41 +68,17 @@ public struct Purge {
         }
         for entry in doomed {
             if Signals.stopRequested { break }
-            var keys = entry.versions.map(\.key) + entry.versions.filter(\.legacy).map { layout.legacyHashKey($0.key) }
-            let versionKeys = Set(keys)
-            keys += entry.markers.map(\.key)   // the marker goes last: a failed run retries
+            let keys = entry.allKeys(layout: layout)   // markers last: a failed run retries
             let failed = dryRun ? [] : try store.delete(keys)
             let failedKeys = Set(failed.map(\.key))
             for f in failed { diagnostics.fail(entry.metric, "delete \(f.key): \(f.error)") }
-            for v in entry.versions where versionKeys.contains(v.key) && !failedKeys.contains(v.key) {
+            for v in entry.versions where !failedKeys.contains(v.key) {
                 output.write(Record(v.recordFields + [dryRun ? "would-purge" : "purged"]))
                 diagnostics.bytesOut += v.size
             }
             diagnostics.done("purged")
         }
         try diagnostics.finish()
-    }
-
-    /// One pass over the store, one call per metric (keys of a metric are contiguous).
-    func forEachMetric(_ body: (Entry) throws -> Void) throws {
-        var current: Entry? = nil
-        try store.list(prefix: layout.prefix) { obj in
-            let rest = obj.key.dropFirst(layout.prefix.count)
-            guard let slash = rest.lastIndex(of: "/") else { return }
-            let metric = String(rest[..<slash])
-            if metric != current?.metric {
-                if let c = current { try body(c) }
-                current = Entry(metric: metric)
-            }
-            let name = rest[rest.index(after: slash)...]
-            if name.hasPrefix(Purge.markerName), let t = Timestamp.parseBasic(name.dropFirst(Purge.markerName.count)) {
-                current!.markers.append((obj.key, t))
-            } else if var v = layout.parse(obj.key) {
-                v.size = obj.size
-                current!.versions.append(v)
-            }
-        }
-        if let c = current { try body(c) }
     }
 }
 

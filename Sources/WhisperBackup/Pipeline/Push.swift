@@ -81,7 +81,7 @@ public struct Push {
             do {
                 if !dryRun {
                     try remember(u.record.metric, u.stat, u.version)
-                    _ = try? system_unlink(u.gzPath)
+                    if Spool.isSpoolFile(u.gzPath) { _ = try? system_unlink(u.gzPath) }
                 }
                 diagnostics.bytesIn += u.version.size
                 diagnostics.bytesOut += u.version.size
@@ -121,16 +121,26 @@ public struct Push {
             v.size = Int64(record[6] ?? "") ?? 0
             return .done(v.recordFields + ["unchanged"], "unchanged")
         }
-        if let newest = try Versions.newest(of: metric, in: store, layout: layout), newest.hash == hash {
+        let newest = try Versions.newest(of: metric, in: store, layout: layout)
+        if let newest, newest.hash == hash {
             if !dryRun {
-                _ = try? system_unlink(gzPath)
+                if Spool.isSpoolFile(gzPath) { _ = try? system_unlink(gzPath) }
                 try remember(metric, stat, newest)
             }
             return .done(newest.recordFields + ["unchanged"], "unchanged")
         }
         let st: Glibc.stat
         do { st = try system_stat(gzPath) } catch { throw RecordError("spool file \(gzPath): \(error)") }
-        var v = StoredVersion(metric: metric, time: time, hash: hash, key: layout.key(metric: metric, time: time, hash: hash))
+        // A cheap check that the file is what wsp-snap wrote for this record (a gzip whose
+        // trailer holds SIZE): a record that names another file stores nothing.
+        if let size = record[3].flatMap({ Int64($0) }), Gzip.trailerSize(ofFile: gzPath) != UInt32(truncatingIfNeeded: size) {
+            throw RecordError("spool file \(gzPath): not the gzip of \(size) bytes that the record describes")
+        }
+        // Keys order a metric's versions, to the second: a version taken in the same second as
+        // the newest stored one (or before it, if the clock stepped back) is stored a second
+        // after it, so that "newest" never depends on how two hashes sort.
+        let t = newest.map { max(time, $0.time + 1) } ?? time
+        var v = StoredVersion(metric: metric, time: t, hash: hash, key: layout.key(metric: metric, time: t, hash: hash))
         v.size = Int64(st.st_size)
         return .upload(Upload(record: record, version: v, gzPath: gzPath, stat: stat))
     }
@@ -158,16 +168,10 @@ import Glibc
 
 /// Reading a metric's versions from a store.
 public enum Versions {
-    /// Every version of `metric`, oldest first.
+    /// Every complete version of `metric`, oldest first (a legacy version counts once its
+    /// `.sha1` is there).
     public static func all(of metric: String, in store: Store, layout: StoreLayout) throws -> [StoredVersion] {
-        var out: [StoredVersion] = []
-        try store.list(prefix: layout.metricPrefix(metric)) { obj in
-            if var v = layout.parse(obj.key), v.metric == metric {
-                v.size = obj.size
-                out.append(v)
-            }
-        }
-        return out.sorted(by: isOlder)
+        try StoreListing.metric(metric, in: store, layout: layout).versions
     }
 
     public static func newest(of metric: String, in store: Store, layout: StoreLayout) throws -> StoredVersion? {

@@ -51,7 +51,8 @@ public struct Snap {
             if Signals.stopRequested || output.closed { break }
             do {
                 let fields = try snapOne(record, diagnostics: diagnostics)
-                output.write(Record(fields))
+                // A snapshot the next stage never hears of leaves no spool file behind.
+                if !output.write(Record(fields)) && fields[4] != "-" { _ = try? system_unlink(fields[4]) }
                 diagnostics.done("snapped")
             } catch {
                 diagnostics.fail(record.metric, error)
@@ -119,12 +120,13 @@ public struct Snap {
     /// again if size or change time moved meanwhile (carbon does not lock by default).
     public static func read(path: String, lockTimeout: Double, maxReads: Int, into buffer: ByteBuffer) throws -> Snapshot {
         for _ in 0..<maxReads {
-            let fd = try FileDescriptor.open(path, O_RDONLY)
+            // O_NONBLOCK: a FIFO named like a whisper file must not block the open.
+            let fd = try FileDescriptor.open(path, O_RDONLY | O_NONBLOCK)
             let result: Snapshot? = try fd.closeAfter {
+                guard try fd.stat().isRegularFile else { throw RecordError("\(path): not a regular file") }
                 try FileLock.lock(fd, .shared, timeout: lockTimeout)
                 defer { FileLock.unlock(fd) }
                 let before = try fd.stat()
-                guard before.isRegularFile else { throw RecordError("\(path): not a regular file") }
                 let now = try system_stat(path)
                 if now.st_ino != before.st_ino || now.st_dev != before.st_dev { return nil }   // replaced: open again
                 let readAt = system_now()

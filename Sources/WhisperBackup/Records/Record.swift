@@ -135,21 +135,26 @@ public final class LineReader {
 /// pipe under `xargs -P` never interleave (records stay under PIPE_BUF, 4096 bytes).
 public final class RecordWriter: @unchecked Sendable {
     public let fd: CInt
-    /// Set once the reader has gone away (EPIPE); the tool then stops quietly.
+    /// Set once the reader has gone away (EPIPE), or a SIGINT/SIGTERM interrupted a write
+    /// blocked on a reader that does not read; the tool then stops quietly.
     public private(set) var closed = false
 
     public init(fd: CInt = 1) { self.fd = fd }
 
-    public func write(_ record: Record) {
+    /// Writes one record; false when it could not be written (the reader is gone).
+    @discardableResult
+    public func write(_ record: Record) -> Bool {
         write(line: record.line)
     }
 
-    public func write(_ fields: String...) {
+    @discardableResult
+    public func write(_ fields: String...) -> Bool {
         write(Record(fields))
     }
 
-    public func write(line: String) {
-        if closed { return }
+    @discardableResult
+    public func write(line: String) -> Bool {
+        if closed { return false }
         var bytes = Array(line.utf8)
         if bytes.count > Int(PIPE_BUF) {
             // A record this long would be split by the kernel; metric names are limited
@@ -161,12 +166,15 @@ public final class RecordWriter: @unchecked Sendable {
             while done < buf.count {
                 let n = Glibc.write(fd, buf.baseAddress! + done, buf.count - done)
                 if n < 0 {
-                    if errno == EINTR { continue }
+                    // A stop request interrupts a write blocked on a stalled reader; a record
+                    // already begun is finished (a pipe takes a short record whole or not at all).
+                    if errno == EINTR && (done > 0 || !Signals.stopRequested) { continue }
                     closed = true
                     return
                 }
                 done += n
             }
         }
+        return !closed
     }
 }

@@ -249,6 +249,10 @@ public final class S3Store: Store {
     /// The error a non-2xx answer means, with the S3 error code it carried.
     func failure(_ r: HTTPResponse, what: String) -> (code: String, error: StoreError) {
         let doc = r.body.isEmpty ? nil : try? XMLReader.parse(r.body)
+        if doc == nil && r.body.starts(with: Array("<?xml".utf8)) {
+            // An XML error cut short in transit: its code is unknown, so is what it meant.
+            return ("", StoreError(.transient, "\(location): \(what): HTTP \(r.status) with an unreadable error answer"))
+        }
         var message = doc?["Message"] ?? ""
         if let region = doc?["Region"] ?? r.header("x-amz-bucket-region"), !region.isEmpty { message += " (bucket region: \(region))" }
         return classify(status: r.status, code: doc?["Code"] ?? "", message: message, what: what)

@@ -29,12 +29,12 @@ public struct StoredVersion: Sendable, Equatable {
 /// `PREFIX + METRIC + "/" + TIME + "." + SHA256 + ".wsp.gz"`.
 /// Pure: no I/O, tested on its own.
 public struct StoreLayout: Sendable {
-    /// Ends in "/" unless empty.
+    /// Ends in "/" unless empty. A leading "/" is kept: object stores treat it as part of the
+    /// key, and the Python tool wrote such keys under a `--storage-path` starting with "/".
     public let prefix: String
 
     public init(prefix: String) {
         var p = prefix
-        while p.hasPrefix("/") { p.removeFirst() }
         if !p.isEmpty && !p.hasSuffix("/") { p += "/" }
         self.prefix = p
     }
@@ -82,5 +82,43 @@ public struct StoreLayout: Sendable {
     /// The `.sha1` companion of a legacy version's key.
     public func legacyHashKey(_ key: String) -> String {
         String(key.dropLast(StoreLayout.suffix.count)) + StoreLayout.legacyHashSuffix
+    }
+
+    /// Name of the marker object of a metric gone from disk: `METRIC/gone-since.TIME`.
+    public static let markerName = "gone-since."
+
+    public func markerKey(metric: String, time: Int64) -> String {
+        metricPrefix(metric) + StoreLayout.markerName + Timestamp.format(time)
+    }
+
+    /// What one key of a metric is.
+    public enum Entry: Equatable {
+        case version(StoredVersion)
+        /// A legacy `.sha1`; `versionKey` is the `.wsp.gz` it belongs to.
+        case legacyHash(versionKey: String)
+        case marker(time: Int64)
+        /// Anything else under the metric's prefix.
+        case other
+    }
+
+    /// The metric a key belongs to and what the key is, or nil for keys outside the prefix
+    /// or not inside a metric's "directory".
+    public func entry(_ key: String) -> (metric: String, entry: Entry)? {
+        guard key.hasPrefix(prefix) else { return nil }
+        let rest = key.dropFirst(prefix.count)
+        guard let slash = rest.lastIndex(of: "/") else { return nil }
+        let metric = String(rest[..<slash])
+        guard !metric.isEmpty, !metric.contains("/") else { return nil }
+        let file = rest[rest.index(after: slash)...]
+        if let v = parse(key) { return (metric, .version(v)) }
+        if file.hasPrefix(StoreLayout.markerName),
+           let t = Timestamp.parseBasic(file.dropFirst(StoreLayout.markerName.count)) {
+            return (metric, .marker(time: t))
+        }
+        if file.hasSuffix(StoreLayout.legacyHashSuffix) {
+            let versionKey = String(key.dropLast(StoreLayout.legacyHashSuffix.count)) + StoreLayout.suffix
+            if let v = parse(versionKey), v.legacy { return (metric, .legacyHash(versionKey: versionKey)) }
+        }
+        return (metric, .other)
     }
 }

@@ -23,11 +23,11 @@ public struct StoreURL: Sendable {
         if host.contains("@") { throw ConfigError("\(scheme)://...: credentials do not belong in the URL; use the environment") }
     }
 
-    /// The path without its leading "/", as a key prefix.
+    /// The path without the "/" that separates it from the host, as a key prefix. A second
+    /// "/" belongs to the prefix (`s3://b//x/` lists keys `/x/...`): the Python whisper-backup
+    /// made such keys from a `--storage-path` that started with "/".
     public var keyPrefix: String {
-        var p = path
-        while p.hasPrefix("/") { p.removeFirst() }
-        return p
+        path.hasPrefix("/") ? String(path.dropFirst()) : path
     }
 }
 

@@ -10,7 +10,8 @@ public struct LockTimeout: Error, CustomStringConvertible {
 }
 
 /// `flock(2)` locks with a timeout: polls a non-blocking request, backing off to 50 ms.
-/// flock has no timeout of its own, and a blocked call cannot be abandoned.
+/// flock has no timeout of its own, and a blocked call cannot be abandoned. A SIGINT/SIGTERM
+/// ends the wait with `Interrupted`.
 public enum FileLock {
     public enum Mode { case shared, exclusive }
 
@@ -24,6 +25,7 @@ public enum FileLock {
                 return
             } catch Errno.wouldBlock {
                 if system_monotonic() >= deadline { throw LockTimeout(path: fd.path, seconds: timeout) }
+                if Signals.stopRequested { throw Interrupted() }
                 system_sleep(pause)
                 pause = min(pause * 2, 0.05)
             }

@@ -27,6 +27,20 @@ public struct Spool: Sendable {
         self.maxBytes = maxBytes
         self.waitSeconds = waitSeconds
         try Path.makeDirectories(dir)
+        removeStaleTempFiles()
+    }
+
+    /// Removes temp files and reservations left by processes that died without cleaning up
+    /// (SIGKILL, power loss): their names carry the pid, and no process has it any more.
+    /// Finished spool files are kept: a next stage may still take them.
+    func removeStaleTempFiles() {
+        guard let entries = try? system_readdir(dir) else { return }
+        for e in entries where e.name.hasPrefix(AtomicFile.tempPrefix) {
+            var rest = e.name.dropFirst(AtomicFile.tempPrefix.count)
+            if rest.hasPrefix("resv.") { rest = rest.dropFirst(5) }
+            guard let dot = rest.firstIndex(of: "."), let pid = Int32(rest[..<dot]) else { continue }
+            if !system_processExists(pid) { _ = try? system_unlink(Path.join(dir, e.name)) }
+        }
     }
 
     /// Bytes held by files in the spool now, temp files included.
@@ -70,9 +84,18 @@ public struct Spool: Sendable {
         }
     }
 
-    /// A new unique file name in the spool for `metric`.
+    /// A new unique file name in the spool: `PID.RANDOM` and the suffix.
     public func newPath(suffix: String) -> String {
         Path.join(dir, "\(system_getpid()).\(UInt64.random(in: 0...UInt64.max))\(suffix)")
+    }
+
+    /// Whether `path` is named like a file `newPath` makes (`PID.RANDOM.wsp.gz`): the next
+    /// stage removes only such files, never another file a record happens to name.
+    public static func isSpoolFile(_ path: String) -> Bool {
+        let name = Path.lastComponent(path)
+        guard name.hasSuffix(".wsp.gz") else { return false }
+        let parts = name.dropLast(7).split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 2 && parts.allSatisfy { !$0.isEmpty && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }
     }
 }
 

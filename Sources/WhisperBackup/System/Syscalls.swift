@@ -141,6 +141,12 @@ public func system_realpath(_ path: String) throws -> String {
 /// The corresponding C function is `getpid(2)`.
 public func system_getpid() -> Int32 { getpid() }
 
+/// Whether a process with this id exists (`kill(pid, 0)` does not fail with ESRCH).
+/// The corresponding C function is `kill(2)`.
+public func system_processExists(_ pid: Int32) -> Bool {
+    pid > 0 && (kill(pid, 0) == 0 || errno != ESRCH)
+}
+
 /// One entry of a directory listing: its name and the kind `readdir(3)` reported.
 public struct DirectoryEntry: Sendable {
     public enum Kind: Sendable { case file, directory, symlink, other, unknown }

@@ -1,0 +1,52 @@
+import XCTest
+@testable import WhisperBackup
+
+/// A metric's objects read together from a listing: both layouts, the Python tool's
+/// leftovers, markers; and the names the next stage may remove.
+final class StoreListingTests: XCTestCase {
+    let h1 = String(repeating: "1", count: 64), h2 = String(repeating: "2", count: 64)
+
+    func store(_ keys: [String]) throws -> (Store, StoreLayout) {
+        let dir = NSTemporaryDirectory() + "listing-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try Path.makeDirectories(dir)
+        let (s, l) = try StoreRegistry.open("file://" + dir, settings: StoreSettings())
+        for k in keys { try s.put(k, body: .bytes(Array(k.utf8))) }
+        return (s, l)
+    }
+
+    func testBothLayoutsLeftoversAndMarkers() throws {
+        let m = "a.b"
+        let (s, l) = try store([
+            "\(m)/2015-01-26T15:41:55+00:00.wsp.gz", "\(m)/2015-01-26T15:41:55+00:00.sha1",   // complete legacy
+            "\(m)/2015-02-01T00:00:00+00:00.wsp.gz",                                           // no .sha1
+            "\(m)/2014-12-01T00:00:00+00:00.sha1",                                             // no .wsp.gz
+            "\(m)/20261127T035433Z.\(h1).wsp.gz", "\(m)/20261127T035434Z.\(h2).wsp.gz",
+            "\(m)/gone-since.20261201T000000Z", "\(m)/notes.txt",
+            "a.b.c/20261127T035433Z.\(h1).wsp.gz", ".wsp-store-id",
+        ])
+        let o = try StoreListing.metric(m, in: s, layout: l)
+        XCTAssertEqual(o.versions.map(\.key), ["\(m)/2015-01-26T15:41:55+00:00.wsp.gz",
+                                               "\(m)/20261127T035433Z.\(h1).wsp.gz", "\(m)/20261127T035434Z.\(h2).wsp.gz"])
+        XCTAssertEqual(o.incomplete.map(\.key), ["\(m)/2015-02-01T00:00:00+00:00.wsp.gz"])
+        XCTAssertEqual(o.strayHashKeys, ["\(m)/2014-12-01T00:00:00+00:00.sha1"])
+        XCTAssertEqual(o.markers.map(\.key), ["\(m)/gone-since.20261201T000000Z"])
+        // leftovers older than a complete version may go; a newer one may be an upload in progress
+        XCTAssertEqual(o.legacyLeftovers(olderThan: Timestamp.parse("2015-01-27")!, layout: l),
+                       ["\(m)/2014-12-01T00:00:00+00:00.sha1"])
+        XCTAssertEqual(Set(o.legacyLeftovers(olderThan: Timestamp.parse("2026-01-01")!, layout: l)),
+                       ["\(m)/2015-02-01T00:00:00+00:00.wsp.gz", "\(m)/2014-12-01T00:00:00+00:00.sha1"])
+        XCTAssertEqual(o.allKeys(layout: l).last, "\(m)/gone-since.20261201T000000Z")   // the marker goes last
+        XCTAssertFalse(o.allKeys(layout: l).contains("\(m)/notes.txt"))                  // unknown keys are kept
+
+        var seen: [String] = []
+        try StoreListing.forEachMetric(in: s, layout: l, prefix: l.prefix) { seen.append($0.metric) }
+        XCTAssertEqual(seen, ["a.b.c", "a.b"])   // key order: "a.b.c/" sorts before "a.b/"
+    }
+
+    func testSpoolFileNames() {
+        XCTAssertTrue(Spool.isSpoolFile("/var/tmp/wsp/1234.18446744073709551615.wsp.gz"))
+        for p in ["/etc/passwd", "/x/1234.wsp.gz", "/x/a.1.wsp.gz", "/x/1.2.3.wsp.gz", "/x/1.2.wsp", "-", "/x/.wsp-tmp.1.2"] {
+            XCTAssertFalse(Spool.isSpoolFile(p), p)
+        }
+    }
+}
