@@ -1,5 +1,8 @@
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <unistd.h>
 #include "CSystemShims.h"
 
 int CSystemShims_syncfs(int fd) { return syncfs(fd); }
+
+int CSystemShims_start_writeback(int fd) { return sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE); }

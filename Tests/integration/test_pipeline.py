@@ -307,3 +307,26 @@ def test_restore_never_writes_through_a_symlinked_directory(tmp_path, store, spo
     r = sh(f"wsp-pull list {store} '*' | wsp-pull get --spool {spool} {store} | wsp-merge --root {out}", check=False)
     assert r.returncode == 1 and "outside the root" in r.stderr
     assert os.listdir(elsewhere) == []
+
+
+def test_a_batch_creating_a_file_twice_backfills_the_second_into_the_first(tmp_path, store, spool):
+    """New files of a batch are linked into place only at its flush; a target that appears
+    meanwhile (here: an earlier record of the same batch) is backfilled, never replaced."""
+    root = gen_tree(tmp_path / "w", files=3)
+    backup(root, store, spool)
+    for d, _, fs in os.walk(store[7:]):
+        for f in fs:
+            if f.endswith(".wsp.gz"):
+                os.rename(os.path.join(d, f), os.path.join(d, "20200101T000000Z" + f[16:]))
+    change_tree(root, 1.0, seed=9, now=NOW + 600)
+    backup(root, store, spool)
+    listed = sh(f"wsp-pull list --all {store} '*'").stdout
+    p = sh(f"printf '%s' '{listed}' | wsp-pull get --spool {spool} {store} | xargs -d '\\n' wsp-merge --now @{NOW + 600} --root {tmp_path}/r")
+    status = [(r[0], r[1]) for r in records(p.stdout)]
+    assert sorted(s for _, s in status) == ["created"] * 3 + ["filled"] * 3
+    # the newest point of each changed file came from the second version
+    for rel, path in wsp_files(root).items():
+        out = tmp_path / "r" / rel
+        new = whisper.fetch(str(path), NOW - 3600, NOW + 600)
+        got = whisper.fetch(str(out), NOW - 3600, NOW + 600)
+        assert got == new, rel

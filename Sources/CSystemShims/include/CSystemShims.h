@@ -2,4 +2,6 @@
 #define C_SYSTEM_SHIMS_H
 /* Linux calls that Glibc's Swift module hides behind _GNU_SOURCE. */
 int CSystemShims_syncfs(int fd);
+/* Starts writeback of a file's dirty pages without waiting (sync_file_range WRITE). */
+int CSystemShims_start_writeback(int fd);
 #endif

@@ -40,6 +40,10 @@ public struct Merge {
             throw ConfigError("--root \(root): \(error)")
         }
         let batch = MergeBatch(limit: input.isBuffered ? Merge.batchSize : 1, output: output, diagnostics: diagnostics)
+        batch.onAppeared = { metric, target, source in
+            let header = try WhisperHeader(source)
+            return try backfill(metric, target, source: source, sourceHeader: header, realRoot: realRoot, batch: batch)
+        }
         diagnostics.expect(input)
         for record in input {
             if Signals.stopRequested || output.closed { break }
@@ -77,6 +81,11 @@ public struct Merge {
             try Path.makeDirectories(under: realRoot, String(dir.dropFirst(realRoot.count)))
         } catch let e as Errno {
             throw RecordError(e.path ?? e.description)
+        }
+        if batch.limit > 1 {
+            // Batched: linked into place when the batch's data is durable (see MergeBatch).
+            try bytes.withUnsafeBytes { try batch.addCreate(metric: metric, target: target, bytes: $0) }
+            return nil
         }
         do {
             try AtomicFile.write(target, placement: .createOnly) { fd in

@@ -22,10 +22,23 @@ final class MergeBatch {
         var skip: [Bool]
     }
 
+    /// A new file written to a temp file beside its target, linked into place at the flush,
+    /// once the batch's data is durable.
+    struct PendingCreate {
+        var metric: String
+        var target: String
+        var temp: FileDescriptor
+        var size: Int
+    }
+
     let limit: Int
     let output: RecordWriter
     let diagnostics: Diagnostics
     private(set) var pending: [Pending] = []
+    private(set) var creates: [PendingCreate] = []
+    /// Backfills a target that appeared while its new file waited in the batch, from the new
+    /// file's bytes (which are the verified backup).
+    var onAppeared: ((_ metric: String, _ target: String, _ source: [UInt8]) throws -> (String, String, String)?)?
     /// Reused for every target read and every run written: no allocation per file.
     private var scratch: [UInt8] = []
     private var runBuffer: [UInt8] = []
@@ -36,9 +49,62 @@ final class MergeBatch {
         self.diagnostics = diagnostics
     }
 
-    var isEmpty: Bool { pending.isEmpty }
+    var isEmpty: Bool { pending.isEmpty && creates.isEmpty }
 
-    func holds(_ target: String) -> Bool { pending.contains { $0.target == target } }
+    func holds(_ target: String) -> Bool { pending.contains { $0.target == target } || creates.contains { $0.target == target } }
+
+    /// Writes a new file for `target` into a temp file in its directory (writeback started at
+    /// once) and links it into place at the flush; flushes when the batch is full.
+    func addCreate(metric: String, target: String, bytes: UnsafeRawBufferPointer) throws {
+        let tmp = AtomicFile.tempPath(for: target)
+        let fd = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_EXCL)
+        TempFiles.register(tmp)
+        do {
+            try fd.writeAll(bytes)
+            system_start_writeback(fd.rawValue, path: tmp)
+        } catch {
+            fd.close()
+            _ = try? system_unlink(tmp)
+            TempFiles.unregister(tmp)
+            throw error
+        }
+        creates.append(PendingCreate(metric: metric, target: target, temp: fd, size: bytes.count))
+        if pending.count + creates.count >= limit { flush() }
+    }
+
+    /// Links every pending new file into place once the batch's data is durable. A target
+    /// that appeared meanwhile is backfilled instead, never replaced.
+    private func flushCreates() -> [PendingCreate] {
+        guard !creates.isEmpty else { return [] }
+        let batch = creates
+        creates.removeAll()
+        var appeared: [PendingCreate] = []
+        var synced = true
+        do {
+            if batch.count == 1 { try batch[0].temp.sync() } else { try system_syncfs(batch[0].temp.rawValue, path: batch[0].temp.path) }
+        } catch {
+            synced = false
+            for c in batch { fail(c.metric, error) }
+        }
+        for c in batch where synced {
+            do {
+                try system_link(c.temp.path, c.target)
+                diagnostics.bytesOut += Int64(c.size)
+                report(c.metric, "created", c.target, "\(c.size)")
+            } catch Errno.fileExists {
+                appeared.append(c)
+                continue
+            } catch {
+                fail(c.metric, error)
+            }
+        }
+        for c in batch where !appeared.contains(where: { $0.temp.rawValue == c.temp.rawValue }) {
+            c.temp.close()
+            _ = try? system_unlink(c.temp.path)
+            TempFiles.unregister(c.temp.path)
+        }
+        return appeared
+    }
 
     func report(_ metric: String, _ status: String, _ path: String, _ detail: String) {
         output.write(metric, status, path, detail)
@@ -74,7 +140,14 @@ final class MergeBatch {
     /// Makes the values durable, writes the timestamps, makes them durable, unlocks and
     /// reports every pending file.
     func flush() {
-        guard !pending.isEmpty else { return }
+        let linkedDir = creates.first.map { Path.directory(of: $0.target) }
+        let appeared = flushCreates()
+        if pending.isEmpty {
+            // The links' directory entries: one more sync when no backfill follows to do it.
+            if let linkedDir { syncLinks(linkedDir) }
+            backfillAppeared(appeared)
+            return
+        }
         var results = [Result<Int, Error>](repeating: .success(0), count: pending.count)
         do {
             try sync()
@@ -97,6 +170,34 @@ final class MergeBatch {
             }
         }
         pending.removeAll()
+        backfillAppeared(appeared)
+    }
+
+    private func syncLinks(_ dir: String) {
+        do {
+            let fd = try FileDescriptor.open(dir, O_RDONLY | O_DIRECTORY)
+            try fd.closeAfter { try system_syncfs(fd.rawValue, path: dir) }
+        } catch {
+            diagnostics.warn("\(dir): sync after linking new files: \(error)")
+        }
+    }
+
+    private func backfillAppeared(_ appeared: [PendingCreate]) {
+        for c in appeared {
+            defer {
+                c.temp.close()
+                _ = try? system_unlink(c.temp.path)
+                TempFiles.unregister(c.temp.path)
+            }
+            do {
+                let src = try FileDescriptor.open(c.temp.path, O_RDONLY)
+                let bytes = try src.closeAfter { try src.readAll(sizeHint: c.size) }
+                if let r = try onAppeared?(c.metric, c.target, bytes) { report(c.metric, r.0, r.1, r.2) }
+            } catch {
+                fail(c.metric, error)
+            }
+        }
+        if !pending.isEmpty && appeared.count > 0 { flush() }
     }
 
     private func sync() throws {

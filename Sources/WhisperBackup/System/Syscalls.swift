@@ -95,6 +95,12 @@ public func system_syncfs(_ fd: CInt, path: String? = nil) throws {
     _ = try retrying("syncfs", path) { CSystemShims_syncfs(fd) }
 }
 
+/// Starts writing a file's dirty pages to disk without waiting, so a later sync finds most of
+/// the work done. The corresponding C function is `sync_file_range(2)` (SYNC_FILE_RANGE_WRITE).
+public func system_start_writeback(_ fd: CInt, path: String? = nil) {
+    _ = CSystemShims_start_writeback(fd)
+}
+
 /// The corresponding C function is `ftruncate(2)`.
 public func system_ftruncate(_ fd: CInt, _ length: Int64, path: String? = nil) throws {
     _ = try retrying("ftruncate", path) { ftruncate(fd, off_t(length)) }
