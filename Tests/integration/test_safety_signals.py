@@ -291,7 +291,8 @@ def start_wrapper(tmp_path, *args):
     tmp = tmp_path / "tmp"
     tmp.mkdir(exist_ok=True)
     env = tool_env(BIN, {"TMPDIR": str(tmp)})
-    common = ["--lockfile", tmp_path / "lock", "--logfile", tmp_path / "log", "--stampfile", tmp_path / "stamp"]
+    common = ["--lockfile", tmp_path / "lock", "--logfile", tmp_path / "log", "--stampfile", tmp_path / "stamp",
+              "--state", tmp_path / "state"]
     return subprocess.Popen(["bash", WRAPPER, *map(str, common), *map(str, args)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
