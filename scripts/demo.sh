@@ -43,7 +43,7 @@ sleep 1.1
 
 say "change some files, backup 2 with the wrapper (original options)"
 python3 scripts/gen-tree.py "$root" --change 0.25 --seed 42
-bash scripts/backup.sh -p "$root" -b "$work/store" -f 2 --nolock --nolog --nostamp disk
+bash scripts/backup.sh -p "$root" -b "$work/store" -f 2 --state "$work/state" --nolock --nolog --nostamp disk
 cp -a "$root" "$work/expected-newest"
 
 say "versions in the store"
@@ -65,7 +65,7 @@ changed=$( (diff -rq "$work/expected-first" "$work/expected-newest" || true) | w
 echo "  files that differ between the two versions: $changed"
 
 say "by hand: gunzip + sha256sum"
-obj=$(find "$work/store" -name '*.wsp.gz' | head -n 1)
+obj=$(find "$work/store" -name '*.wsp.gz' -print -quit)
 name=$(basename "$obj"); want=${name#*.}; want=${want%%.*}
 got=$(gunzip -c "$obj" | sha256sum | cut -d' ' -f1)
 echo "  $obj"

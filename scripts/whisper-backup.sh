@@ -68,7 +68,8 @@ Options of this implementation:
       --spool-max BYTES   spool bound (default 1G); batch sizes are chosen so it cannot stall
       --endpoint URL      S3 endpoint for S3-compatible stores
       --state DIR         state of this store: unchanged files cost a stat() (default
-                          /var/lib/whisper-backup/state/<store>, or ~/.local/state/... if not root)
+                          $WSP_STATE_HOME/<store>, else /var/lib/whisper-backup/state/<store>,
+                          or ~/.local/state/whisper-backup/<store> if not root)
       --full              read every file, ignoring the state
       --create-bucket     create the bucket/container/directory if missing
       --force             let a purge remove more than half of the store's metrics
@@ -476,7 +477,9 @@ dry=(); [ $noop = 0 ] || dry=(--dry-run)
 # The state of this store (see README: incremental runs).
 if [ -z "$state" ] && [ -n "${store:-}" ]; then
     name=$(printf '%s' "$store" | tr -c 'A-Za-z0-9._-' '_')
-    if [ -w /var/lib ] || { [ -d /var/lib/whisper-backup ] && [ -w /var/lib/whisper-backup ]; }; then
+    if [ -n "${WSP_STATE_HOME:-}" ]; then
+        state=$WSP_STATE_HOME/$name
+    elif [ -w /var/lib ] || { [ -d /var/lib/whisper-backup ] && [ -w /var/lib/whisper-backup ]; }; then
         state=/var/lib/whisper-backup/state/$name
     else
         state=${XDG_STATE_HOME:-$HOME/.local/state}/whisper-backup/$name

@@ -2,6 +2,7 @@
 the Python whisper module as the oracle for the format."""
 import os
 import subprocess
+import tempfile
 import sys
 
 import pytest
@@ -10,6 +11,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BIN = os.environ.get("WSP_BIN", os.path.join(REPO, ".build", "debug"))
 GEN = os.path.join(REPO, "scripts", "gen-tree.py")
 NOW = 1795000000  # a fixed "now" (2026-11-18) so generated trees are reproducible
+
+# Wrappers run without --state keep their state here, not in the machine's /var/lib.
+os.environ.setdefault("WSP_STATE_HOME", tempfile.mkdtemp(prefix="wsp-test-state."))
 
 
 def tool(name):

@@ -339,7 +339,9 @@ def wrapper(tmp_path, args):
     tmp = tmp_path / "tmp"
     tmp.mkdir(exist_ok=True)
     env = tool_env(BIN, {"TMPDIR": str(tmp)})
-    common = ["--nolock", "--nolog", "--nostamp", "-x", "-1"] if "backup" in args else ["--nolock", "--nolog", "--nostamp"]
+    common = ["--nolock", "--nolog", "--nostamp", "--state", str(tmp_path / "state")]
+    if "backup" in args:
+        common += ["-x", "-1"]
     p = subprocess.Popen(["bash", WRAPPER, *common, *map(str, args)], env=env, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, start_new_session=True)
     return Wrapper(p)

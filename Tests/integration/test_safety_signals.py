@@ -291,9 +291,19 @@ def start_wrapper(tmp_path, *args):
     tmp = tmp_path / "tmp"
     tmp.mkdir(exist_ok=True)
     env = tool_env(BIN, {"TMPDIR": str(tmp)})
-    common = ["--lockfile", tmp_path / "lock", "--logfile", tmp_path / "log", "--stampfile", tmp_path / "stamp"]
+    common = ["--lockfile", tmp_path / "lock", "--logfile", tmp_path / "log", "--stampfile", tmp_path / "stamp",
+              "--state", tmp_path / "state"]
     return subprocess.Popen(["bash", WRAPPER, *map(str, common), *map(str, args)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def cmdline(pid):
+    """A process's command line, or "" once it has exited (it may between listing and reading)."""
+    try:
+        with open(f"/proc/{pid}/cmdline") as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 @pytest.mark.parametrize("sig", ["INT", "TERM"])
@@ -325,8 +335,7 @@ def test_wrapper_stops_every_process_it_started(tmp_path, sig, mode):
             time.sleep(1.5)   # sleeping its random 0..30000 s
         else:
             stage = "wsp-pull" if mode == "restore" else "wsp-snap"
-            wait_for(lambda: [q for q in processes_mentioning(str(spool)) if stage in open(f"/proc/{q}/cmdline").read()],
-                     what=stage)
+            wait_for(lambda: [q for q in processes_mentioning(str(spool)) if stage in cmdline(q)], what=stage)
             time.sleep(0.5)
         assert p.poll() is None
         t0 = time.monotonic()
