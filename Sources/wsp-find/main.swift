@@ -29,9 +29,7 @@ struct WspFind: ParsableCommand {
     @OptionGroup(title: "Output") var output: OutputOptions
 
     func run() throws {
-        let patterns = try (globs.isEmpty ? ["*"] : globs).map { p in
-            do { return try MetricGlob(p) } catch { throw ValidationError("glob \(p): \(error)") }
-        }
+        let patterns = try MetricGlob.parseArguments(globs.isEmpty ? ["*"] : globs)
         try Find(root: root, globs: patterns).run(output: RecordWriter(), diagnostics: output.diagnostics("wsp-find"))
     }
 }

@@ -87,9 +87,7 @@ struct WspPrune: ParsableCommand {
     func run() throws {
         let (store, layout) = try StoreRegistry.open(store, settings: storeOptions.settings(dryRun: dryRun))
         if let goneAfter {
-            let globs = try metricGlobs.map { p in
-                do { return try MetricGlob(p) } catch { throw ValidationError("glob \(p): \(error)") }
-            }
+            let globs = try MetricGlob.parseArguments(metricGlobs)
             let t = now.flatMap(Timestamp.parse) ?? Int64(system_now())
             do {
                 try Purge(store: store, layout: layout, goneAfterDays: goneAfter, now: t, maxShare: maxShare,

@@ -58,9 +58,7 @@ struct WspPull: ParsableCommand {
                 guard let t = Timestamp.parse(before) else { throw ValidationError("--before \(before): not a date") }
                 cutoff = t
             }
-            let patterns = try globs.map { p in
-                do { return try MetricGlob(p) } catch { throw ValidationError("glob \(p): \(error)") }
-            }
+            let patterns = try MetricGlob.parseArguments(globs)
             let (store, layout) = try StoreRegistry.open(store, settings: storeOptions.settings())
             try PullList(store: store, layout: layout, before: cutoff, all: all)
                 .run(globs: patterns, input: patterns.isEmpty ? RecordInput(arguments: []) : nil,
@@ -154,9 +152,7 @@ struct WspPull: ParsableCommand {
                 cutoff = t
             }
             let records = globs.filter { $0.contains("\t") }
-            let patterns = try globs.filter { !$0.contains("\t") }.map { p in
-                do { return try MetricGlob(p) } catch { throw ValidationError("glob \(p): \(error)") }
-            }
+            let patterns = try MetricGlob.parseArguments(globs.filter { !$0.contains("\t") })
             if !records.isEmpty && !patterns.isEmpty { throw ValidationError("give GLOBs or records, not both") }
             let spool = try self.spool.open()
             let (store, layout) = try StoreRegistry.open(store, settings: storeOptions.settings())

@@ -92,3 +92,12 @@ public enum ByteCount {
         return Int64(v * Double(mult))
     }
 }
+
+extension MetricGlob {
+    /// Globs given on the command line; a bad one is a usage error (exit 2) naming it.
+    public static func parseArguments(_ patterns: [String]) throws -> [MetricGlob] {
+        try patterns.map { p in
+            do { return try MetricGlob(p) } catch { throw ValidationError("glob \(p): \(error)") }
+        }
+    }
+}
