@@ -19,10 +19,11 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .target(name: "CSystemShims"),
+        .target(name: "CDeflateBlocks"),
         .target(
             name: "WhisperBackup",
             dependencies: [
-                "CZlib", "CDeflate", "CCurl", "CCrypto", "CSystemShims",
+                "CZlib", "CDeflate", "CDeflateBlocks", "CCurl", "CCrypto", "CSystemShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -6,6 +6,7 @@ import os
 import shutil
 import stat
 import subprocess
+import zlib
 
 import pytest
 import whisper
@@ -57,13 +58,22 @@ def test_store_objects_readable_by_hand(tmp_path, store, spool):
     root = gen_tree(tmp_path / "w", files=8)
     backup(root, store, spool)
     store_dir = store[len("file://"):]
+    long_zero_runs = 0
     for metric, files in versions(store_dir).items():
         (f,) = files
         time_part, digest, _ = f.split(".", 2)
         assert len(time_part) == 16 and time_part.endswith("Z") and "T" in time_part
-        data = gzip.decompress(read(os.path.join(store_dir, metric, f)))
+        blob = read(os.path.join(store_dir, metric, f))
+        data = gzip.decompress(blob)
         assert hashlib.sha256(data).hexdigest() == digest
         assert data == read(os.path.join(root, *metric.split(".")) + ".wsp")
+        # exactly one gzip member, nothing after it (zlib stops at the end of the first)
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        assert d.decompress(blob) + d.flush() == data and d.eof and d.unused_data == b""
+        long_zero_runs += b"\0" * 70000 in data
+        assert subprocess.run(["gunzip", "-t"], input=blob).returncode == 0
+    # preallocated, mostly empty archives: the compressor's zero-run path was exercised
+    assert long_zero_runs >= 4
 
 
 def test_unchanged_tree_stores_nothing_and_changed_files_get_new_versions(tmp_path, store, spool):

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CDeflate
+import CDeflateBlocks
 import CZlib
 
 /// Why a gzip stream could not be read.
@@ -15,36 +16,106 @@ public struct GzipError: Error, CustomStringConvertible {
 /// such as the original tool's objects. These are the only uses of either library.
 public enum Gzip {
     /// A libdeflate compressor kept for a process's whole run (its tables are allocated once).
+    ///
+    /// libdeflate spends about 1.6 ns a byte even on zeros, and whisper files are often mostly
+    /// zeros (every archive is preallocated). So runs of zeros of at least `zeroRunMinimum`
+    /// bytes are encoded here directly, as one dynamic-Huffman block of (258, distance 1)
+    /// matches: 2 bits per 258 bytes, what libdeflate itself emits for them. The data between
+    /// runs goes through libdeflate, whose final block is spliced in: its BFINAL bit cleared
+    /// and an empty stored block appended to return to a byte boundary (as zlib's sync flush
+    /// does). The result is still one standard gzip member.
     public final class Compressor {
         let handle: OpaquePointer
-        public init(level: Int32) { handle = libdeflate_alloc_compressor(level)! }
-        deinit { libdeflate_free_compressor(handle) }
+        let level: Int32
+        let workspace: UnsafeMutableRawPointer
+        public static let zeroRunMinimum = 64 * 1024
+
+        public init(level: Int32) {
+            handle = libdeflate_alloc_compressor(level)!
+            self.level = level
+            workspace = .allocate(byteCount: deflate_blocks_workspace_size(), alignment: 16)
+        }
+        deinit {
+            libdeflate_free_compressor(handle)
+            workspace.deallocate()
+        }
 
         /// Compresses `input` into one standard gzip member in `output` (replacing its contents).
         public func compress(_ input: UnsafeRawBufferPointer, into output: ByteBuffer) {
+            let runs = ZeroRuns.find(in: input, minimum: Self.zeroRunMinimum)
+            if runs.isEmpty || !compressSpliced(input, runs: runs, into: output) {
+                compressWhole(input, into: output)
+            }
+        }
+
+        func compressWhole(_ input: UnsafeRawBufferPointer, into output: ByteBuffer) {
             output.reserve(libdeflate_gzip_compress_bound(handle, input.count))
             let n = libdeflate_gzip_compress(handle, input.baseAddress, input.count, output.storage.baseAddress, output.storage.count)
             precondition(n > 0, "libdeflate bound was too small")
             output.count = n
         }
-    }
 
-    /// Compresses `input` into one standard gzip member.
-    public static func compress(_ input: UnsafeRawBufferPointer, level: Int32 = 6) -> [UInt8] {
-        let c = libdeflate_alloc_compressor(level)!
-        defer { libdeflate_free_compressor(c) }
-        let bound = libdeflate_gzip_compress_bound(c, input.count)
-        var out = [UInt8](repeating: 0, count: bound)
-        let n = out.withUnsafeMutableBytes { o in
-            libdeflate_gzip_compress(c, input.baseAddress, input.count, o.baseAddress, o.count)
+        /// False when libdeflate's output could not be walked (then the caller compresses the
+        /// whole buffer the ordinary way).
+        func compressSpliced(_ input: UnsafeRawBufferPointer, runs: [Range<Int>], into output: ByteBuffer) -> Bool {
+            // Every data segment's bound, its realignment and every zero block's header fit in
+            // this; a zero block's body is 2 bits per 258 bytes.
+            let segments = 2 * runs.count + 1
+            output.reserve(libdeflate_deflate_compress_bound(handle, input.count)
+                           + segments * (libdeflate_deflate_compress_bound(handle, 0) + 64) + input.count / 1024 + 64)
+            var w = BitWriter(output.storage)
+            let xfl: UInt8 = level < 2 ? 4 : level >= 8 ? 2 : 0
+            w.appendBytes([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 0xff])
+            var at = 0
+            for run in runs {
+                // The run encodes as a literal and whole 258-byte matches; its last few zeros
+                // join the data that follows.
+                let length = 1 + (run.count - 1) / 258 * 258
+                if run.lowerBound > at, !appendData(UnsafeRawBufferPointer(rebasing: input[at..<run.lowerBound]), &w) { return false }
+                w.appendZeroBlock(matches: (length - 1) / 258)
+                at = run.lowerBound + length
+            }
+            if input.count > at, !appendData(UnsafeRawBufferPointer(rebasing: input[at...]), &w) { return false }
+            // The final block: empty, fixed Huffman (BFINAL 1, BTYPE 01, end-of-block 0000000).
+            w.appendBits(0b011, 3)
+            w.appendBits(0, 7)
+            w.alignToByte()
+            let crc = libdeflate_crc32(0, input.baseAddress, input.count)
+            w.appendLittleEndian(crc)
+            w.appendLittleEndian(UInt32(truncatingIfNeeded: input.count))
+            output.count = w.byteCount
+            return true
         }
-        precondition(n > 0, "libdeflate bound was too small")
-        out.removeSubrange(n...)
-        return out
+
+        /// Appends a libdeflate raw stream of `data` with its final block made non-final,
+        /// followed by an empty stored block, so the writer is byte-aligned again.
+        private func appendData(_ data: UnsafeRawBufferPointer, _ w: inout BitWriter) -> Bool {
+            precondition(w.isAligned)
+            let start = w.byteCount
+            let out = w.storage.baseAddress! + start
+            let n = libdeflate_deflate_compress(handle, data.baseAddress, data.count, out, w.storage.count - start)
+            precondition(n > 0, "libdeflate bound was too small")
+            var header = 0, end = 0
+            guard deflate_find_final_block(workspace, out.assumingMemoryBound(to: UInt8.self), n, &header, &end) == 0 else { return false }
+            out.storeBytes(of: out.load(fromByteOffset: header / 8, as: UInt8.self) & ~(1 << UInt8(header % 8)),
+                           toByteOffset: header / 8, as: UInt8.self)
+            // Continue writing at bit `end`: keep the whole bytes, re-append the partial one.
+            w.byteCount = start + end / 8
+            if end % 8 != 0 {
+                let partial = out.load(fromByteOffset: end / 8, as: UInt8.self) & UInt8((1 << (end % 8)) - 1)
+                w.appendBits(UInt64(partial), end % 8)
+            }
+            w.appendEmptyStoredBlock()
+            return true
+        }
     }
 
-    public static func compress(_ input: [UInt8], level: Int32 = 6) -> [UInt8] {
-        input.withUnsafeBytes { compress($0, level: level) }
+    /// Compresses `input` into one standard gzip member (a one-off; a process compressing
+    /// many buffers keeps a `Compressor`).
+    public static func compress(_ input: [UInt8], level: Int32 = 5) -> [UInt8] {
+        let out = ByteBuffer(capacity: 0)
+        input.withUnsafeBytes { Compressor(level: level).compress($0, into: out) }
+        return Array(out.bytes)
     }
 
     /// Decompresses every member of a gzip stream read by `read` (which fills the buffer and
