@@ -6,3 +6,5 @@
 int CSystemShims_syncfs(int fd) { return syncfs(fd); }
 
 int CSystemShims_start_writeback(int fd) { return sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE); }
+
+int CSystemShims_fallocate(int fd, long long offset, long long length) { return fallocate(fd, 0, (off_t)offset, (off_t)length); }

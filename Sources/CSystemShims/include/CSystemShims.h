@@ -4,4 +4,6 @@
 int CSystemShims_syncfs(int fd);
 /* Starts writeback of a file's dirty pages without waiting (sync_file_range WRITE). */
 int CSystemShims_start_writeback(int fd);
+/* Allocates blocks for [offset, offset+length) and extends the file (fallocate mode 0). */
+int CSystemShims_fallocate(int fd, long long offset, long long length);
 #endif

@@ -89,7 +89,7 @@ public struct Merge {
         }
         do {
             try AtomicFile.write(target, placement: .createOnly) { fd in
-                try bytes.withUnsafeBytes { try fd.writeAll($0) }
+                try bytes.withUnsafeBytes { try fd.writeAllocated($0) }
             }
         } catch Errno.fileExists {
             // Something (carbon) created it meanwhile: backfill it like any existing file.

@@ -60,7 +60,7 @@ final class MergeBatch {
         let fd = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_EXCL)
         TempFiles.register(tmp)
         do {
-            try fd.writeAll(bytes)
+            try fd.writeAllocated(bytes)
             system_start_writeback(fd.rawValue, path: tmp)
         } catch {
             fd.close()

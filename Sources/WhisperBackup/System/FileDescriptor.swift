@@ -73,6 +73,24 @@ public struct FileDescriptor: Sendable {
         }
     }
 
+    /// Fills this new, empty file with `bytes`. Its blocks are allocated first (fallocate(2),
+    /// as carbon does for new whisper files, so the file is not sparse and later writes find
+    /// their space), and then only the data outside long runs of zeros is written: allocated,
+    /// unwritten blocks read as zeros. A preallocated whisper file is mostly such runs. Where
+    /// the filesystem cannot allocate, every byte is written.
+    public func writeAllocated(_ bytes: UnsafeRawBufferPointer) throws {
+        let runs = ZeroRuns.find(in: bytes, minimum: 16 * 1024)
+        guard !runs.isEmpty, try system_fallocate(rawValue, Int64(bytes.count), path: path) else {
+            try writeAll(bytes)
+            return
+        }
+        var at = 0
+        for run in runs + [bytes.count..<bytes.count] {
+            if run.lowerBound > at { try write(UnsafeRawBufferPointer(rebasing: bytes[at..<run.lowerBound]), at: Int64(at)) }
+            at = run.upperBound
+        }
+    }
+
     public func sync() throws { try system_fsync(rawValue, path: path) }
 }
 

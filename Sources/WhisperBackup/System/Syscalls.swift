@@ -101,6 +101,18 @@ public func system_start_writeback(_ fd: CInt, path: String? = nil) {
     _ = CSystemShims_start_writeback(fd)
 }
 
+/// Allocates the blocks of `[0, length)` and extends the file to `length`; false where the
+/// filesystem cannot (EOPNOTSUPP: NFSv3, some FUSE filesystems). The corresponding C function
+/// is `fallocate(2)` with mode 0.
+public func system_fallocate(_ fd: CInt, _ length: Int64, path: String? = nil) throws -> Bool {
+    do {
+        _ = try retrying("fallocate", path) { CSystemShims_fallocate(fd, 0, length) }
+        return true
+    } catch let e as Errno where e.rawValue == EOPNOTSUPP || e.rawValue == ENOSYS {
+        return false
+    }
+}
+
 /// The corresponding C function is `ftruncate(2)`.
 public func system_ftruncate(_ fd: CInt, _ length: Int64, path: String? = nil) throws {
     _ = try retrying("ftruncate", path) { ftruncate(fd, off_t(length)) }
