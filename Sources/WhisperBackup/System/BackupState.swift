@@ -156,23 +156,66 @@ public final class BackupState {
         if cachedShard == BackupState.shardName(metric) { cachedEntries[metric] = e }
     }
 
+    /// Reads a journal; later lines override earlier ones. Parsed on bytes: an unchanged run
+    /// reads one journal per whisper directory, so this is most of its work.
     func load(_ shard: String) -> [String: StateEntry] {
         let path = Path.join(Path.join(dir, "shards"), shard)
         guard let fd = try? FileDescriptor.open(path, O_RDONLY),
-              let bytes = try? fd.closeAfter({ try fd.readAll() }) else { return [:] }
+              let bytes = try? fd.closeAfter({ try fd.readAll(sizeHint: Int((try? fd.stat().st_size) ?? 0) + 1) }) else { return [:] }
         var out: [String: StateEntry] = [:]
-        for raw in bytes.split(separator: 10) {
-            let line = String(decoding: raw, as: UTF8.self)
-            guard let tab = line.lastIndex(of: "\t"),
-                  BackupState.checksum(String(line[..<tab])) == line[line.index(after: tab)...] else { continue }
-            let f = line[..<tab].split(separator: "\t", omittingEmptySubsequences: false)
-            guard f.count == 9, let size = Int64(f[1]), let ino = UInt64(f[2]), let dev = UInt64(f[3]),
-                  let m = Int64(f[4]), let c = Int64(f[5]), Hex.isHex(f[6], length: 64),
-                  let t = Int64(f[7]), let gz = Int64(f[8]) else { continue }
-            out[String(f[0])] = StateEntry(size: size, inode: ino, device: dev, mtimeNs: m, ctimeNs: c,
-                                           hash: String(f[6]), time: t, storedSize: gz)
+        bytes.withUnsafeBufferPointer { buf in
+            var start = 0
+            while start < buf.count {
+                let end = UnsafeBufferPointer(rebasing: buf[start...]).firstIndex(of: 10).map { start + $0 } ?? buf.count
+                if let (metric, entry) = BackupState.parse(UnsafeBufferPointer(rebasing: buf[start..<end])) { out[metric] = entry }
+                start = end + 1
+            }
         }
         return out
+    }
+
+    /// One journal line: nine tab-separated fields and the checksum of the text before it.
+    static func parse(_ line: UnsafeBufferPointer<UInt8>) -> (String, StateEntry)? {
+        guard let lastTab = line.lastIndex(of: 9), line.count - lastTab - 1 == 16 else { return nil }
+        let body = UnsafeBufferPointer(rebasing: line[..<lastTab])
+        let digest = Digest.hash(.sha256, UnsafeRawBufferPointer(body))
+        let hex = Array("0123456789abcdef".utf8)
+        for i in 0..<8 {
+            guard line[lastTab + 1 + 2 * i] == hex[Int(digest[i] >> 4)], line[lastTab + 2 + 2 * i] == hex[Int(digest[i] & 15)] else { return nil }
+        }
+        var fields: [UnsafeBufferPointer<UInt8>] = []
+        fields.reserveCapacity(9)
+        var from = 0
+        for i in 0...body.count where i == body.count || body[i] == 9 {
+            fields.append(UnsafeBufferPointer(rebasing: body[from..<i]))
+            from = i + 1
+        }
+        guard fields.count == 9, let size = integer(fields[1]), let ino = integer(fields[2]), let dev = integer(fields[3]),
+              let m = integer(fields[4]), let c = integer(fields[5]), fields[6].count == 64,
+              fields[6].allSatisfy({ hex.contains($0) }), let t = integer(fields[7]), let gz = integer(fields[8]) else { return nil }
+        let entry = StateEntry(size: size, inode: UInt64(bitPattern: ino), device: UInt64(bitPattern: dev), mtimeNs: m, ctimeNs: c,
+                               hash: String(decoding: fields[6], as: UTF8.self), time: t, storedSize: gz)
+        return (String(decoding: fields[0], as: UTF8.self), entry)
+    }
+
+    /// A decimal integer, optionally negative (an inode or device number above Int64.max is
+    /// written unsigned and read back by its bit pattern).
+    static func integer(_ digits: UnsafeBufferPointer<UInt8>) -> Int64? {
+        var i = 0, negative = false
+        if digits.first == UInt8(ascii: "-") { negative = true; i = 1 }
+        guard i < digits.count, digits.count - i <= 20 else { return nil }
+        var v: UInt64 = 0
+        while i < digits.count {
+            let d = digits[i] &- UInt8(ascii: "0")
+            guard d < 10 else { return nil }
+            let (m, o1) = v.multipliedReportingOverflow(by: 10)
+            let (s, o2) = m.addingReportingOverflow(UInt64(d))
+            guard !o1, !o2 else { return nil }
+            v = s
+            i += 1
+        }
+        if negative { return v <= UInt64(Int64.max) ? -Int64(v) : nil }
+        return Int64(bitPattern: v)
     }
 
     /// One journal per parent metric path (a whisper directory); long names are hashed.
