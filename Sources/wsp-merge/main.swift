@@ -1,7 +1,7 @@
 import ArgumentParser
 import WhisperBackup
 
-struct WspMerge: ParsableCommand {
+struct WspMerge: RecordArguments {
     static let configuration = CommandConfiguration(
         commandName: "wsp-merge",
         abstract: "Verify fetched versions, then create missing whisper files or backfill existing ones.",

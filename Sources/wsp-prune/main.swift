@@ -1,7 +1,7 @@
 import ArgumentParser
 import WhisperBackup
 
-struct WspPrune: ParsableCommand {
+struct WspPrune: RecordArguments {
     static let configuration = CommandConfiguration(
         commandName: "wsp-prune",
         abstract: "Keep the newest N versions of each metric; purge metrics gone from disk.",

@@ -66,7 +66,7 @@ struct WspPull: ParsableCommand {
         }
     }
 
-    struct Get: ParsableCommand {
+    struct Get: RecordArguments {
         static let configuration = CommandConfiguration(
             abstract: "Download versions named by version records into the spool.",
             discussion: """

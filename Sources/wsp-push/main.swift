@@ -1,7 +1,7 @@
 import ArgumentParser
 import WhisperBackup
 
-struct WspPush: ParsableCommand {
+struct WspPush: RecordArguments {
     static let configuration = CommandConfiguration(
         commandName: "wsp-push",
         abstract: "Upload snapshots the store lacks (dedup against each metric's newest version).",

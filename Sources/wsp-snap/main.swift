@@ -1,7 +1,7 @@
 import ArgumentParser
 import WhisperBackup
 
-struct WspSnap: ParsableCommand {
+struct WspSnap: RecordArguments {
     static let configuration = CommandConfiguration(
         commandName: "wsp-snap",
         abstract: "Take consistent, hashed, gzipped snapshots of whisper files into a bounded spool.",

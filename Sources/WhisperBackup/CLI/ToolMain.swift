@@ -13,6 +13,11 @@ public struct RecordsFailed: Error, CustomStringConvertible {
     public var description: String { "\(count) record(s) failed" }
 }
 
+/// A command that takes records as trailing arguments (`xargs -d '\n' -n K tool ...`).
+public protocol RecordArguments: ParsableCommand {
+    var records: [String] { get set }
+}
+
 /// The one `main()` of every tool: maps usage and configuration errors to exit 2 (where
 /// swift-argument-parser would use 64), failed records to 1, a stop by SIGINT/SIGTERM to
 /// 128+signal, and prints errors as `tool: message` on one line.
@@ -21,7 +26,23 @@ public enum ToolMain {
         Signals.install()
         var command: ParsableCommand
         do {
-            command = try C.parseAsRoot()
+            // The records xargs appends (the trailing arguments that hold a tab) bypass the
+            // parser, whose work grows with the square of the argument count: 1,000 records
+            // cost it 30 ms a process, 3,000 records 200 ms.
+            var arguments = Array(CommandLine.arguments.dropFirst())
+            var start = arguments.count
+            while start > 0, arguments[start - 1].utf8.contains(9) { start -= 1 }
+            let trailing = Array(arguments[start...])
+            arguments.removeSubrange(start...)
+            command = try C.parseAsRoot(arguments)
+            if !trailing.isEmpty {
+                if var taking = command as? any RecordArguments {
+                    taking.records += trailing
+                    command = taking
+                } else {
+                    command = try C.parseAsRoot(arguments + trailing)
+                }
+            }
         } catch {
             let code = C.exitCode(for: error)
             if code == .success { C.exit(withError: error) }
