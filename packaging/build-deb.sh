@@ -2,8 +2,9 @@
 # Builds dist/whisper-backup_VERSION_ARCH.deb with dpkg-deb from what `make` built: the tools
 # (Swift runtime linked in, so no dependency on a Swift toolchain), wrappers, man pages,
 # completions, systemd units and /etc/default/whisper-backup (a conffile). Depends: the shared
-# libraries the tools link (found by dpkg-shlibdeps: libcurl4, libdeflate0, zlib1g, libssl3,
-# libc6, libstdc++6, libgcc-s1) and what the wrappers run.
+# libraries the tools link (found by dpkg-shlibdeps: libdeflate0, zlib1g, libssl3, libc6,
+# libstdc++6, libgcc-s1), libcurl4 (loaded with dlopen at the first HTTP request, so named in
+# control.in) and what the wrappers run.
 #
 #   packaging/build-deb.sh [--scratch .build-dist] [--out dist] [--compress gzip|xz|zstd]
 #   (`make deb` runs it; gzip by default: every dpkg reads it, and xz takes a minute longer)

@@ -32,14 +32,16 @@ public final class HTTPClient {
     private let errorBuffer: UnsafeMutablePointer<CChar>
     private let trace: Bool
 
-    private static let globalInit: Bool = {
-        curl_global_init(CCurl_GLOBAL_DEFAULT()) == CURLE_OK
+    /// nil once libcurl is loaded and initialised, else why not.
+    private static let loadError: String? = {
+        var reason = [CChar](repeating: 0, count: 256)
+        if CCurl_load(&reason, reason.count) != 0 { return String(cString: reason) }
+        return CCurl_global_init(CCurl_GLOBAL_DEFAULT()) == CURLE_OK ? nil : "libcurl could not be initialised"
     }()
 
     public init(options: Options = Options()) throws {
-        guard HTTPClient.globalInit, let h = curl_easy_init() else {
-            throw HTTPError(.other, "libcurl could not be initialised")
-        }
+        if let reason = HTTPClient.loadError { throw HTTPError(.other, reason) }
+        guard let h = CCurl_easy_init() else { throw HTTPError(.other, "libcurl could not be initialised") }
         self.options = options
         handle = h
         errorBuffer = .allocate(capacity: Int(CCurl_ERROR_SIZE()) + 1)
@@ -50,7 +52,7 @@ public final class HTTPClient {
     }
 
     deinit {
-        curl_easy_cleanup(handle)
+        CCurl_easy_cleanup(handle)
         errorBuffer.deallocate()
     }
 
@@ -63,14 +65,14 @@ public final class HTTPClient {
         defer { transfer.close() }
         let ctx = Unmanaged.passUnretained(transfer).toOpaque()
 
-        curl_easy_reset(handle)  // keeps the connection cache
+        CCurl_easy_reset(handle)  // keeps the connection cache
         errorBuffer[0] = 0
         var headerList: UnsafeMutablePointer<curl_slist>? = nil
-        defer { curl_slist_free_all(headerList) }
-        for h in request.headers { headerList = curl_slist_append(headerList, "\(h.name): \(h.value)") }
+        defer { CCurl_slist_free_all(headerList) }
+        for h in request.headers { headerList = CCurl_slist_append(headerList, "\(h.name): \(h.value)") }
         // No `Expect: 100-continue` round trip; no form content type on POST.
         for h in ["Expect:", "Content-Type:"] where !request.headers.contains(where: { $0.name.lowercased() == h.dropLast().lowercased() }) {
-            headerList = curl_slist_append(headerList, h)
+            headerList = CCurl_slist_append(headerList, h)
         }
 
         var rc = CURLE_OK
@@ -119,10 +121,10 @@ public final class HTTPClient {
             if method != "PUT" { set(CURLOPT_CUSTOMREQUEST, method) }
         }
         if rc != CURLE_OK {
-            throw HTTPError(.other, "\(method) \(request.url): libcurl option rejected: \(String(cString: curl_easy_strerror(rc)))", code: Int(rc.rawValue))
+            throw HTTPError(.other, "\(method) \(request.url): libcurl option rejected: \(String(cString: CCurl_easy_strerror(rc)))", code: Int(rc.rawValue))
         }
 
-        rc = curl_easy_perform(handle)
+        rc = CCurl_easy_perform(handle)
         var status = 0
         CCurl_easy_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
         if trace {
@@ -140,7 +142,7 @@ public final class HTTPClient {
     }
 
     private func error(_ rc: CURLcode, method: String, url: String, transfer: Transfer) -> HTTPError {
-        let detail = errorBuffer[0] != 0 ? String(cString: errorBuffer) : String(cString: curl_easy_strerror(rc))
+        let detail = errorBuffer[0] != 0 ? String(cString: errorBuffer) : String(cString: CCurl_easy_strerror(rc))
         if let local = transfer.localError {
             return HTTPError(.local, "\(method) \(url): \(local)", code: Int(rc.rawValue))
         }
