@@ -20,6 +20,13 @@ from safetylib import (bad_versions, kill_tree, popen_pipeline, processes_mentio
 SIGS = {"INT": (signal.SIGINT, 130), "TERM": (signal.SIGTERM, 143)}
 
 
+
+def spool_files(spool):
+    """The spool's entries but the emptied files it keeps for reuse (`.wsp-free.N`, 0 bytes)."""
+    free = [f for f in os.listdir(spool) if f.startswith(".wsp-free.")]
+    assert all(os.path.getsize(os.path.join(spool, f)) == 0 for f in free)
+    return sorted(f for f in os.listdir(spool) if not f.startswith(".wsp-free."))
+
 def start(args, **kw):
     """A tool with its stdin a pipe we hold, and its stdout read line by line by a thread."""
     p = subprocess.Popen([os.path.join(BIN, args[0]), *map(str, args[1:])], stdin=subprocess.PIPE,
@@ -217,28 +224,32 @@ def test_producers_stop_while_waiting_for_spool_room(tmp_path, store, spool, bac
     rc, out, err = stop(p, signum)
     assert rc == code, err
     assert out == ""
-    assert sorted(os.listdir(spool)) == [".wsp-spool.lock", "filler"]
+    assert spool_files(spool) == [".wsp-spool.lock", "filler"]
 
 
 def test_a_killed_producer_leaves_a_reservation_the_next_one_removes(tmp_path, store, spool, backed_up):
-    """SIGKILL cannot be caught: the dead process's temp files and reservations stay until the
-    next tool opens the spool and sees that their process is gone."""
+    """SIGKILL cannot be caught: the dead process's reservation stays in the spool's ledger, and
+    its temp file in the spool, until the next tool sees that their process is gone."""
     with open(os.path.join(spool, "filler"), "wb") as f:
         f.truncate(1 << 20)
     p = start(["wsp-snap", "--spool", spool, "--spool-max", "1M", "--root", backed_up])
     p.stdin.write("servers.host000.cpu.user\n")
     p.stdin.flush()
     time.sleep(1.0)
-    # The snap waits for room without a reservation; leave a reservation as a dead one would.
+    # The snap waits for room without a reservation; leave one as a dead process would.
     dead = subprocess.Popen(["true"])
     dead.wait()
-    stale = os.path.join(spool, f".wsp-tmp.resv.{dead.pid}.123")
-    open(stale, "wb").truncate(900 << 10)
     p.kill()
     p.wait()
+    ledger = os.path.join(spool, ".wsp-spool.lock")
+    with open(ledger, "w") as f:
+        f.write(f"wsp-spool 1\nspooled 0\nfree 0\nresv {dead.pid} 123 {900 << 10}\n")
+    stale = os.path.join(spool, f".wsp-tmp.{dead.pid}.123")
+    open(stale, "wb").truncate(900 << 10)
     os.unlink(os.path.join(spool, "filler"))
     sh(f"wsp-pull list {store} '*' | head -3 | wsp-pull get --spool {spool} --spool-max 1M {store}")
     assert not os.path.exists(stale)
+    assert f"resv {dead.pid} " not in open(ledger).read()
 
 
 @pytest.mark.parametrize("trial", range(trials(6)))
@@ -350,7 +361,7 @@ def test_wrapper_stops_every_process_it_started(tmp_path, sig, mode):
         assert processes_mentioning(tag) == []
         assert os.listdir(tmp_path / "tmp") == []   # the run's work directory is gone
         assert temp_files(spool, bucket) == []
-        assert sorted(os.listdir(spool)) in ([], ["filler"], [".wsp-spool.lock", "filler"])
+        assert spool_files(spool) in ([], ["filler"], [".wsp-spool.lock", "filler"])
     finally:
         if p.poll() is None:
             p.kill()

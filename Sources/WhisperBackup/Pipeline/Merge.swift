@@ -68,7 +68,7 @@ public struct Merge {
         guard let hash = record[2] else { throw RecordError("fetched record needs HASH in field 3") }
         guard let gzPath = record[3] else { throw RecordError("fetched record needs GZFILE in field 4") }
         let target = Path.join(realRoot, MetricName.relativePath(metric))
-        defer { if !keepSpool && !dryRun && Spool.isSpoolFile(gzPath) { _ = try? system_unlink(gzPath) } }
+        defer { if !keepSpool && !dryRun && Spool.isSpoolFile(gzPath) { Spool.discard(gzPath) } }
         let (bytes, header) = try VersionCheck.verify(gzPath: gzPath, expectedHash: hash)
         diagnostics.bytesIn += Int64(bytes.count)
 

@@ -180,7 +180,7 @@ public struct PullGet {
         let dest = try fetch(version, size: Int64(record[4] ?? "") ?? 0, diagnostics: diagnostics)
         // A record the next stage never sees leaves no spool file behind.
         if !output.write(Record([version.metric, version.timeText, version.hash, dest])) {
-            _ = try? system_unlink(dest)
+            Spool.discard(dest)
         }
     }
 
@@ -189,12 +189,13 @@ public struct PullGet {
     public func fetch(_ version: StoredVersion, size: Int64, diagnostics: Diagnostics) throws -> String {
         let dest = spool.newPath(suffix: ".wsp.gz")
         let reservation = try spool.reserve(size)
-        defer { reservation.release() }
-        let tmp = AtomicFile.tempPath(for: dest)
-        TempFiles.register(tmp)
-        defer { _ = try? system_unlink(tmp); TempFiles.unregister(tmp) }
-        try store.get(version.key, to: tmp)
-        try system_rename(tmp, dest)
+        do {
+            try store.get(version.key, to: reservation.path)
+            try spool.commit(reservation, as: dest)
+        } catch {
+            spool.cancel(reservation)
+            throw error
+        }
         if let st = try? system_stat(dest) { diagnostics.bytesIn += Int64(st.st_size) }
         return dest
     }

@@ -93,7 +93,7 @@ public struct PullVerify {
         if problem == nil {
             do {
                 let path = try get.fetch(v, size: v.size, diagnostics: diagnostics)
-                defer { _ = try? system_unlink(path) }
+                defer { Spool.discard(path) }
                 if v.size > 0, let st = try? system_stat(path), Int64(st.st_size) != v.size {
                     problem = "downloaded \(st.st_size) bytes, the listing said \(v.size)"
                 } else {

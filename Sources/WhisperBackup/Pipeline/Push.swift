@@ -81,7 +81,7 @@ public struct Push {
             do {
                 if !dryRun {
                     try remember(u.record.metric, u.stat, u.version)
-                    if Spool.isSpoolFile(u.gzPath) { _ = try? system_unlink(u.gzPath) }
+                    if Spool.isSpoolFile(u.gzPath) { Spool.discard(u.gzPath) }
                 }
                 diagnostics.bytesIn += u.version.size
                 diagnostics.bytesOut += u.version.size
@@ -124,7 +124,7 @@ public struct Push {
         let newest = try Versions.newest(of: metric, in: store, layout: layout)
         if let newest, newest.hash == hash {
             if !dryRun {
-                if Spool.isSpoolFile(gzPath) { _ = try? system_unlink(gzPath) }
+                if Spool.isSpoolFile(gzPath) { Spool.discard(gzPath) }
                 try remember(metric, stat, newest)
             }
             return .done(newest.recordFields + ["unchanged"], "unchanged")

@@ -52,7 +52,7 @@ public struct Snap {
             do {
                 let fields = try snapOne(record, diagnostics: diagnostics)
                 // A snapshot the next stage never hears of leaves no spool file behind.
-                if !output.write(Record(fields)) && fields[4] != "-" { _ = try? system_unlink(fields[4]) }
+                if !output.write(Record(fields)) && fields[4] != "-" { Spool.discard(fields[4]) }
                 diagnostics.done("snapped")
             } catch {
                 diagnostics.fail(record.metric, error)

@@ -14,13 +14,34 @@ public struct SpoolFull: Error, CustomStringConvertible {
 }
 
 /// A directory shared by the stages of a pipeline, bounded in bytes. A producer reserves
-/// room before writing a file and waits while the consumer drains it. Usage is measured
-/// from the directory itself (sizes of its files), so any number of processes can share it
-/// without a counter that a crash could leave wrong.
+/// room before writing a file and waits while the consumer drains it.
+///
+/// The accounting lives in a small ledger, `.wsp-spool.lock`, read and rewritten under an
+/// exclusive lock on it: the bytes of finished spool files, one line per reservation in
+/// flight (with its process id, so a dead process's reservation lapses), and the number of
+/// emptied files kept for reuse. Scanning the directory for every reservation made a run
+/// over n files cost n² stat calls; the directory is now measured when the ledger says the
+/// spool is full, when it cannot be read, at each process's first reservation and every few
+/// seconds: a ledger left wrong by a crash, or files put there by others, cost a scan, never
+/// a stall or more than a few seconds' overshoot.
+///
+/// Consumers empty a finished file and rename it to `.wsp-free.N` rather than unlink it, and
+/// producers write into such a file: a run then creates and frees no inodes in the spool,
+/// which on filesystems that delay the reuse of freed inodes (ext4 without a journal) made
+/// every new file slower than the last.
 public struct Spool: Sendable {
     public let dir: String
     public let maxBytes: Int64
     public let waitSeconds: Double
+
+    static let ledgerName = ".wsp-spool.lock"
+    static let freePrefix = ".wsp-free."
+    /// Emptied files kept for reuse at most; more are unlinked.
+    static let maxFree = 4096
+    /// Seconds between scans of the directory while the ledger says there is room.
+    static let scanInterval: Int64 = 5
+    /// Whether this process has scanned the spool (single-threaded tools).
+    static var scannedHere = false
 
     public init(dir: String, maxBytes: Int64, waitSeconds: Double) throws {
         self.dir = dir
@@ -30,24 +51,26 @@ public struct Spool: Sendable {
         removeStaleTempFiles()
     }
 
-    /// Removes temp files and reservations left by processes that died without cleaning up
-    /// (SIGKILL, power loss): their names carry the pid, and no process has it any more.
-    /// Finished spool files are kept: a next stage may still take them.
+    /// Removes temp files left by processes that died without cleaning up (SIGKILL, power
+    /// loss): their names carry the pid, and no process has it any more. Finished spool files
+    /// are kept: a next stage may still take them.
     func removeStaleTempFiles() {
         guard let entries = try? system_readdir(dir) else { return }
         for e in entries where e.name.hasPrefix(AtomicFile.tempPrefix) {
             var rest = e.name.dropFirst(AtomicFile.tempPrefix.count)
-            if rest.hasPrefix("resv.") { rest = rest.dropFirst(5) }
+            if rest.hasPrefix("resv.") { rest = rest.dropFirst(5) }   // reservations of earlier versions
             guard let dot = rest.firstIndex(of: "."), let pid = Int32(rest[..<dot]) else { continue }
             if !system_processExists(pid) { _ = try? system_unlink(Path.join(dir, e.name)) }
         }
     }
 
-    /// Bytes held by files in the spool now, temp files included.
+    /// Bytes held by finished files in the spool now (a directory scan). Files being written
+    /// are counted by their reservations instead; emptied files hold nothing.
     public func usage() -> Int64 {
         guard let entries = try? system_readdir(dir) else { return 0 }
         var total: Int64 = 0
-        for e in entries where e.kind == .file || e.kind == .unknown {
+        for e in entries where (e.kind == .file || e.kind == .unknown) && !e.name.hasPrefix(Spool.freePrefix)
+            && !e.name.hasPrefix(AtomicFile.tempPrefix) && e.name != Spool.ledgerName {
             if let st = try? system_lstat(Path.join(dir, e.name)), st.isRegularFile {
                 total += Int64(st.st_size)
             }
@@ -55,33 +78,116 @@ public struct Spool: Sendable {
         return total
     }
 
-    /// Waits until `bytes` more fit under the bound, then holds them with a placeholder file
-    /// of that size until `release()`. The check and the placeholder are made under a lock on
-    /// the spool, so concurrent producers never overshoot together. A file larger than the
-    /// whole bound can never fit and fails at once.
+    /// Waits until `bytes` more fit under the bound, then holds them in the ledger until the
+    /// reservation is committed or cancelled. The reservation's `path` is where to write the
+    /// file (an emptied spool file when there is one). A file larger than the whole bound can
+    /// never fit and fails at once.
     public func reserve(_ bytes: Int64) throws -> SpoolReservation {
         if bytes > maxBytes { throw SpoolFull(dir: dir, needed: bytes, limit: maxBytes, waited: 0) }
         let start = system_monotonic()
         var pause = 0.005
-        let lock = try FileDescriptor.open(Path.join(dir, ".wsp-spool.lock"), O_RDWR | O_CREAT, mode: 0o600)
-        defer { lock.close() }
         while true {
-            try FileLock.lock(lock, .exclusive, timeout: 60)
-            if usage() + bytes <= maxBytes {
-                defer { FileLock.unlock(lock) }
-                let path = Path.join(dir, "\(AtomicFile.tempPrefix)resv.\(system_getpid()).\(UInt64.random(in: 0...UInt64.max))")
-                let fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+            let granted: SpoolReservation? = try withLedger { ledger in
+                // Files the ledger does not know of (another tool's, copied in by hand) are
+                // found by a scan at each process's first reservation and every few seconds.
+                let now = Int64(system_now())
+                if ledger.used + bytes > maxBytes || !Spool.scannedHere || now - ledger.scanned >= Spool.scanInterval {
+                    ledger.spooled = usage()
+                    ledger.scanned = now
+                    Spool.scannedHere = true
+                }
+                let used = ledger.used
+                guard used + bytes <= maxBytes else { return nil }
+                let token = UInt64.random(in: 0...UInt64.max)
+                let path = Path.join(dir, "\(AtomicFile.tempPrefix)\(system_getpid()).\(token)")
                 TempFiles.register(path)
-                try fd.closeAfter { try system_ftruncate(fd.rawValue, bytes, path: path) }
-                return SpoolReservation(path: path)
+                if ledger.free > 0 {
+                    ledger.free -= 1
+                    _ = try? system_rename(Path.join(dir, "\(Spool.freePrefix)\(ledger.free)"), path)
+                }
+                ledger.reservations.append(.init(pid: system_getpid(), token: token, bytes: bytes))
+                return SpoolReservation(spool: self, token: token, bytes: bytes, path: path)
             }
-            FileLock.unlock(lock)
+            if let granted { return granted }
             let waited = system_monotonic() - start
             if waited >= waitSeconds { throw SpoolFull(dir: dir, needed: bytes, limit: maxBytes, waited: waited) }
             if Signals.stopRequested { throw Interrupted() }
             system_sleep(pause)
             pause = min(pause * 2, 0.2)
         }
+    }
+
+    /// Publishes a reservation's written file as `dest` (the next stage may take it from then
+    /// on) and books its size in place of the reservation.
+    public func commit(_ r: SpoolReservation, as dest: String) throws {
+        let size = Int64((try? system_stat(r.path).st_size) ?? 0)
+        do { try system_rename(r.path, dest) } catch { cancel(r); throw error }
+        TempFiles.unregister(r.path)
+        try withLedger { ledger in
+            ledger.reservations.removeAll { $0.pid == system_getpid() && $0.token == r.token }
+            ledger.spooled += size
+        }
+    }
+
+    /// Gives up a reservation; whatever was written to its path is emptied and kept for reuse.
+    public func cancel(_ r: SpoolReservation) {
+        _ = try? withLedger { ledger in
+            ledger.reservations.removeAll { $0.pid == system_getpid() && $0.token == r.token }
+            recycle(r.path, &ledger)
+        }
+        TempFiles.unregister(r.path)
+    }
+
+    /// Empties a spool file a stage has finished with and keeps it for reuse (or unlinks it
+    /// when the directory holds no ledger, or enough emptied files already).
+    public static func discard(_ path: String) {
+        let spool = Spool(existing: Path.directory(of: path))
+        guard Path.exists(Path.join(spool.dir, ledgerName)) else {
+            _ = try? system_unlink(path)
+            return
+        }
+        let size = Int64((try? system_stat(path).st_size) ?? 0)
+        let done: Void? = try? spool.withLedger { ledger in
+            spool.recycle(path, &ledger)
+            ledger.spooled = max(0, ledger.spooled - size)
+        }
+        if done == nil { _ = try? system_unlink(path) }
+    }
+
+    /// A spool opened by a consumer: no bound, no cleanup.
+    private init(existing dir: String) {
+        self.dir = dir
+        maxBytes = .max
+        waitSeconds = 0
+    }
+
+    /// Under the ledger's lock: empties `path` and renames it into the free pool.
+    private func recycle(_ path: String, _ ledger: inout SpoolLedger) {
+        guard ledger.free < Spool.maxFree, (try? system_truncate(path, 0)) != nil,
+              (try? system_rename(path, Path.join(dir, "\(Spool.freePrefix)\(ledger.free)"))) != nil else {
+            _ = try? system_unlink(path)
+            return
+        }
+        ledger.free += 1
+    }
+
+    /// Runs `body` on the ledger under an exclusive lock and writes it back. A ledger that is
+    /// missing or unreadable starts from a scan of the directory.
+    @discardableResult
+    func withLedger<R>(_ body: (inout SpoolLedger) throws -> R) throws -> R {
+        let path = Path.join(dir, Spool.ledgerName)
+        let fd = try FileDescriptor.open(path, O_RDWR | O_CREAT, mode: 0o600)
+        defer { fd.close() }
+        try FileLock.lock(fd, .exclusive, timeout: 60)
+        defer { FileLock.unlock(fd) }
+        let text = (try? fd.readAll(sizeHint: 4096)) ?? []
+        var ledger = SpoolLedger(parsing: text) ?? SpoolLedger(spooled: usage())
+        ledger.reservations.removeAll { !system_processExists($0.pid) }
+        let result = try body(&ledger)
+        let out = Array(ledger.text.utf8)
+        try out.withUnsafeBytes { try fd.write($0, at: 0) }
+        try system_ftruncate(fd.rawValue, Int64(out.count), path: path)
+        return result
     }
 
     /// A new unique file name in the spool: `PID.RANDOM` and the suffix.
@@ -99,6 +205,55 @@ public struct Spool: Sendable {
     }
 }
 
+/// The spool's accounting (see `Spool`), as text:
+///
+///     wsp-spool 1
+///     spooled BYTES
+///     scanned EPOCH-SECONDS     (the last directory scan)
+///     free COUNT
+///     resv PID TOKEN BYTES      (one per reservation in flight)
+struct SpoolLedger {
+    struct Reservation {
+        var pid: Int32
+        var token: UInt64
+        var bytes: Int64
+    }
+    var spooled: Int64
+    var scanned: Int64 = 0
+    var free = 0
+    var reservations: [Reservation] = []
+
+    init(spooled: Int64) { self.spooled = spooled }
+
+    init?(parsing bytes: [UInt8]) {
+        let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n")
+        guard lines.first == "wsp-spool 1" else { return nil }
+        var spooled: Int64?
+        for line in lines.dropFirst() {
+            let f = line.split(separator: " ")
+            switch (f.first, f.count) {
+            case ("spooled", 2): spooled = Int64(f[1])
+            case ("scanned", 2): guard let t = Int64(f[1]) else { return nil }; scanned = t
+            case ("free", 2): guard let n = Int(f[1]), n >= 0 else { return nil }; free = n
+            case ("resv", 4):
+                guard let pid = Int32(f[1]), let token = UInt64(f[2]), let b = Int64(f[3]) else { return nil }
+                reservations.append(Reservation(pid: pid, token: token, bytes: b))
+            default: return nil
+            }
+        }
+        guard let spooled, spooled >= 0 else { return nil }
+        self.spooled = spooled
+    }
+
+    var used: Int64 { spooled + reservations.reduce(0) { $0 + $1.bytes } }
+
+    var text: String {
+        var s = "wsp-spool 1\nspooled \(spooled)\nscanned \(scanned)\nfree \(free)\n"
+        for r in reservations { s += "resv \(r.pid) \(r.token) \(r.bytes)\n" }
+        return s
+    }
+}
+
 /// The run was asked to stop (SIGINT/SIGTERM) while this record was in progress.
 public struct Interrupted: Error, CustomStringConvertible {
     public init() {}
@@ -106,27 +261,28 @@ public struct Interrupted: Error, CustomStringConvertible {
 }
 
 extension Spool {
-    /// Waits for room, then writes `bytes` as a new spool file (temp + rename, so the next
-    /// stage never sees part of one) and returns its path. No fsync: the spool is scratch.
+    /// Waits for room, then writes `bytes` as a new spool file (written under a temp name,
+    /// so the next stage never sees part of one) and returns its path. No fsync: the spool
+    /// is scratch.
     public func write(_ bytes: UnsafeRawBufferPointer, suffix: String = ".wsp.gz") throws -> String {
-        let reservation = try reserve(Int64(bytes.count))
-        defer { reservation.release() }
+        let r = try reserve(Int64(bytes.count))
         let dest = newPath(suffix: suffix)
-        let tmp = AtomicFile.tempPath(for: dest)
-        TempFiles.register(tmp)
-        defer { _ = try? system_unlink(tmp); TempFiles.unregister(tmp) }
-        let fd = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
-        try fd.closeAfter { try fd.writeAll(bytes) }
-        try system_rename(tmp, dest)
+        do {
+            let fd = try FileDescriptor.open(r.path, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
+            try fd.closeAfter { try fd.writeAll(bytes) }
+            try commit(r, as: dest)
+        } catch {
+            cancel(r)
+            throw error
+        }
         return dest
     }
 }
 
-/// Room held in a spool by a placeholder file (sparse, counted by its size).
+/// Room held in a spool's ledger, and the path to write the file to before `commit`.
 public struct SpoolReservation {
+    let spool: Spool
+    let token: UInt64
+    public let bytes: Int64
     public let path: String
-    public func release() {
-        _ = try? system_unlink(path)
-        TempFiles.unregister(path)
-    }
 }

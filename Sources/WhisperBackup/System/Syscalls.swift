@@ -113,6 +113,11 @@ public func system_fallocate(_ fd: CInt, _ length: Int64, path: String? = nil) t
     }
 }
 
+/// The corresponding C function is `truncate(2)`.
+public func system_truncate(_ path: String, _ length: Int64) throws {
+    _ = try retrying("truncate", path) { truncate(path, off_t(length)) }
+}
+
 /// The corresponding C function is `ftruncate(2)`.
 public func system_ftruncate(_ fd: CInt, _ length: Int64, path: String? = nil) throws {
     _ = try retrying("ftruncate", path) { ftruncate(fd, off_t(length)) }
