@@ -61,13 +61,14 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--work", default=None)
+    ap.add_argument("--filled", action="store_true", help="every archive full (gen-tree.py --filled)")
     a = ap.parse_args()
     work = a.work or tempfile.mkdtemp(prefix="wsp-bench.", dir=os.environ.get("TMPDIR", "/var/tmp"))
     os.makedirs(work, exist_ok=True)
     pristine = os.path.join(work, "pristine")
     if not os.path.exists(pristine):
         subprocess.run([sys.executable, GEN, pristine, "--files", str(a.files), "--schemas", a.schemas,
-                        "--now", str(NOW)], check=True, stderr=subprocess.DEVNULL)
+                        "--now", str(NOW)] + (["--filled"] if a.filled else []), check=True, stderr=subprocess.DEVNULL)
     tree_bytes = du(pristine)
     nfiles = sum(1 for d, _, fs in os.walk(pristine) for f in fs if f.endswith(".wsp"))
     P = a.processes
@@ -80,16 +81,25 @@ def main():
     def add(scn, tool, r):
         results.setdefault((scn, tool), []).append(r)
 
+    # Nothing is deleted while the tools run: every run works in directories of its own, and
+    # they are removed at the end. (On ext4 without a journal, as here, creating a file right
+    # after many were deleted is slow, whoever deletes them: a rm -rf before a measurement
+    # would slow down whichever tool creates the most files.)
+    old = [os.path.join(work, d) for d in os.listdir(work) if d != "pristine"]
+    for d in old:
+        shutil.rmtree(d, ignore_errors=True)
+    if old:
+        time.sleep(65)   # let the kernel stop protecting the freed inodes (RECENTCY_MIN, 60 s)
     for run in range(a.runs):
-        root = os.path.join(work, "root")
+        rundir = os.path.join(work, f"run{run}")
+        root = os.path.join(rundir, "root")
+        os.makedirs(rundir)
         fresh_copy(pristine, root)
         time.sleep(2.5)   # let the files settle, so the state may trust their stat
-        store = os.path.join(work, "store")
-        state = os.path.join(work, "state")
-        spool = os.path.join(work, "spool")
-        repo = os.path.join(work, "restic")
-        for d in (store, state, spool, repo):
-            shutil.rmtree(d, ignore_errors=True)
+        store = os.path.join(rundir, "store")
+        state = os.path.join(rundir, "state")
+        spool = os.path.join(rundir, "spool")
+        repo = os.path.join(rundir, "restic")
         os.makedirs(store)
         subprocess.run(["restic", "init", "--repo", repo], env=dict(os.environ, RESTIC_PASSWORD="bench"),
                        check=True, capture_output=True)
@@ -110,8 +120,7 @@ def main():
         sizes["wsp store"] = du(store)
         sizes["restic repo"] = du(repo)
         # gzip -6 over the same files: the compression baseline
-        gz = os.path.join(work, "gz")
-        shutil.rmtree(gz, ignore_errors=True)
+        gz = os.path.join(rundir, "gz")
         os.makedirs(gz)
         add("first backup", "gzip -6", timed(
             f"cd {root} && find . -name '*.wsp' -print0 | xargs -0 -P {P} -n 20 sh -c "
@@ -120,9 +129,7 @@ def main():
         add("unchanged re-run", "find -printf ''", timed(f"find {root} -name '*.wsp' -printf ''"))
         # restores
         for scn, target_fn in (("restore into empty dir", lambda t: None),):
-            r1, r2 = os.path.join(work, "r-wsp"), os.path.join(work, "r-restic")
-            for d in (r1, r2):
-                shutil.rmtree(d, ignore_errors=True)
+            r1, r2, r3 = (os.path.join(rundir, d) for d in ("r-wsp", "r-restic", "r-restic-sync"))
             restore = (f"wsp-pull list file://{store} '*' | xargs -d '\\n' -r -P {P} -n {K} wsp-pull get --spool {spool} file://{store}"
                        f" | xargs -d '\\n' -r -P {P} -n {K} wsp-merge --root {r1}")
             rrestore = f"restic --repo {repo} restore latest --target {r2} --quiet"
@@ -132,17 +139,16 @@ def main():
             subprocess.run(["diff", "-rq", root, r1], check=True)
             # wsp-merge makes every restored file durable before it links it into place;
             # restic leaves that to the kernel. The same restore followed by sync(1):
-            shutil.rmtree(r2, ignore_errors=True)
-            add(scn, "restic + sync", timed(f"{rrestore} && sync"))
+            add(scn, "restic + sync", timed(f"restic --repo {repo} restore latest --target {r3} --quiet && sync"))
         onto = (f"wsp-pull list file://{store} '*' | xargs -d '\\n' -r -P {P} -n {K} wsp-pull get --spool {spool} file://{store}"
                 f" | xargs -d '\\n' -r -P {P} -n {K} wsp-merge --root {root}")
         add("restore onto identical files", "wsp", timed(onto))
-        subprocess.run(["diff", "-rq", root, os.path.join(work, "r-wsp")], check=True)
+        subprocess.run(["diff", "-rq", root, r1], check=True)
 
     def med(rs, i):
         return statistics.median(r[i] for r in rs)
 
-    print(f"\nTree: {nfiles} whisper files, {tree_bytes / 1e6:.1f} MB ({a.schemas} schemas); "
+    print(f"\nTree: {nfiles} whisper files, {tree_bytes / 1e6:.1f} MB ({a.schemas} schemas{', every archive full' if a.filled else ''}); "
           f"{a.runs} runs, medians; {P} processes per stage, {K} records per process; {os.cpu_count()} cores.\n")
     print("| scenario | tool | wall s | user s | sys s | peak RSS MB | wall vs restic |")
     print("|---|---|---:|---:|---:|---:|---:|")
@@ -160,7 +166,8 @@ def main():
     print("|---|---:|")
     for k, v in sizes.items():
         print(f"| {k} | {v / 1e6:.1f} |")
-    shutil.rmtree(os.path.join(work, "r-restic"), ignore_errors=True)
+    for run in range(a.runs):
+        shutil.rmtree(os.path.join(work, f"run{run}"), ignore_errors=True)
 
 
 if __name__ == "__main__":

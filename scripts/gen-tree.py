@@ -4,7 +4,7 @@
 Writes the whisper format directly (numpy, big-endian), so hundreds of multi-megabyte files
 take seconds. Deterministic for a given --seed and --now.
 
-  gen-tree.py ROOT [--files N] [--schemas mixed|big|small] [--days D] [--seed S] [--now T]
+  gen-tree.py ROOT [--files N] [--schemas mixed|big|small|bench] [--days D] [--filled] [--seed S] [--now T]
   gen-tree.py ROOT --change FRACTION [--seed S]   # change that share of existing files
 """
 import argparse
@@ -123,6 +123,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--now", type=int, default=None, help="epoch seconds (default: now)")
     ap.add_argument("--gaps", action="store_true", help="leave random runs of empty slots")
+    ap.add_argument("--filled", action="store_true",
+                    help="every archive full: long-lived metrics only (no preallocated, empty slots)")
     ap.add_argument("--change", type=float, default=None, help="change this share of the existing files")
     a = ap.parse_args()
     now = a.now if a.now is not None else int(time.time())
@@ -136,6 +138,8 @@ def main():
         ret, agg, xff = schemas[i % len(schemas)]
         # Vary how much history each file holds: new, recent and long-lived metrics.
         days = [a.days, max(1, a.days // 30), a.days * 2, 0][(i // len(schemas)) % 4] if a.schemas in ("mixed", "bench") else a.days
+        if a.filled:
+            days = max(step * points for step, points in parse_retentions(ret)) // 86400 + 1
         write_file(os.path.join(a.root, metric_path(i, a.files)), parse_retentions(ret), agg, xff, now, days, rng, a.gaps)
     print(f"generated {a.files} whisper files under {a.root}", file=sys.stderr)
 
