@@ -32,6 +32,13 @@ public enum FileLock {
         }
     }
 
+    /// Waits in the kernel, without a timeout: only for locks every holder keeps for
+    /// microseconds and for local work alone (the spool's ledger). Polling those made
+    /// processes taking turns sleep far longer than the lock was ever held.
+    public static func lockBriefly(_ fd: FileDescriptor, _ mode: Mode) throws {
+        try system_flock(fd.rawValue, mode == .shared ? LOCK_SH : LOCK_EX, path: fd.path)
+    }
+
     public static func unlock(_ fd: FileDescriptor) {
         _ = try? system_flock(fd.rawValue, LOCK_UN, path: fd.path)
     }

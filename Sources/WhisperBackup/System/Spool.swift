@@ -178,7 +178,7 @@ public struct Spool: Sendable {
         let path = Path.join(dir, Spool.ledgerName)
         let fd = try FileDescriptor.open(path, O_RDWR | O_CREAT, mode: 0o600)
         defer { fd.close() }
-        try FileLock.lock(fd, .exclusive, timeout: 60)
+        try FileLock.lockBriefly(fd, .exclusive)
         defer { FileLock.unlock(fd) }
         let text = (try? fd.readAll(sizeHint: 4096)) ?? []
         var ledger = SpoolLedger(parsing: text) ?? SpoolLedger(spooled: usage())
