@@ -72,9 +72,11 @@ def main():
     tree_bytes = du(pristine)
     nfiles = sum(1 for d, _, fs in os.walk(pristine) for f in fs if f.endswith(".wsp"))
     P = a.processes
-    # Records per process: enough that process start-up does not dominate a large tree, few
-    # enough that every process gets work and the spool (1G) holds a batch of the largest files.
-    K = max(50, min(1000, nfiles // (4 * P)))
+    # Records per process as the wrappers choose them: about four batches per process (a
+    # process start costs a few milliseconds), at least 50 and at most 4000; the spool (1G)
+    # holds a batch of the largest files either way. xargs gets -s 1000000: by default it
+    # passes at most 128 KiB of records to a process, whatever -n says.
+    K = max(50, min(4000, nfiles // (4 * P)))
     results = {}   # (scenario, tool) -> list of (wall, user, sys, rss)
     sizes = {}
 
@@ -103,8 +105,8 @@ def main():
         os.makedirs(store)
         subprocess.run(["restic", "init", "--repo", repo], env=dict(os.environ, RESTIC_PASSWORD="bench"),
                        check=True, capture_output=True)
-        backup = (f"wsp-find --root {root} | xargs -d '\\n' -r -P {P} -n {K} wsp-snap --spool {spool} --state {state}"
-                  f" | xargs -d '\\n' -r -P {P} -n {K} wsp-push --state {state} file://{store}")
+        backup = (f"wsp-find --root {root} | xargs -d '\\n' -r -P {P} -s 1000000 -n {K} wsp-snap --spool {spool} --state {state}"
+                  f" | xargs -d '\\n' -r -P {P} -s 1000000 -n {K} wsp-push --state {state} file://{store}")
         rbackup = f"restic --repo {repo} backup --quiet {root}"
         order = [("wsp", backup), ("restic", rbackup)]
         if run % 2:
@@ -130,8 +132,8 @@ def main():
         # restores
         for scn, target_fn in (("restore into empty dir", lambda t: None),):
             r1, r2, r3 = (os.path.join(rundir, d) for d in ("r-wsp", "r-restic", "r-restic-sync"))
-            restore = (f"wsp-pull list file://{store} '*' | xargs -d '\\n' -r -P {P} -n {K} wsp-pull get --spool {spool} file://{store}"
-                       f" | xargs -d '\\n' -r -P {P} -n {K} wsp-merge --root {r1}")
+            restore = (f"wsp-pull list file://{store} '*' | xargs -d '\\n' -r -P {P} -s 1000000 -n {K} wsp-pull get --spool {spool} file://{store}"
+                       f" | xargs -d '\\n' -r -P {P} -s 1000000 -n {K} wsp-merge --root {r1}")
             rrestore = f"restic --repo {repo} restore latest --target {r2} --quiet"
             for tool, cmd in ([("wsp", restore), ("restic", rrestore)] if run % 2 == 0 else [("restic", rrestore), ("wsp", restore)]):
                 add(scn, tool, timed(cmd))
@@ -140,8 +142,8 @@ def main():
             # wsp-merge makes every restored file durable before it links it into place;
             # restic leaves that to the kernel. The same restore followed by sync(1):
             add(scn, "restic + sync", timed(f"restic --repo {repo} restore latest --target {r3} --quiet && sync"))
-        onto = (f"wsp-pull list file://{store} '*' | xargs -d '\\n' -r -P {P} -n {K} wsp-pull get --spool {spool} file://{store}"
-                f" | xargs -d '\\n' -r -P {P} -n {K} wsp-merge --root {root}")
+        onto = (f"wsp-pull list file://{store} '*' | xargs -d '\\n' -r -P {P} -s 1000000 -n {K} wsp-pull get --spool {spool} file://{store}"
+                f" | xargs -d '\\n' -r -P {P} -s 1000000 -n {K} wsp-merge --root {root}")
         add("restore onto identical files", "wsp", timed(onto))
         subprocess.run(["diff", "-rq", root, r1], check=True)
 

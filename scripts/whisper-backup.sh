@@ -499,11 +499,17 @@ spool_bytes=$(awk -v s="$spool_max" 'BEGIN { n = s + 0; u = toupper(substr(s, le
 # xargs -n K holds K records before it starts a process, so the spool must hold K of the
 # largest files or the pipeline could stall: choose K from the bound (gzip output of whisper
 # data is never more than 1% larger than its input, plus headers).
+# Within that, as many records per process as gives each of the P processes about four
+# batches (a process start costs a few milliseconds; a tree of 100k files makes them add up),
+# between 200 and 4000 (xargs gets -s 1000000: by default it passes at most 128 KiB of records).
 batch_for() {
-    local largest=$1 k
+    local largest=$1 count=$2 k cap
     [ "$largest" -gt 0 ] || largest=1
+    cap=$(( count / (4 * processes) ))
+    [ $cap -ge 200 ] || cap=200
+    [ $cap -le 4000 ] || cap=4000
     k=$(( spool_bytes / (largest + largest / 100 + 4096) - 1 ))
-    [ $k -le 200 ] || k=200
+    [ $k -le $cap ] || k=$cap
     if [ $k -lt 1 ]; then
         log "--spool-max $spool_max cannot hold two of the largest files ($largest bytes); raise it"
         exit 2
@@ -553,10 +559,10 @@ backup)
     bg wsp-find --root "$prefix" "${globs[@]}" > "$work/files" || { rc=1; found=1; }
     seen=$(wc -l < "$work/files"); files_seen=$seen
     largest=$(cut -f2 "$work/files" | tr '\n' '\0' | xargs -0 -r stat -c %s 2>/dev/null | sort -n | tail -1)
-    k=$(batch_for "${largest:-0}") || exit $?
+    k=$(batch_for "${largest:-0}" "$seen") || exit $?
     debug "$seen files; batches of $k; spool $spool (max $spool_max)"
     if [ "$backend" = noop ]; then
-        bg xargs -d '\n' -r -P "$processes" -n "$k" wsp-snap "${prog_opt[@]}" --spool "$spool" --spool-max "$spool_bytes" < "$work/files" \
+        bg xargs -d '\n' -r -P "$processes" -s 1000000 -n "$k" wsp-snap "${prog_opt[@]}" --spool "$spool" --spool-max "$spool_bytes" < "$work/files" \
             > "$work/snaps" || rc=1
         awk -F'\t' '{ print $5 }' "$work/snaps" | xargs -d '\n' -r rm -f
         read -r n bytes_read < <(awk -F'\t' '{ n++; b += $4 } END { printf "%d %d\n", n, b }' "$work/snaps")
@@ -566,9 +572,9 @@ backup)
         : > "$work/snaps"; : > "$work/pushed"
         progress_start "$seen" "$work/pushed" "$work/snaps" 4 files
         snap_push() {
-            xargs -d '\n' -r -P "$processes" -n "$k" wsp-snap "${prog_opt[@]}" "${snap_state[@]}" --spool "$spool" --spool-max "$spool_bytes" < "$work/files" \
+            xargs -d '\n' -r -P "$processes" -s 1000000 -n "$k" wsp-snap "${prog_opt[@]}" "${snap_state[@]}" --spool "$spool" --spool-max "$spool_bytes" < "$work/files" \
                 | tee "$work/snaps" \
-                | xargs -d '\n' -r -P "$processes" -n "$k" wsp-push "${prog_opt[@]}" "${dry[@]}" "${push_state[@]}" "${store_opts[@]}" "$store" \
+                | xargs -d '\n' -r -P "$processes" -s 1000000 -n "$k" wsp-push "${prog_opt[@]}" "${dry[@]}" "${push_state[@]}" "${store_opts[@]}" "$store" \
                 > "$work/pushed"
             pipestatus
         }
@@ -603,15 +609,15 @@ restore)
     bopt=(); [ -z "$date" ] || bopt=(--before "$date")
     bg wsp-pull list "${prog_opt[@]}" "${bopt[@]}" "${store_opts[@]}" "$store" "${globs[@]}" > "$work/versions" || rc=1
     largest=$(awk -F'\t' '$5 > m { m = $5 } END { printf "%d", m }' "$work/versions")
-    k=$(batch_for "${largest:-0}") || exit $?
+    k=$(batch_for "${largest:-0}" "$(wc -l < "$work/versions")") || exit $?
     mopt=(); [ $noop = 0 ] || mopt=(--dry-run)
     mkdir -p "$prefix" 2>/dev/null
     files_seen=$(wc -l < "$work/versions")
     : > "$work/merged"
     progress_start "$files_seen" "$work/merged" "$work/versions" 5 versions
     get_merge() {
-        xargs -d '\n' -r -P "$processes" -n "$k" wsp-pull get "${prog_opt[@]}" "${store_opts[@]}" --spool "$spool" --spool-max "$spool_bytes" "$store" < "$work/versions" \
-            | xargs -d '\n' -r -P "$processes" -n "$k" wsp-merge "${prog_opt[@]}" "${mopt[@]}" --root "$prefix" > "$work/merged"
+        xargs -d '\n' -r -P "$processes" -s 1000000 -n "$k" wsp-pull get "${prog_opt[@]}" "${store_opts[@]}" --spool "$spool" --spool-max "$spool_bytes" "$store" < "$work/versions" \
+            | xargs -d '\n' -r -P "$processes" -s 1000000 -n "$k" wsp-merge "${prog_opt[@]}" "${mopt[@]}" --root "$prefix" > "$work/merged"
         pipestatus
     }
     bgp get_merge

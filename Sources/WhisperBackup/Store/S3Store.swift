@@ -185,7 +185,8 @@ public final class S3Store: Store {
 
     /// Checks the bucket exists and the credentials work with one listing request of at most
     /// one key under the prefix; with `--create-bucket` creates a missing bucket.
-    /// - Throws: `ConfigError` (the tool exits 2, nothing done).
+    /// - Throws: `ConfigError` (the tool exits 2, nothing done), or the transient
+    ///   `StoreError` of a server that kept failing (exit 1).
     func probe() throws {
         do {
             try RetryStore(self, attempts: config.retries + 1).retrying {
@@ -196,9 +197,11 @@ public final class S3Store: Store {
                 guard f.code == "NoSuchBucket" && config.createBucket else { throw f.error }
                 if config.dryRun { assumeEmpty = true } else { try createBucket() }
             }
-        } catch let e as StoreError {
+        } catch let e as StoreError where e.kind != .transient {
             throw ConfigError(e.message)
         }
+        // A server that stayed unreachable or failing through the retries: a failed run
+        // (exit 1), as for Swift and Keystone, not a configuration error.
     }
 
     func createBucket() throws {
