@@ -73,6 +73,9 @@ public struct Push {
         }
         if uploads.isEmpty { return }
         let results = store.putMany(uploads.map { ($0.version.key, StoreBody.file($0.gzPath)) })
+        // The batch's spool files go back to the spool in one update of its ledger.
+        var stored: [String] = []
+        defer { Spool.discard(stored) }
         for (u, error) in zip(uploads, results) {
             if let error {
                 diagnostics.fail(u.record.metric, error)
@@ -81,7 +84,7 @@ public struct Push {
             do {
                 if !dryRun {
                     try remember(u.record.metric, u.stat, u.version)
-                    if Spool.isSpoolFile(u.gzPath) { Spool.discard(u.gzPath) }
+                    if Spool.isSpoolFile(u.gzPath) { stored.append(u.gzPath) }
                 }
                 diagnostics.bytesIn += u.version.size
                 diagnostics.bytesOut += u.version.size

@@ -42,6 +42,8 @@ public struct Spool: Sendable {
     static let scanInterval: Int64 = 5
     /// Whether this process has scanned the spool (single-threaded tools).
     static var scannedHere = false
+    /// The ledgers this process has opened, by path.
+    static var openLedgers: [String: FileDescriptor] = [:]
 
     public init(dir: String, maxBytes: Int64, waitSeconds: Double) throws {
         self.dir = dir
@@ -140,18 +142,27 @@ public struct Spool: Sendable {
 
     /// Empties a spool file a stage has finished with and keeps it for reuse (or unlinks it
     /// when the directory holds no ledger, or enough emptied files already).
-    public static func discard(_ path: String) {
-        let spool = Spool(existing: Path.directory(of: path))
-        guard Path.exists(Path.join(spool.dir, ledgerName)) else {
-            _ = try? system_unlink(path)
-            return
+    public static func discard(_ path: String) { discard([path]) }
+
+    /// `discard` for several files, with one update of each spool's ledger.
+    public static func discard(_ paths: [String]) {
+        var byDir: [String: [String]] = [:]
+        for p in paths { byDir[Path.directory(of: p), default: []].append(p) }
+        for (dir, files) in byDir {
+            let spool = Spool(existing: dir)
+            guard Path.exists(Path.join(dir, ledgerName)) else {
+                for f in files { _ = try? system_unlink(f) }
+                continue
+            }
+            let sizes = files.map { Int64((try? system_stat($0).st_size) ?? 0) }
+            let done: Void? = try? spool.withLedger { ledger in
+                for (f, size) in zip(files, sizes) {
+                    spool.recycle(f, &ledger)
+                    ledger.spooled = max(0, ledger.spooled - size)
+                }
+            }
+            if done == nil { for f in files { _ = try? system_unlink(f) } }
         }
-        let size = Int64((try? system_stat(path).st_size) ?? 0)
-        let done: Void? = try? spool.withLedger { ledger in
-            spool.recycle(path, &ledger)
-            ledger.spooled = max(0, ledger.spooled - size)
-        }
-        if done == nil { _ = try? system_unlink(path) }
     }
 
     /// A spool opened by a consumer: no bound, no cleanup.
@@ -176,8 +187,14 @@ public struct Spool: Sendable {
     @discardableResult
     func withLedger<R>(_ body: (inout SpoolLedger) throws -> R) throws -> R {
         let path = Path.join(dir, Spool.ledgerName)
-        let fd = try FileDescriptor.open(path, O_RDWR | O_CREAT, mode: 0o600)
-        defer { fd.close() }
+        // Kept open for the process's life: a run updates the ledger a few times per file.
+        let fd: FileDescriptor
+        if let open = Spool.openLedgers[path] {
+            fd = open
+        } else {
+            fd = try FileDescriptor.open(path, O_RDWR | O_CREAT, mode: 0o600)
+            Spool.openLedgers[path] = fd
+        }
         try FileLock.lockBriefly(fd, .exclusive)
         defer { FileLock.unlock(fd) }
         let text = (try? fd.readAll(sizeHint: 4096)) ?? []

@@ -156,7 +156,10 @@ public func system_realpath(_ path: String) throws -> String {
 }
 
 /// The corresponding C function is `getpid(2)`.
-public func system_getpid() -> Int32 { getpid() }
+public func system_getpid() -> Int32 { processID }
+
+/// The tools never fork, so the id is read once (glibc makes every getpid a system call).
+private let processID = getpid()
 
 /// Whether a process with this id exists (`kill(pid, 0)` does not fail with ESRCH).
 /// The corresponding C function is `kill(2)`.
