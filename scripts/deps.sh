@@ -5,7 +5,7 @@
 #   scripts/deps.sh --test     also the Python oracles (whisper, carbonate) and pytest
 set -euo pipefail
 
-want=(pkg-config zlib1g-dev libssl-dev libcurl4-openssl-dev libdeflate-dev)
+want=(make pkg-config zlib1g-dev libssl-dev libcurl4-openssl-dev libdeflate-dev)
 [ "${1:-}" = "--test" ] && want+=(memcached)
 
 missing=()
