@@ -22,12 +22,12 @@ import uuid
 import pytest
 
 from conftest import BIN, NOW, REPO, change_tree, gen_tree, read, records, run, sh, wsp_files
+from proxylib import Proxy, proxies  # noqa: F401 (a fixture)
 
 SERVERS = {
     "swift-s3api": ("WSP_TEST_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"),
     "radosgw": ("WSP_TEST_RGW_ENDPOINT", "WSP_TEST_RGW_ACCESS_KEY_ID", "WSP_TEST_RGW_SECRET_ACCESS_KEY", "WSP_TEST_RGW_REGION"),
 }
-FAULTPROXY = os.path.join(REPO, "Tests", "integration", "faultproxy.py")
 
 
 class Server:
@@ -148,45 +148,6 @@ def trace_requests(stderr):
             method, url = line.split(" ")[1:3]
             out.append((method, url))
     return out
-
-
-class Proxy:
-    """faultproxy.py in front of a server; its log counts and classifies requests."""
-
-    def __init__(self, tmp_path, upstream, faults="", match=None):
-        self.log = tmp_path / f"proxy-{uuid.uuid4().hex[:6]}.log"
-        port_file = tmp_path / f"proxy-{uuid.uuid4().hex[:6]}.port"
-        args = [sys.executable, FAULTPROXY, "--upstream", upstream, "--faults", faults,
-                "--log", str(self.log), "--port-file", str(port_file)]
-        if match:
-            args += ["--match", match]
-        self.process = subprocess.Popen(args)
-        for _ in range(200):
-            if port_file.exists():
-                break
-            assert self.process.poll() is None, "faultproxy.py exited"
-            time.sleep(0.02)
-        self.url = f"http://127.0.0.1:{port_file.read_text().strip()}"
-
-    def entries(self):
-        if not self.log.exists():
-            return []
-        return [line.split("\t") for line in self.log.read_text().splitlines()]
-
-    def mark(self):
-        return len(self.entries())
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait(timeout=10)
-
-
-@pytest.fixture
-def proxies():
-    started = []
-    yield started
-    for p in started:
-        p.stop()
 
 
 def test_round_trip_dedup_and_globs(server, bucket, tmp_path):

@@ -20,8 +20,9 @@ import pytest
 
 from conftest import BIN, REPO, gen_tree, read, records, run, sh, wsp_files
 from safetylib import trials, whisper_problem
+import proxylib
+from proxylib import proxies  # noqa: F401 (a fixture)
 
-FAULTPROXY = os.path.join(REPO, "Tests", "integration", "faultproxy.py")
 INJECTED = collections.Counter()   # faults injected, by kind (printed by the last test)
 
 
@@ -89,43 +90,10 @@ def container(server):
     return f"wsp-faults-{uuid.uuid4().hex[:10]}"
 
 
-class Proxy:
-    def __init__(self, tmp_path, upstream, faults="", match=None, rand=None, seed=1):
-        tag = uuid.uuid4().hex[:6]
-        self.log = tmp_path / f"proxy-{tag}.log"
-        port_file = tmp_path / f"proxy-{tag}.port"
-        args = [sys.executable, FAULTPROXY, "--upstream", upstream, "--faults", faults, "--log", str(self.log),
-                "--port-file", str(port_file)]
-        if match:
-            args += ["--match", match]
-        if rand is not None:
-            args += ["--random", str(rand), "--seed", str(seed)]
-        self.process = subprocess.Popen(args)
-        for _ in range(500):
-            if port_file.exists():
-                break
-            assert self.process.poll() is None, "faultproxy.py exited"
-            time.sleep(0.02)
-        self.url = f"http://127.0.0.1:{port_file.read_text().strip()}"
-
-    def faults(self):
-        if not self.log.exists():
-            return collections.Counter()
-        return collections.Counter(line.split("\t")[3] for line in self.log.read_text().splitlines()
-                                   if line.split("\t")[3] != "pass")
-
+class Proxy(proxylib.Proxy):
     def stop(self):
-        self.process.terminate()
-        self.process.wait(timeout=10)
+        super().stop()
         INJECTED.update(self.faults())
-
-
-@pytest.fixture
-def proxies():
-    started = []
-    yield started
-    for p in started:
-        p.stop()
 
 
 def backup(tree, store, spool, env, retries=8, check=True):

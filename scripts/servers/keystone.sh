@@ -43,28 +43,8 @@ BASE="http://127.0.0.1:$KEYSTONE_PORT"
 # Keystone, keystonemiddleware and Swift's proxy share one private virtualenv
 # (they install together without conflicts at these versions).
 ensure_venv() {
-    local want stamp
-    want="keystone==$KEYSTONE_VERSION swift==$SWIFT_VERSION keystonemiddleware==$KEYSTONEMIDDLEWARE_VERSION $("$KEYSTONE_PYTHON" -VV | head -n1)"
-    stamp="$VENV/.wsp-stamp"
-    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/keystone-manage" ]; then
-        return 0
-    fi
-    mkdir -p "$WSP_CACHE"
-    (
-        flock 9
-        if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
-        rm -rf "$VENV"
-        local log="$WSP_CACHE/keystone-venv-install.log"
-        if ! { "$KEYSTONE_PYTHON" -m venv "$VENV" &&
-               "$VENV/bin/pip" install -q --disable-pip-version-check \
-                   "keystone==$KEYSTONE_VERSION" "swift==$SWIFT_VERSION" \
-                   "keystonemiddleware==$KEYSTONEMIDDLEWARE_VERSION"; } >"$log" 2>&1; then
-            cat "$log" >&2
-            rm -rf "$VENV"
-            die "installing keystone into $VENV failed"
-        fi
-        echo "$want" >"$stamp"
-    ) 9>"$WSP_CACHE/keystone-venv.lock"
+    venv_ensure keystone "$KEYSTONE_PYTHON" "$VENV" keystone-manage \
+        "keystone==$KEYSTONE_VERSION" "swift==$SWIFT_VERSION" "keystonemiddleware==$KEYSTONEMIDDLEWARE_VERSION"
 }
 
 write_keystone_conf() {

@@ -112,6 +112,33 @@ show_logs() {
 }
 
 # Print `export NAME=value` lines, quoted for eval.
+# A private virtualenv at VENV for Python PY holding exactly the pinned PACKAGES. A stamp
+# file makes the install idempotent; flock serialises parallel first runs.
+#   venv_ensure NAME PY VENV CHECK-BIN PACKAGE...
+venv_ensure() {
+    local name=$1 py=$2 venv=$3 check=$4 want stamp
+    shift 4
+    want="$* $("$py" -VV | head -n1)"
+    stamp="$venv/.wsp-stamp"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/$check" ]; then
+        return 0
+    fi
+    mkdir -p "$WSP_CACHE"
+    (
+        flock 9
+        if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
+        rm -rf "$venv"
+        local log="$WSP_CACHE/$name-venv-install.log"
+        if ! { "$py" -m venv "$venv" &&
+               "$venv/bin/pip" install -q --disable-pip-version-check "$@"; } >"$log" 2>&1; then
+            cat "$log" >&2
+            rm -rf "$venv"
+            die "installing $name into $venv failed"
+        fi
+        echo "$want" >"$stamp"
+    ) 9>"$WSP_CACHE/$name-venv.lock"
+}
+
 emit() { printf 'export %s=%q\n' "$1" "$2"; }
 
 usage() { die "usage: $0 start|stop|env RUNDIR"; }

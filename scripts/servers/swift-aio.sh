@@ -31,30 +31,10 @@ LOG="$RUNDIR/log"
 SERVERS="account container object proxy"
 
 # Swift and swiftclient go in a private virtualenv: installed globally, the
-# `swift` client shim would shadow the Swift compiler on PATH. A stamp file
-# makes the install idempotent; flock serialises parallel first runs.
+# `swift` client shim would shadow the Swift compiler on PATH.
 ensure_venv() {
-    local want stamp
-    want="swift==$SWIFT_VERSION python-swiftclient==$SWIFTCLIENT_VERSION $("$SWIFT_PYTHON" -VV | head -n1)"
-    stamp="$VENV/.wsp-stamp"
-    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/swift-proxy-server" ]; then
-        return 0
-    fi
-    mkdir -p "$WSP_CACHE"
-    (
-        flock 9
-        if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
-        rm -rf "$VENV"
-        local log="$WSP_CACHE/swift-venv-install.log"
-        if ! { "$SWIFT_PYTHON" -m venv "$VENV" &&
-               "$VENV/bin/pip" install -q --disable-pip-version-check \
-                   "swift==$SWIFT_VERSION" "python-swiftclient==$SWIFTCLIENT_VERSION"; } >"$log" 2>&1; then
-            cat "$log" >&2
-            rm -rf "$VENV"
-            die "installing swift into $VENV failed"
-        fi
-        echo "$want" >"$stamp"
-    ) 9>"$WSP_CACHE/swift-venv.lock"
+    venv_ensure swift "$SWIFT_PYTHON" "$VENV" swift-proxy-server \
+        "swift==$SWIFT_VERSION" "python-swiftclient==$SWIFTCLIENT_VERSION"
 }
 
 write_configs() {
