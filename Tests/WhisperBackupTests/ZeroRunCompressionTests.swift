@@ -78,6 +78,22 @@ final class ZeroRunCompressionTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(spliced, 15)
     }
 
+    /// Zero runs at the very start, at the very end, alone, of exactly the threshold, and
+    /// the empty input.
+    func testEdgesRoundTrip() throws {
+        let data = (0..<5_000).map { UInt8(truncatingIfNeeded: $0 * 31 + 7) }
+        let z = { (n: Int) in [UInt8](repeating: 0, count: n) }
+        let cases: [[UInt8]] = [[], z(1 << 20), z(65_536), z(65_536 + 258), z(70_000) + data, data + z(70_000),
+                                data + z(65_600) + data + z(1 << 20), [1] + z(65_599) + [1]]
+        for (i, input) in cases.enumerated() {
+            let gz = Gzip.compress(input)
+            XCTAssertEqual(try inflateWithZlib(gz), input, "case \(i)")
+            XCTAssertEqual(try Gzip.decompressSingleMember(gz), input, "case \(i)")
+        }
+        // A megabyte of zeros costs about as much as libdeflate would make of it.
+        XCTAssertLessThan(Gzip.compress(z(1 << 20)).count, 1_200)
+    }
+
     func testZeroRunsAreFoundOnChunkBoundariesAndOnlyWhenLongEnough() {
         var buf = [UInt8](repeating: 1, count: 400_000)
         for i in 1000..<199_990 { buf[i] = 0 }              // long: trimmed to 64-byte chunks
