@@ -80,7 +80,9 @@ public enum Hex {
     }
 
     /// Whether `s` is exactly `length` lower-case hex digits.
-    public static func isHex(_ s: Substring, length: Int) -> Bool {
-        s.utf8.count == length && s.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
+    public static func isHex(_ s: Substring, length: Int) -> Bool { isHex(s.utf8, length: length) }
+
+    public static func isHex<C: Collection>(_ bytes: C, length: Int) -> Bool where C.Element == UInt8 {
+        bytes.count == length && bytes.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
     }
 }

@@ -176,7 +176,7 @@ public enum Gzip {
     public static func decompressFile(_ path: String, sizeHint: Int = 0) throws -> [UInt8] {
         let fd = try FileDescriptor.open(path, O_RDONLY)
         if let whole = try fd.closeAfter({ () -> [UInt8]? in
-            let compressed = try fd.readAll(sizeHint: Int(try fd.stat().st_size))
+            let compressed = try fd.readAll()
             return try decompressSingleMember(compressed)
         }) {
             return whole

@@ -187,15 +187,7 @@ public struct PullGet {
     /// Downloads `version` into a new spool file (room for `size` bytes is reserved first;
     /// the file appears under its name only once complete) and returns its path. Not verified.
     public func fetch(_ version: StoredVersion, size: Int64, diagnostics: Diagnostics) throws -> String {
-        let dest = spool.newPath(suffix: ".wsp.gz")
-        let reservation = try spool.reserve(size)
-        do {
-            try store.get(version.key, to: reservation.path)
-            try spool.commit(reservation, as: dest)
-        } catch {
-            spool.cancel(reservation)
-            throw error
-        }
+        let dest = try spool.add(reserving: size) { try store.get(version.key, to: $0) }
         if let st = try? system_stat(dest) { diagnostics.bytesIn += Int64(st.st_size) }
         return dest
     }

@@ -144,7 +144,7 @@ public final class BackupState {
 
     public func record(_ metric: String, _ e: StateEntry) throws {
         var line = "\(metric)\t\(e.size)\t\(e.inode)\t\(e.device)\t\(e.mtimeNs)\t\(e.ctimeNs)\t\(e.hash)\t\(e.time)\t\(e.storedSize)"
-        line += "\t" + BackupState.checksum(line) + "\n"
+        line += "\t" + Array(line.utf8).withUnsafeBytes { BackupState.checksum($0) } + "\n"
         let path = Path.join(Path.join(dir, "shards"), BackupState.shardName(metric))
         let fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_APPEND, mode: 0o600)
         try fd.closeAfter {
@@ -161,7 +161,7 @@ public final class BackupState {
     func load(_ shard: String) -> [String: StateEntry] {
         let path = Path.join(Path.join(dir, "shards"), shard)
         guard let fd = try? FileDescriptor.open(path, O_RDONLY),
-              let bytes = try? fd.closeAfter({ try fd.readAll(sizeHint: Int((try? fd.stat().st_size) ?? 0) + 1) }) else { return [:] }
+              let bytes = try? fd.closeAfter({ try fd.readAll() }) else { return [:] }
         var out: [String: StateEntry] = [:]
         bytes.withUnsafeBufferPointer { buf in
             var start = 0
@@ -176,13 +176,9 @@ public final class BackupState {
 
     /// One journal line: nine tab-separated fields and the checksum of the text before it.
     static func parse(_ line: UnsafeBufferPointer<UInt8>) -> (String, StateEntry)? {
-        guard let lastTab = line.lastIndex(of: 9), line.count - lastTab - 1 == 16 else { return nil }
+        guard let lastTab = line.lastIndex(of: 9) else { return nil }
         let body = UnsafeBufferPointer(rebasing: line[..<lastTab])
-        let digest = Digest.hash(.sha256, UnsafeRawBufferPointer(body))
-        let hex = Array("0123456789abcdef".utf8)
-        for i in 0..<8 {
-            guard line[lastTab + 1 + 2 * i] == hex[Int(digest[i] >> 4)], line[lastTab + 2 + 2 * i] == hex[Int(digest[i] & 15)] else { return nil }
-        }
+        guard line[(lastTab + 1)...].elementsEqual(checksum(UnsafeRawBufferPointer(body)).utf8) else { return nil }
         var fields: [UnsafeBufferPointer<UInt8>] = []
         fields.reserveCapacity(9)
         var from = 0
@@ -191,8 +187,8 @@ public final class BackupState {
             from = i + 1
         }
         guard fields.count == 9, let size = integer(fields[1]), let ino = integer(fields[2]), let dev = integer(fields[3]),
-              let m = integer(fields[4]), let c = integer(fields[5]), fields[6].count == 64,
-              fields[6].allSatisfy({ hex.contains($0) }), let t = integer(fields[7]), let gz = integer(fields[8]) else { return nil }
+              let m = integer(fields[4]), let c = integer(fields[5]), Hex.isHex(fields[6], length: 64),
+              let t = integer(fields[7]), let gz = integer(fields[8]) else { return nil }
         let entry = StateEntry(size: size, inode: UInt64(bitPattern: ino), device: UInt64(bitPattern: dev), mtimeNs: m, ctimeNs: c,
                                hash: String(decoding: fields[6], as: UTF8.self), time: t, storedSize: gz)
         return (String(decoding: fields[0], as: UTF8.self), entry)
@@ -225,7 +221,8 @@ public final class BackupState {
         return name.utf8.count > 200 ? Digest.sha256Hex(Array(name.utf8)) : name
     }
 
-    static func checksum(_ s: String) -> String {
-        String(Digest.sha256Hex(Array(s.utf8)).prefix(16))
+    /// A journal line's checksum: the first 16 hex digits of the SHA-256 of its text.
+    static func checksum(_ text: UnsafeRawBufferPointer) -> String {
+        Hex.encode(Array(Digest.hash(.sha256, text).prefix(8)))
     }
 }

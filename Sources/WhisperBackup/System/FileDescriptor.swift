@@ -39,9 +39,11 @@ public struct FileDescriptor: Sendable {
     }
 
     /// Reads the whole file from offset 0 until end of file. With the right `sizeHint` the
-    /// bytes land in one allocation and one more small read confirms the end.
+    /// bytes land in one allocation and one more small read confirms the end; without one,
+    /// the file's size (plus one byte, so a single read also sees the end) is the hint.
     public func readAll(sizeHint: Int = 0) throws -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: max(sizeHint, 0))
+        let hint = sizeHint > 0 ? sizeHint : Int((try? stat().st_size) ?? 0) + 1
+        var out = [UInt8](repeating: 0, count: hint)
         var filled = try out.withUnsafeMutableBytes { try read(into: $0, at: 0) }
         if filled < out.count {
             out.removeSubrange(filled...)

@@ -84,7 +84,7 @@ public struct Spool: Sendable {
     /// reservation is committed or cancelled. The reservation's `path` is where to write the
     /// file (an emptied spool file when there is one). A file larger than the whole bound can
     /// never fit and fails at once.
-    public func reserve(_ bytes: Int64) throws -> SpoolReservation {
+    func reserve(_ bytes: Int64) throws -> SpoolReservation {
         if bytes > maxBytes { throw SpoolFull(dir: dir, needed: bytes, limit: maxBytes, waited: 0) }
         let start = system_monotonic()
         var pause = 0.005
@@ -108,7 +108,7 @@ public struct Spool: Sendable {
                     _ = try? system_rename(Path.join(dir, "\(Spool.freePrefix)\(ledger.free)"), path)
                 }
                 ledger.reservations.append(.init(pid: system_getpid(), token: token, bytes: bytes))
-                return SpoolReservation(spool: self, token: token, bytes: bytes, path: path)
+                return SpoolReservation(token: token, path: path)
             }
             if let granted { return granted }
             let waited = system_monotonic() - start
@@ -121,9 +121,9 @@ public struct Spool: Sendable {
 
     /// Publishes a reservation's written file as `dest` (the next stage may take it from then
     /// on) and books its size in place of the reservation.
-    public func commit(_ r: SpoolReservation, as dest: String) throws {
+    private func commit(_ r: SpoolReservation, as dest: String) throws {
         let size = Int64((try? system_stat(r.path).st_size) ?? 0)
-        do { try system_rename(r.path, dest) } catch { cancel(r); throw error }
+        try system_rename(r.path, dest)
         TempFiles.unregister(r.path)
         try withLedger { ledger in
             ledger.reservations.removeAll { $0.pid == system_getpid() && $0.token == r.token }
@@ -132,7 +132,7 @@ public struct Spool: Sendable {
     }
 
     /// Gives up a reservation; whatever was written to its path is emptied and kept for reuse.
-    public func cancel(_ r: SpoolReservation) {
+    func cancel(_ r: SpoolReservation) {
         _ = try? withLedger { ledger in
             ledger.reservations.removeAll { $0.pid == system_getpid() && $0.token == r.token }
             recycle(r.path, &ledger)
@@ -278,15 +278,15 @@ public struct Interrupted: Error, CustomStringConvertible {
 }
 
 extension Spool {
-    /// Waits for room, then writes `bytes` as a new spool file (written under a temp name,
-    /// so the next stage never sees part of one) and returns its path. No fsync: the spool
-    /// is scratch.
-    public func write(_ bytes: UnsafeRawBufferPointer, suffix: String = ".wsp.gz") throws -> String {
-        let r = try reserve(Int64(bytes.count))
+    /// Waits for room for `bytes`, has `fill` write the file at the path it is given (under a
+    /// temp name, so the next stage never sees part of one), and publishes it as a new spool
+    /// file, whose path it returns. If anything fails, the room and the file go back to the
+    /// spool. No fsync: the spool is scratch.
+    public func add(reserving bytes: Int64, suffix: String = ".wsp.gz", _ fill: (String) throws -> Void) throws -> String {
+        let r = try reserve(bytes)
         let dest = newPath(suffix: suffix)
         do {
-            let fd = try FileDescriptor.open(r.path, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
-            try fd.closeAfter { try fd.writeAll(bytes) }
+            try fill(r.path)
             try commit(r, as: dest)
         } catch {
             cancel(r)
@@ -294,12 +294,18 @@ extension Spool {
         }
         return dest
     }
+
+    /// `add` for bytes in memory.
+    public func write(_ bytes: UnsafeRawBufferPointer, suffix: String = ".wsp.gz") throws -> String {
+        try add(reserving: Int64(bytes.count), suffix: suffix) { path in
+            let fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
+            try fd.closeAfter { try fd.writeAll(bytes) }
+        }
+    }
 }
 
-/// Room held in a spool's ledger, and the path to write the file to before `commit`.
-public struct SpoolReservation {
-    let spool: Spool
+/// Room held in a spool's ledger, and the path to write the file to before it is committed.
+struct SpoolReservation {
     let token: UInt64
-    public let bytes: Int64
-    public let path: String
+    let path: String
 }
