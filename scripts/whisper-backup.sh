@@ -517,6 +517,9 @@ batch_for() {
     echo $k
 }
 
+# A stage after wsp-find or wsp-pull list: K records per process, P processes at once.
+batched() { xargs -d '\n' -r -P "$processes" -s 1000000 -n "$k" "$@"; }
+
 # Progress: records done (lines of DONE) of TOTAL, bytes (the sum of column COL of BYTES),
 # rate and ETA; redrawn every second on a terminal, a line every 10 s otherwise.
 progress_pid=
@@ -562,7 +565,7 @@ backup)
     k=$(batch_for "${largest:-0}" "$seen") || exit $?
     debug "$seen files; batches of $k; spool $spool (max $spool_max)"
     if [ "$backend" = noop ]; then
-        bg xargs -d '\n' -r -P "$processes" -s 1000000 -n "$k" wsp-snap "${prog_opt[@]}" --spool "$spool" --spool-max "$spool_bytes" < "$work/files" \
+        bg batched wsp-snap "${prog_opt[@]}" --spool "$spool" --spool-max "$spool_bytes" < "$work/files" \
             > "$work/snaps" || rc=1
         awk -F'\t' '{ print $5 }' "$work/snaps" | xargs -d '\n' -r rm -f
         read -r n bytes_read < <(awk -F'\t' '{ n++; b += $4 } END { printf "%d %d\n", n, b }' "$work/snaps")
@@ -572,9 +575,9 @@ backup)
         : > "$work/snaps"; : > "$work/pushed"
         progress_start "$seen" "$work/pushed" "$work/snaps" 4 files
         snap_push() {
-            xargs -d '\n' -r -P "$processes" -s 1000000 -n "$k" wsp-snap "${prog_opt[@]}" "${snap_state[@]}" --spool "$spool" --spool-max "$spool_bytes" < "$work/files" \
+            batched wsp-snap "${prog_opt[@]}" "${snap_state[@]}" --spool "$spool" --spool-max "$spool_bytes" < "$work/files" \
                 | tee "$work/snaps" \
-                | xargs -d '\n' -r -P "$processes" -s 1000000 -n "$k" wsp-push "${prog_opt[@]}" "${dry[@]}" "${push_state[@]}" "${store_opts[@]}" "$store" \
+                | batched wsp-push "${prog_opt[@]}" "${dry[@]}" "${push_state[@]}" "${store_opts[@]}" "$store" \
                 > "$work/pushed"
             pipestatus
         }
@@ -609,15 +612,15 @@ restore)
     bopt=(); [ -z "$date" ] || bopt=(--before "$date")
     bg wsp-pull list "${prog_opt[@]}" "${bopt[@]}" "${store_opts[@]}" "$store" "${globs[@]}" > "$work/versions" || rc=1
     largest=$(awk -F'\t' '$5 > m { m = $5 } END { printf "%d", m }' "$work/versions")
-    k=$(batch_for "${largest:-0}" "$(wc -l < "$work/versions")") || exit $?
+    files_seen=$(wc -l < "$work/versions")
+    k=$(batch_for "${largest:-0}" "$files_seen") || exit $?
     mopt=(); [ $noop = 0 ] || mopt=(--dry-run)
     mkdir -p "$prefix" 2>/dev/null
-    files_seen=$(wc -l < "$work/versions")
     : > "$work/merged"
     progress_start "$files_seen" "$work/merged" "$work/versions" 5 versions
     get_merge() {
-        xargs -d '\n' -r -P "$processes" -s 1000000 -n "$k" wsp-pull get "${prog_opt[@]}" "${store_opts[@]}" --spool "$spool" --spool-max "$spool_bytes" "$store" < "$work/versions" \
-            | xargs -d '\n' -r -P "$processes" -s 1000000 -n "$k" wsp-merge "${prog_opt[@]}" "${mopt[@]}" --root "$prefix" > "$work/merged"
+        batched wsp-pull get "${prog_opt[@]}" "${store_opts[@]}" --spool "$spool" --spool-max "$spool_bytes" "$store" < "$work/versions" \
+            | batched wsp-merge "${prog_opt[@]}" "${mopt[@]}" --root "$prefix" > "$work/merged"
         pipestatus
     }
     bgp get_merge
