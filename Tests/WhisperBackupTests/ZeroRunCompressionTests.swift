@@ -43,12 +43,14 @@ final class ZeroRunCompressionTests: XCTestCase {
     func inflateWithZlib(_ gz: [UInt8]) throws -> [UInt8] {
         var out: [UInt8] = []
         var at = 0
-        try Gzip.decompress(read: { buf in
-            let n = min(buf.count, gz.count - at)
-            buf.copyMemory(from: UnsafeRawBufferPointer(rebasing: gz.withUnsafeBytes { $0 }[at..<at + n]))
-            at += n
-            return n
-        }, write: { out += $0 })
+        try gz.withUnsafeBytes { input in
+            try Gzip.decompress(read: { buf in
+                let n = min(buf.count, input.count - at)
+                buf.copyMemory(from: UnsafeRawBufferPointer(rebasing: input[at..<at + n]))
+                at += n
+                return n
+            }, write: { out += $0 })
+        }
         return out
     }
 
