@@ -150,30 +150,8 @@ service_token_roles_required = false
 [filter:keystoneauth]
 use = egg:swift#keystoneauth
 operator_roles = admin, member
-
-[filter:cache]
-use = egg:swift#memcache
-memcache_servers = 127.0.0.1:$mc
-
-[filter:catch_errors]
-use = egg:swift#catch_errors
-[filter:gatekeeper]
-use = egg:swift#gatekeeper
-[filter:healthcheck]
-use = egg:swift#healthcheck
-[filter:proxy-logging]
-use = egg:swift#proxy_logging
-[filter:listing_formats]
-use = egg:swift#listing_formats
-[filter:bulk]
-use = egg:swift#bulk
-[filter:copy]
-use = egg:swift#copy
-[filter:slo]
-use = egg:swift#slo
-[filter:dlo]
-use = egg:swift#dlo
 EOF
+    swift_proxy_filters "$mc" >>"$RUNDIR/proxy-server.conf"
 }
 
 do_stop() {

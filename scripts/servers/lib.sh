@@ -139,6 +139,22 @@ venv_ensure() {
     ) 9>"$WSP_CACHE/$name-venv.lock"
 }
 
+# The proxy filter sections both Swift proxies here use (swift-aio.sh, keystone.sh), for a
+# memcached on PORT; each proxy's own pipeline, app and auth filters come before them.
+#   swift_proxy_filters PORT >> proxy-server.conf
+swift_proxy_filters() {
+    cat <<EOF
+
+[filter:cache]
+use = egg:swift#memcache
+memcache_servers = 127.0.0.1:$1
+EOF
+    local f
+    for f in catch_errors gatekeeper healthcheck proxy-logging listing_formats bulk copy slo dlo; do
+        printf '\n[filter:%s]\nuse = egg:swift#%s\n' "$f" "${f//-/_}"
+    done
+}
+
 emit() { printf 'export %s=%q\n' "$1" "$2"; }
 
 usage() { die "usage: $0 start|stop|env RUNDIR"; }

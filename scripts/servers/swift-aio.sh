@@ -106,39 +106,8 @@ user_test2_tester2 = testing2 .admin
 use = egg:swift#s3api
 location = us-east-1
 
-[filter:cache]
-use = egg:swift#memcache
-memcache_servers = 127.0.0.1:$mc_port
-
-[filter:catch_errors]
-use = egg:swift#catch_errors
-
-[filter:gatekeeper]
-use = egg:swift#gatekeeper
-
-[filter:healthcheck]
-use = egg:swift#healthcheck
-
-[filter:proxy-logging]
-use = egg:swift#proxy_logging
-
-[filter:listing_formats]
-use = egg:swift#listing_formats
-
-[filter:bulk]
-use = egg:swift#bulk
-
 [filter:tempurl]
 use = egg:swift#tempurl
-
-[filter:copy]
-use = egg:swift#copy
-
-[filter:slo]
-use = egg:swift#slo
-
-[filter:dlo]
-use = egg:swift#dlo
 
 [filter:versioned_writes]
 use = egg:swift#versioned_writes
@@ -147,6 +116,7 @@ allow_versioned_writes = true
 [filter:symlink]
 use = egg:swift#symlink
 EOF
+    swift_proxy_filters "$mc_port" >>"$ETC/proxy-server.conf"
 }
 
 # Rings record the backend ports, so they are built once per RUNDIR (with
