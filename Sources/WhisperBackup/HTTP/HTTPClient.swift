@@ -17,13 +17,29 @@ public final class HTTPClient {
         public var stallTimeout: Double = 60
         /// Seconds for a whole request, or nil for no limit (large bodies).
         public var totalTimeout: Double? = nil
+        /// The deadline of every request: it must end within this many seconds plus one second
+        /// per `deadlineRate` bytes of body (the larger of the body sent and the announced
+        /// length of the answer), however steadily bytes trickle. `WSP_HTTP_DEADLINE` sets it.
+        public var deadline: Double = HTTPClient.defaultDeadline
+        public var deadlineRate: Double = 16 * 1024
+        /// The most bytes of an answer held in memory (listings, errors, auth and JSON/XML
+        /// answers); object bodies go to their file, unbounded.
+        public var maxMemoryBody = HTTPClient.maxMemoryBody
+        /// The most bytes of response headers, all lines together.
+        public var maxHeaderBytes = HTTPClient.maxHeaderBytes
         /// Skip TLS certificate and host name verification (an explicit opt-out).
         public var insecure = false
         /// A PEM file of CA certificates instead of the system's.
         public var caBundle: String? = nil
         public var userAgent = "whisper-backup/\(wspVersion)"
-        public init() {}
+        public init() {
+            if let text = system_getenv("WSP_HTTP_DEADLINE"), let d = Double(text), d > 0 { deadline = d }
+        }
     }
+
+    public static let defaultDeadline = 120.0
+    public static let maxMemoryBody = 16 << 20
+    public static let maxHeaderBytes = 1 << 20
 
     public let options: Options
     /// Requests performed so far (each attempt counts).
@@ -62,6 +78,7 @@ public final class HTTPClient {
         requestCount += 1
         let started = system_monotonic()
         let transfer = try Transfer(request)
+        transfer.limits = (options.deadline, options.deadlineRate, options.maxMemoryBody, options.maxHeaderBytes, started)
         defer { transfer.close() }
         let ctx = Unmanaged.passUnretained(transfer).toOpaque()
 
@@ -146,6 +163,15 @@ public final class HTTPClient {
         if let local = transfer.localError {
             return HTTPError(.local, "\(method) \(url): \(local)", code: Int(rc.rawValue))
         }
+        if let allowed = transfer.deadlineExceeded {
+            return HTTPError(.timeout, "\(method) \(url): no complete answer within \(Int(allowed.rounded(.up))) s (the deadline of a request: \(Int(options.deadline)) s plus 1 s per \(Int(options.deadlineRate / 1024)) KiB of body)", code: Int(rc.rawValue))
+        }
+        if transfer.bodyTooLarge {
+            return HTTPError(.other, "\(method) \(url): the answer passed \(options.maxMemoryBody >> 20) MiB, the most read into memory for a listing, error or auth answer", code: Int(rc.rawValue))
+        }
+        if transfer.headersTooLarge || (rc == CURLE_OUT_OF_MEMORY && transfer.received == 0) {
+            return HTTPError(.other, "\(method) \(url): the answer's headers are too large (over 100 KB for one header, or \(options.maxHeaderBytes >> 20) MiB in all)", code: Int(rc.rawValue))
+        }
         let kind: HTTPError.Kind
         switch rc {
         case CURLE_ABORTED_BY_CALLBACK:
@@ -182,6 +208,13 @@ final class Transfer {
     var memory: [UInt8] = []
     var received: Int64 = 0
     var localError: String?
+    /// (deadline, deadlineRate, maxMemoryBody, maxHeaderBytes, started) from the client's options.
+    var limits: (deadline: Double, rate: Double, maxMemory: Int, maxHeaders: Int, started: Double) = (.infinity, 1, .max, .max, 0)
+    /// The seconds allowed, once the request ran past them.
+    var deadlineExceeded: Double?
+    var bodyTooLarge = false
+    var headersTooLarge = false
+    var headerBytes = 0
 
     init(_ request: HTTPRequest) throws {
         switch request.body {
@@ -229,7 +262,13 @@ final class Transfer {
     /// The response status of the headers received so far.
     var status = 0
 
-    func header(_ line: UnsafeRawBufferPointer) {
+    /// Returns false to abort the transfer (headers over the cap).
+    func header(_ line: UnsafeRawBufferPointer) -> Bool {
+        headerBytes += line.count
+        if headerBytes > limits.maxHeaders {
+            headersTooLarge = true
+            return false
+        }
         var end = line.count
         while end > 0 && (line[end - 1] == 10 || line[end - 1] == 13) { end -= 1 }
         let text = String(decoding: UnsafeRawBufferPointer(rebasing: line[0..<end]), as: UTF8.self)
@@ -245,6 +284,18 @@ final class Transfer {
             while value.last == " " || value.last == "\t" { value = value.dropLast() }
             headers.append((name, String(value)))
         }
+        return true
+    }
+
+    /// Returns false to abort the transfer: past its deadline, or stopped by a signal.
+    func progress(downloadTotal: Int64, uploadTotal: Int64) -> Bool {
+        if Signals.stopRequested { return false }
+        let allowed = limits.deadline + Double(max(downloadTotal, uploadTotal, uploadSize ?? 0)) / limits.rate
+        if system_monotonic() - limits.started > allowed {
+            deadlineExceeded = allowed
+            return false
+        }
+        return true
     }
 
     /// Returns false to abort the transfer.
@@ -259,6 +310,10 @@ final class Transfer {
             }
             md5?.update(data)
         } else {
+            if memory.count + data.count > limits.maxMemory {
+                bodyTooLarge = true
+                return false
+            }
             memory.append(contentsOf: data)
         }
         return true
@@ -309,8 +364,7 @@ private let httpWriteCallback: @convention(c) (UnsafeMutablePointer<CChar>?, Int
 private let httpHeaderCallback: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int = { ptr, size, count, ctx in
     let n = size * count
     guard let ptr else { return n }
-    httpTransfer(ctx).header(UnsafeRawBufferPointer(start: ptr, count: n))
-    return n
+    return httpTransfer(ctx).header(UnsafeRawBufferPointer(start: ptr, count: n)) ? n : 0
 }
 
 private let httpReadCallback: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int = { ptr, size, count, ctx in
@@ -324,6 +378,6 @@ private let httpSeekCallback: @convention(c) (UnsafeMutableRawPointer?, curl_off
     return httpTransfer(ctx).seek(to: Int64(offset)) ? CCurl_SEEKFUNC_OK() : CCurl_SEEKFUNC_FAIL()
 }
 
-private let httpProgressCallback: @convention(c) (UnsafeMutableRawPointer?, curl_off_t, curl_off_t, curl_off_t, curl_off_t) -> CInt = { _, _, _, _, _ in
-    Signals.stopRequested ? 1 : 0
+private let httpProgressCallback: @convention(c) (UnsafeMutableRawPointer?, curl_off_t, curl_off_t, curl_off_t, curl_off_t) -> CInt = { ctx, dltotal, _, ultotal, _ in
+    httpTransfer(ctx).progress(downloadTotal: Int64(dltotal), uploadTotal: Int64(ultotal)) ? 0 : 1
 }
