@@ -164,7 +164,8 @@ public final class HTTPClient {
             return HTTPError(.local, "\(method) \(url): \(local)", code: Int(rc.rawValue))
         }
         if let allowed = transfer.deadlineExceeded {
-            return HTTPError(.timeout, "\(method) \(url): no complete answer within \(Int(allowed.rounded(.up))) s (the deadline of a request: \(Int(options.deadline)) s plus 1 s per \(Int(options.deadlineRate / 1024)) KiB of body)", code: Int(rc.rawValue))
+            let tenths = Int((allowed * 10).rounded(.up))
+            return HTTPError(.timeout, "\(method) \(url): no complete answer within the deadline of \(tenths / 10).\(tenths % 10) s (\(Int(options.deadline)) s, plus 1 s per \(Int(options.deadlineRate / 1024)) KiB of body)", code: Int(rc.rawValue))
         }
         if transfer.bodyTooLarge {
             return HTTPError(.other, "\(method) \(url): the answer passed \(options.maxMemoryBody >> 20) MiB, the most read into memory for a listing, error or auth answer", code: Int(rc.rawValue))
