@@ -26,7 +26,7 @@ the way), badetag (forward, answer with an ETag that is not the body's MD5), big
 (forward, add a 300 KB header to the answer), endless (answer 200 and a body that never
 ends), trickle (forward, send the answer's body a byte every 0.4 s), cycle (an S3 listing
 whose continuation tokens go round: the first page is forwarded and marked truncated, later
-pages are answered here, empty, with the tokens A, B, A, B...).
+pages are answered here, empty, with the tokens A, B, A, B..., on every attempt).
 
 With --random P, each attempt of each request instead gets a fault drawn from --faults with
 probability P (else pass), from a generator seeded by --seed.
@@ -71,6 +71,8 @@ class State:
     def fault_for(self, method, target):
         if self.match and not self.match.search(f"{method} {target}"):
             return "pass"
+        if "cycle" in self.faults:   # a listing that goes round does so for ever
+            return "cycle"
         if self.random is not None:
             with self.lock:
                 return self.rng.choice(self.faults) if self.faults and self.rng.random() < self.random else "pass"

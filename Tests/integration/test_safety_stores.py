@@ -105,7 +105,9 @@ def one_line_failure(p, tool, needle):
     """Exit 1 and one line naming the cause (no backtrace, no libcurl's bare words)."""
     lines = p.stderr.splitlines()
     assert p.returncode == 1, p.stderr
-    assert any(l.startswith(f"{tool}: ") and needle in l for l in lines), p.stderr
+    hits = [l for l in lines if l.startswith(f"{tool}: ") and needle in l]
+    assert hits, p.stderr
+    print(hits[0])
     assert "Fatal error" not in p.stderr and "Out of memory" not in p.stderr, p.stderr
 
 
@@ -153,7 +155,9 @@ def test_swift_bulk_delete_that_partly_fails_reports_only_what_is_gone(tmp_path,
     deleted = {r[3] for r in records(p.stdout) if r[5] == "deleted"}
     assert p.returncode == 1, p.stderr
     assert deleted == {keys[0], keys[2]}, (p.stdout, p.stderr)
-    assert [l for l in p.stderr.splitlines() if stuck in l and "503" in l], p.stderr
+    hits = [l for l in p.stderr.splitlines() if stuck in l and "503" in l]
+    assert hits, p.stderr
+    print(hits[0])
     assert listed(be, store, tmp_path) == {stuck, keys[3]}
 
 
@@ -179,7 +183,7 @@ def test_s3_listing_whose_tokens_go_round_fails_at_once(tmp_path, container, pro
     store = be.url(container, "n/")
     backup(gen_tree(tmp_path / "w", files=2, schemas="small"), store, tmp_path / "spool", be.env(tmp_path))
     px = proxy(proxies, tmp_path, be, "cycle", be.listing)
-    p = run("wsp-pull", "list", "--retries", "0", store, "*", env=be.env(tmp_path, px.url), timeout=60)
+    p = run("wsp-pull", "list", "--retries", "0", store, "*", env=be.env(tmp_path, px.url), timeout=30)
     one_line_failure(p, "wsp-pull", "the listing went round")
     assert px.faults()["cycle"] <= 3
 
@@ -205,7 +209,7 @@ def test_trickling_answer_ends_at_the_deadline(tmp_path, container, proxies, nam
     px = proxy(proxies, tmp_path, be, "trickle", be.listing)
     t0 = time.monotonic()
     p = run("wsp-pull", "list", "--retries", "0", store, "*", env={**be.env(tmp_path, px.url), "WSP_HTTP_DEADLINE": "2"},
-            timeout=60)
+            timeout=30)
     one_line_failure(p, "wsp-pull", "no complete answer within the deadline of 2.")
     assert time.monotonic() - t0 < 20
 
@@ -257,7 +261,9 @@ def test_swift_container_403_says_what_to_fix(tmp_path, container):
            "OS_STORAGE_URL": storage}
     p = run("wsp-pull", "list", "--retries", "0", store, "*", env=env)
     assert p.returncode in (1, 2), p.stderr
-    assert [l for l in p.stderr.splitlines() if f"container {container}: access denied (403" in l and "ACL" in l], p.stderr
+    hits = [l for l in p.stderr.splitlines() if f"container {container}: access denied (403" in l and "ACL" in l]
+    assert hits, p.stderr
+    print(hits[0], f"(exit {p.returncode})")
 
 
 @pytest.mark.parametrize("name", ["s3", "rgw"])
