@@ -232,6 +232,7 @@ class Handler(socketserver.BaseRequestHandler):
             rheaders = [(n, v) for n, v in rheaders if n.lower() != "etag"] + [("ETag", '"%s"' % ("0" * 32))]
         if fault == "bigheader":
             rheaders = rheaders + [("X-Padding", "x" * 300 * 1024)]
+
         if fault == "cycle" and b"<IsTruncated>" in rbody:
             rbody = re.sub(rb"<IsTruncated>false</IsTruncated>", b"<IsTruncated>true</IsTruncated><NextContinuationToken>A</NextContinuationToken>", rbody)
         if fault == "trickle" and rbody and method != "HEAD":

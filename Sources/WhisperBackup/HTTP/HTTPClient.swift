@@ -25,8 +25,6 @@ public final class HTTPClient {
         /// The most bytes of an answer held in memory (listings, errors, auth and JSON/XML
         /// answers); object bodies go to their file, unbounded.
         public var maxMemoryBody = HTTPClient.maxMemoryBody
-        /// The most bytes of response headers, all lines together.
-        public var maxHeaderBytes = HTTPClient.maxHeaderBytes
         /// Skip TLS certificate and host name verification (an explicit opt-out).
         public var insecure = false
         /// A PEM file of CA certificates instead of the system's.
@@ -39,7 +37,6 @@ public final class HTTPClient {
 
     public static let defaultDeadline = 120.0
     public static let maxMemoryBody = 16 << 20
-    public static let maxHeaderBytes = 1 << 20
 
     public let options: Options
     /// Requests performed so far (each attempt counts).
@@ -78,7 +75,7 @@ public final class HTTPClient {
         requestCount += 1
         let started = system_monotonic()
         let transfer = try Transfer(request)
-        transfer.limits = (options.deadline, options.deadlineRate, options.maxMemoryBody, options.maxHeaderBytes, started)
+        transfer.limits = (options.deadline, options.deadlineRate, options.maxMemoryBody, started)
         defer { transfer.close() }
         let ctx = Unmanaged.passUnretained(transfer).toOpaque()
 
@@ -170,8 +167,9 @@ public final class HTTPClient {
         if transfer.bodyTooLarge {
             return HTTPError(.other, "\(method) \(url): the answer passed \(options.maxMemoryBody >> 20) MiB, the most read into memory for a listing, error or auth answer", code: Int(rc.rawValue))
         }
-        if transfer.headersTooLarge || (rc == CURLE_OUT_OF_MEMORY && transfer.received == 0) {
-            return HTTPError(.other, "\(method) \(url): the answer's headers are too large (over 100 KB for one header, or \(options.maxHeaderBytes >> 20) MiB in all)", code: Int(rc.rawValue))
+        if rc == CURLE_OUT_OF_MEMORY && transfer.received == 0 {
+            // What libcurl (7.88) answers, with no further word, to a header line over 100 KB.
+            return HTTPError(.other, "\(method) \(url): a header of the answer is too large (libcurl takes 100 KB a line)", code: Int(rc.rawValue))
         }
         let kind: HTTPError.Kind
         switch rc {
@@ -209,13 +207,11 @@ final class Transfer {
     var memory: [UInt8] = []
     var received: Int64 = 0
     var localError: String?
-    /// (deadline, deadlineRate, maxMemoryBody, maxHeaderBytes, started) from the client's options.
-    var limits: (deadline: Double, rate: Double, maxMemory: Int, maxHeaders: Int, started: Double) = (.infinity, 1, .max, .max, 0)
+    /// (deadline, deadlineRate, maxMemoryBody, started) from the client's options.
+    var limits: (deadline: Double, rate: Double, maxMemory: Int, started: Double) = (.infinity, 1, .max, 0)
     /// The seconds allowed, once the request ran past them.
     var deadlineExceeded: Double?
     var bodyTooLarge = false
-    var headersTooLarge = false
-    var headerBytes = 0
 
     init(_ request: HTTPRequest) throws {
         switch request.body {
@@ -263,13 +259,7 @@ final class Transfer {
     /// The response status of the headers received so far.
     var status = 0
 
-    /// Returns false to abort the transfer (headers over the cap).
-    func header(_ line: UnsafeRawBufferPointer) -> Bool {
-        headerBytes += line.count
-        if headerBytes > limits.maxHeaders {
-            headersTooLarge = true
-            return false
-        }
+    func header(_ line: UnsafeRawBufferPointer) {
         var end = line.count
         while end > 0 && (line[end - 1] == 10 || line[end - 1] == 13) { end -= 1 }
         let text = String(decoding: UnsafeRawBufferPointer(rebasing: line[0..<end]), as: UTF8.self)
@@ -285,7 +275,6 @@ final class Transfer {
             while value.last == " " || value.last == "\t" { value = value.dropLast() }
             headers.append((name, String(value)))
         }
-        return true
     }
 
     /// Returns false to abort the transfer: past its deadline, or stopped by a signal.
@@ -365,7 +354,8 @@ private let httpWriteCallback: @convention(c) (UnsafeMutablePointer<CChar>?, Int
 private let httpHeaderCallback: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int = { ptr, size, count, ctx in
     let n = size * count
     guard let ptr else { return n }
-    return httpTransfer(ctx).header(UnsafeRawBufferPointer(start: ptr, count: n)) ? n : 0
+    httpTransfer(ctx).header(UnsafeRawBufferPointer(start: ptr, count: n))
+    return n
 }
 
 private let httpReadCallback: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int = { ptr, size, count, ctx in
