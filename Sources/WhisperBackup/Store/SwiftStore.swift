@@ -278,12 +278,12 @@ public final class SwiftStore: Store {
     private(set) var bulkDeleteUnsupported = false
 
     /// One `POST ?bulk-delete`; nil when the cluster does not take it (405, 501). The HTTP
-    /// status is 200 once the middleware starts; the outcome is in the JSON body. Only a clean
-    /// answer (a 2xx `Response Status`, no errors, every key counted deleted or not found) is
-    /// taken as it is: otherwise (say "Max delete failures exceeded", which stops before the
-    /// keys after the failures) the keys not named as failed are deleted one by one, so that a
-    /// delete is reported only when the cluster confirmed it. Per-object 401s (an expired
-    /// token) get one new token and one resend of those keys.
+    /// status is 200 once the middleware starts; the outcome is in the JSON body. Its verdicts
+    /// are taken as they are only when they account for every key (`Number Deleted`, `Number
+    /// Not Found` and `Errors` add up to the keys sent): otherwise (say "Max delete failures
+    /// exceeded", which stops before the keys after the failures) the keys not named as failed
+    /// are deleted one by one, so that a delete is reported only when the cluster confirmed
+    /// it. Per-object 401s (an expired token) get one new token and one resend of those keys.
     private func bulkDelete(_ keys: [String], renewed: Bool = false) throws -> [(key: String, error: Error)]? {
         var byLine: [String: String] = [:]
         var body = ""
@@ -316,11 +316,12 @@ public final class SwiftStore: Store {
             if code == 401 { unauthorized.append(key); continue }
             failed.append((key, StoreError(SwiftStore.kind(ofStatus: code), "\(location): delete \(key): \(status)")))
         }
-        let clean = Int(result.status.prefix(3)).map { (200..<300).contains($0) } == true && result.errors.isEmpty
-            && (result.deleted.map { $0 + (result.notFound ?? 0) == keys.count } ?? true)
-        if !clean {
-            // Not a clean success: what the answer does not name as failed is confirmed
-            // (or found undeletable) one by one.
+        // The answer accounts for every key when its counts and errors add up to the keys
+        // sent (or, without counts, when it is a plain success); otherwise what it does not
+        // name as failed is confirmed (or found undeletable) one by one.
+        let accounted = result.deleted.map { $0 + (result.notFound ?? 0) + result.errors.count == keys.count }
+            ?? (Int(result.status.prefix(3)).map { (200..<300).contains($0) } == true && result.errors.isEmpty)
+        if !accounted {
             failed += deleteEach(keys.filter { !named.contains($0) })
         }
         if unauthorized.isEmpty { return failed }
