@@ -15,8 +15,6 @@ public final class HTTPClient {
         public var connectTimeout: Double = 15
         /// A transfer moving less than one byte per second for this long is aborted.
         public var stallTimeout: Double = 60
-        /// Seconds for a whole request, or nil for no limit (large bodies).
-        public var totalTimeout: Double? = nil
         /// The deadline of every request: it must end within this many seconds plus one second
         /// per `deadlineRate` bytes of body (the larger of the body sent and the announced
         /// length of the answer), however steadily bytes trickle. `WSP_HTTP_DEADLINE` sets it.
@@ -31,7 +29,7 @@ public final class HTTPClient {
         public var caBundle: String? = nil
         public var userAgent = "whisper-backup/\(wspVersion)"
         public init() {
-            if let text = system_getenv("WSP_HTTP_DEADLINE"), let d = Double(text), d > 0 { deadline = d }
+            if let text = system_getenv("WSP_HTTP_DEADLINE"), let d = Double(text), d > 0, d.isFinite { deadline = d }
         }
     }
 
@@ -54,6 +52,9 @@ public final class HTTPClient {
 
     public init(options: Options = Options()) throws {
         if let reason = HTTPClient.loadError { throw HTTPError(.other, reason) }
+        if let text = system_getenv("WSP_HTTP_DEADLINE"), !text.isEmpty, Double(text).map({ $0 > 0 && $0.isFinite }) != true {
+            throw ConfigError("WSP_HTTP_DEADLINE=\(text): not a positive number of seconds")
+        }
         guard let h = CCurl_easy_init() else { throw HTTPError(.other, "libcurl could not be initialised") }
         self.options = options
         handle = h
@@ -102,7 +103,6 @@ public final class HTTPClient {
         set(CURLOPT_CONNECTTIMEOUT_MS, Int(options.connectTimeout * 1000))
         set(CURLOPT_LOW_SPEED_LIMIT, 1)
         set(CURLOPT_LOW_SPEED_TIME, max(1, Int(options.stallTimeout)))
-        if let t = options.totalTimeout { set(CURLOPT_TIMEOUT_MS, Int(t * 1000)) }
         set(CURLOPT_SSL_VERIFYPEER, options.insecure ? 0 : 1)
         set(CURLOPT_SSL_VERIFYHOST, options.insecure ? 0 : 2)
         if let ca = options.caBundle { set(CURLOPT_CAINFO, ca) }
