@@ -219,6 +219,31 @@ final class HTTPClientTests: XCTestCase {
         XCTAssertEqual(try impatient.perform(HTTPRequest(method: "GET", url: proxy.base + "/b/slow")).status, 404)
     }
 
+    func testBodyCapAndDeadline() throws {
+        let proxy = try FaultProxy(faults: "endless", match: "^GET /b/endless")
+        defer { proxy.stop() }
+        var o = HTTPClient.Options()
+        o.maxMemoryBody = 1 << 20
+        o.deadline = 1
+        let http = try HTTPClient(options: o)
+        // An answer that never ends stops at the cap, not at the host's memory.
+        XCTAssertThrowsError(try http.perform(HTTPRequest(method: "GET", url: proxy.base + "/b/endless"))) { e in
+            XCTAssertEqual((e as? HTTPError)?.kind, .other, "\(e)")
+            XCTAssertTrue("\(e)".contains("the answer passed 1 MiB"), "\(e)")
+        }
+        // A trickle (a byte every 0.4 s) never trips the stall rule; the deadline ends it.
+        let trickle = try FaultProxy(faults: "trickle", match: "^GET /b/slow")
+        defer { trickle.stop() }
+        let t0 = Date()
+        XCTAssertThrowsError(try http.perform(HTTPRequest(method: "GET", url: trickle.base + "/b/slow"))) { e in
+            XCTAssertEqual((e as? HTTPError)?.kind, .timeout, "\(e)")
+            XCTAssertTrue("\(e)".contains("no complete answer within the deadline of 1."), "\(e)")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 4)
+        // The handle is usable after both.
+        XCTAssertEqual(try http.perform(HTTPRequest(method: "GET", url: trickle.base + "/b/slow")).status, 404)
+    }
+
     func testTLSIsVerifiedUnlessInsecure() throws {
         // A self-signed certificate for 127.0.0.1.
         let cert = tmp + "/cert.pem", key = tmp + "/key.pem"

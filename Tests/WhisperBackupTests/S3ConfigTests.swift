@@ -72,6 +72,19 @@ final class S3ConfigTests: XCTestCase {
         XCTAssertEqual(try config("s3://bkt/p", env: env).httpOptions.caBundle, "/etc/ssl/certs/ca-certificates.crt")
     }
 
+    func testCredentialAndConfigFilesExpandTilde() throws {
+        // As botocore: `~/x` in AWS_SHARED_CREDENTIALS_FILE and AWS_CONFIG_FILE is under HOME.
+        let files = ["/home/op/keys/creds": "[default]\naws_access_key_id = AKIDTILDE\naws_secret_access_key = s\n",
+                     "/home/op/keys/config": "[default]\nregion = ap-south-1\n"]
+        let env = ["HOME": "/home/op", "AWS_SHARED_CREDENTIALS_FILE": "~/keys/creds", "AWS_CONFIG_FILE": "~/keys/config"]
+        let c = try config("s3://bkt/x", env: env, files: files)
+        XCTAssertEqual(c.credentials.accessKeyID, "AKIDTILDE")
+        XCTAssertEqual(c.region, "ap-south-1")
+        // Only a leading `~/` is HOME: `a~/b` is a path like any other.
+        XCTAssertTrue(message { try self.config("s3://bkt/x", env: ["HOME": "/home/op", "AWS_SHARED_CREDENTIALS_FILE": "keys~/creds"],
+                                                files: files) }.contains("keys~/creds"))
+    }
+
     func testProfiles() throws {
         let files = [
             "/home/op/.aws/credentials": """

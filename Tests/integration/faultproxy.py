@@ -20,6 +20,14 @@ send it), short (forward, answer half the body with a Content-Length that says s
 truncation only a checksum can tell), flip (forward, flip one bit in the middle of the body),
 flipx (flip, and drop the ETag: a corruption nothing in HTTP can tell), pass (forward).
 
+Misbehaving stores: 405 (answer 405 Method Not Allowed), flipput (flip one bit in the middle
+of the request body and drop its ETag header before forwarding: a Swift upload corrupted on
+the way), badetag (forward, answer with an ETag that is not the body's MD5), bigheader
+(forward, add a 300 KB header to the answer), endless (answer 200 and a body that never
+ends), trickle (forward, send the answer's body a byte every 0.4 s), cycle (an S3 listing
+whose continuation tokens go round: the first page is forwarded and marked truncated, later
+pages are answered here, empty, with the tokens A, B, A, B..., on every attempt).
+
 With --random P, each attempt of each request instead gets a fault drawn from --faults with
 probability P (else pass), from a generator seeded by --seed.
 
@@ -63,6 +71,8 @@ class State:
     def fault_for(self, method, target):
         if self.match and not self.match.search(f"{method} {target}"):
             return "pass"
+        if "cycle" in self.faults:   # a listing that goes round does so for ever
+            return "cycle"
         if self.random is not None:
             with self.lock:
                 return self.rng.choice(self.faults) if self.faults and self.rng.random() < self.random else "pass"
@@ -89,7 +99,7 @@ def skew(amz_date, seconds):
 
 
 def error_body(status):
-    code = {503: "SlowDown", 500: "InternalError", 429: "TooManyRequests"}.get(status, "Error")
+    code = {503: "SlowDown", 500: "InternalError", 429: "TooManyRequests", 405: "MethodNotAllowed"}.get(status, "Error")
     return (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
             f"<Message>injected by faultproxy</Message></Error>").encode()
 
@@ -173,7 +183,29 @@ class Handler(socketserver.BaseRequestHandler):
             st.record(method, target, "-", fault, self.conn_id)
             self.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
             return False
-        if fault in ("503", "500", "429"):
+        if fault == "endless":
+            st.record(method, target, 200, fault, self.conn_id)
+            self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n")
+            chunk = b"[" + b" " * 65535
+            try:
+                while True:
+                    self.request.sendall(chunk)
+                    chunk = b" " * 65536
+            except OSError:
+                return False
+        if fault == "cycle" and "continuation-token=" in target:
+            token = "B" if "continuation-token=A" in target else "A"
+            st.record(method, target, 200, fault, self.conn_id)
+            page = ('<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                    f"<Name>b</Name><KeyCount>0</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated>"
+                    f"<NextContinuationToken>{token}</NextContinuationToken></ListBucketResult>").encode()
+            self.send(200, "OK", [("Content-Type", "application/xml")], page)
+            return True
+        if fault == "flipput" and body:
+            i = len(body) // 2
+            body = body[:i] + bytes([body[i] ^ 0x10]) + body[i + 1:]
+            headers = [(n, v) for n, v in headers if n.lower() != "etag"]
+        if fault in ("503", "500", "429", "405"):
             status = int(fault)
             st.record(method, target, status, fault, self.conn_id)
             eb = error_body(status)
@@ -196,6 +228,25 @@ class Handler(socketserver.BaseRequestHandler):
             rbody = rbody[:i] + bytes([rbody[i] ^ 0x10]) + rbody[i + 1:]
         if fault == "flipx":
             rheaders = [(n, v) for n, v in rheaders if n.lower() != "etag"]
+        if fault == "badetag":
+            rheaders = [(n, v) for n, v in rheaders if n.lower() != "etag"] + [("ETag", '"%s"' % ("0" * 32))]
+        if fault == "bigheader":
+            rheaders = rheaders + [("X-Padding", "x" * 300 * 1024)]
+
+        if fault == "cycle" and b"<IsTruncated>" in rbody:
+            rbody = re.sub(rb"<IsTruncated>false</IsTruncated>", b"<IsTruncated>true</IsTruncated><NextContinuationToken>A</NextContinuationToken>", rbody)
+        if fault == "trickle" and rbody and method != "HEAD":
+            st.record(method, target, status, fault, self.conn_id)
+            lines = [f"HTTP/1.1 {status} {reason}"] + [f"{n}: {v}" for n, v in rheaders if n.lower() not in ("transfer-encoding", "connection", "content-length")]
+            lines.append(f"Content-Length: {len(rbody)}")
+            try:
+                self.request.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+                for b in rbody:
+                    self.request.sendall(bytes([b]))
+                    time.sleep(0.4)
+            except OSError:
+                pass
+            return False
         st.record(method, target, status, fault, self.conn_id)
         self.send(status, reason, rheaders, rbody, cut=cut, head=method == "HEAD")
         return not cut

@@ -15,15 +15,26 @@ public final class HTTPClient {
         public var connectTimeout: Double = 15
         /// A transfer moving less than one byte per second for this long is aborted.
         public var stallTimeout: Double = 60
-        /// Seconds for a whole request, or nil for no limit (large bodies).
-        public var totalTimeout: Double? = nil
+        /// The deadline of every request: it must end within this many seconds plus one second
+        /// per `deadlineRate` bytes of body (the larger of the body sent and the announced
+        /// length of the answer), however steadily bytes trickle. `WSP_HTTP_DEADLINE` sets it.
+        public var deadline: Double = HTTPClient.defaultDeadline
+        public var deadlineRate: Double = 16 * 1024
+        /// The most bytes of an answer held in memory (listings, errors, auth and JSON/XML
+        /// answers); object bodies go to their file, unbounded.
+        public var maxMemoryBody = HTTPClient.maxMemoryBody
         /// Skip TLS certificate and host name verification (an explicit opt-out).
         public var insecure = false
         /// A PEM file of CA certificates instead of the system's.
         public var caBundle: String? = nil
         public var userAgent = "whisper-backup/\(wspVersion)"
-        public init() {}
+        public init() {
+            if let text = system_getenv("WSP_HTTP_DEADLINE"), let d = Double(text), d > 0, d.isFinite { deadline = d }
+        }
     }
+
+    public static let defaultDeadline = 120.0
+    public static let maxMemoryBody = 16 << 20
 
     public let options: Options
     /// Requests performed so far (each attempt counts).
@@ -41,6 +52,9 @@ public final class HTTPClient {
 
     public init(options: Options = Options()) throws {
         if let reason = HTTPClient.loadError { throw HTTPError(.other, reason) }
+        if let text = system_getenv("WSP_HTTP_DEADLINE"), !text.isEmpty, Double(text).map({ $0 > 0 && $0.isFinite }) != true {
+            throw ConfigError("WSP_HTTP_DEADLINE=\(text): not a positive number of seconds")
+        }
         guard let h = CCurl_easy_init() else { throw HTTPError(.other, "libcurl could not be initialised") }
         self.options = options
         handle = h
@@ -62,6 +76,7 @@ public final class HTTPClient {
         requestCount += 1
         let started = system_monotonic()
         let transfer = try Transfer(request)
+        transfer.limits = (options.deadline, options.deadlineRate, options.maxMemoryBody, started)
         defer { transfer.close() }
         let ctx = Unmanaged.passUnretained(transfer).toOpaque()
 
@@ -88,7 +103,6 @@ public final class HTTPClient {
         set(CURLOPT_CONNECTTIMEOUT_MS, Int(options.connectTimeout * 1000))
         set(CURLOPT_LOW_SPEED_LIMIT, 1)
         set(CURLOPT_LOW_SPEED_TIME, max(1, Int(options.stallTimeout)))
-        if let t = options.totalTimeout { set(CURLOPT_TIMEOUT_MS, Int(t * 1000)) }
         set(CURLOPT_SSL_VERIFYPEER, options.insecure ? 0 : 1)
         set(CURLOPT_SSL_VERIFYHOST, options.insecure ? 0 : 2)
         if let ca = options.caBundle { set(CURLOPT_CAINFO, ca) }
@@ -146,6 +160,17 @@ public final class HTTPClient {
         if let local = transfer.localError {
             return HTTPError(.local, "\(method) \(url): \(local)", code: Int(rc.rawValue))
         }
+        if let allowed = transfer.deadlineExceeded {
+            let tenths = Int((allowed * 10).rounded(.up))
+            return HTTPError(.timeout, "\(method) \(url): no complete answer within the deadline of \(tenths / 10).\(tenths % 10) s (\(Int(options.deadline)) s, plus 1 s per \(Int(options.deadlineRate / 1024)) KiB of body)", code: Int(rc.rawValue))
+        }
+        if transfer.bodyTooLarge {
+            return HTTPError(.other, "\(method) \(url): the answer passed \(options.maxMemoryBody >> 20) MiB, the most read into memory for a listing, error or auth answer", code: Int(rc.rawValue))
+        }
+        if rc == CURLE_OUT_OF_MEMORY && transfer.received == 0 {
+            // What libcurl (7.88) answers, with no further word, to a header line over 100 KB.
+            return HTTPError(.other, "\(method) \(url): a header of the answer is too large (libcurl takes 100 KB a line)", code: Int(rc.rawValue))
+        }
         let kind: HTTPError.Kind
         switch rc {
         case CURLE_ABORTED_BY_CALLBACK:
@@ -182,6 +207,11 @@ final class Transfer {
     var memory: [UInt8] = []
     var received: Int64 = 0
     var localError: String?
+    /// (deadline, deadlineRate, maxMemoryBody, started) from the client's options.
+    var limits: (deadline: Double, rate: Double, maxMemory: Int, started: Double) = (.infinity, 1, .max, 0)
+    /// The seconds allowed, once the request ran past them.
+    var deadlineExceeded: Double?
+    var bodyTooLarge = false
 
     init(_ request: HTTPRequest) throws {
         switch request.body {
@@ -247,6 +277,17 @@ final class Transfer {
         }
     }
 
+    /// Returns false to abort the transfer: past its deadline, or stopped by a signal.
+    func progress(downloadTotal: Int64, uploadTotal: Int64) -> Bool {
+        if Signals.stopRequested { return false }
+        let allowed = limits.deadline + Double(max(downloadTotal, uploadTotal, uploadSize ?? 0)) / limits.rate
+        if system_monotonic() - limits.started > allowed {
+            deadlineExceeded = allowed
+            return false
+        }
+        return true
+    }
+
     /// Returns false to abort the transfer.
     func body(_ data: UnsafeRawBufferPointer) -> Bool {
         received += Int64(data.count)
@@ -259,6 +300,10 @@ final class Transfer {
             }
             md5?.update(data)
         } else {
+            if memory.count + data.count > limits.maxMemory {
+                bodyTooLarge = true
+                return false
+            }
             memory.append(contentsOf: data)
         }
         return true
@@ -324,6 +369,6 @@ private let httpSeekCallback: @convention(c) (UnsafeMutableRawPointer?, curl_off
     return httpTransfer(ctx).seek(to: Int64(offset)) ? CCurl_SEEKFUNC_OK() : CCurl_SEEKFUNC_FAIL()
 }
 
-private let httpProgressCallback: @convention(c) (UnsafeMutableRawPointer?, curl_off_t, curl_off_t, curl_off_t, curl_off_t) -> CInt = { _, _, _, _, _ in
-    Signals.stopRequested ? 1 : 0
+private let httpProgressCallback: @convention(c) (UnsafeMutableRawPointer?, curl_off_t, curl_off_t, curl_off_t, curl_off_t) -> CInt = { ctx, dltotal, _, ultotal, _ in
+    httpTransfer(ctx).progress(downloadTotal: Int64(dltotal), uploadTotal: Int64(ultotal)) ? 0 : 1
 }

@@ -66,8 +66,12 @@ public struct S3Config: Sendable {
         // The profile, from both files (credentials first, as the AWS CLI reads them).
         let profileName = env("AWS_PROFILE") ?? env("AWS_DEFAULT_PROFILE") ?? "default"
         let home = env("HOME") ?? "/"
-        let credentialsFile = env("AWS_SHARED_CREDENTIALS_FILE") ?? home + "/.aws/credentials"
-        let configFile = env("AWS_CONFIG_FILE") ?? home + "/.aws/config"
+        // `~` and `~/...` are expanded, as botocore expands them.
+        func expand(_ path: String) -> String {
+            path == "~" ? home : path.hasPrefix("~/") ? home + path.dropFirst() : path
+        }
+        let credentialsFile = expand(env("AWS_SHARED_CREDENTIALS_FILE") ?? home + "/.aws/credentials")
+        let configFile = expand(env("AWS_CONFIG_FILE") ?? home + "/.aws/config")
         let fromCredentials = readFile(credentialsFile).flatMap { IniFile.parse($0)[profileName] }
         let configSection = profileName == "default" ? "default" : "profile \(profileName)"
         let configText = readFile(configFile)

@@ -11,7 +11,8 @@ import Glibc
 /// - `get`: the body streams into the file; its length and, for plain objects, its MD5
 ///   against the ETag are checked, and a mismatch is a transient error (retried).
 /// - `list`: ListObjectsV2 pages of up to 1000 keys, followed by continuation token; a
-///   truncated page without a token, a token that repeats, or keys out of order fail.
+///   truncated page without a token, a token given before, 1000 truncated pages in a row
+///   without a key, or keys out of order fail.
 /// - `delete`: DeleteObjects in batches of 1000 (with `Content-MD5`), reading the per-key
 ///   errors of the 200 answer; a missing key counts as deleted. A server without
 ///   DeleteObjects (GCS's XML API) gets one DELETE per key.
@@ -55,7 +56,20 @@ public final class S3Store: Store {
         let r = try send("PUT", key: key, headers: headers, body: httpBody, payloadHash: Hex.encode(sha256), what: "PUT \(key)")
         guard r.isSuccess else { throw failure(r, what: "PUT \(key)").error }
         if let etag = S3Store.plainETag(r), etag != Hex.encode(md5) {
-            throw StoreError(.transient, "\(location): PUT \(key): the server's ETag \(etag) is not the MD5 of the bytes sent")
+            // Never keep what failed its check: a listing would offer it as a stored version.
+            let removed = removeFailedUpload(key)
+            throw StoreError(.transient, "\(location): PUT \(key): the server's ETag \(etag) is not the MD5 of the bytes sent; \(removed)")
+        }
+    }
+
+    /// Deletes an object whose upload failed its check; says what became of it.
+    func removeFailedUpload(_ key: String) -> String {
+        do {
+            let r = try send("DELETE", key: key, what: "DELETE \(key)")
+            if r.isSuccess || r.status == 404 { return "the object was deleted" }
+            return "deleting the object failed too (\(failure(r, what: "DELETE \(key)").error.message)): delete it before the next push"
+        } catch {
+            return "deleting the object failed too (\(error)): delete it before the next push"
         }
     }
 
@@ -83,6 +97,8 @@ public final class S3Store: Store {
         if assumeEmpty { return }
         var token: String? = nil
         var last: String? = nil
+        var seen: Set<String> = []
+        var emptyPages = 0
         repeat {
             var query = [("list-type", "2"), ("prefix", prefix), ("encoding-type", "url")]
             if let token { query.append(("continuation-token", token)) }
@@ -106,8 +122,14 @@ public final class S3Store: Store {
             guard let next = page.nextToken, !next.isEmpty else {
                 throw StoreError(.permanent, "\(location): \(what): a truncated listing page came without a continuation token")
             }
-            guard next != token else {
-                throw StoreError(.permanent, "\(location): \(what): the server repeated a continuation token")
+            // Every token of this listing is remembered: one that comes back (A, B, A...)
+            // would make the listing go round for ever.
+            guard seen.insert(next).inserted else {
+                throw StoreError(.permanent, "\(location): \(what): the listing went round: the server gave a continuation token it had given before (after \(seen.count) pages)")
+            }
+            emptyPages = page.objects.isEmpty ? emptyPages + 1 : 0
+            guard emptyPages < S3Store.maxEmptyPages else {
+                throw StoreError(.permanent, "\(location): \(what): \(emptyPages) truncated listing pages in a row without a key")
             }
             token = next
         } while true
@@ -137,6 +159,9 @@ public final class S3Store: Store {
         }
         return failed
     }
+
+    /// Truncated pages without a key, in a row, before a listing is given up.
+    static let maxEmptyPages = 1000
 
     /// Set once the server answered that it does not do DeleteObjects.
     private(set) var multiDeleteUnsupported = false

@@ -8,8 +8,9 @@ import Glibc
 ///   a body that changed on the way; downloads are checked against the object's `ETag`.
 /// - Listings are `format=json` pages by `prefix`, `limit` and `marker`, in the cluster's
 ///   ascending byte order (checked).
-/// - Deletes use the `bulk` middleware when `/info` offers it (per-object errors are read),
-///   single `DELETE`s otherwise; a 404 is success.
+/// - Deletes use the `bulk` middleware when `/info` offers it (per-object errors are read;
+///   an answer that is not a clean success is confirmed key by key), single `DELETE`s
+///   otherwise or after a 405; a 404 is success.
 /// - One token per process; on a 401 it authenticates again once, then fails clearly.
 /// - No retries here: `RetryStore` retries what this store calls `.transient`.
 public final class SwiftStore: Store {
@@ -89,6 +90,9 @@ public final class SwiftStore: Store {
     /// A failed response as a `StoreError` of the right kind.
     func failure(_ r: HTTPResponse, _ what: String) -> StoreError {
         let detail = SwiftStore.errorDetail(r)
+        if r.status == 403 {
+            return StoreError(.permanent, "\(location): \(what): access denied (403\(detail)): this user may not do that in container \(config.container); grant it in the container's ACL (X-Container-Read/X-Container-Write) or give the user a role that may (or use another container or user)")
+        }
         return StoreError(SwiftStore.kind(ofStatus: r.status), "\(location): \(what): \(r.status)\(detail)")
     }
 
@@ -159,7 +163,9 @@ public final class SwiftStore: Store {
         switch r.status {
         case 200..<300:
             if let etag = r.header("etag").map(SwiftStore.unquote), etag.lowercased() != md5 {
-                throw StoreError(.transient, "\(location): \(what): stored ETag \(etag) is not the MD5 sent (\(md5))")
+                // Never keep what failed its check: a listing would offer it as a stored version.
+                let removed = removeFailedUpload(key)
+                throw StoreError(.transient, "\(location): \(what): stored ETag \(etag) is not the MD5 sent (\(md5)); \(removed)")
             }
         case 404:
             throw StoreError(.permanent, "\(location): \(what): container \(config.container) does not exist")
@@ -167,6 +173,17 @@ public final class SwiftStore: Store {
             throw StoreError(.transient, "\(location): \(what): the cluster refused the upload (422): its MD5 is not \(md5); the body changed in transit")
         default:
             throw failure(r, what)
+        }
+    }
+
+    /// Deletes an object whose upload failed its check; says what became of it.
+    func removeFailedUpload(_ key: String) -> String {
+        do {
+            let r = try send("DELETE", objectPath(key), what: "DELETE \(key)")
+            if r.isSuccess || r.status == 404 { return "the object was deleted" }
+            return "deleting the object failed too (\(failure(r, "DELETE \(key)").message)): delete it before the next push"
+        } catch {
+            return "deleting the object failed too (\(error)): delete it before the next push"
         }
     }
 
@@ -229,16 +246,22 @@ public final class SwiftStore: Store {
 
     public func delete(_ keys: [String]) throws -> [(key: String, error: Error)] {
         if keys.isEmpty { return [] }
-        if keys.count > 1, let max = try bulkDeleteMax() {
+        if keys.count > 1, !bulkDeleteUnsupported, let max = try bulkDeleteMax() {
             var failed: [(key: String, error: Error)] = []
             var start = 0
-            while start < keys.count {
+            while start < keys.count && !bulkDeleteUnsupported {
                 let chunk = Array(keys[start..<min(keys.count, start + max)])
-                failed += try bulkDelete(chunk)
+                guard let f = try bulkDelete(chunk) else { break }
+                failed += f
                 start += chunk.count
             }
-            return failed
+            return failed + deleteEach(Array(keys[start...]))
         }
+        return deleteEach(keys)
+    }
+
+    /// One `DELETE` per key; a 404 is success.
+    private func deleteEach(_ keys: [String]) -> [(key: String, error: Error)] {
         var failed: [(key: String, error: Error)] = []
         for key in keys {
             do {
@@ -251,10 +274,17 @@ public final class SwiftStore: Store {
         return failed
     }
 
-    /// One `POST ?bulk-delete`. The HTTP status is 200 once the middleware starts; the
-    /// outcome per object is in the JSON body. Per-object 401s (an expired token) get one new
-    /// token and one resend of those keys.
-    private func bulkDelete(_ keys: [String], renewed: Bool = false) throws -> [(key: String, error: Error)] {
+    /// Set once the cluster answered a bulk delete with 405/501: single deletes from then on.
+    private(set) var bulkDeleteUnsupported = false
+
+    /// One `POST ?bulk-delete`; nil when the cluster does not take it (405, 501). The HTTP
+    /// status is 200 once the middleware starts; the outcome is in the JSON body. Its verdicts
+    /// are taken as they are only when they account for every key (`Number Deleted`, `Number
+    /// Not Found` and `Errors` add up to the keys sent): otherwise (say "Max delete failures
+    /// exceeded", which stops before the keys after the failures) the keys not named as failed
+    /// are deleted one by one, so that a delete is reported only when the cluster confirmed
+    /// it. Per-object 401s (an expired token) get one new token and one resend of those keys.
+    private func bulkDelete(_ keys: [String], renewed: Bool = false) throws -> [(key: String, error: Error)]? {
         var byLine: [String: String] = [:]
         var body = ""
         for k in keys {
@@ -266,24 +296,33 @@ public final class SwiftStore: Store {
         let r = try send("POST", "", query: "bulk-delete",
                          headers: [("Content-Type", "text/plain"), ("Accept", "application/json")],
                          body: .bytes(Array(body.utf8)), what: what)
+        if r.status == 405 || r.status == 501 {
+            bulkDeleteUnsupported = true
+            return nil
+        }
         guard r.isSuccess else {
             let e = failure(r, what)
             return keys.map { ($0, e as Error) }
         }
         let result = try SwiftStore.parseBulkDelete(r.body, location: location)
-        if result.errors.isEmpty, let code = Int(result.status.prefix(3)), !(200..<300).contains(code) {
-            // The whole request failed (e.g. too many failures): nothing is known deleted.
-            let e = StoreError(SwiftStore.kind(ofStatus: code), "\(location): \(what): \(result.status) \(result.body)")
-            return keys.map { ($0, e as Error) }
-        }
         var failed: [(key: String, error: Error)] = []
         var unauthorized: [String] = []
+        var named: Set<String> = []
         for (name, status) in result.errors {
             let key = byLine[name] ?? byLine[SwiftStore.encode(SwiftStore.decode(name), keepSlash: true)] ?? SwiftStore.decode(name)
+            named.insert(key)
             let code = Int(status.prefix(3)) ?? 0
             if code == 404 { continue }
             if code == 401 { unauthorized.append(key); continue }
             failed.append((key, StoreError(SwiftStore.kind(ofStatus: code), "\(location): delete \(key): \(status)")))
+        }
+        // The answer accounts for every key when its counts and errors add up to the keys
+        // sent (or, without counts, when it is a plain success); otherwise what it does not
+        // name as failed is confirmed (or found undeletable) one by one.
+        let accounted = result.deleted.map { $0 + (result.notFound ?? 0) + result.errors.count == keys.count }
+            ?? (Int(result.status.prefix(3)).map { (200..<300).contains($0) } == true && result.errors.isEmpty)
+        if !accounted {
+            failed += deleteEach(keys.filter { !named.contains($0) })
         }
         if unauthorized.isEmpty { return failed }
         do {
@@ -291,7 +330,7 @@ public final class SwiftStore: Store {
         } catch {
             return failed + unauthorized.map { ($0, error) }
         }
-        return failed + (try bulkDelete(unauthorized, renewed: true))
+        return failed + (try bulkDelete(unauthorized, renewed: true) ?? deleteEach(unauthorized))
     }
 
     // MARK: Cluster capabilities
@@ -359,7 +398,8 @@ public final class SwiftStore: Store {
     }
 
     /// The JSON result of a bulk delete: overall status, message, and `[name, status]` errors.
-    static func parseBulkDelete(_ body: [UInt8], location: String) throws -> (status: String, body: String, errors: [(String, String)]) {
+    static func parseBulkDelete(_ body: [UInt8], location: String) throws
+        -> (status: String, body: String, errors: [(String, String)], deleted: Int?, notFound: Int?) {
         let doc: JSON
         do { doc = try JSON.parse(body) } catch {
             throw StoreError(.transient, "\(location): bulk delete result: \(error)")
@@ -373,7 +413,8 @@ public final class SwiftStore: Store {
                 errors.append((name, st))
             }
         }
-        return (status, doc["Response Body"]?.string ?? "", errors)
+        return (status, doc["Response Body"]?.string ?? "", errors,
+                doc["Number Deleted"]?.int64.map { Int($0) }, doc["Number Not Found"]?.int64.map { Int($0) })
     }
 
     // MARK: Helpers
