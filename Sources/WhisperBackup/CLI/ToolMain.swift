@@ -56,6 +56,7 @@ public enum ToolMain {
         } catch let e as RecordsFailed {
             if Signals.stopRequested { TempFiles.removeAll(); exit(128 + Signals.pending) }
             _ = e
+            readerLeft(name)
             exit(1)
         } catch let e as ConfigError {
             fputs("\(name): \(e)\n", stderr)
@@ -81,7 +82,16 @@ public enum ToolMain {
         }
         TempFiles.removeAll()
         if Signals.stopRequested { exit(128 + Signals.pending) }
+        readerLeft(name)
         exit(0)
+    }
+
+    /// A stage whose reader went away stopped with records not processed: never exit 0.
+    static func readerLeft(_ name: String) {
+        guard RecordWriter.readerLeft else { return }
+        TempFiles.removeAll()
+        fputs("\(name): stopped: the reader of standard output went away; the records after it were not processed\n", stderr)
+        exit(141)
     }
 }
 
@@ -92,4 +102,5 @@ public let exitStatusHelp = """
       1  some records failed (each reported on stderr as "TOOL: METRIC: reason")
       2  bad usage or configuration; nothing was done
       130/143  stopped by SIGINT/SIGTERM after finishing or undoing the current record
+      141  stopped because the reader of standard output went away (records left unprocessed)
     """

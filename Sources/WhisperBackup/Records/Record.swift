@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 /// One line of a pipeline: TAB-separated fields, the metric name first.
 public struct Record: Sendable, Equatable {
@@ -139,6 +140,12 @@ public final class RecordWriter: @unchecked Sendable {
     /// blocked on a reader that does not read; the tool then stops quietly.
     public private(set) var closed = false
 
+    private static let left = Atomic<Bool>(false)
+    /// Whether a writer of this process met a reader that had gone away (EPIPE): the records
+    /// after it were not processed, so the tool must not exit 0 (it exits 141, as a death by
+    /// SIGPIPE would).
+    public static var readerLeft: Bool { left.load(ordering: .relaxed) }
+
     public init(fd: CInt = 1) { self.fd = fd }
 
     /// Writes one record; false when it could not be written (the reader is gone).
@@ -169,6 +176,7 @@ public final class RecordWriter: @unchecked Sendable {
                     // A stop request interrupts a write blocked on a stalled reader; a record
                     // already begun is finished (a pipe takes a short record whole or not at all).
                     if errno == EINTR && (done > 0 || !Signals.stopRequested) { continue }
+                    if errno == EPIPE { RecordWriter.left.store(true, ordering: .relaxed) }
                     closed = true
                     return
                 }
