@@ -400,3 +400,46 @@ def test_good_dates_still_parse(store):
                  "@1795000000", "2026-11-01 12:00"]:
         p = run("wsp-pull", "list", "--before", good, store, "*")
         assert p.returncode == 1 and "not a date" not in p.stderr, (good, p.stderr)
+
+
+# ---- 8. smaller lies and silences --------------------------------------------------------
+
+def test_smaller_cases_each_say_what_happened(tmp_path, store, spool):
+    root = gen_tree(tmp_path / "w", files=2, schemas="small")
+    sh(f"wsp-find --root {root} | wsp-snap --spool {spool} | wsp-push {store}")
+    d = store[len("file://"):]
+    metric = sorted(os.listdir(d))[0]
+    key = sorted(os.listdir(os.path.join(d, metric)))[0]
+    # Keys that fit no layout: counted in one warning.
+    stem = key[:-len(".wsp.gz")]
+    shutil.copy(os.path.join(d, metric, key), os.path.join(d, metric, stem.upper() + ".wsp.gz"))
+    shutil.copy(os.path.join(d, metric, key), os.path.join(d, metric, stem[:16] + ".wsp.gz"))
+    open(os.path.join(d, "README"), "w").write("notes\n")
+    # A legacy metric whose only version lacks its .sha1.
+    os.mkdir(os.path.join(d, "legacy.only"))
+    open(os.path.join(d, "legacy.only", "2015-01-26T15:41:55+00:00.wsp.gz"), "wb").write(gzip.compress(b"x"))
+    p = run("wsp-pull", "list", store, "*")
+    assert p.returncode == 0, p.stderr
+    assert len(records(p.stdout)) == 2
+    err = lines(p.stderr, "wsp-pull")
+    assert f"wsp-pull: {store}: skipped 3 key(s) that fit no layout of this tool (e.g. README)" in err, err
+    assert "wsp-pull: legacy.only: skipped 1 legacy version(s) without their .sha1 (an interrupted upload)" in err, err
+    assert len(err) == 2, err
+
+    # A CR is a carriage return, not a newline.
+    p = run("wsp-prune", "--keep", "1", store, "a.b\rc\tx")
+    assert p.returncode == 1 and "wsp-prune: a.b\\rc: metric name contains a carriage return" in p.stderr, p.stderr
+
+    # Blank lines are no records, in every tool alike.
+    for name, args in [("wsp-merge", ["--root", str(tmp_path / "r")]), ("wsp-prune", ["--keep", "1", store]),
+                       ("wsp-push", [store]), ("wsp-pull", ["get", "--spool", spool, store]),
+                       ("wsp-snap", ["--spool", spool])]:
+        p = run(name, *args, input="\n \n\t\n\r\n")
+        assert p.returncode == 0 and p.stdout == "" and p.stderr == "", (name, p.stderr)
+
+    # A file larger than the whole spool says so, at once.
+    t0 = time.monotonic()
+    p = sh(f"wsp-find --root {root} | wsp-snap --spool {spool} --spool-max 1K --spool-wait 30", check=False)
+    assert p.returncode == 1 and time.monotonic() - t0 < 20
+    err = lines(p.stderr, "wsp-snap")
+    assert len(err) == 2 and all("is larger than --spool-max (1024 B): raise --spool-max" in l for l in err), err

@@ -63,7 +63,7 @@ public struct PullList {
                     let objects = try StoreListing.metric(metric, in: store, layout: layout)
                     let chosen = select(objects.versions)
                     if chosen.isEmpty && (!includeIncomplete || objects.incomplete.isEmpty) {
-                        diagnostics.fail(metric, none)
+                        diagnostics.fail(metric, none + PullList.incompleteNote(objects))
                         continue
                     }
                     try body(objects, chosen)
@@ -73,16 +73,24 @@ public struct PullList {
             }
             return
         }
+        let strays = StrayKeys()
+        defer { if let w = strays.warning(store.location) { diagnostics.warn(w) } }
         for group in PullList.groups(globs) {
             if Signals.stopRequested || stop() { break }
             // Metrics listed per glob: a glob that selects nothing is a failure, not silence.
             var found = [Int](repeating: 0, count: group.globs.count)
             do {
                 try StoreListing.forEachMetric(in: store, layout: layout, prefix: layout.prefix + group.prefix,
-                                               include: { m in group.globs.contains { $0.matches(m) } }) { objects in
+                                               include: { m in group.globs.contains { $0.matches(m) } }, strays: strays) { objects in
                     if Signals.stopRequested || stop() { return }
                     let chosen = select(objects.versions)
-                    if chosen.isEmpty && (!includeIncomplete || objects.incomplete.isEmpty) { return }
+                    if chosen.isEmpty && (!includeIncomplete || objects.incomplete.isEmpty) {
+                        // Never dropped without a word: a metric whose only versions lack their .sha1.
+                        if !objects.incomplete.isEmpty {
+                            diagnostics.warn("\(objects.metric): skipped \(objects.incomplete.count) legacy version(s) without their .sha1 (an interrupted upload)")
+                        }
+                        return
+                    }
                     for (i, g) in group.globs.enumerated() where g.matches(objects.metric) { found[i] += 1 }
                     do {
                         try body(objects, chosen)
@@ -99,6 +107,12 @@ public struct PullList {
                     : "no version at or before \(Timestamp.format(before!)) of a matching metric in \(store.location)")
             }
         }
+    }
+
+    /// Why a metric with no complete version still had objects, for its failure line.
+    static func incompleteNote(_ objects: MetricObjects) -> String {
+        objects.incomplete.isEmpty ? ""
+            : "; skipped \(objects.incomplete.count) legacy version(s) without their .sha1 (an interrupted upload)"
     }
 
     func select(_ versions: [StoredVersion]) -> [StoredVersion] {

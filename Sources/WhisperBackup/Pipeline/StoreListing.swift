@@ -37,18 +37,48 @@ public struct MetricObjects {
     }
 }
 
+/// Keys a listing met that fit no layout (an upper-case or missing hash, a stray README):
+/// skipped, and counted so the tool says so once.
+public final class StrayKeys {
+    public private(set) var count = 0
+    public private(set) var example: String?
+
+    public init() {}
+
+    func add(_ key: String) {
+        count += 1
+        if example == nil { example = key }
+    }
+
+    /// The one warning, or nil when there were none.
+    public func warning(_ location: String) -> String? {
+        guard count > 0, let example else { return nil }
+        return "\(location): skipped \(count) key(s) that fit no layout of this tool (e.g. \(Diagnostics.shown(example)))"
+    }
+}
+
 /// Reading a store's listing metric by metric, for every layout alike.
 public enum StoreListing {
     /// One listing pass over `prefix`, calling `body` once per metric that `include` accepts,
     /// with all its objects (the keys of one metric are contiguous in key order).
     public static func forEachMetric(in store: Store, layout: StoreLayout, prefix: String,
-                                     include: (String) -> Bool = { _ in true },
+                                     include: (String) -> Bool = { _ in true }, strays: StrayKeys? = nil,
                                      _ body: (MetricObjects) throws -> Void) throws {
         var acc: Accumulator? = nil
         var skipping: String? = nil
+        let marker = StoreMarker.key(layout)
         try store.list(prefix: prefix) { obj in
-            guard let (metric, entry) = layout.entry(obj.key) else { return }
+            guard let (metric, entry) = layout.entry(obj.key) else {
+                // The store's marker and hidden temp files belong here; anything else is stray.
+                let name = obj.key.split(separator: "/", omittingEmptySubsequences: false).last ?? ""
+                if obj.key != marker && !name.hasPrefix(".") { strays?.add(obj.key) }
+                return
+            }
             if metric == skipping { return }
+            if case .other = entry {
+                if include(metric) { strays?.add(obj.key) }
+                return
+            }
             if metric != acc?.objects.metric {
                 if let a = acc { try body(a.finish()) }
                 acc = nil

@@ -45,6 +45,12 @@ public struct RecordInput: Sequence {
         return LineReader.countLines(fd: 0)
     }
 
+    /// One rule for every tool: a blank line (empty, or only spaces, tabs and CRs) is no
+    /// record and is skipped.
+    static func isBlank(_ line: Substring) -> Bool {
+        line.utf8.allSatisfy { $0 == 32 || $0 == 9 || $0 == 13 }
+    }
+
     /// Whether every record is already at hand (arguments), so a tool may take them in batches.
     public var isBuffered: Bool { !arguments.isEmpty }
 
@@ -54,7 +60,7 @@ public struct RecordInput: Sequence {
             return AnyIterator {
                 while let a = it.next() {
                     let line = a.hasSuffix("\n") ? a.dropLast() : Substring(a)
-                    if line.isEmpty { continue }
+                    if RecordInput.isBlank(line) { continue }
                     return Record(line: line)
                 }
                 return nil
@@ -63,7 +69,7 @@ public struct RecordInput: Sequence {
         let reader = LineReader(fd: 0)
         return AnyIterator {
             while let line = reader.next() {
-                if line.isEmpty { continue }
+                if RecordInput.isBlank(Substring(line)) { continue }
                 return Record(line: Substring(line))
             }
             return nil
