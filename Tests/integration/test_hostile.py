@@ -443,3 +443,76 @@ def test_smaller_cases_each_say_what_happened(tmp_path, store, spool):
     assert p.returncode == 1 and time.monotonic() - t0 < 20
     err = lines(p.stderr, "wsp-snap")
     assert len(err) == 2 and all("is larger than --spool-max (1024 B): raise --spool-max" in l for l in err), err
+
+
+# ---- 7. a server that echoes secrets -----------------------------------------------------
+
+class EchoServer:
+    """An HTTP server on loopback that answers every request with `status` and a body that
+    echoes the request's body, line and headers (as some auth endpoints do)."""
+
+    def __init__(self, status, xml=False):
+        import http.server
+        import threading
+
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def answer(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                echo = body + f"\n{self.requestline}\n{self.headers}".encode()
+                if xml:
+                    echo = (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>InvalidRequest</Code><Message>"
+                            + echo.replace(b"<", b"&lt;").replace(b"&", b"&amp;") + b"</Message></Error>")
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(echo)))
+                self.end_headers()
+                self.wfile.write(echo)
+
+            do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = answer
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+SECRET_VARS = ["ST_AUTH", "ST_USER", "ST_KEY", "OS_AUTH_URL", "OS_USERNAME", "OS_PASSWORD", "OS_PROJECT_NAME",
+               "OS_USER_DOMAIN_NAME", "OS_PROJECT_DOMAIN_NAME", "OS_AUTH_TOKEN", "OS_STORAGE_URL",
+               "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"]
+
+
+@pytest.mark.parametrize("kind", ["swift-v1", "keystone", "s3"])
+def test_secrets_echoed_by_a_server_never_reach_the_output(tmp_path, kind):
+    key, password, token = "st-key-0123456789", "pw-0123456789", "session-token-0123456789"
+    server = EchoServer(401 if kind != "s3" else 400, xml=(kind == "s3"))
+    try:
+        env = {v: "" for v in SECRET_VARS}
+        env["HOME"] = str(tmp_path)
+        if kind == "swift-v1":
+            env.update(ST_AUTH=server.url + "/auth/v1.0", ST_USER="test:tester", ST_KEY=key)
+            args = ["list", "swift://ct/node1", "*"]
+        elif kind == "keystone":
+            env.update(OS_AUTH_URL=server.url + "/v3", OS_USERNAME="backup", OS_PASSWORD=password,
+                       OS_PROJECT_NAME="graphite", OS_USER_DOMAIN_NAME="Default", OS_PROJECT_DOMAIN_NAME="Default")
+            args = ["list", "swift://ct/node1", "*"]
+        else:
+            env.update(AWS_ACCESS_KEY_ID="AKIAEXAMPLE", AWS_SECRET_ACCESS_KEY=key, AWS_SESSION_TOKEN=token)
+            args = ["list", "--endpoint", server.url, "--retries", "0", "s3://bucket/node1", "*"]
+        p = run("wsp-pull", *args, env=env, timeout=60)
+    finally:
+        server.close()
+    out = p.stdout + p.stderr
+    assert p.returncode == 2, p.stderr
+    for secret in (key, password, token):
+        assert secret not in out, out
+    err = p.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("wsp-pull: "), err

@@ -24,6 +24,7 @@ public protocol RecordArguments: ParsableCommand {
 public enum ToolMain {
     public static func run<C: ParsableCommand>(_ type: C.Type, name: String) -> Never {
         Signals.install()
+        Redaction.registerEnvironment()
         var command: ParsableCommand
         do {
             // The records xargs appends (the trailing arguments that hold a tab) bypass the
@@ -59,10 +60,10 @@ public enum ToolMain {
             readerLeft(name)
             exit(1)
         } catch let e as ConfigError {
-            fputs("\(name): \(e)\n", stderr)
+            fputs(Redaction.apply("\(name): \(e)") + "\n", stderr)
             exit(2)
         } catch let e as ValidationError {
-            fputs("\(name): \(e.message)\n", stderr)
+            fputs(Redaction.apply("\(name): \(e.message)") + "\n", stderr)
             exit(2)
         } catch let e as ExitCode {
             exit(e.rawValue)
@@ -70,14 +71,14 @@ public enum ToolMain {
             // The store kept failing (after the retries): a failure of the run, not of its
             // configuration. Credentials, access and missing buckets stay exit 2 (below).
             if Signals.stopRequested { TempFiles.removeAll(); exit(128 + Signals.pending) }
-            fputs("\(name): \(e)\n", stderr)
+            fputs(Redaction.apply("\(name): \(e)") + "\n", stderr)
             TempFiles.removeAll()
             exit(1)
         } catch {
             if Signals.stopRequested { TempFiles.removeAll(); exit(128 + Signals.pending) }
             // Help and version of a subcommand arrive here, from the parser's own command.
             if C.exitCode(for: error) == .success { C.exit(withError: error) }
-            fputs("\(name): \(error)\n", stderr)
+            fputs(Redaction.apply("\(name): \(error)") + "\n", stderr)
             exit(2)
         }
         TempFiles.removeAll()
