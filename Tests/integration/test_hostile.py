@@ -516,3 +516,93 @@ def test_secrets_echoed_by_a_server_never_reach_the_output(tmp_path, kind):
         assert secret not in out, out
     err = p.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("wsp-pull: "), err
+
+
+# ---- 5. metric names longer than a store's path component or key --------------------------
+
+def long_store(kind, tmp_path):
+    """(store URL, env) for a fresh store of `kind`; skips with the reason when its server is absent."""
+    import uuid
+    name = "wsp-long-" + uuid.uuid4().hex[:8]
+    if kind == "file":
+        d = tmp_path / "store"
+        d.mkdir()
+        return f"file://{d}", {}
+    if kind == "s3":
+        need = ("WSP_TEST_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        if not all(os.environ.get(v) for v in need):
+            pytest.skip("swift-s3api: WSP_TEST_S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY not set "
+                        "(start scripts/servers/swift-aio.sh and eval its env)")
+        return f"s3://{name}/node1", {"AWS_ENDPOINT_URL": os.environ["WSP_TEST_S3_ENDPOINT"], "AWS_PROFILE": "",
+                                       "AWS_SESSION_TOKEN": "", "AWS_CONFIG_FILE": str(tmp_path / "none"),
+                                       "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    need = ("WSP_TEST_SWIFT_AUTH", "WSP_TEST_SWIFT_USER", "WSP_TEST_SWIFT_KEY")
+    if not all(os.environ.get(v) for v in need):
+        pytest.skip("swift aio: WSP_TEST_SWIFT_AUTH, WSP_TEST_SWIFT_USER, WSP_TEST_SWIFT_KEY not set "
+                    "(start scripts/servers/swift-aio.sh and eval its env)")
+    return f"swift://{name}/node1", {"ST_AUTH": os.environ["WSP_TEST_SWIFT_AUTH"], "ST_USER": os.environ["WSP_TEST_SWIFT_USER"],
+                                     "ST_KEY": os.environ["WSP_TEST_SWIFT_KEY"], "OS_AUTH_URL": "", "OS_AUTH_TOKEN": ""}
+
+
+@pytest.mark.parametrize("kind", ["file", "s3", "swift"])
+def test_long_metric_names_are_stored_and_restored_on_every_store(tmp_path, spool, kind):
+    store, env = long_store(kind, tmp_path)
+    root = gen_tree(tmp_path / "w", files=1, schemas="small")
+    good = read(sorted(wsp_files(root).values())[0])
+    # 300 bytes: over a file name's 255, within an object key's 1024 (stored as today there).
+    # 1000 bytes: over every store's limit. Both with multi-byte characters at the cut.
+    names = {
+        "medium": ".".join(["é" * 20 + "m%02d" % i for i in range(7)]),
+        "long": ".".join(["ü" * 50 + "l%02d" % i for i in range(9)]) + ".end",
+    }
+    assert 255 < len(names["medium"].encode()) < 400 and 900 < len(names["long"].encode()) <= 1024
+    for n in names.values():
+        p = root.joinpath(*n.split("."))
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.with_name(p.name + ".wsp").write_bytes(good)
+    create = "" if kind == "file" else "--create-bucket"
+    pushed = records(sh(f"wsp-find --root {root} | wsp-snap --spool {spool} | wsp-push {create} {store}", env=env).stdout)
+    keys = {r[0]: r[3] for r in pushed}
+    assert set(keys) >= set(names.values()) and all(r[5] == "stored" for r in pushed)
+    for label, n in names.items():
+        head = keys[n].split("/")[-2]
+        long = kind == "file" or label == "long"
+        if long:
+            # HEAD~H: the name's first 200 bytes (whole characters) and 32 hex digits of its SHA-256.
+            cut = n.encode()[:200].decode("utf-8", "ignore")
+            assert head == cut + "~" + hashlib.sha256(n.encode()).hexdigest()[:32], head
+        else:
+            assert head == n
+    if kind == "file":
+        d = store[len("file://"):]
+        for n in names.values():
+            dirname = keys[n].split("/")[-2]
+            assert read(os.path.join(d, dirname, "full-name")).decode() == n      # findable by hand
+            obj = os.path.join(d, keys[n])
+            assert gzip.decompress(read(obj)) == good                                 # a plain gzip per version
+
+    # Listed under their whole names, by glob and by name; a second run stores nothing.
+    listed = records(run("wsp-pull", "list", store, "*", env=env).stdout)
+    assert {r[0] for r in listed} >= set(names.values())
+    assert [r[0] for r in records(run("wsp-pull", "list", store, names["long"], env=env).stdout)] == [names["long"]]
+    glob = names["long"][:400] + "*"
+    assert [r[0] for r in records(run("wsp-pull", "list", store, glob, env=env).stdout)] == [names["long"]]
+    again = records(sh(f"wsp-find --root {root} | wsp-snap --spool {spool} | wsp-push {store}", env=env).stdout)
+    assert all(r[5] == "unchanged" for r in again), again
+
+    # Restored byte for byte, verified, and pruned like any other metric.
+    out = tmp_path / "r"
+    sh(f"wsp-pull list {store} '*' | wsp-pull get --spool {spool} {store} | wsp-merge --root {out}", env=env)
+    for n in names.values():
+        assert read(out.joinpath(*n.split(".")).with_name(n.split(".")[-1] + ".wsp")) == good
+    assert run("wsp-pull", "verify", "--spool", spool, store, "*", env=env).returncode == 0
+    p = root.joinpath(*names["long"].split("."))
+    p = p.with_name(p.name + ".wsp")
+    data = bytearray(good)
+    data[-1] ^= 1
+    p.write_bytes(bytes(data))
+    time.sleep(1.1)   # a new second, so the new version's TIME differs
+    sh(f"wsp-find --root {root} | wsp-snap --spool {spool} | wsp-push {store}", env=env)
+    pruned = records(run("wsp-prune", "--keep", "1", store, names["long"], env=env).stdout)
+    assert [(r[0], r[5]) for r in pruned] == [(names["long"], "deleted")]
+    assert len(records(run("wsp-pull", "list", "--all", store, names["long"], env=env).stdout)) == 1

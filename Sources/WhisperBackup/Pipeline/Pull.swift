@@ -75,7 +75,9 @@ public struct PullList {
         }
         let strays = StrayKeys()
         defer { if let w = strays.warning(store.location) { diagnostics.warn(w) } }
-        for group in PullList.groups(globs) {
+        // Listing prefixes as the layout cuts them (long names keep only their first bytes).
+        let start = { (g: MetricGlob) in String(layout.listPrefix(g.literalPrefix).dropFirst(layout.prefix.count)) }
+        for group in PullList.groups(globs, start: start) {
             if Signals.stopRequested || stop() { break }
             // Metrics listed per glob: a glob that selects nothing is a failure, not silence.
             var found = [Int](repeating: 0, count: group.globs.count)
@@ -123,13 +125,14 @@ public struct PullList {
 
     /// Globs grouped so that no two groups' listing prefixes overlap: a glob whose literal
     /// prefix starts with another's joins that group (no metric is listed twice).
-    static func groups(_ globs: [MetricGlob]) -> [(prefix: String, globs: [MetricGlob])] {
+    static func groups(_ globs: [MetricGlob], start: (MetricGlob) -> String = { $0.literalPrefix })
+        -> [(prefix: String, globs: [MetricGlob])] {
         var out: [(prefix: String, globs: [MetricGlob])] = []
-        for g in globs.sorted(by: { $0.literalPrefix.utf8.count < $1.literalPrefix.utf8.count }) {
-            if let i = out.firstIndex(where: { g.literalPrefix.hasPrefix($0.prefix) }) {
+        for (s, g) in globs.map({ (start($0), $0) }).sorted(by: { $0.0.utf8.count < $1.0.utf8.count }) {
+            if let i = out.firstIndex(where: { s.hasPrefix($0.prefix) }) {
                 out[i].globs.append(g)
             } else {
-                out.append((g.literalPrefix, [g]))
+                out.append((s, [g]))
             }
         }
         return out

@@ -147,6 +147,8 @@ public struct Push {
         let t = newest.map { $0.time >= time ? $0.time + 1 : time } ?? time
         var v = StoredVersion(metric: metric, time: t, hash: hash, key: layout.key(metric: metric, time: t, hash: hash))
         v.size = Int64(st.st_size)
+        // A name too long for the store: its whole name goes first, beside its versions (StoreLayout).
+        if layout.isLong(metric) { try store.put(layout.fullNameKey(metric), body: .bytes(Array(metric.utf8))) }
         return .upload(Upload(record: record, version: v, gzPath: gzPath, stat: stat))
     }
 }

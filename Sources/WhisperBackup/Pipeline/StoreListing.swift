@@ -11,6 +11,8 @@ public struct MetricObjects {
     public var strayHashKeys: [String] = []
     /// `gone-since` markers of the purge.
     public var markers: [(key: String, time: Int64)] = []
+    /// The `full-name` object of a long name (see `StoreLayout`), removed last by a purge.
+    public var fullNameKey: String?
 
     public init(metric: String) { self.metric = metric }
 
@@ -33,7 +35,14 @@ public struct MetricObjects {
     public func allKeys(layout: StoreLayout) -> [String] {
         var keys = versions.map(\.key) + versions.filter(\.legacy).map { layout.legacyHashKey($0.key) }
         keys += incomplete.map(\.key) + strayHashKeys
-        return keys + markers.map(\.key)
+        return keys + markers.map(\.key) + (fullNameKey.map { [$0] } ?? [])
+    }
+
+    /// The same objects under the metric's whole name (read from its `full-name` object).
+    mutating func rename(to name: String) {
+        metric = name
+        for i in versions.indices { versions[i].metric = name }
+        for i in incomplete.indices { incomplete[i].metric = name }
     }
 }
 
@@ -67,6 +76,21 @@ public enum StoreListing {
         var acc: Accumulator? = nil
         var skipping: String? = nil
         let marker = StoreMarker.key(layout)
+        // A long name's directory (HEAD~H) is taken or skipped once its whole name is read.
+        func emit(_ a: Accumulator) throws {
+            var objects = a.finish()
+            if objects.fullNameKey != nil {
+                guard let name = try fullName(a.objects.metric, in: store, layout: layout) else {
+                    strays?.add(objects.fullNameKey!)
+                    return
+                }
+                objects.rename(to: name)
+                guard include(name) else { return }
+            } else if StoreLayout.looksLong(objects.metric) && !include(objects.metric) {
+                return
+            }
+            try body(objects)
+        }
         try store.list(prefix: prefix) { obj in
             guard let (metric, entry) = layout.entry(obj.key) else {
                 // The store's marker and hidden temp files belong here; anything else is stray.
@@ -80,9 +104,9 @@ public enum StoreListing {
                 return
             }
             if metric != acc?.objects.metric {
-                if let a = acc { try body(a.finish()) }
+                if let a = acc { try emit(a) }
                 acc = nil
-                guard include(metric) else {
+                guard StoreLayout.looksLong(metric) || include(metric) else {
                     skipping = metric
                     return
                 }
@@ -91,7 +115,17 @@ public enum StoreListing {
             }
             acc!.add(obj, entry)
         }
-        if let a = acc { try body(a.finish()) }
+        if let a = acc { try emit(a) }
+    }
+
+    /// The whole name a long name's directory holds in its `full-name` object, or nil when
+    /// that object does not name a metric that belongs in this directory.
+    static func fullName(_ directory: String, in store: Store, layout: StoreLayout) throws -> String? {
+        let scratch = system_getenv("TMPDIR") ?? "/tmp"
+        let bytes = try store.getBytes(layout.prefix + directory + "/" + StoreLayout.fullNameObject, scratchDir: scratch)
+        guard bytes.count <= MetricName.maxLength, let name = String(validating: bytes, as: UTF8.self),
+              (try? MetricName.validate(name)) != nil, layout.fullNameFits(name, directory: directory) else { return nil }
+        return name
     }
 
     /// The objects of one metric (one listing of its own prefix).
@@ -117,6 +151,8 @@ public enum StoreListing {
                 hashKeys[versionKey] = obj.key
             case .marker(let time):
                 objects.markers.append((obj.key, time))
+            case .fullName:
+                objects.fullNameKey = obj.key
             case .other:
                 break
             }
