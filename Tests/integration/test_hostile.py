@@ -275,6 +275,16 @@ def test_glob_fuzz_against_a_reference_matcher(tmp_path):
         checked += len(names)
         hits += len(expect)
     assert hits > 60 and checked > 10000
+    # The same globs through a store's listing (every tenth; a glob that selects nothing fails there).
+    store = f"file://{tmp_path / 'store'}"
+    (tmp_path / "store").mkdir()
+    sh(f"wsp-find --root {root} | wsp-snap --spool {tmp_path / 'spool'} --spool-max 64M | wsp-push {store}")
+    for g in globs[::10] + ["{a,b,c}" * 40 + "*"]:
+        expect = sorted(n for n in names if glob_to_regex(g).fullmatch(n))
+        rc, out, err, seconds, rss = run_measured([tool("wsp-pull"), "list", store, g])
+        assert sorted(r[0] for r in records(out)) == expect, g
+        assert rc == (0 if expect else 1), err
+        assert seconds < 5 and rss < 200, (g, seconds, rss)
     assert time.monotonic() - t0 < 60
 
 
