@@ -365,11 +365,10 @@ def test_a_run_with_the_clock_ahead_hides_no_later_version(tmp_path, store, spoo
         stamped = int(time.mktime(time.strptime(out[0][1], "%Y%m%dT%H%M%SZ"))) - time.timezone
         assert t0 - 1 <= stamped <= time.time() + 2, out       # the time it was read, not after the future one
         versions.append(out[0])
-        time.sleep(1.1)
     # Unchanged since: not stored again, though a "newer" version is stamped in the future.
     again = records(sh(f"wsp-find --root {root} {metric[0]} | wsp-snap --spool {spool} | wsp-push {store}").stdout)
     assert again[0][5] == "unchanged" and again[0][2] == versions[-1][2]
-    now = "@" + str(int(time.time()))
+    now = "@" + str(int(time.time()) + 1)    # a version taken in the newest's second is stamped one later
     chosen = records(run("wsp-pull", "list", "--before", now, store, metric[0]).stdout)
     assert chosen[0][2] == versions[-1][2], chosen
     # Without --before the version stamped in the future is the newest by time (README).
@@ -611,7 +610,6 @@ def test_long_metric_names_are_stored_and_restored_on_every_store(tmp_path, spoo
     data = bytearray(good)
     data[-1] ^= 1
     p.write_bytes(bytes(data))
-    time.sleep(1.1)   # a new second, so the new version's TIME differs
     sh(f"wsp-find --root {root} | wsp-snap --spool {spool} | wsp-push {store}", env=env)
     pruned = records(run("wsp-prune", "--keep", "1", store, names["long"], env=env).stdout)
     assert [(r[0], r[5]) for r in pruned] == [(names["long"], "deleted")]
