@@ -525,6 +525,7 @@ def test_secrets_echoed_by_a_server_never_reach_the_output(tmp_path, kind):
         assert secret not in out, out
     err = p.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("wsp-pull: "), err
+    assert "User-Agent" not in out, out          # the server's text is cut to its first line
 
 
 # ---- 5. metric names longer than a store's path component or key --------------------------

@@ -64,6 +64,7 @@ public enum Redaction {
                 guard j < s.count, s[j] == 58 || s[j] == 61 else { continue }   // ':' or '='
                 j += 1
                 while j < s.count, s[j] == 34 || s[j] == 39 || s[j] == 32 { j += 1 }
+                if j < s.count, s[j] == 123 || s[j] == 91 { continue }   // an object or list: its fields are masked one by one
                 var end = j
                 // "Bearer xyz", "AWS4-HMAC-SHA256 Credential=..., Signature=...": to the line's end
                 // for authorization, else to the next separator.
