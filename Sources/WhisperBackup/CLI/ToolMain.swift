@@ -47,9 +47,11 @@ public enum ToolMain {
         } catch {
             let code = C.exitCode(for: error)
             if code == .success { C.exit(withError: error) }
-            let message = C.fullMessage(for: error)
-            fputs("\(message)\n", stderr)
-            if !message.contains("--help") { fputs("Usage: \(name) --help\n", stderr) }
+            // One line, as every other refusal: `tool: what is wrong (tool --help)`.
+            var message = C.message(for: error)
+            if message.hasPrefix("Error: ") { message.removeFirst("Error: ".count) }
+            let first = message.split(whereSeparator: \.isNewline).first.map(String.init) ?? message
+            fputs(Redaction.apply("\(name): \(first) (see \(name) --help)") + "\n", stderr)
             exit(2)
         }
         do {
