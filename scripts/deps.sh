@@ -25,7 +25,8 @@ if [ "${1:-}" = "--test" ]; then
     # dependencies, a real node_exporter to read the textfile. apt_ensure keeps their
     # services from starting (no systemd here, and none of them should listen).
     . "$(dirname "$0")/servers/lib.sh"
-    ops=(man-db groff-base zsh dpkg-dev bsdutils prometheus-node-exporter)
+    # faketime runs a stage with its clock ahead (the clock test of test_hostile.py).
+    ops=(man-db groff-base zsh dpkg-dev bsdutils prometheus-node-exporter faketime)
     command -v systemd-analyze >/dev/null || ops+=(systemd)
     apt_ensure "${ops[@]}"
     py() { python3 -c "$1" 2>/dev/null; }

@@ -9,6 +9,8 @@ struct WspFind: ParsableCommand {
             Walks ROOT and writes one file record per .wsp file whose metric name matches a GLOB.
             Globs: * (any run, dots included), ?, [abc], [!a-z], {a,b}. Directories that cannot
             hold a match are not entered; files behind symlinks are taken only inside the root.
+            A file whose path does not map back to its metric (a '.' inside a file or directory
+            name) or whose name is not UTF-8 is refused with one line, never stored.
 
             OUTPUT RECORDS (TAB-separated)
               METRIC  PATH

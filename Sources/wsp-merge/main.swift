@@ -67,11 +67,12 @@ struct WspMerge: RecordArguments {
     var records: [String] = []
 
     func validate() throws {
-        if let now, Timestamp.parse(now) == nil { throw ValidationError("--now \(now): not a date") }
-        guard lockTimeout >= 0 else { throw ValidationError("--lock-timeout must not be negative") }
     }
 
     func run() throws {
+        // Checked here, not in validate(), so that a bad value is one line `wsp-merge: ...`.
+        if let now { _ = try Timestamp.option(now, "--now") }
+        try Seconds.check(lockTimeout, option: "--lock-timeout")
         try Merge(root: root, dryRun: dryRun, keepSpool: keepSpool, now: now.flatMap(Timestamp.parse), lockTimeout: lockTimeout)
             .run(input: RecordInput(arguments: records), output: RecordWriter(), diagnostics: output.diagnostics("wsp-merge"))
     }

@@ -81,10 +81,10 @@ struct WspPrune: RecordArguments {
         }
         if all && !records.isEmpty { throw ValidationError("--all takes no records") }
         guard maxShare > 0 && maxShare <= 1 else { throw ValidationError("--max-share must be in (0, 1]") }
-        if let now, Timestamp.parse(now) == nil { throw ValidationError("--now \(now): not a date") }
     }
 
     func run() throws {
+        if let now { _ = try Timestamp.option(now, "--now") }
         let (store, layout) = try StoreRegistry.open(store, settings: storeOptions.settings(dryRun: dryRun))
         if let goneAfter {
             let globs = try MetricGlob.parseArguments(metricGlobs)

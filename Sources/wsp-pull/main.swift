@@ -55,8 +55,7 @@ struct WspPull: ParsableCommand {
         func run() throws {
             var cutoff: Int64? = nil
             if let before {
-                guard let t = Timestamp.parse(before) else { throw ValidationError("--before \(before): not a date") }
-                cutoff = t
+                cutoff = try Timestamp.option(before, "--before")
             }
             let patterns = try MetricGlob.parseArguments(globs)
             let (store, layout) = try StoreRegistry.open(store, settings: storeOptions.settings())
@@ -148,8 +147,7 @@ struct WspPull: ParsableCommand {
         func run() throws {
             var cutoff: Int64? = nil
             if let before {
-                guard let t = Timestamp.parse(before) else { throw ValidationError("--before \(before): not a date") }
-                cutoff = t
+                cutoff = try Timestamp.option(before, "--before")
             }
             let records = globs.filter { $0.contains("\t") }
             let patterns = try MetricGlob.parseArguments(globs.filter { !$0.contains("\t") })

@@ -58,6 +58,8 @@ struct WspSnap: RecordArguments {
     }
 
     func run() throws {
+        // Checked here, not in validate(), so that a bad value is one line `wsp-snap: ...`.
+        try Seconds.check(lockTimeout, option: "--lock-timeout")
         let diagnostics = output.diagnostics("wsp-snap")
         var snap = Snap(spool: try spool.open(), root: root, lockTimeout: lockTimeout, level: level)
         if let state, !full {

@@ -41,4 +41,18 @@ final class DiagnosticsTests: XCTestCase {
         defer { system_close(p[0]); system_close(p[1]) }
         XCTAssertNil(LineReader.countLines(fd: p[0]))
     }
+
+    func testRedactionMasksSecretsAndCredentialFields() {
+        Redaction.register("k3y-value-42")
+        XCTAssertEqual(Redaction.apply("bad k3y-value-42 here"), "bad <redacted> here")
+        XCTAssertEqual(Redaction.apply("X-Auth-Key: abc123 X-Auth-User: u"), "X-Auth-Key: <redacted> X-Auth-User: u")
+        XCTAssertEqual(Redaction.apply(#"{"password": "hunter22", "name": "x"}"#), #"{"password": "<redacted>", "name": "x"}"#)
+        XCTAssertEqual(Redaction.apply(#"{"password":{"user":{"password":"pw"}}}"#), #"{"password":{"user":{"password":"<redacted>"}}}"#)
+        XCTAssertEqual(Redaction.apply("Authorization: AWS4-HMAC-SHA256 Credential=a, Signature=b\nnext"),
+                       "Authorization: <redacted>\nnext")
+        // Words that merely mention a credential stay as they are.
+        let plain = "wrong credentials: the signature does not match; check the secret key (AWS_SECRET_ACCESS_KEY or the profile)"
+        XCTAssertEqual(Redaction.apply(plain), plain)
+    }
 }
+

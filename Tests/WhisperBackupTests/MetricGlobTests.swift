@@ -61,4 +61,20 @@ final class MetricGlobTests: XCTestCase {
         XCTAssertFalse(g.matches(s))
         XCTAssertLessThan(Date().timeIntervalSince(t0), 1)
     }
+
+    func testBraceGroupsDoNotExpand() throws {
+        // 2^40 expansions if alternatives were multiplied out.
+        let g = try MetricGlob(String(repeating: "{a,b}", count: 40))
+        let t0 = Date()
+        XCTAssertTrue(g.matches(String(repeating: "ab", count: 20)))
+        XCTAssertFalse(g.matches(String(repeating: "ab", count: 20) + "a"))
+        XCTAssertTrue(g.couldMatch(prefix: "abba"))
+        XCTAssertEqual(g.literalPrefix, "")
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 1)
+        XCTAssertEqual(try MetricGlob("a{b}c").literalPrefix, "abc")
+        XCTAssertTrue(try MetricGlob("a{b}c").isLiteral)
+        XCTAssertTrue(try m("a{,b}c", "ac"))
+        XCTAssertTrue(try m("a}b,c", "a}b,c"))
+        XCTAssertTrue(try m("x.[{]y", "x.{y"))
+    }
 }

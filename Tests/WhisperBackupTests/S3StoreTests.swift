@@ -200,7 +200,8 @@ final class S3StoreTests: XCTestCase {
         XCTAssertTrue(kind(403, "AccessDenied").1.contains("access denied"))
         XCTAssertTrue(kind(400, "AuthorizationHeaderMalformed").1.contains("--region"))
         let m = kind(400, "InvalidArgument").1
-        XCTAssertEqual(m, "s3://bkt/pre: PUT k: HTTP 400 InvalidArgument: msg with *** and *** second line")
+        // The server's text is cut to its first line (an echo of the request stops there).
+        XCTAssertEqual(m, "s3://bkt/pre: PUT k: HTTP 400 InvalidArgument: msg with *** and ***")
     }
 
     func testXMLReader() throws {

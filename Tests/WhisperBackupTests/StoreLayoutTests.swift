@@ -81,4 +81,31 @@ final class StoreLayoutTests: XCTestCase {
         XCTAssertEqual(MetricName.fromRelativePath("a/b/c.wsp"), "a.b.c")
         XCTAssertNil(MetricName.fromRelativePath("a/b/c.txt"))
     }
+
+    func testLongNamesGetADirectoryThatFitsAndNamesThatFitMapAsBefore() {
+        let hash = String(repeating: "ab", count: 32)
+        let file = StoreLayout(prefix: "", limits: .file)
+        let object = StoreLayout(prefix: "node1", limits: .object)
+        let fits = String(repeating: "a", count: 255)
+        XCTAssertEqual(file.key(metric: fits, time: 0, hash: hash), fits + "/19700101T000000Z.\(hash).wsp.gz")
+        let long = String(repeating: "é", count: 150)           // 300 bytes
+        XCTAssertTrue(file.isLong(long))
+        XCTAssertFalse(object.isLong(long))
+        XCTAssertEqual(object.metricPrefix(long), "node1/" + long + "/")
+        let dir = file.directory(long)
+        XCTAssertEqual(dir.utf8.count, 200 + 33)
+        XCTAssertTrue(dir.hasPrefix(String(repeating: "é", count: 100) + "~"))
+        XCTAssertTrue(StoreLayout.looksLong(dir))
+        XCTAssertTrue(file.fullNameFits(long, directory: dir))
+        XCTAssertFalse(file.fullNameFits(long + "x", directory: dir))
+        XCTAssertEqual(file.entry(dir + "/full-name")?.entry, .fullName)
+        XCTAssertEqual(file.parse(file.key(metric: long, time: 0, hash: hash))?.metric, dir)
+        // An odd head: a cut never splits a character.
+        XCTAssertEqual(StoreLayout.head("aé", 2), "a")
+        let huge = String(repeating: "b", count: 1000)
+        XCTAssertTrue(object.isLong(huge))
+        XCTAssertEqual(object.listPrefix(huge), "node1/" + String(repeating: "b", count: 200))
+        XCTAssertEqual(StoreLayout(prefix: "p").listPrefix(huge), "p/" + huge)
+    }
 }
+

@@ -176,9 +176,10 @@ HOSTILE = {
     "newline": "servers.x\nservers.y",
     "carriage-return": "servers.x\rservers.y",
     "very-long": "a" * 5000,
-    "long-component": "servers." + "x" * 300,
     "many-components": ".".join(["d"] * 600),
 }
+# A 300-byte component is no longer hostile: the store layout holds names longer than a path
+# component allows (test_hostile.py::test_long_metric_names_are_stored_and_restored_on_every_store).
 
 
 @pytest.mark.parametrize("tool", ["snap", "push", "list", "get", "merge", "prune", "verify"])

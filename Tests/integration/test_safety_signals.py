@@ -247,7 +247,8 @@ def test_a_killed_producer_leaves_a_reservation_the_next_one_removes(tmp_path, s
     stale = os.path.join(spool, f".wsp-tmp.{dead.pid}.123")
     open(stale, "wb").truncate(900 << 10)
     os.unlink(os.path.join(spool, "filler"))
-    sh(f"wsp-pull list {store} '*' | head -3 | wsp-pull get --spool {spool} --spool-max 1M {store}")
+    sh(f"wsp-pull list {store} '*' > {tmp_path / 'listed'}")
+    sh(f"head -3 {tmp_path / 'listed'} | wsp-pull get --spool {spool} --spool-max 1M {store}")
     assert not os.path.exists(stale)
     assert f"resv {dead.pid} " not in open(ledger).read()
 

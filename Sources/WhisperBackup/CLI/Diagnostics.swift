@@ -36,7 +36,7 @@ public final class Diagnostics: @unchecked Sendable {
     }
 
     func line(_ text: String) {
-        let bytes = Array((text + "\n").utf8)
+        let bytes = Array((Redaction.apply(text) + "\n").utf8)
         bytes.withUnsafeBytes { _ = write(2, $0.baseAddress, $0.count) }
     }
 

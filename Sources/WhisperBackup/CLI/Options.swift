@@ -51,8 +51,9 @@ public struct SpoolOptions: ParsableArguments {
 
     public func open() throws -> Spool {
         guard let max = ByteCount.parse(spoolMax), max > 0 else {
-            throw ConfigError("--spool-max \(spoolMax): not a byte count (e.g. 512M, 2G)")
+            throw ValidationError("--spool-max \(spoolMax): not a byte count: \(ByteCount.acceptedForm)")
         }
+        try Seconds.check(spoolWait, option: "--spool-wait")
         // Absolute, so GZFILE fields stay valid for a next stage in another directory.
         let dir = Path.absolute(spool ?? system_getenv("WSP_SPOOL") ?? "/var/tmp/wsp-spool")
         do {
@@ -80,6 +81,11 @@ public struct OutputOptions: ParsableArguments {
 
 /// Byte counts with K/M/G/T suffixes (powers of 1024).
 public enum ByteCount {
+    /// What `parse` takes, for messages.
+    public static let acceptedForm = "a number with an optional K, M, G or T suffix (powers of 1024) below 8 EiB, e.g. 512M, 2G, 1.5T"
+
+    /// `512M`, `2G`, `1.5T`, `4096`, `2GiB`; nil for anything else, and for counts that do
+    /// not fit 63 bits (never a trap, never a wrapped value).
     public static func parse(_ text: String) -> Int64? {
         var t = text.uppercased()
         if t.hasSuffix("IB") { t.removeLast(2) } else if t.hasSuffix("B") { t.removeLast() }
@@ -88,8 +94,33 @@ public enum ByteCount {
             mult = m
             t.removeLast()
         }
-        guard let v = Double(t), v >= 0 else { return nil }
-        return Int64(v * Double(mult))
+        // Digits with at most one '.': no sign, exponent, hex, nan or inf.
+        guard !t.isEmpty, t != ".", t.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || $0 == 46 }),
+              t.utf8.filter({ $0 == 46 }).count <= 1, let v = Double(t) else { return nil }
+        let bytes = v * Double(mult)
+        guard bytes.isFinite, bytes >= 0, bytes < 9.2e18 else { return nil }
+        return Int64(bytes)
+    }
+}
+
+/// Durations given in seconds (`--lock-timeout`, `--spool-wait`).
+public enum Seconds {
+    /// Throws a usage error naming `option` unless `value` is finite and not negative
+    /// (`nan` and `inf` parse as numbers, and would wait forever).
+    public static func check(_ value: Double, option: String) throws {
+        guard value.isFinite, value >= 0, value <= 1e9 else {
+            throw ValidationError("\(option) \(value): not a number of seconds: 0 or more, e.g. 30 or 0.5")
+        }
+    }
+}
+
+extension Timestamp {
+    /// The time `text` names, or a usage error naming `option` and the accepted forms.
+    public static func option(_ text: String, _ option: String) throws -> Int64 {
+        guard let t = Timestamp.parse(text) else {
+            throw ValidationError("\(option) \(text): not a date: \(Timestamp.acceptedForms)")
+        }
+        return t
     }
 }
 

@@ -24,6 +24,7 @@ public protocol RecordArguments: ParsableCommand {
 public enum ToolMain {
     public static func run<C: ParsableCommand>(_ type: C.Type, name: String) -> Never {
         Signals.install()
+        Redaction.registerEnvironment()
         var command: ParsableCommand
         do {
             // The records xargs appends (the trailing arguments that hold a tab) bypass the
@@ -46,9 +47,11 @@ public enum ToolMain {
         } catch {
             let code = C.exitCode(for: error)
             if code == .success { C.exit(withError: error) }
-            let message = C.fullMessage(for: error)
-            fputs("\(message)\n", stderr)
-            if !message.contains("--help") { fputs("Usage: \(name) --help\n", stderr) }
+            // One line, as every other refusal: `tool: what is wrong (tool --help)`.
+            var message = C.message(for: error)
+            if message.hasPrefix("Error: ") { message.removeFirst("Error: ".count) }
+            let first = message.split(whereSeparator: \.isNewline).first.map(String.init) ?? message
+            fputs(Redaction.apply("\(name): \(first) (see \(name) --help)") + "\n", stderr)
             exit(2)
         }
         do {
@@ -56,12 +59,13 @@ public enum ToolMain {
         } catch let e as RecordsFailed {
             if Signals.stopRequested { TempFiles.removeAll(); exit(128 + Signals.pending) }
             _ = e
+            readerLeft(name)
             exit(1)
         } catch let e as ConfigError {
-            fputs("\(name): \(e)\n", stderr)
+            fputs(Redaction.apply("\(name): \(e)") + "\n", stderr)
             exit(2)
         } catch let e as ValidationError {
-            fputs("\(name): \(e.message)\n", stderr)
+            fputs(Redaction.apply("\(name): \(e.message)") + "\n", stderr)
             exit(2)
         } catch let e as ExitCode {
             exit(e.rawValue)
@@ -69,19 +73,28 @@ public enum ToolMain {
             // The store kept failing (after the retries): a failure of the run, not of its
             // configuration. Credentials, access and missing buckets stay exit 2 (below).
             if Signals.stopRequested { TempFiles.removeAll(); exit(128 + Signals.pending) }
-            fputs("\(name): \(e)\n", stderr)
+            fputs(Redaction.apply("\(name): \(e)") + "\n", stderr)
             TempFiles.removeAll()
             exit(1)
         } catch {
             if Signals.stopRequested { TempFiles.removeAll(); exit(128 + Signals.pending) }
             // Help and version of a subcommand arrive here, from the parser's own command.
             if C.exitCode(for: error) == .success { C.exit(withError: error) }
-            fputs("\(name): \(error)\n", stderr)
+            fputs(Redaction.apply("\(name): \(error)") + "\n", stderr)
             exit(2)
         }
         TempFiles.removeAll()
         if Signals.stopRequested { exit(128 + Signals.pending) }
+        readerLeft(name)
         exit(0)
+    }
+
+    /// A stage whose reader went away stopped with records not processed: never exit 0.
+    static func readerLeft(_ name: String) {
+        guard RecordWriter.readerLeft else { return }
+        TempFiles.removeAll()
+        fputs("\(name): stopped: the reader of standard output went away; the records after it were not processed\n", stderr)
+        exit(141)
     }
 }
 
@@ -92,4 +105,5 @@ public let exitStatusHelp = """
       1  some records failed (each reported on stderr as "TOOL: METRIC: reason")
       2  bad usage or configuration; nothing was done
       130/143  stopped by SIGINT/SIGTERM after finishing or undoing the current record
+      141  stopped because the reader of standard output went away (records left unprocessed)
     """

@@ -9,6 +9,8 @@ public struct AWSCredentials: Sendable, CustomStringConvertible {
         self.accessKeyID = accessKeyID
         self.secretAccessKey = secretAccessKey
         self.sessionToken = sessionToken
+        Redaction.register(secretAccessKey)
+        Redaction.register(sessionToken)
     }
 
     public var description: String { "AWS credentials (hidden)" }

@@ -1,6 +1,9 @@
 /// `wsp-find`: walks a whisper root and writes `METRIC PATH` for every `.wsp` file whose
 /// metric matches a glob. Directories that cannot hold a match are not entered; symlinks
 /// are followed only to files inside the root; directory symlinks are not followed (loops).
+/// A file whose path does not map one-to-one to its metric name (a `.` inside a file or
+/// directory name: `a/b.c.wsp` and `a/b/c.wsp` are both `a.b.c`) or whose name is not valid
+/// UTF-8 is refused with a line naming it, never stored under a name it cannot restore to.
 public struct Find {
     public var root: String
     public var globs: [MetricGlob]
@@ -20,14 +23,34 @@ public struct Find {
         } catch {
             throw ConfigError("--root \(root): \(error)")
         }
-        try walk(dir: realRoot, metricPrefix: "", realRoot: realRoot, output: output, diagnostics: diagnostics)
+        try walk(dir: realRoot, relDir: "", metricPrefix: "", refusal: nil, realRoot: realRoot, output: output, diagnostics: diagnostics)
         try diagnostics.finish()
     }
 
     private func couldMatch(_ prefix: String) -> Bool { globs.contains { $0.couldMatch(prefix: prefix) } }
     private func matches(_ metric: String) -> Bool { globs.contains { $0.matches(metric) } }
 
-    private func walk(dir: String, metricPrefix: String, realRoot: String, output: RecordWriter, diagnostics: Diagnostics) throws {
+    /// Why a file at `relPath` (metric `metric`) cannot be backed up under its name, or nil.
+    /// `refusal` is the reason inherited from a directory above it.
+    private func refusal(name: DirectoryEntry, relPath: String, metric: String, inherited: String?, realRoot: String) -> String? {
+        if let inherited { return inherited }
+        if !name.isUTF8 { return Find.notUTF8(relPath) }
+        let stem = name.name.dropLast(4)
+        if stem.contains(".") {
+            let other = MetricName.relativePath(metric)
+            let exists = (try? system_lstat(Path.join(realRoot, other))) != nil
+            return "\(relPath): a '.' in a file name does not map back to one path: metric \(metric) restores to \(other)"
+                + (exists ? ", which is another file on disk" : "") + "; not backed up (rename it)"
+        }
+        return nil
+    }
+
+    static func notUTF8(_ relPath: String) -> String {
+        "\(relPath): name is not valid UTF-8 (records and store keys are UTF-8); not backed up (rename it)"
+    }
+
+    private func walk(dir: String, relDir: String, metricPrefix: String, refusal inherited: String?, realRoot: String,
+                      output: RecordWriter, diagnostics: Diagnostics) throws {
         if Signals.stopRequested || output.closed { return }
         let entries: [DirectoryEntry]
         do {
@@ -40,6 +63,7 @@ public struct Find {
             if Signals.stopRequested || output.closed { return }
             if e.name.hasPrefix(".") { continue }   // temp files, hidden directories
             let path = Path.join(dir, e.name)
+            let relPath = relDir.isEmpty ? e.name : relDir + "/" + e.name
             var kind = e.kind
             if kind == .unknown {
                 guard let st = try? system_lstat(path) else { continue }
@@ -49,7 +73,15 @@ public struct Find {
             case .directory:
                 let prefix = metricPrefix + e.name + "."
                 if couldMatch(prefix) {
-                    try walk(dir: path, metricPrefix: prefix, realRoot: realRoot, output: output, diagnostics: diagnostics)
+                    var refusal = inherited
+                    if refusal == nil && !e.isUTF8 { refusal = Find.notUTF8(relPath + "/") }
+                    if refusal == nil && e.name.contains(".") {
+                        refusal = "\(relPath)/: a '.' in a directory name does not map back to one path: its files would restore under "
+                            + e.name.split(separator: ".", omittingEmptySubsequences: false).joined(separator: "/")
+                            + "/; not backed up (rename it)"
+                    }
+                    try walk(dir: path, relDir: relPath, metricPrefix: prefix, refusal: refusal, realRoot: realRoot,
+                             output: output, diagnostics: diagnostics)
                 }
             case .file, .symlink:
                 guard e.name.hasSuffix(".wsp"), e.name.count > 4 else { continue }
@@ -68,6 +100,10 @@ public struct Find {
                     try MetricName.validate(metric)
                 } catch {
                     diagnostics.fail(metric, error)
+                    continue
+                }
+                if let reason = refusal(name: e, relPath: relPath, metric: metric, inherited: inherited, realRoot: realRoot) {
+                    diagnostics.fail(metric, reason)
                     continue
                 }
                 output.write(metric, path)

@@ -63,7 +63,7 @@ public struct PullList {
                     let objects = try StoreListing.metric(metric, in: store, layout: layout)
                     let chosen = select(objects.versions)
                     if chosen.isEmpty && (!includeIncomplete || objects.incomplete.isEmpty) {
-                        diagnostics.fail(metric, none)
+                        diagnostics.fail(metric, none + PullList.incompleteNote(objects))
                         continue
                     }
                     try body(objects, chosen)
@@ -73,16 +73,26 @@ public struct PullList {
             }
             return
         }
-        for group in PullList.groups(globs) {
+        let strays = StrayKeys()
+        defer { if let w = strays.warning(store.location) { diagnostics.warn(w) } }
+        // Listing prefixes as the layout cuts them (long names keep only their first bytes).
+        let start = { (g: MetricGlob) in String(layout.listPrefix(g.literalPrefix).dropFirst(layout.prefix.count)) }
+        for group in PullList.groups(globs, start: start) {
             if Signals.stopRequested || stop() { break }
             // Metrics listed per glob: a glob that selects nothing is a failure, not silence.
             var found = [Int](repeating: 0, count: group.globs.count)
             do {
                 try StoreListing.forEachMetric(in: store, layout: layout, prefix: layout.prefix + group.prefix,
-                                               include: { m in group.globs.contains { $0.matches(m) } }) { objects in
+                                               include: { m in group.globs.contains { $0.matches(m) } }, strays: strays) { objects in
                     if Signals.stopRequested || stop() { return }
                     let chosen = select(objects.versions)
-                    if chosen.isEmpty && (!includeIncomplete || objects.incomplete.isEmpty) { return }
+                    if chosen.isEmpty && (!includeIncomplete || objects.incomplete.isEmpty) {
+                        // Never dropped without a word: a metric whose only versions lack their .sha1.
+                        if !objects.incomplete.isEmpty {
+                            diagnostics.warn("\(objects.metric): skipped \(objects.incomplete.count) legacy version(s) without their .sha1 (an interrupted upload)")
+                        }
+                        return
+                    }
                     for (i, g) in group.globs.enumerated() where g.matches(objects.metric) { found[i] += 1 }
                     do {
                         try body(objects, chosen)
@@ -101,6 +111,12 @@ public struct PullList {
         }
     }
 
+    /// Why a metric with no complete version still had objects, for its failure line.
+    static func incompleteNote(_ objects: MetricObjects) -> String {
+        objects.incomplete.isEmpty ? ""
+            : "; skipped \(objects.incomplete.count) legacy version(s) without their .sha1 (an interrupted upload)"
+    }
+
     func select(_ versions: [StoredVersion]) -> [StoredVersion] {
         let eligible = versions.filter { before == nil || $0.time <= before! }.sorted(by: Versions.isOlder)
         if all { return eligible }
@@ -109,13 +125,14 @@ public struct PullList {
 
     /// Globs grouped so that no two groups' listing prefixes overlap: a glob whose literal
     /// prefix starts with another's joins that group (no metric is listed twice).
-    static func groups(_ globs: [MetricGlob]) -> [(prefix: String, globs: [MetricGlob])] {
+    static func groups(_ globs: [MetricGlob], start: (MetricGlob) -> String = { $0.literalPrefix })
+        -> [(prefix: String, globs: [MetricGlob])] {
         var out: [(prefix: String, globs: [MetricGlob])] = []
-        for g in globs.sorted(by: { $0.literalPrefix.utf8.count < $1.literalPrefix.utf8.count }) {
-            if let i = out.firstIndex(where: { g.literalPrefix.hasPrefix($0.prefix) }) {
+        for (s, g) in globs.map({ (start($0), $0) }).sorted(by: { $0.0.utf8.count < $1.0.utf8.count }) {
+            if let i = out.firstIndex(where: { s.hasPrefix($0.prefix) }) {
                 out[i].globs.append(g)
             } else {
-                out.append((g.literalPrefix, [g]))
+                out.append((s, [g]))
             }
         }
         return out

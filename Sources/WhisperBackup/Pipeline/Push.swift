@@ -124,7 +124,10 @@ public struct Push {
             v.size = Int64(record[6] ?? "") ?? 0
             return .done(v.recordFields + ["unchanged"], "unchanged")
         }
-        let newest = try Versions.newest(of: metric, in: store, layout: layout)
+        // The version to compare with is the newest stamped at or before this snapshot (one
+        // second of slack for a same-second bump below): a version stamped later was taken
+        // while the clock ran ahead, and neither hides this one nor moves its time.
+        let newest = try Versions.all(of: metric, in: store, layout: layout).last { $0.time <= time + 1 }
         if let newest, newest.hash == hash {
             if !dryRun {
                 if Spool.isSpoolFile(gzPath) { Spool.discard(gzPath) }
@@ -139,12 +142,13 @@ public struct Push {
         if let size = record[3].flatMap({ Int64($0) }), Gzip.trailerSize(ofFile: gzPath) != UInt32(truncatingIfNeeded: size) {
             throw RecordError("spool file \(gzPath): not the gzip of \(size) bytes that the record describes")
         }
-        // Keys order a metric's versions, to the second: a version taken in the same second as
-        // the newest stored one (or before it, if the clock stepped back) is stored a second
-        // after it, so that "newest" never depends on how two hashes sort.
-        let t = newest.map { max(time, $0.time + 1) } ?? time
+        // A version's time is when it was read. Only one taken in the same second as the newest
+        // before it is stored a second later, so "newest" never depends on how two hashes sort.
+        let t = newest.map { $0.time >= time ? $0.time + 1 : time } ?? time
         var v = StoredVersion(metric: metric, time: t, hash: hash, key: layout.key(metric: metric, time: t, hash: hash))
         v.size = Int64(st.st_size)
+        // A name too long for the store: its whole name goes first, beside its versions (StoreLayout).
+        if layout.isLong(metric) { try store.put(layout.fullNameKey(metric), body: .bytes(Array(metric.utf8))) }
         return .upload(Upload(record: record, version: v, gzPath: gzPath, stat: stat))
     }
 }

@@ -11,6 +11,8 @@ public struct MetricObjects {
     public var strayHashKeys: [String] = []
     /// `gone-since` markers of the purge.
     public var markers: [(key: String, time: Int64)] = []
+    /// The `full-name` object of a long name (see `StoreLayout`), removed last by a purge.
+    public var fullNameKey: String?
 
     public init(metric: String) { self.metric = metric }
 
@@ -33,7 +35,34 @@ public struct MetricObjects {
     public func allKeys(layout: StoreLayout) -> [String] {
         var keys = versions.map(\.key) + versions.filter(\.legacy).map { layout.legacyHashKey($0.key) }
         keys += incomplete.map(\.key) + strayHashKeys
-        return keys + markers.map(\.key)
+        return keys + markers.map(\.key) + (fullNameKey.map { [$0] } ?? [])
+    }
+
+    /// The same objects under the metric's whole name (read from its `full-name` object).
+    mutating func rename(to name: String) {
+        metric = name
+        for i in versions.indices { versions[i].metric = name }
+        for i in incomplete.indices { incomplete[i].metric = name }
+    }
+}
+
+/// Keys a listing met that fit no layout (an upper-case or missing hash, a stray README):
+/// skipped, and counted so the tool says so once.
+public final class StrayKeys {
+    public private(set) var count = 0
+    public private(set) var example: String?
+
+    public init() {}
+
+    func add(_ key: String) {
+        count += 1
+        if example == nil { example = key }
+    }
+
+    /// The one warning, or nil when there were none.
+    public func warning(_ location: String) -> String? {
+        guard count > 0, let example else { return nil }
+        return "\(location): skipped \(count) key(s) that fit no layout of this tool (e.g. \(Diagnostics.shown(example)))"
     }
 }
 
@@ -42,17 +71,42 @@ public enum StoreListing {
     /// One listing pass over `prefix`, calling `body` once per metric that `include` accepts,
     /// with all its objects (the keys of one metric are contiguous in key order).
     public static func forEachMetric(in store: Store, layout: StoreLayout, prefix: String,
-                                     include: (String) -> Bool = { _ in true },
+                                     include: (String) -> Bool = { _ in true }, strays: StrayKeys? = nil,
                                      _ body: (MetricObjects) throws -> Void) throws {
         var acc: Accumulator? = nil
         var skipping: String? = nil
+        let marker = StoreMarker.key(layout)
+        // A long name's directory (HEAD~H) is taken or skipped once its whole name is read.
+        func emit(_ a: Accumulator) throws {
+            var objects = a.finish()
+            if objects.fullNameKey != nil {
+                guard let name = try fullName(a.objects.metric, in: store, layout: layout) else {
+                    strays?.add(objects.fullNameKey!)
+                    return
+                }
+                objects.rename(to: name)
+                guard include(name) else { return }
+            } else if StoreLayout.looksLong(objects.metric) && !include(objects.metric) {
+                return
+            }
+            try body(objects)
+        }
         try store.list(prefix: prefix) { obj in
-            guard let (metric, entry) = layout.entry(obj.key) else { return }
+            guard let (metric, entry) = layout.entry(obj.key) else {
+                // The store's marker and hidden temp files belong here; anything else is stray.
+                let name = obj.key.split(separator: "/", omittingEmptySubsequences: false).last ?? ""
+                if obj.key != marker && !name.hasPrefix(".") { strays?.add(obj.key) }
+                return
+            }
             if metric == skipping { return }
+            if case .other = entry {
+                if include(metric) { strays?.add(obj.key) }
+                return
+            }
             if metric != acc?.objects.metric {
-                if let a = acc { try body(a.finish()) }
+                if let a = acc { try emit(a) }
                 acc = nil
-                guard include(metric) else {
+                guard StoreLayout.looksLong(metric) || include(metric) else {
                     skipping = metric
                     return
                 }
@@ -61,7 +115,17 @@ public enum StoreListing {
             }
             acc!.add(obj, entry)
         }
-        if let a = acc { try body(a.finish()) }
+        if let a = acc { try emit(a) }
+    }
+
+    /// The whole name a long name's directory holds in its `full-name` object, or nil when
+    /// that object does not name a metric that belongs in this directory.
+    static func fullName(_ directory: String, in store: Store, layout: StoreLayout) throws -> String? {
+        let scratch = system_getenv("TMPDIR") ?? "/tmp"
+        let bytes = try store.getBytes(layout.prefix + directory + "/" + StoreLayout.fullNameObject, scratchDir: scratch)
+        guard bytes.count <= MetricName.maxLength, let name = String(validating: bytes, as: UTF8.self),
+              (try? MetricName.validate(name)) != nil, layout.fullNameFits(name, directory: directory) else { return nil }
+        return name
     }
 
     /// The objects of one metric (one listing of its own prefix).
@@ -87,6 +151,8 @@ public enum StoreListing {
                 hashKeys[versionKey] = obj.key
             case .marker(let time):
                 objects.markers.append((obj.key, time))
+            case .fullName:
+                objects.fullNameKey = obj.key
             case .other:
                 break
             }

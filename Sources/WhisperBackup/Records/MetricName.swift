@@ -10,7 +10,8 @@ public enum MetricName {
         for b in name.utf8 {
             switch b {
             case 0: throw RecordError("metric name contains NUL")
-            case 10, 13: throw RecordError("metric name contains a newline")
+            case 10: throw RecordError("metric name contains a newline")
+            case 13: throw RecordError("metric name contains a carriage return")
             case 9: throw RecordError("metric name contains a tab")
             case UInt8(ascii: "/"): throw RecordError("metric name contains '/' (would leave its directory)")
             default: break

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 /// One line of a pipeline: TAB-separated fields, the metric name first.
 public struct Record: Sendable, Equatable {
@@ -44,6 +45,12 @@ public struct RecordInput: Sequence {
         return LineReader.countLines(fd: 0)
     }
 
+    /// One rule for every tool: a blank line (empty, or only spaces, tabs and CRs) is no
+    /// record and is skipped.
+    static func isBlank(_ line: Substring) -> Bool {
+        line.utf8.allSatisfy { $0 == 32 || $0 == 9 || $0 == 13 }
+    }
+
     /// Whether every record is already at hand (arguments), so a tool may take them in batches.
     public var isBuffered: Bool { !arguments.isEmpty }
 
@@ -53,7 +60,7 @@ public struct RecordInput: Sequence {
             return AnyIterator {
                 while let a = it.next() {
                     let line = a.hasSuffix("\n") ? a.dropLast() : Substring(a)
-                    if line.isEmpty { continue }
+                    if RecordInput.isBlank(line) { continue }
                     return Record(line: line)
                 }
                 return nil
@@ -62,7 +69,7 @@ public struct RecordInput: Sequence {
         let reader = LineReader(fd: 0)
         return AnyIterator {
             while let line = reader.next() {
-                if line.isEmpty { continue }
+                if RecordInput.isBlank(Substring(line)) { continue }
                 return Record(line: Substring(line))
             }
             return nil
@@ -139,6 +146,12 @@ public final class RecordWriter: @unchecked Sendable {
     /// blocked on a reader that does not read; the tool then stops quietly.
     public private(set) var closed = false
 
+    private static let left = Atomic<Bool>(false)
+    /// Whether a writer of this process met a reader that had gone away (EPIPE): the records
+    /// after it were not processed, so the tool must not exit 0 (it exits 141, as a death by
+    /// SIGPIPE would).
+    public static var readerLeft: Bool { left.load(ordering: .relaxed) }
+
     public init(fd: CInt = 1) { self.fd = fd }
 
     /// Writes one record; false when it could not be written (the reader is gone).
@@ -169,6 +182,7 @@ public final class RecordWriter: @unchecked Sendable {
                     // A stop request interrupts a write blocked on a stalled reader; a record
                     // already begun is finished (a pipe takes a short record whole or not at all).
                     if errno == EINTR && (done > 0 || !Signals.stopRequested) { continue }
+                    if errno == EPIPE { RecordWriter.left.store(true, ordering: .relaxed) }
                     closed = true
                     return
                 }

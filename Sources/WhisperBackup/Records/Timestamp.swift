@@ -37,8 +37,25 @@ public enum Timestamp {
     /// Parses what an operator may type for `--before`/`--now`: the basic form,
     /// `2026-11-01`, `2026-11-01T12:00:00Z`, `2026-11-01T12:00:00+00:00` (offsets honoured),
     /// `2026-11-01 12:00`, or `@SECONDS` since the epoch.
+    /// A day that does not exist (`2026-02-30`), an offset beyond `±23:59`, or a time outside
+    /// 1970 to 9999 is not a date (nil), never a neighbouring one.
     public static func parse(_ text: String) -> Int64? {
-        if text.hasPrefix("@") { return Int64(text.dropFirst()) }
+        guard let t = parseAny(text), validRange.contains(t) else { return nil }
+        return t
+    }
+
+    /// The times a key can show: 1970-01-01 to 9999-12-31.
+    public static let validRange: ClosedRange<Int64> = 0...253_402_300_799
+
+    /// The forms `parse` takes, for messages.
+    public static let acceptedForms = "2026-11-01, 2026-11-01T12:00:00Z, 2026-11-01T12:00:00+01:00, 2026-11-01 12:00, 20261101T120000Z or @SECONDS"
+
+    static func parseAny(_ text: String) -> Int64? {
+        if text.hasPrefix("@") {
+            let digits = text.dropFirst()
+            guard !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
+            return Int64(digits)
+        }
         if let v = parseBasic(Substring(text)) { return v }
         let u = Array(text.utf8)
         var i = 0
@@ -73,7 +90,7 @@ public enum Timestamp {
                 i += 1
                 guard let oh = digits(2) else { return nil }
                 _ = expect(":")
-                guard let om = digits(2) else { return nil }
+                guard let om = digits(2), oh <= 23, om <= 59 else { return nil }
                 t -= sign * (Int64(oh) * 3600 + Int64(om) * 60)
             } else { return nil }
         }
@@ -81,7 +98,10 @@ public enum Timestamp {
     }
 
     static func fromFields(_ y: Int32, _ mo: Int32, _ d: Int32, _ h: Int32, _ mi: Int32, _ s: Int32) -> Int64? {
-        guard (1...12).contains(mo), (1...31).contains(d), (0...23).contains(h), (0...59).contains(mi), (0...60).contains(s) else { return nil }
+        guard (1...12).contains(mo), (0...23).contains(h), (0...59).contains(mi), (0...60).contains(s) else { return nil }
+        let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)
+        let days: [Int32] = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+        guard (1...days[Int(mo) - 1]).contains(d) else { return nil }
         var tm = tm()
         tm.tm_year = y - 1900
         tm.tm_mon = mo - 1

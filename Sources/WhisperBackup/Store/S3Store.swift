@@ -323,7 +323,12 @@ public final class S3Store: Store {
     /// ": message" on one line, or "" for none.
     static func clause(_ message: String) -> String {
         var one = ""
-        for u in message.unicodeScalars { one.unicodeScalars.append(u.value < 32 ? " " : u) }
+        // The first line with visible text only: a server that echoes the request shows its
+        // request line, never the headers after it.
+        for u in message.unicodeScalars {
+            if (u == "\n" || u == "\r") && one.contains(where: { !$0.isWhitespace }) { break }
+            one.unicodeScalars.append(u.value < 32 ? " " : u)
+        }
         one = one.trimmingCharacters(in: " ")
         if one.unicodeScalars.count > 300 { one = String(one.unicodeScalars.prefix(300)) + "..." }
         return one.isEmpty ? "" : ": " + one

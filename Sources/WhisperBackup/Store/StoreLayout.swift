@@ -28,29 +28,108 @@ public struct StoredVersion: Sendable, Equatable {
 /// Maps keys to versions and back, for every store alike:
 /// `PREFIX + METRIC + "/" + TIME + "." + SHA256 + ".wsp.gz"`.
 /// Pure: no I/O, tested on its own.
+///
+/// A metric name longer than the store can hold (a `file://` path component is at most 255
+/// bytes; an S3 key or Swift object name at most 1024) lives under
+/// `PREFIX + HEAD + "~" + H + "/"` instead of `PREFIX + METRIC + "/"`: HEAD is the name's
+/// first 200 bytes (cut back to a whole character), H the first 32 hex digits of the SHA-256
+/// of the whole name, and the object `full-name` in that directory holds the whole name.
+/// Its versions are named and stored as any other. Names that fit map exactly as before.
 public struct StoreLayout: Sendable {
     /// Ends in "/" unless empty. A leading "/" is kept: object stores treat it as part of the
     /// key, and the Python tool wrote such keys under a `--storage-path` starting with "/".
     public let prefix: String
+    /// What the store can hold: the longest path component and the longest key, in bytes.
+    public let limits: Limits
 
-    public init(prefix: String) {
+    public struct Limits: Sendable {
+        public var component: Int?
+        public var key: Int?
+        public init(component: Int? = nil, key: Int? = nil) {
+            self.component = component
+            self.key = key
+        }
+        /// A directory's limits (`NAME_MAX`).
+        public static let file = Limits(component: 255)
+        /// S3 keys and Swift object names.
+        public static let object = Limits(key: 1024)
+    }
+
+    public init(prefix: String, limits: Limits = Limits()) {
         var p = prefix
         if !p.isEmpty && !p.hasSuffix("/") { p += "/" }
         self.prefix = p
+        self.limits = limits
     }
+
+    /// Bytes of a long name kept readable in its directory's name.
+    public static let longHeadBytes = 200
+    /// The object beside a long name's versions that holds the whole name.
+    public static let fullNameObject = "full-name"
+    /// Bytes after a version's directory: "/" + TIME + "." + SHA256 + ".wsp.gz".
+    static let versionNameBytes = 1 + 16 + 1 + 64 + 7
+
+    /// Whether `metric` is too long for this store to hold under its own name.
+    public func isLong(_ metric: String) -> Bool {
+        let n = metric.utf8.count
+        if let c = limits.component, n > c { return true }
+        if let k = limits.key, prefix.utf8.count + n + StoreLayout.versionNameBytes > k { return true }
+        return false
+    }
+
+    /// The directory name of `metric`'s objects: the name itself, or HEAD~H for a long one.
+    public func directory(_ metric: String) -> String {
+        guard isLong(metric) else { return metric }
+        return StoreLayout.head(metric, StoreLayout.longHeadBytes) + "~"
+            + String(Digest.sha256Hex(Array(metric.utf8)).prefix(32))
+    }
+
+    /// The longest start of `text` of at most `bytes` bytes that ends on a whole character.
+    public static func head(_ text: String, _ bytes: Int) -> String {
+        var out = String.UnicodeScalarView()
+        var n = 0
+        for u in text.unicodeScalars {
+            n += UTF8.width(u)
+            if n > bytes { break }
+            out.append(u)
+        }
+        return String(out)
+    }
+
+    /// Whether a directory name has the shape of a long name's (HEAD~H); it is one when its
+    /// `full-name` object is there.
+    public static func looksLong(_ directory: String) -> Bool {
+        let u = Array(directory.utf8)
+        guard u.count >= 34, u[u.count - 33] == UInt8(ascii: "~") else { return false }
+        return Hex.isHex(Substring(String(decoding: u[(u.count - 32)...], as: UTF8.self)), length: 32)
+    }
+
+    /// Whether `name`, read from the `full-name` object of `directory`, belongs there.
+    public func fullNameFits(_ name: String, directory: String) -> Bool {
+        isLong(name) && self.directory(name) == directory
+    }
+
+    /// The key of the object holding a long metric's whole name.
+    public func fullNameKey(_ metric: String) -> String { metricPrefix(metric) + StoreLayout.fullNameObject }
 
     public static let suffix = ".wsp.gz"
     public static let legacyHashSuffix = ".sha1"
 
     public func key(metric: String, time: Int64, hash: String) -> String {
-        prefix + metric + "/" + Timestamp.format(time) + "." + hash + StoreLayout.suffix
+        metricPrefix(metric) + Timestamp.format(time) + "." + hash + StoreLayout.suffix
     }
 
     /// Where every version of `metric` lives.
-    public func metricPrefix(_ metric: String) -> String { prefix + metric + "/" }
+    public func metricPrefix(_ metric: String) -> String { prefix + directory(metric) + "/" }
+
+    /// The listing prefix that covers every metric whose name starts with `start`, long
+    /// names (whose directories keep only their first bytes) included.
+    public func listPrefix(_ start: String) -> String {
+        prefix + (limits.component == nil && limits.key == nil ? start : StoreLayout.head(start, StoreLayout.longHeadBytes))
+    }
 
     /// The listing prefix that covers every metric a glob can match.
-    public func listPrefix(for glob: MetricGlob) -> String { prefix + glob.literalPrefix }
+    public func listPrefix(for glob: MetricGlob) -> String { listPrefix(glob.literalPrefix) }
 
     /// The version a key names, or nil for keys that are not versions (markers, temp files,
     /// legacy `.sha1` companions).
@@ -97,6 +176,8 @@ public struct StoreLayout: Sendable {
         /// A legacy `.sha1`; `versionKey` is the `.wsp.gz` it belongs to.
         case legacyHash(versionKey: String)
         case marker(time: Int64)
+        /// The `full-name` object of a long name's directory.
+        case fullName
         /// Anything else under the metric's prefix.
         case other
     }
@@ -119,6 +200,7 @@ public struct StoreLayout: Sendable {
             let versionKey = String(key.dropLast(StoreLayout.legacyHashSuffix.count)) + StoreLayout.suffix
             if let v = parse(versionKey), v.legacy { return (metric, .legacyHash(versionKey: versionKey)) }
         }
+        if file == StoreLayout.fullNameObject && StoreLayout.looksLong(metric) { return (metric, .fullName) }
         return (metric, .other)
     }
 }

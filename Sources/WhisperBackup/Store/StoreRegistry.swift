@@ -25,6 +25,11 @@ public enum StoreRegistry {
         "swift": { url, s in let c = try SwiftConfig(url: url, settings: s); return (try c.open(location: url.text, attempts: s.retries + 1), c.prefix) },
     ]
 
+    /// scheme -> the longest path component and key its stores hold.
+    nonisolated(unsafe) public static var limits: [String: StoreLayout.Limits] = [
+        "file": .file, "s3": .object, "swift": .object,
+    ]
+
     /// The store and the layout of keys inside it.
     public static func open(_ text: String, settings: StoreSettings) throws -> (store: Store, layout: StoreLayout) {
         let url = try StoreURL(text)
@@ -36,6 +41,6 @@ public enum StoreRegistry {
         var store: Store = opened.store
         if settings.retries > 0 { store = RetryStore(store, attempts: settings.retries + 1) }
         if settings.dryRun { store = DryRunStore(store) }
-        return (store, StoreLayout(prefix: opened.prefix))
+        return (store, StoreLayout(prefix: opened.prefix, limits: limits[url.scheme] ?? .init()))
     }
 }

@@ -112,7 +112,10 @@ public struct SwiftConfig: Sendable {
 /// line can never show it.
 public struct Secret: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible {
     public let value: String
-    public init(_ value: String) { self.value = value }
+    public init(_ value: String) {
+        self.value = value
+        Redaction.register(value)
+    }
     public var description: String { "<secret>" }
     public var debugDescription: String { "<secret>" }
 }

@@ -106,8 +106,9 @@ public final class SwiftStore: Store {
         }
     }
 
-    /// ` text` from an error response (an OpenStack JSON error's message, or the body with
-    /// tags stripped; one line, short), or "".
+    /// ` text` from an error response (an OpenStack JSON error's message, or the first line
+    /// of the body with visible text, tags stripped; short), or "". A server that echoes the
+    /// request back shows its first line only, never the headers that follow.
     static func errorDetail(_ r: HTTPResponse) -> String {
         if r.body.first == UInt8(ascii: "{"), let doc = try? JSON.parse(r.body),
            let message = doc["error"]?["message"]?.string ?? doc["message"]?.string {
@@ -118,6 +119,7 @@ public final class SwiftStore: Store {
         for c in r.bodyText.prefix(600) {
             if c == "<" { inTag = true; text += " "; continue }
             if c == ">" { inTag = false; continue }
+            if c.isNewline && !inTag && text.contains(where: { !$0.isWhitespace }) { break }
             if !inTag { text.append(c.isNewline || c == "\t" ? " " : c) }
         }
         let words = text.split(separator: " ")

@@ -9,7 +9,10 @@ public struct SpoolFull: Error, CustomStringConvertible {
     public var limit: Int64
     public var waited: Double
     public var description: String {
-        "spool \(dir) stayed full for \(Int(waited)) s (needs \(needed) B, --spool-max \(limit) B): is the next stage running?"
+        if needed > limit {
+            return "its spool file (\(needed) B) is larger than --spool-max (\(limit) B): raise --spool-max"
+        }
+        return "spool \(dir) stayed full for \(Int(waited)) s (needs \(needed) B, --spool-max \(limit) B): is the next stage running?"
     }
 }
 

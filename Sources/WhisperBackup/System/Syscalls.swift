@@ -172,6 +172,8 @@ public struct DirectoryEntry: Sendable {
     public enum Kind: Sendable { case file, directory, symlink, other, unknown }
     public var name: String
     public var kind: Kind
+    /// Whether the name's bytes are valid UTF-8 (`name` holds a repaired copy otherwise).
+    public var isUTF8: Bool = true
 }
 
 /// Lists a directory's entries except `.` and `..`, in no particular order.
@@ -181,8 +183,11 @@ public func system_readdir(_ path: String) throws -> [DirectoryEntry] {
     defer { closedir(dir) }
     var out: [DirectoryEntry] = []
     while let ent = readdir(dir) {
-        let name = withUnsafePointer(to: ent.pointee.d_name) {
-            $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+        let (name, isUTF8) = withUnsafePointer(to: ent.pointee.d_name) {
+            $0.withMemoryRebound(to: CChar.self, capacity: 256) { p -> (String, Bool) in
+                if let s = String(validatingCString: p) { return (s, true) }
+                return (String(cString: p), false)
+            }
         }
         if name == "." || name == ".." { continue }
         let kind: DirectoryEntry.Kind
@@ -193,7 +198,7 @@ public func system_readdir(_ path: String) throws -> [DirectoryEntry] {
         case Int32(DT_UNKNOWN): kind = .unknown
         default: kind = .other
         }
-        out.append(DirectoryEntry(name: name, kind: kind))
+        out.append(DirectoryEntry(name: name, kind: kind, isUTF8: isUTF8))
     }
     return out
 }
