@@ -489,6 +489,8 @@ snap_state=(); push_state=()
 if [ -n "$state" ]; then
     snap_state=(--state "$state"); push_state=(--state "$state")
     [ $full = 0 ] || snap_state+=(--full)
+    # A dry run creates no state: it reads one that exists, else every file.
+    [ $noop = 0 ] || [ -d "$state/shards" ] || snap_state=()
 fi
 prog_opt=(); [ $debug = 0 ] || prog_opt=(--progress)
 [ $quiet = 0 ] || prog_opt=(--quiet)
@@ -572,6 +574,11 @@ backup)
         files_failed=$(( seen - n ))
         summary "noop backup: $seen files seen, $n read, $files_failed failed, $bytes_read bytes read, $(elapsed) s"
     else
+        # A store that cannot be reached stops the run here, before anything is read
+        # (exit 2: configuration, e.g. credentials; 1: the store is down).
+        if [ $noop = 0 ]; then
+            bg wsp-push "${prog_opt[@]}" "${push_state[@]}" "${store_opts[@]}" "$store" < /dev/null || exit $?
+        fi
         : > "$work/snaps"; : > "$work/pushed"
         progress_start "$seen" "$work/pushed" "$work/snaps" 4 files
         snap_push() {
@@ -584,7 +591,6 @@ backup)
         bgp snap_push
         progress_stop
         for s in "${st[@]}"; do [ "$s" = 0 ] || rc=1; done
-        [ "${st[2]}" != 2 ] && [ "${st[2]}" != 123 ] || { grep -q . "$work/pushed" || { log "push failed: see above"; exit 2; }; }
         # Retention for the metrics that got a new version.
         awk -F'\t' '$6 == "stored" || $6 == "would-store" { print $1 }' "$work/pushed" > "$work/changed"
         if [ -s "$work/changed" ]; then
@@ -596,7 +602,9 @@ backup)
             # The purge needs the complete listing: a walk that failed would make metrics look gone.
             log "purge skipped: the listing of $prefix is incomplete (see above)"
         elif [ "$purge" -ge 0 ]; then
-            fopt=(); [ $force = 0 ] || fopt=(--force)
+            fopt=(--root "$prefix"); [ $force = 0 ] || fopt+=(--force)
+            # Only the metrics of this run's globs: the others are not in its listing.
+            for g in "${globs[@]}"; do [ "$g" = '*' ] || fopt+=(--metrics "$g"); done
             cut -f1 "$work/files" > "$work/names"
             bg wsp-prune "${prog_opt[@]}" "${dry[@]}" "${store_opts[@]}" "${fopt[@]}" --gone-after "$purge" "$store" < "$work/names" >> "$work/pruned" || rc=1
         fi
@@ -606,7 +614,11 @@ backup)
         read -r files_stored files_unchanged bytes_written < <(awk -F'\t' '
             { s[$6]++; if ($6 == "stored" || $6 == "would-store") w += $5 }
             END { printf "%d %d %d\n", s["stored"] + s["would-store"], s["unchanged"], w }' "$work/pushed")
-        summary "backup: $seen files seen, $files_stored stored, $files_unchanged unchanged, $files_failed failed, $versions_removed versions removed, $bytes_read bytes read, $bytes_written bytes written, $(elapsed) s"
+        if [ $noop = 0 ]; then
+            summary "backup: $seen files seen, $files_stored stored, $files_unchanged unchanged, $files_failed failed, $versions_removed versions removed, $bytes_read bytes read, $bytes_written bytes written, $(elapsed) s"
+        else
+            summary "backup: $seen files seen, would store $files_stored, $files_unchanged unchanged, $files_failed failed, would remove $versions_removed versions, $bytes_read bytes read, would write $bytes_written bytes, $(elapsed) s (dry run: nothing changed)"
+        fi
     fi ;;
 restore)
     bopt=(); [ -z "$date" ] || bopt=(--before "$date")
@@ -615,7 +627,7 @@ restore)
     files_seen=$(wc -l < "$work/versions")
     k=$(batch_for "${largest:-0}" "$files_seen") || exit $?
     mopt=(); [ $noop = 0 ] || mopt=(--dry-run)
-    mkdir -p "$prefix" 2>/dev/null
+    [ $noop = 1 ] || mkdir -p "$prefix" 2>/dev/null
     : > "$work/merged"
     progress_start "$files_seen" "$work/merged" "$work/versions" 5 versions
     get_merge() {
@@ -629,16 +641,22 @@ restore)
     read -r files_created files_filled files_unchanged files_exist files_failed bytes_written < <(awk -F'\t' -v n="$files_seen" '
         { s[$2]++; if ($2 == "created") b += $4 }
         END { printf "%d %d %d %d %d %d\n", s["created"] + s["would-create"], s["filled"] + s["would-fill"], s["unchanged"], s["exists"], n - NR + s["failed"], b }' "$work/merged")
-    summary "restore: $files_seen versions selected, $files_created created, $files_filled filled, $files_unchanged unchanged, $files_exist exist, $files_failed failed, $bytes_written bytes written, $(elapsed) s" ;;
+    if [ $noop = 0 ]; then
+        summary "restore: $files_seen versions selected, $files_created created, $files_filled filled, $files_unchanged unchanged, $files_exist exist, $files_failed failed, $bytes_written bytes written, $(elapsed) s"
+    else
+        summary "restore: $files_seen versions selected, would create $files_created, would fill $files_filled, $files_unchanged unchanged, $files_exist exist, $files_failed failed, $(elapsed) s (dry run: nothing changed)"
+    fi ;;
 purge)
     [ "$purge" -ge 0 ] || { log "purge is disabled (-x -1)"; exit 0; }
-    fopt=(); [ $force = 0 ] || fopt=(--force)
+    fopt=(--root "$prefix"); [ $force = 0 ] || fopt+=(--force)
+    for g in "${globs[@]}"; do [ "$g" = '*' ] || fopt+=(--metrics "$g"); done
     # The purge needs the complete listing: a walk that failed would make metrics look gone.
-    bg wsp-find --root "$prefix" '*' > "$work/files" || { log "purge skipped: the listing of $prefix is incomplete (see above)"; exit 1; }
+    bg wsp-find --root "$prefix" "${globs[@]}" > "$work/files" || { log "purge skipped: the listing of $prefix is incomplete (see above)"; exit 1; }
     cut -f1 "$work/files" > "$work/names"
     bg wsp-prune "${prog_opt[@]}" "${dry[@]}" "${store_opts[@]}" "${fopt[@]}" --gone-after "$purge" "$store" < "$work/names" > "$work/pruned" || rc=1
     versions_removed=$(wc -l < "$work/pruned")
-    summary "purge: $versions_removed versions removed, $(elapsed) s" ;;
+    if [ $noop = 0 ]; then summary "purge: $versions_removed versions removed, $(elapsed) s"
+    else summary "purge: would remove $versions_removed versions, $(elapsed) s (dry run: nothing changed)"; fi ;;
 list)
     bopt=(--all); [ -z "$date" ] || bopt+=(--before "$date")
     # The original's listing: each metric, then its versions.

@@ -36,16 +36,34 @@ public struct Push {
         diagnostics.expect(input)
         var batch: [Record] = []
         let limit = input.isBuffered ? Push.batchSize : 1
-        for record in input {
-            if Signals.stopRequested || output.closed { break }
-            batch.append(record)
-            if batch.count >= limit {
-                pushBatch(batch, output: output, diagnostics: diagnostics)
-                batch.removeAll(keepingCapacity: true)
+        let records = input.makeIterator()
+        do {
+            while let record = records.next() {
+                if Signals.stopRequested || output.closed { break }
+                batch.append(record)
+                if batch.count >= limit {
+                    try pushBatch(batch, output: output, diagnostics: diagnostics)
+                    batch.removeAll(keepingCapacity: true)
+                }
             }
+            if !batch.isEmpty && !Signals.stopRequested { try pushBatch(batch, output: output, diagnostics: diagnostics) }
+        } catch let e as StoreError where e.kind == .transient {
+            // The store stayed unreachable through the retries: the remaining records would
+            // each wait as long. Stop, and hand their spool files back so the stage before
+            // never waits on room they hold (records from arguments; from stdin, the stage
+            // before sees this process end).
+            var rest = batch
+            if input.isBuffered { while let r = records.next() { rest.append(r) } }
+            Push.discardSpoolFiles(of: rest)
+            throw e
         }
-        if !batch.isEmpty && !Signals.stopRequested { pushBatch(batch, output: output, diagnostics: diagnostics) }
         try diagnostics.finish()
+    }
+
+    /// Hands back the spool files named by snapshot records (records that will not be stored:
+    /// the next run snaps their files again).
+    public static func discardSpoolFiles(of records: [Record]) {
+        Spool.discard(records.compactMap { $0[4] }.filter(Spool.isSpoolFile))
     }
 
     /// A snapshot that the store lacks.
@@ -56,7 +74,9 @@ public struct Push {
         var stat: (inode: UInt64, device: UInt64, mtimeNs: Int64, ctimeNs: Int64, size: Int64)?
     }
 
-    func pushBatch(_ records: [Record], output: RecordWriter, diagnostics: Diagnostics) {
+    /// Pushes a batch. A record that fails gives its spool file back (the next run snaps the
+    /// file again); a store unreachable through the retries throws (see `run`).
+    func pushBatch(_ records: [Record], output: RecordWriter, diagnostics: Diagnostics) throws {
         var uploads: [Upload] = []
         for record in records {
             do {
@@ -67,15 +87,21 @@ public struct Push {
                 case .upload(let u):
                     uploads.append(u)
                 }
+            } catch let e as StoreError where e.kind == .transient {
+                throw e
             } catch {
                 diagnostics.fail(record.metric, error)
+                Push.discardSpoolFiles(of: [record])
             }
         }
         if uploads.isEmpty { return }
         let results = store.putMany(uploads.map { ($0.version.key, StoreBody.file($0.gzPath)) })
-        // The batch's spool files go back to the spool in one update of its ledger.
-        var stored: [String] = []
-        defer { Spool.discard(stored) }
+        // The batch's spool files go back to the spool in one update of its ledger, stored
+        // or not (a dry run consumes them too: it would otherwise fill the spool).
+        defer { Spool.discard(uploads.map(\.gzPath).filter(Spool.isSpoolFile)) }
+        if results.allSatisfy({ ($0 as? StoreError)?.kind == .transient }), let e = results.first as? StoreError {
+            throw e
+        }
         for (u, error) in zip(uploads, results) {
             if let error {
                 diagnostics.fail(u.record.metric, error)
@@ -84,7 +110,6 @@ public struct Push {
             do {
                 if !dryRun {
                     try remember(u.record.metric, u.stat, u.version)
-                    if Spool.isSpoolFile(u.gzPath) { stored.append(u.gzPath) }
                 }
                 diagnostics.bytesIn += u.version.size
                 diagnostics.bytesOut += u.version.size
@@ -126,10 +151,8 @@ public struct Push {
         }
         let newest = try Versions.newest(of: metric, in: store, layout: layout)
         if let newest, newest.hash == hash {
-            if !dryRun {
-                if Spool.isSpoolFile(gzPath) { Spool.discard(gzPath) }
-                try remember(metric, stat, newest)
-            }
+            if Spool.isSpoolFile(gzPath) { Spool.discard(gzPath) }
+            if !dryRun { try remember(metric, stat, newest) }
             return .done(newest.recordFields + ["unchanged"], "unchanged")
         }
         let st: Glibc.stat

@@ -1,0 +1,195 @@
+"""What an operator runs (backup.sh, restore.sh, whisper-backup.sh) must never lose data or
+hang: a run with -m touches only its metrics, -n changes nothing and finishes, and a store
+that cannot be reached or a spool that stalls stops the run at once with a clear line."""
+import glob
+import hashlib
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import BIN, REPO, gen_tree, records, run, wsp_files
+
+BACKUP = os.path.join(REPO, "scripts", "backup.sh")
+RESTORE = os.path.join(REPO, "scripts", "restore.sh")
+WRAPPER = os.path.join(REPO, "scripts", "whisper-backup.sh")
+# An S3 endpoint nobody listens on: every request fails to connect (a transient error).
+DEAD = {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_REGION": "us-east-1"}
+
+
+def wrap(script, *args, env=None, timeout=120):
+    e = dict(os.environ, WSP_BIN=BIN)
+    e["PATH"] = BIN + os.pathsep + e["PATH"]
+    if env:
+        e.update(env)
+    return subprocess.run(["bash", script, *map(str, args)], capture_output=True, text=True, env=e, timeout=timeout)
+
+
+def ok(p):
+    assert p.returncode == 0, p.stderr[-4000:]
+    return p
+
+
+@pytest.fixture
+def common(tmp_path):
+    (tmp_path / "tmp").mkdir()
+    return ["--lockfile", tmp_path / "lock", "--logfile", tmp_path / "log", "--stampfile", tmp_path / "stamp",
+            "--state", tmp_path / "state"]
+
+
+def versions(bucket):
+    """Stored versions of a disk store: {metric: sorted version file names}."""
+    out = {}
+    for d in sorted(os.listdir(bucket)):
+        if not d.startswith(".") and os.path.isdir(os.path.join(bucket, d)):
+            out[d] = sorted(f for f in os.listdir(os.path.join(bucket, d)) if f.endswith(".wsp.gz"))
+    return out
+
+
+def fingerprint(*dirs):
+    """Every file (path, content hash, mode) and directory under dirs; missing dirs count too."""
+    out = {}
+    for top in dirs:
+        top = str(top)
+        if not os.path.exists(top):
+            out[top] = None
+            continue
+        for d, ds, fs in os.walk(top):
+            out[d] = "dir"
+            for f in fs:
+                p = os.path.join(d, f)
+                with open(p, "rb") as fh:
+                    out[p] = (hashlib.sha256(fh.read()).hexdigest(), os.stat(p).st_mode)
+    return out
+
+
+def summary(stderr, word):
+    lines = [l for l in stderr.splitlines() if f"whisper-backup: {word}:" in l]
+    assert lines, stderr
+    return lines[-1]
+
+
+def lock_is_free(path):
+    return subprocess.run(["flock", "-n", str(path), "true"]).returncode == 0
+
+
+# ---- -m: a subset run purges only its own metrics ------------------------------------------
+
+def test_subset_backup_never_marks_or_purges_other_metrics(tmp_path, common):
+    root = gen_tree(tmp_path / "w", files=10, schemas="small")
+    bucket = tmp_path / "b"
+    ok(wrap(BACKUP, "-p", root, "-b", bucket, "--create-bucket", "-x", "0", *common, "disk"))
+    before = versions(bucket)
+    assert len(before) == 10
+    for _ in range(2):   # the second run would purge what the first marked gone
+        ok(wrap(BACKUP, "-p", root, "-b", bucket, "-x", "0", "-m", "servers.host000.*", *common, "disk"))
+    after = versions(bucket)
+    assert {m: v for m, v in after.items() if v} == before
+    assert not glob.glob(str(bucket / "*" / "gone-since.*"))
+    # A metric that really went, and matches the globs, is still purged.
+    gone = sorted(m for m in before if m.startswith("servers.host000."))[0]
+    os.unlink(os.path.join(root, *gone.split(".")) + ".wsp")
+    for _ in range(2):
+        ok(wrap(BACKUP, "-p", root, "-b", bucket, "-x", "0", "-m", "servers.host000.*", *common, "disk"))
+    assert sorted(m for m, v in versions(bucket).items() if v) == sorted(m for m in before if m != gone)
+
+
+def test_purge_never_marks_gone_a_metric_whose_file_exists(tmp_path, store):
+    """wsp-prune --root: a listing that lacks a metric (made with other globs, or cut short)
+    cannot get a metric whose file is on disk marked gone, whoever drives the tools."""
+    root = gen_tree(tmp_path / "w", files=6, schemas="small")
+    listing = run("wsp-find", "--root", root, check=True).stdout
+    snaps = run("wsp-snap", "--spool", tmp_path / "spool", input=listing, check=True).stdout
+    run("wsp-push", store, input=snaps, check=True)
+    partial = "".join(listing.splitlines(keepends=True)[:2])
+    for _ in range(2):
+        p = run("wsp-prune", "--gone-after", "0", "--force", "--root", root, store, input=partial, check=True)
+        assert p.stdout == "" and "4 store metric(s) missing from the listing have their file under" in p.stderr
+    assert not glob.glob(store[len("file://"):] + "/*/gone-since.*")
+    assert len(records(run("wsp-pull", "list", store, "*", check=True).stdout)) == 6
+
+
+# ---- -n: a dry run changes nothing and finishes ----------------------------------------------
+
+def test_dry_run_changes_nothing_and_finishes_with_a_small_spool(tmp_path, common):
+    root = gen_tree(tmp_path / "w", files=24, schemas="mixed")
+    largest = max(os.path.getsize(p) for p in wsp_files(root).values())
+    bucket = tmp_path / "b"
+    bucket.mkdir()
+    env = {"TMPDIR": str(tmp_path / "tmp")}
+    watched = [bucket, tmp_path / "state", tmp_path / "stamp", tmp_path / "restored", tmp_path / "tmp"]
+    before = fingerprint(*watched)
+    # A spool that holds two of the largest files: one batch of one record per process.
+    spool = ["--spool-max", str(3 * largest), "-f", "2"]
+    t0 = time.monotonic()
+    p = ok(wrap(BACKUP, "-n", "-p", root, "-b", bucket, *spool, *common, "disk", env=env, timeout=90))
+    assert time.monotonic() - t0 < 60
+    assert "24 files seen, would store 24, 0 unchanged, 0 failed" in summary(p.stderr, "backup")
+    assert fingerprint(*watched) == before
+    # After a real backup, a dry-run restore (into a root that does not exist) creates nothing.
+    ok(wrap(BACKUP, "-p", root, "-b", bucket, *common, "disk", env=env))
+    os.unlink(tmp_path / "stamp")
+    before = fingerprint(*watched)
+    p = ok(wrap(RESTORE, "-n", "-p", tmp_path / "restored", "-b", bucket, *spool, *common, "disk", env=env, timeout=90))
+    assert "24 versions selected, would create 24" in summary(p.stderr, "restore")
+    p = ok(wrap(BACKUP, "-n", "-x", "0", "-r", "1", "-p", root, "-b", bucket, *common, "disk", env=env))
+    assert "would store 0, 24 unchanged" in summary(p.stderr, "backup")
+    assert fingerprint(*watched) == before
+
+
+# ---- a store that cannot be reached, a spool that stalls -------------------------------------
+
+def test_unreachable_store_stops_the_run_at_once(tmp_path, common):
+    root = gen_tree(tmp_path / "w", files=8, schemas="small")
+    env = dict(DEAD, TMPDIR=str(tmp_path / "tmp"))
+    t0 = time.monotonic()
+    p = wrap(BACKUP, "-p", root, "-b", "bucket", "--endpoint", "http://127.0.0.1:9", *common, "s3", env=env)
+    assert time.monotonic() - t0 < 60
+    assert p.returncode == 1, p.stderr
+    errors = [l for l in p.stderr.splitlines() if "wsp-push:" in l]
+    assert len(errors) == 1 and "127.0.0.1" in errors[0], p.stderr
+    assert lock_is_free(tmp_path / "lock")
+    assert os.listdir(tmp_path / "tmp") == []
+    assert not os.path.exists(tmp_path / "stamp")
+
+
+def test_push_that_cannot_reach_the_store_hands_back_its_spool_files(tmp_path):
+    """Mid-run: a wsp-push whose store is down stops after the retries, with one line and exit 1,
+    and gives the spool files of its records back (so the stage before never waits on them)."""
+    root = gen_tree(tmp_path / "w", files=5, schemas="small")
+    spool = tmp_path / "spool"
+    snaps = run("wsp-snap", "--spool", spool, input=run("wsp-find", "--root", root, check=True).stdout, check=True).stdout
+    assert len(glob.glob(str(spool / "*.wsp.gz"))) == 5
+    t0 = time.monotonic()
+    p = run("wsp-push", "--endpoint", "http://127.0.0.1:9", "--retries", "2", "s3://bucket/x", *snaps.splitlines(),
+            env=DEAD)
+    assert time.monotonic() - t0 < 30
+    assert p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert glob.glob(str(spool / "*.wsp.gz")) == []
+
+
+def test_stalled_spool_fails_the_stage_once_not_per_record(tmp_path):
+    root = gen_tree(tmp_path / "w", files=8, schemas="small")
+    listing = run("wsp-find", "--root", root, check=True).stdout
+    sizes = [int(os.path.getsize(r[4])) for r in records(run("wsp-snap", "--spool", tmp_path / "sizes", "--level", "1",
+                                                              input=listing, check=True).stdout)]
+    assert max(sizes) < 2 * min(sizes) - 8192
+    spool = tmp_path / "spool"
+    # Nobody drains the spool: room for one file, then the stage waits --spool-wait once.
+    limits = ["--spool", spool, "--spool-max", str(max(sizes) + 4096), "--level", "1"]
+    t0 = time.monotonic()
+    p = run("wsp-snap", *limits, "--spool-wait", "1", *listing.splitlines())
+    took = time.monotonic() - t0
+    assert p.returncode == 1
+    first = p.stdout
+    assert len(records(first)) == 1
+    assert len(p.stderr.splitlines()) == 1 and "stayed full for 1 s" in p.stderr and took < 4, (took, p.stderr)
+    # A second producer on the stalled spool fails at once, without waiting again.
+    t0 = time.monotonic()
+    p = run("wsp-snap", *limits, "--spool-wait", "5", *listing.splitlines()[1:])
+    assert p.returncode == 1 and time.monotonic() - t0 < 2 and "nothing drained it" in p.stderr, p.stderr
+    # Once the next stage drains it, the spool takes files again.
+    run("wsp-push", "--create-bucket", f"file://{tmp_path / 'st'}", input=first, check=True)
+    p = run("wsp-snap", *limits, "--spool-wait", "5", *listing.splitlines()[1:2])
+    assert p.returncode == 0 and len(records(p.stdout)) == 1, p.stderr
