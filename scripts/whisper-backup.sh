@@ -6,6 +6,10 @@
 #
 # backup.sh and restore.sh call this with their mode. See --help.
 set -uo pipefail
+# Until the run's own handlers are set below, a stop is noted and acted on there.
+stop=
+trap 'stop=130' INT
+trap 'stop=143' TERM
 
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 prog=whisper-backup
@@ -390,31 +394,31 @@ send_carbon() {
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/whisper-backup.XXXXXX") || exit 2
 own_spool=0
 if [ -z "$spool" ]; then spool="$work/spool"; own_spool=1; fi
-# Every process below this shell (xargs, the tools under it, tee), except the logger.
-descendants() {
-    ps -e -o pid=,ppid= | awk -v root=$$ -v skip="${logger_pid:-0}" '
-        { parent[$1] = $2 }
-        END { for (p in parent) { q = p; while (q in parent && q != root && q != skip && q > 1) q = parent[q]
-                                  if (q == root && p != root) print p } }'
-}
-# SIGINT/SIGTERM: stop every stage. The tools finish or undo their current record, remove
-# their temp files and exit; xargs and tee just die. Whatever still runs after 30 s is killed.
+# SIGINT/SIGTERM: stop every stage. Each stage runs as a job in a process group of its own
+# (set -m below), so one kill reaches every process in it, including one an xargs starts
+# meanwhile. The tools finish or undo their current record, remove their temp files and
+# exit; xargs and tee just die. Whatever still runs after 30 s is killed. The work directory
+# goes only once the group is empty.
+job=
 children_cleanup() {
     trap - INT TERM EXIT
-    local pids round i alive p
-    for round in 1 2; do   # twice: an xargs may have started a tool while we looked
-        pids=$(descendants)
-        [ -n "$pids" ] || break
-        kill -TERM $pids 2>/dev/null
+    local i
+    if [ -n "$job" ]; then
+        kill -TERM -- "-$job" 2>/dev/null
         for ((i = 0; i < 300; i++)); do
-            alive=
-            for p in $pids; do kill -0 "$p" 2>/dev/null && alive+=" $p"; done
-            [ -n "$alive" ] || break
+            kill -0 -- "-$job" 2>/dev/null || break
             sleep 0.1
         done
-        [ -z "$alive" ] || kill -KILL $alive 2>/dev/null
-    done
+        kill -KILL -- "-$job" 2>/dev/null
+        while kill -0 -- "-$job" 2>/dev/null; do sleep 0.1; done
+    fi
+    [ -z "${progress_pid:-}" ] || { kill "$progress_pid" 2>/dev/null; wait "$progress_pid" 2>/dev/null; }
     rm -rf "$work"
+}
+# The logger writes what is left, then ends with the run.
+close_log() {
+    exec 2>&3
+    [ -z "${logger_pid:-}" ] || wait "$logger_pid" 2>/dev/null
 }
 on_exit() {
     local rc=$?
@@ -422,18 +426,22 @@ on_exit() {
     [ -z "${progress_pid:-}" ] || { kill "$progress_pid" 2>/dev/null; wait "$progress_pid" 2>/dev/null; }
     [ "$mode" = list ] || report "$rc"
     rm -rf "$work"
+    close_log
     exit "$rc"
 }
-trap 'children_cleanup; report 130; exit 130' INT
-trap 'children_cleanup; report 143; exit 143' TERM
+trap 'children_cleanup; report 130; close_log; exit 130' INT
+trap 'children_cleanup; report 143; close_log; exit 143' TERM
+[ -z "$stop" ] || { rm -rf "$work"; close_log; exit "$stop"; }
 trap on_exit EXIT
 
 # Runs a command or pipeline function in the background and waits for it: bash runs an
 # INT/TERM trap only between foreground commands, but it interrupts `wait` at once. The
 # explicit <&0 keeps the caller's stdin (an async command would get /dev/null).
+set -m
 bg() {
     "$@" <&0 &
-    wait $!
+    job=$!
+    wait $job
 }
 # bg for a pipeline function that ends with `pipestatus`: sets st=() to its PIPESTATUS.
 bgp() {
