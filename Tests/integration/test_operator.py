@@ -193,3 +193,29 @@ def test_stalled_spool_fails_the_stage_once_not_per_record(tmp_path):
     run("wsp-push", "--create-bucket", f"file://{tmp_path / 'st'}", input=first, check=True)
     p = run("wsp-snap", *limits, "--spool-wait", "5", *listing.splitlines()[1:2])
     assert p.returncode == 0 and len(records(p.stdout)) == 1, p.stderr
+
+
+@pytest.mark.parametrize("down", ["from-start", "uploads"])
+def test_store_answering_503_fails_the_run_with_exit_1(tmp_path, common, down):
+    """A store that answers 503 through every retry (the whole store, or only the uploads) is a
+    failed run, exit 1, not a configuration error; the run stops at once and cleans up."""
+    from proxylib import Proxy
+    upstream = os.environ.get("WSP_TEST_S3_ENDPOINT")
+    if not upstream:
+        pytest.skip("S3 SKIPPED: WSP_TEST_S3_ENDPOINT unset (start scripts/servers/swift-aio.sh and eval its env)")
+    proxy = Proxy(tmp_path, upstream, faults=",".join(["503"] * 20), match=None if down == "from-start" else r"^PUT .*\.wsp\.gz")
+    try:
+        root = gen_tree(tmp_path / "w", files=8, schemas="small")
+        env = {"AWS_ENDPOINT_URL": proxy.url, "AWS_PROFILE": "", "AWS_CONFIG_FILE": str(tmp_path / "none"),
+               "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "TMPDIR": str(tmp_path / "tmp")}
+        bucket = f"wsp-down-{os.getpid()}-{down}"
+        t0 = time.monotonic()
+        p = wrap(BACKUP, "-p", root, "-b", bucket, "--create-bucket", "-f", "2", *common, "s3", env=env)
+        assert time.monotonic() - t0 < 60
+        assert p.returncode == 1, p.stderr
+        errors = [l for l in p.stderr.splitlines() if "wsp-push:" in l]
+        assert 1 <= len(errors) <= 2 and all("503" in l or "SlowDown" in l for l in errors), p.stderr
+        assert lock_is_free(tmp_path / "lock") and os.listdir(tmp_path / "tmp") == []
+        assert not os.path.exists(tmp_path / "stamp")
+    finally:
+        proxy.stop()
