@@ -66,6 +66,9 @@ Monitoring (backup, restore and purge runs, failed ones included):
       --carbon-prefix P   metric path prefix for --carbon (default whisper-backup.HOSTNAME)
       --progress          files done / total, bytes, rate and ETA on stderr (default: when stderr is a terminal)
       --no-progress       no progress display
+      --print-pipeline    print the wsp-* pipeline this run would be, as a shell command, and exit
+                          (K: records per process, chosen at run time from --spool-max and the
+                          largest file)
 
 Options of this implementation:
       --spool DIR         spool directory (default: a new one under $TMPDIR or /var/tmp, removed at exit)
@@ -124,7 +127,7 @@ bucket=graphite-backups metrics='*' date= storage_path= debug=0 quiet=0 nolog=0
 logfile=/var/log/whisper-backup.log syslog=0 nolock=0 lockfile=/var/lock/whisper-backup.lock
 locktimeout=90 splay=0 nostamp=0 stampfile=/var/tmp/whisper-backup.success
 spool= spool_max=1G endpoint= create=0 force=0 state= full=0
-metrics_file= carbon= carbon_prefix= progress=
+metrics_file= carbon= carbon_prefix= progress= print_pipeline=0
 set_r=0 set_x=0 set_c=0 set_sp=0
 positional=()
 
@@ -164,6 +167,7 @@ while [ $# -gt 0 ]; do
         --carbon) need "$@"; carbon=$2; shift ;;
         --carbon-prefix) need "$@"; carbon_prefix=$2; shift ;;
         --progress) progress=1 ;;
+        --print-pipeline) print_pipeline=1; nolock=1; nolog=1; splay=0 ;;
         --no-progress) progress=0 ;;
         --prefix=*|--processes=*|--retention=*|--purge=*|--bucket=*|--metrics=*|--date=*|--storage-path=*|--logfile=*|--lockfile=*|--locktimeout=*|--splay=*|--stampfile=*|--spool=*|--spool-max=*|--endpoint=*|--state=*|--metrics-file=*|--carbon=*|--carbon-prefix=*)
             opt=${1%%=*}; val=${1#*=}; shift; set -- "$opt" "$val" "$@"; continue ;;
@@ -424,7 +428,7 @@ on_exit() {
     local rc=$?
     trap - EXIT
     [ -z "${progress_pid:-}" ] || { kill "$progress_pid" 2>/dev/null; wait "$progress_pid" 2>/dev/null; }
-    [ "$mode" = list ] || report "$rc"
+    [ "$mode" = list ] || [ $print_pipeline = 1 ] || report "$rc"
     rm -rf "$work"
     close_log
     exit "$rc"
@@ -499,12 +503,52 @@ if [ -n "$state" ]; then
     [ $full = 0 ] || snap_state+=(--full)
     # A dry run creates no state: it reads one that exists, else every file.
     [ $noop = 0 ] || [ -d "$state/shards" ] || snap_state=()
+    [ $noop = 0 ] || push_state=()
 fi
 prog_opt=(); [ $debug = 0 ] || prog_opt=(--progress)
 [ $quiet = 0 ] || prog_opt=(--quiet)
 spool_bytes=$(awk -v s="$spool_max" 'BEGIN { n = s + 0; u = toupper(substr(s, length(s))); if (u == "B") { s = substr(s, 1, length(s) - 1); u = toupper(substr(s, length(s))) }
     m = (u == "K") ? 1024 : (u == "M") ? 1048576 : (u == "G") ? 1073741824 : (u == "T") ? 1099511627776 : 1; printf "%d", n * m }')
 [ "${spool_bytes:-0}" -gt 0 ] || die_usage "--spool-max $spool_max: not a byte count"
+
+# --print-pipeline: the run as a shell pipeline an operator can read or run by hand.
+if [ $print_pipeline = 1 ]; then
+    q() {   # shell words, quoted only where needed
+        local a out=
+        for a in "$@"; do
+            if [[ "$a" =~ ^[A-Za-z0-9_./:=@%+-]+$ ]]; then out+=" $a"; else out+=" '${a//\'/\'\\\'\'}'"; fi
+        done
+        printf '%s' "${out# }"
+    }
+    x="xargs -d '\n' -r -P $processes -s 1000000 -n K"
+    sd=$spool; [ $own_spool = 0 ] || sd=${TMPDIR:-/var/tmp}/wsp-spool
+    sp=$(q --spool "$sd" --spool-max "$spool_max")
+    st=$(q "${store_opts[@]}" "$store"); g=$(q "${globs[@]}")
+    pg=(); for g1 in "${globs[@]}"; do [ "$g1" = '*' ] || pg+=(--metrics "$g1"); done
+    purge_cmd="wsp-find --root $(q "$prefix") $g | cut -f1 | wsp-prune $(q "${dry[@]}" --gone-after "$purge" --root "$prefix" "${pg[@]}") $st"
+    case "$mode" in
+    backup)
+        if [ "$backend" = noop ]; then
+            echo "wsp-find --root $(q "$prefix") $g | $x wsp-snap $sp | cut -f5 | xargs -d '\n' -r rm -f"
+        else
+            echo "wsp-find --root $(q "$prefix") $g \\"
+            echo "  | $x wsp-snap $(q "${snap_state[@]}") $sp \\"
+            echo "  | $x wsp-push $(q "${dry[@]}" "${push_state[@]}") $st \\"
+            echo "  | awk -F'\t' '\$6 == \"stored\" || \$6 == \"would-store\"' | cut -f1 | wsp-prune $(q "${dry[@]}" --keep "$retention") $st"
+            [ "$purge" -lt 0 ] || echo "$purge_cmd"
+        fi ;;
+    restore)
+        bopt=(); [ -z "$date" ] || bopt=(--before "$date")
+        echo "wsp-pull list $(q "${bopt[@]}") $st $g \\"
+        echo "  | $x wsp-pull get $(q "${store_opts[@]}") $sp $(q "$store") \\"
+        echo "  | $x wsp-merge $(q "${dry[@]}" --root "$prefix")" ;;
+    purge) [ "$purge" -lt 0 ] && echo "# purge is disabled (-x -1)" || echo "$purge_cmd" ;;
+    list)
+        bopt=(--all); [ -z "$date" ] || bopt+=(--before "$date")
+        echo "wsp-pull list $(q "${bopt[@]}") $st $g" ;;
+    esac
+    exit 0
+fi
 
 # xargs -n K holds K records before it starts a process, so the spool must hold K of the
 # largest files or the pipeline could stall: choose K from the bound (gzip output of whisper

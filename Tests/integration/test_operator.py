@@ -219,3 +219,34 @@ def test_store_answering_503_fails_the_run_with_exit_1(tmp_path, common, down):
         assert not os.path.exists(tmp_path / "stamp")
     finally:
         proxy.stop()
+
+
+def test_print_pipeline_is_the_run_as_a_shell_command(tmp_path, common):
+    """--print-pipeline prints the run's wsp-* pipeline and changes nothing; run by hand (with K
+    chosen), it backs up and restores what the wrapper would."""
+    root = gen_tree(tmp_path / "w", files=6, schemas="small")
+    bucket = tmp_path / "b"
+    bucket.mkdir()
+    args = ["-p", root, "-b", bucket, "-m", "*.cpu.*,*.mem.*", "--spool", tmp_path / "spool", *common]
+    before = fingerprint(bucket, tmp_path / "state", tmp_path / "stamp", tmp_path / "log", tmp_path / "spool")
+    printed = ok(wrap(BACKUP, "--print-pipeline", *args, "disk")).stdout
+    assert fingerprint(bucket, tmp_path / "state", tmp_path / "stamp", tmp_path / "log", tmp_path / "spool") == before
+    assert printed.startswith("wsp-find --root ") and "wsp-prune --gone-after 45 --root" in printed, printed
+    dry = ok(wrap(BACKUP, "--print-pipeline", "-n", *args, "disk")).stdout
+    assert dry.count("--dry-run") == 3 and "--state" not in dry, dry
+    env = dict(os.environ, PATH=BIN + os.pathsep + os.environ["PATH"])
+    sh = lambda cmd: subprocess.run(["bash", "-o", "pipefail", "-c", cmd.replace("-n K", "-n 2")], env=env,
+                                    capture_output=True, text=True, timeout=60)
+    p = sh(printed)
+    assert p.returncode == 0, (printed, p.stderr)
+    wanted = sorted(m for m in versions_of_tree(root) if ".cpu." in m or ".mem." in m)
+    assert sorted(m for m, v in versions(bucket).items() if v) == wanted
+    out = tmp_path / "r"
+    printed = ok(wrap(RESTORE, "--print-pipeline", *[a if a != root else out for a in args], "disk")).stdout
+    p = sh(printed)
+    assert p.returncode == 0, (printed, p.stderr)
+    assert sorted(versions_of_tree(out)) == wanted
+
+
+def versions_of_tree(root):
+    return [r[0] for r in records(run("wsp-find", "--root", root, check=True).stdout)]
