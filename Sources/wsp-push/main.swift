@@ -63,7 +63,7 @@ struct WspPush: RecordArguments {
         } catch {
             // These records will not be stored: their spool files go back to the spool, so
             // the stage before never waits on the room they hold.
-            Push.discardSpoolFiles(of: records.map { Record(line: Substring($0)) })
+            Push.discardSpoolFiles(of: records.map { Record(line: $0.hasSuffix("\n") ? Substring($0.dropLast()) : Substring($0)) })
             throw error
         }
         try Push(store: opened, layout: layout, dryRun: dryRun, state: backupState)

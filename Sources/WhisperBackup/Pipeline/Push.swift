@@ -36,28 +36,37 @@ public struct Push {
         diagnostics.expect(input)
         var batch: [Record] = []
         let limit = input.isBuffered ? Push.batchSize : 1
-        let records = input.makeIterator()
-        do {
-            while let record = records.next() {
-                if Signals.stopRequested || output.closed { break }
-                batch.append(record)
-                if batch.count >= limit {
-                    try pushBatch(batch, output: output, diagnostics: diagnostics)
-                    batch.removeAll(keepingCapacity: true)
-                }
+        let health = StoreHealth()
+        for record in input {
+            if Signals.stopRequested || output.closed { break }
+            batch.append(record)
+            if batch.count >= limit {
+                pushBatch(batch, output: output, diagnostics: diagnostics, health: health)
+                batch.removeAll(keepingCapacity: true)
             }
-            if !batch.isEmpty && !Signals.stopRequested { try pushBatch(batch, output: output, diagnostics: diagnostics) }
-        } catch let e as StoreError where e.kind == .transient {
-            // The store stayed unreachable through the retries: the remaining records would
-            // each wait as long. Stop, and hand their spool files back so the stage before
-            // never waits on room they hold (records from arguments; from stdin, the stage
-            // before sees this process end).
-            var rest = batch
-            if input.isBuffered { while let r = records.next() { rest.append(r) } }
-            Push.discardSpoolFiles(of: rest)
-            throw e
         }
+        if !batch.isEmpty && !Signals.stopRequested { pushBatch(batch, output: output, diagnostics: diagnostics, health: health) }
         try diagnostics.finish()
+    }
+
+    /// Records in a row the store failed through every retry before a push stops trying: the
+    /// store is down, and each further record would wait as long. The records after that fail
+    /// at once (each still reported), and give their spool files back.
+    public static let giveUpAfter = 5
+
+    /// Transient store failures of the records in a row (through the retries).
+    final class StoreHealth {
+        var failedInARow = 0
+        var last = ""
+        func note(_ error: Error?) {
+            if let e = error as? StoreError, e.kind == .transient {
+                failedInARow += 1
+                last = e.description
+            } else if error == nil {
+                failedInARow = 0
+            }
+        }
+        var down: Bool { failedInARow >= Push.giveUpAfter }
     }
 
     /// Hands back the spool files named by snapshot records (records that will not be stored:
@@ -75,10 +84,15 @@ public struct Push {
     }
 
     /// Pushes a batch. A record that fails gives its spool file back (the next run snaps the
-    /// file again); a store unreachable through the retries throws (see `run`).
-    func pushBatch(_ records: [Record], output: RecordWriter, diagnostics: Diagnostics) throws {
+    /// file again); once the store is down (`giveUpAfter`), records fail without a request.
+    func pushBatch(_ records: [Record], output: RecordWriter, diagnostics: Diagnostics, health: StoreHealth) {
         var uploads: [Upload] = []
         for record in records {
+            if health.down {
+                diagnostics.fail(record.metric, "not tried: the store failed \(health.failedInARow) records in a row through the retries (\(health.last))")
+                Push.discardSpoolFiles(of: [record])
+                continue
+            }
             do {
                 switch try plan(record) {
                 case .done(let fields, let outcome):
@@ -87,9 +101,8 @@ public struct Push {
                 case .upload(let u):
                     uploads.append(u)
                 }
-            } catch let e as StoreError where e.kind == .transient {
-                throw e
             } catch {
+                health.note(error)
                 diagnostics.fail(record.metric, error)
                 Push.discardSpoolFiles(of: [record])
             }
@@ -99,10 +112,8 @@ public struct Push {
         // The batch's spool files go back to the spool in one update of its ledger, stored
         // or not (a dry run consumes them too: it would otherwise fill the spool).
         defer { Spool.discard(uploads.map(\.gzPath).filter(Spool.isSpoolFile)) }
-        if results.allSatisfy({ ($0 as? StoreError)?.kind == .transient }), let e = results.first as? StoreError {
-            throw e
-        }
         for (u, error) in zip(uploads, results) {
+            health.note(error)
             if let error {
                 diagnostics.fail(u.record.metric, error)
                 continue
