@@ -19,6 +19,10 @@ struct WspPush: RecordArguments {
               STATUS is stored, unchanged (TIME and KEY then name the stored version that
               already holds this content) or would-store (--dry-run). SIZE is the object's bytes.
 
+            A record that fails is reported and its spool file removed (the next run snaps the
+            file again). After 5 records in a row failed through the retries, the store is taken
+            for down: the remaining records fail at once, without a request.
+
             EXAMPLE
               wsp-find --root /srv/whisper | wsp-snap --spool /var/tmp/wsp \\
                 | xargs -d '\\n' -P 4 -n 50 wsp-push file:///backups/node1
