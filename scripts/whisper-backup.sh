@@ -674,7 +674,9 @@ backup)
     fi ;;
 restore)
     bopt=(); [ -z "$date" ] || bopt=(--before "$date")
-    bg wsp-pull list "${prog_opt[@]}" "${bopt[@]}" "${store_opts[@]}" "$store" "${globs[@]}" > "$work/versions" || rc=1
+    # Exit 2 (configuration: the store cannot be opened) ends the run here, nothing done.
+    bg wsp-pull list "${prog_opt[@]}" "${bopt[@]}" "${store_opts[@]}" "$store" "${globs[@]}" > "$work/versions" \
+        || { s=$?; [ $s != 2 ] || exit 2; rc=1; }
     largest=$(awk -F'\t' '$5 > m { m = $5 } END { printf "%d", m }' "$work/versions")
     files_seen=$(wc -l < "$work/versions")
     k=$(batch_for "${largest:-0}" "$files_seen") || exit $?
@@ -705,7 +707,8 @@ purge)
     # The purge needs the complete listing: a walk that failed would make metrics look gone.
     bg wsp-find --root "$prefix" "${globs[@]}" > "$work/files" || { log "purge skipped: the listing of $prefix is incomplete (see above)"; exit 1; }
     cut -f1 "$work/files" > "$work/names"
-    bg wsp-prune "${prog_opt[@]}" "${dry[@]}" "${store_opts[@]}" "${fopt[@]}" --gone-after "$purge" "$store" < "$work/names" > "$work/pruned" || rc=1
+    bg wsp-prune "${prog_opt[@]}" "${dry[@]}" "${store_opts[@]}" "${fopt[@]}" --gone-after "$purge" "$store" < "$work/names" > "$work/pruned" \
+        || { s=$?; [ $s != 2 ] || exit 2; rc=1; }
     versions_removed=$(wc -l < "$work/pruned")
     if [ $noop = 0 ]; then summary "purge: $versions_removed versions removed, $(elapsed) s"
     else summary "purge: would remove $versions_removed versions, $(elapsed) s (dry run: nothing changed)"; fi ;;

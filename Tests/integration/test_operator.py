@@ -277,3 +277,16 @@ def test_print_pipeline_is_the_run_as_a_shell_command(tmp_path, common):
 
 def versions_of_tree(root):
     return [r[0] for r in records(run("wsp-find", "--root", root, check=True).stdout)]
+
+
+def test_a_store_that_cannot_be_opened_is_exit_2_in_every_mode(tmp_path, common):
+    """Configuration (here a disk store that does not exist, without --create-bucket): exit 2
+    and the tool's one line, in every mode, with nothing done."""
+    root = gen_tree(tmp_path / "w", files=2, schemas="small")
+    for mode in ("backup", "restore", "purge", "list"):
+        p = wrap(BACKUP, "-p", root, "-b", tmp_path / "missing", *common, mode, "disk", env={"TMPDIR": str(tmp_path / "tmp")})
+        assert p.returncode == 2, (mode, p.stderr)
+        assert "does not exist (create it, or pass --create-bucket)" in p.stderr, (mode, p.stderr)
+        assert "versions removed" not in p.stderr and "created" not in p.stderr.replace("create it", ""), (mode, p.stderr)
+        assert lock_is_free(tmp_path / "lock") and os.listdir(tmp_path / "tmp") == []
+    assert not os.path.exists(tmp_path / "missing") and not os.path.exists(tmp_path / "stamp")
