@@ -42,9 +42,10 @@ Options (as the original whisper-backup):
   -r, --retention N       versions to keep per metric (default 5; backup)
   -x, --purge DAYS        keep backups of metrics gone from disk for DAYS after a run first
                           sees them gone; -1 disables (default 45; backup, purge)
-  -n, --noop              change nothing: dry run of every stage
+  -n, --noop              change nothing (store, state, target, stamp): dry run of every stage
   -b, --bucket NAME       bucket, container or (disk) directory (default graphite-backups)
-  -m, --metrics GLOBS     metric globs, comma-separated (commas inside {a,b} belong to the glob) (default *)
+  -m, --metrics GLOBS     metric globs, comma-separated (commas inside {a,b} belong to the glob); the
+                          run stores, prunes and purges only these metrics (default *)
   -c, --date DATE         restore the newest version at or before DATE (ISO 8601; default now; restore, list)
       --storage-path P    key prefix inside the bucket (default none)
   -d, --debug             progress of every stage and the commands run
@@ -110,7 +111,7 @@ Files:
 
 Exit status:
   0  every metric succeeded
-  1  some metrics failed, or the lock was held by another run (see the log)
+  1  some metrics failed, the store could not be reached, or the lock was held by another run (see the log)
   2  bad usage or configuration; nothing was done
   130/143  stopped by SIGINT/SIGTERM
 
