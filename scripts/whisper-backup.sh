@@ -6,6 +6,10 @@
 #
 # backup.sh and restore.sh call this with their mode. See --help.
 set -uo pipefail
+# Until the run's own handlers are set below, a stop is noted and acted on there.
+stop=
+trap 'stop=130' INT
+trap 'stop=143' TERM
 
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 prog=whisper-backup
@@ -38,9 +42,10 @@ Options (as the original whisper-backup):
   -r, --retention N       versions to keep per metric (default 5; backup)
   -x, --purge DAYS        keep backups of metrics gone from disk for DAYS after a run first
                           sees them gone; -1 disables (default 45; backup, purge)
-  -n, --noop              change nothing: dry run of every stage
+  -n, --noop              change nothing (store, state, target, stamp): dry run of every stage
   -b, --bucket NAME       bucket, container or (disk) directory (default graphite-backups)
-  -m, --metrics GLOBS     metric globs, comma-separated (commas inside {a,b} belong to the glob) (default *)
+  -m, --metrics GLOBS     metric globs, comma-separated (commas inside {a,b} belong to the glob); the
+                          run stores, prunes and purges only these metrics (default *)
   -c, --date DATE         restore the newest version at or before DATE (ISO 8601; default now; restore, list)
       --storage-path P    key prefix inside the bucket (default none)
   -d, --debug             progress of every stage and the commands run
@@ -62,6 +67,9 @@ Monitoring (backup, restore and purge runs, failed ones included):
       --carbon-prefix P   metric path prefix for --carbon (default whisper-backup.HOSTNAME)
       --progress          files done / total, bytes, rate and ETA on stderr (default: when stderr is a terminal)
       --no-progress       no progress display
+      --print-pipeline    print the wsp-* pipeline this run would be, as a shell command, and exit
+                          (K: records per process, chosen at run time from --spool-max and the
+                          largest file)
 
 Options of this implementation:
       --spool DIR         spool directory (default: a new one under $TMPDIR or /var/tmp, removed at exit)
@@ -103,7 +111,7 @@ Files:
 
 Exit status:
   0  every metric succeeded
-  1  some metrics failed, or the lock was held by another run (see the log)
+  1  some metrics failed, the store could not be reached, or the lock was held by another run (see the log)
   2  bad usage or configuration; nothing was done
   130/143  stopped by SIGINT/SIGTERM
 
@@ -120,7 +128,7 @@ bucket=graphite-backups metrics='*' date= storage_path= debug=0 quiet=0 nolog=0
 logfile=/var/log/whisper-backup.log syslog=0 nolock=0 lockfile=/var/lock/whisper-backup.lock
 locktimeout=90 splay=0 nostamp=0 stampfile=/var/tmp/whisper-backup.success
 spool= spool_max=1G endpoint= create=0 force=0 state= full=0
-metrics_file= carbon= carbon_prefix= progress=
+metrics_file= carbon= carbon_prefix= progress= print_pipeline=0
 set_r=0 set_x=0 set_c=0 set_sp=0
 positional=()
 
@@ -160,6 +168,7 @@ while [ $# -gt 0 ]; do
         --carbon) need "$@"; carbon=$2; shift ;;
         --carbon-prefix) need "$@"; carbon_prefix=$2; shift ;;
         --progress) progress=1 ;;
+        --print-pipeline) print_pipeline=1; nolock=1; nolog=1; splay=0 ;;
         --no-progress) progress=0 ;;
         --prefix=*|--processes=*|--retention=*|--purge=*|--bucket=*|--metrics=*|--date=*|--storage-path=*|--logfile=*|--lockfile=*|--locktimeout=*|--splay=*|--stampfile=*|--spool=*|--spool-max=*|--endpoint=*|--state=*|--metrics-file=*|--carbon=*|--carbon-prefix=*)
             opt=${1%%=*}; val=${1#*=}; shift; set -- "$opt" "$val" "$@"; continue ;;
@@ -390,50 +399,54 @@ send_carbon() {
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/whisper-backup.XXXXXX") || exit 2
 own_spool=0
 if [ -z "$spool" ]; then spool="$work/spool"; own_spool=1; fi
-# Every process below this shell (xargs, the tools under it, tee), except the logger.
-descendants() {
-    ps -e -o pid=,ppid= | awk -v root=$$ -v skip="${logger_pid:-0}" '
-        { parent[$1] = $2 }
-        END { for (p in parent) { q = p; while (q in parent && q != root && q != skip && q > 1) q = parent[q]
-                                  if (q == root && p != root) print p } }'
-}
-# SIGINT/SIGTERM: stop every stage. The tools finish or undo their current record, remove
-# their temp files and exit; xargs and tee just die. Whatever still runs after 30 s is killed.
+# SIGINT/SIGTERM: stop every stage. Each stage runs as a job in a process group of its own
+# (set -m below), so one kill reaches every process in it, including one an xargs starts
+# meanwhile. The tools finish or undo their current record, remove their temp files and
+# exit; xargs and tee just die. Whatever still runs after 30 s is killed. The work directory
+# goes only once the group is empty.
+job=
 children_cleanup() {
     trap - INT TERM EXIT
-    local pids round i alive p
-    for round in 1 2; do   # twice: an xargs may have started a tool while we looked
-        pids=$(descendants)
-        [ -n "$pids" ] || break
-        kill -TERM $pids 2>/dev/null
+    local i
+    if [ -n "$job" ]; then
+        kill -TERM -- "-$job" 2>/dev/null
         for ((i = 0; i < 300; i++)); do
-            alive=
-            for p in $pids; do kill -0 "$p" 2>/dev/null && alive+=" $p"; done
-            [ -n "$alive" ] || break
+            kill -0 -- "-$job" 2>/dev/null || break
             sleep 0.1
         done
-        [ -z "$alive" ] || kill -KILL $alive 2>/dev/null
-    done
+        kill -KILL -- "-$job" 2>/dev/null
+        while kill -0 -- "-$job" 2>/dev/null; do sleep 0.1; done
+    fi
+    [ -z "${progress_pid:-}" ] || { kill "$progress_pid" 2>/dev/null; wait "$progress_pid" 2>/dev/null; }
     rm -rf "$work"
+}
+# The logger writes what is left, then ends with the run.
+close_log() {
+    exec 2>&3
+    [ -z "${logger_pid:-}" ] || wait "$logger_pid" 2>/dev/null
 }
 on_exit() {
     local rc=$?
     trap - EXIT
     [ -z "${progress_pid:-}" ] || { kill "$progress_pid" 2>/dev/null; wait "$progress_pid" 2>/dev/null; }
-    [ "$mode" = list ] || report "$rc"
+    [ "$mode" = list ] || [ $print_pipeline = 1 ] || report "$rc"
     rm -rf "$work"
+    close_log
     exit "$rc"
 }
-trap 'children_cleanup; report 130; exit 130' INT
-trap 'children_cleanup; report 143; exit 143' TERM
+trap 'children_cleanup; report 130; close_log; exit 130' INT
+trap 'children_cleanup; report 143; close_log; exit 143' TERM
+[ -z "$stop" ] || { rm -rf "$work"; close_log; exit "$stop"; }
 trap on_exit EXIT
 
 # Runs a command or pipeline function in the background and waits for it: bash runs an
 # INT/TERM trap only between foreground commands, but it interrupts `wait` at once. The
 # explicit <&0 keeps the caller's stdin (an async command would get /dev/null).
+set -m
 bg() {
     "$@" <&0 &
-    wait $!
+    job=$!
+    wait $job
 }
 # bg for a pipeline function that ends with `pipestatus`: sets st=() to its PIPESTATUS.
 bgp() {
@@ -489,12 +502,54 @@ snap_state=(); push_state=()
 if [ -n "$state" ]; then
     snap_state=(--state "$state"); push_state=(--state "$state")
     [ $full = 0 ] || snap_state+=(--full)
+    # A dry run creates no state: it reads one that exists, else every file.
+    [ $noop = 0 ] || [ -d "$state/shards" ] || snap_state=()
+    [ $noop = 0 ] || push_state=()
 fi
 prog_opt=(); [ $debug = 0 ] || prog_opt=(--progress)
 [ $quiet = 0 ] || prog_opt=(--quiet)
 spool_bytes=$(awk -v s="$spool_max" 'BEGIN { n = s + 0; u = toupper(substr(s, length(s))); if (u == "B") { s = substr(s, 1, length(s) - 1); u = toupper(substr(s, length(s))) }
     m = (u == "K") ? 1024 : (u == "M") ? 1048576 : (u == "G") ? 1073741824 : (u == "T") ? 1099511627776 : 1; printf "%d", n * m }')
 [ "${spool_bytes:-0}" -gt 0 ] || die_usage "--spool-max $spool_max: not a byte count"
+
+# --print-pipeline: the run as a shell pipeline an operator can read or run by hand.
+if [ $print_pipeline = 1 ]; then
+    q() {   # shell words, quoted only where needed
+        local a out=
+        for a in "$@"; do
+            if [[ "$a" =~ ^[A-Za-z0-9_./:=@%+-]+$ ]]; then out+=" $a"; else out+=" '${a//\'/\'\\\'\'}'"; fi
+        done
+        printf '%s' "${out# }"
+    }
+    x="xargs -d '\n' -r -P $processes -s 1000000 -n K"
+    sd=$spool; [ $own_spool = 0 ] || sd=${TMPDIR:-/var/tmp}/wsp-spool
+    sp=$(q --spool "$sd" --spool-max "$spool_max")
+    st=$(q "${store_opts[@]}" "$store"); g=$(q "${globs[@]}")
+    pg=(); for g1 in "${globs[@]}"; do [ "$g1" = '*' ] || pg+=(--metrics "$g1"); done
+    purge_cmd="wsp-find --root $(q "$prefix") $g | cut -f1 | wsp-prune $(q "${dry[@]}" --gone-after "$purge" --root "$prefix" "${pg[@]}") $st"
+    case "$mode" in
+    backup)
+        if [ "$backend" = noop ]; then
+            echo "wsp-find --root $(q "$prefix") $g | $x wsp-snap $sp | cut -f5 | xargs -d '\n' -r rm -f"
+        else
+            echo "wsp-find --root $(q "$prefix") $g \\"
+            echo "  | $x wsp-snap $(q "${snap_state[@]}") $sp \\"
+            echo "  | $x wsp-push $(q "${dry[@]}" "${push_state[@]}") $st \\"
+            echo "  | awk -F'\t' '\$6 == \"stored\" || \$6 == \"would-store\"' | cut -f1 | wsp-prune $(q "${dry[@]}" --keep "$retention") $st"
+            [ "$purge" -lt 0 ] || echo "$purge_cmd"
+        fi ;;
+    restore)
+        bopt=(); [ -z "$date" ] || bopt=(--before "$date")
+        echo "wsp-pull list $(q "${bopt[@]}") $st $g \\"
+        echo "  | $x wsp-pull get $(q "${store_opts[@]}") $sp $(q "$store") \\"
+        echo "  | $x wsp-merge $(q "${dry[@]}" --root "$prefix")" ;;
+    purge) [ "$purge" -lt 0 ] && echo "# purge is disabled (-x -1)" || echo "$purge_cmd" ;;
+    list)
+        bopt=(--all); [ -z "$date" ] || bopt+=(--before "$date")
+        echo "wsp-pull list $(q "${bopt[@]}") $st $g" ;;
+    esac
+    exit 0
+fi
 
 # xargs -n K holds K records before it starts a process, so the spool must hold K of the
 # largest files or the pipeline could stall: choose K from the bound (gzip output of whisper
@@ -572,6 +627,11 @@ backup)
         files_failed=$(( seen - n ))
         summary "noop backup: $seen files seen, $n read, $files_failed failed, $bytes_read bytes read, $(elapsed) s"
     else
+        # A store that cannot be reached stops the run here, before anything is read
+        # (exit 2: configuration, e.g. credentials; 1: the store is down).
+        if [ $noop = 0 ]; then
+            bg wsp-push "${prog_opt[@]}" "${push_state[@]}" "${store_opts[@]}" "$store" < /dev/null || exit $?
+        fi
         : > "$work/snaps"; : > "$work/pushed"
         progress_start "$seen" "$work/pushed" "$work/snaps" 4 files
         snap_push() {
@@ -584,7 +644,6 @@ backup)
         bgp snap_push
         progress_stop
         for s in "${st[@]}"; do [ "$s" = 0 ] || rc=1; done
-        [ "${st[2]}" != 2 ] && [ "${st[2]}" != 123 ] || { grep -q . "$work/pushed" || { log "push failed: see above"; exit 2; }; }
         # Retention for the metrics that got a new version.
         awk -F'\t' '$6 == "stored" || $6 == "would-store" { print $1 }' "$work/pushed" > "$work/changed"
         if [ -s "$work/changed" ]; then
@@ -596,7 +655,9 @@ backup)
             # The purge needs the complete listing: a walk that failed would make metrics look gone.
             log "purge skipped: the listing of $prefix is incomplete (see above)"
         elif [ "$purge" -ge 0 ]; then
-            fopt=(); [ $force = 0 ] || fopt=(--force)
+            fopt=(--root "$prefix"); [ $force = 0 ] || fopt+=(--force)
+            # Only the metrics of this run's globs: the others are not in its listing.
+            for g in "${globs[@]}"; do [ "$g" = '*' ] || fopt+=(--metrics "$g"); done
             cut -f1 "$work/files" > "$work/names"
             bg wsp-prune "${prog_opt[@]}" "${dry[@]}" "${store_opts[@]}" "${fopt[@]}" --gone-after "$purge" "$store" < "$work/names" >> "$work/pruned" || rc=1
         fi
@@ -606,16 +667,22 @@ backup)
         read -r files_stored files_unchanged bytes_written < <(awk -F'\t' '
             { s[$6]++; if ($6 == "stored" || $6 == "would-store") w += $5 }
             END { printf "%d %d %d\n", s["stored"] + s["would-store"], s["unchanged"], w }' "$work/pushed")
-        summary "backup: $seen files seen, $files_stored stored, $files_unchanged unchanged, $files_failed failed, $versions_removed versions removed, $bytes_read bytes read, $bytes_written bytes written, $(elapsed) s"
+        if [ $noop = 0 ]; then
+            summary "backup: $seen files seen, $files_stored stored, $files_unchanged unchanged, $files_failed failed, $versions_removed versions removed, $bytes_read bytes read, $bytes_written bytes written, $(elapsed) s"
+        else
+            summary "backup: $seen files seen, would store $files_stored, $files_unchanged unchanged, $files_failed failed, would remove $versions_removed versions, $bytes_read bytes read, would write $bytes_written bytes, $(elapsed) s (dry run: nothing changed)"
+        fi
     fi ;;
 restore)
     bopt=(); [ -z "$date" ] || bopt=(--before "$date")
-    bg wsp-pull list "${prog_opt[@]}" "${bopt[@]}" "${store_opts[@]}" "$store" "${globs[@]}" > "$work/versions" || rc=1
+    # Exit 2 (configuration: the store cannot be opened) ends the run here, nothing done.
+    bg wsp-pull list "${prog_opt[@]}" "${bopt[@]}" "${store_opts[@]}" "$store" "${globs[@]}" > "$work/versions" \
+        || { s=$?; [ $s != 2 ] || exit 2; rc=1; }
     largest=$(awk -F'\t' '$5 > m { m = $5 } END { printf "%d", m }' "$work/versions")
     files_seen=$(wc -l < "$work/versions")
     k=$(batch_for "${largest:-0}" "$files_seen") || exit $?
     mopt=(); [ $noop = 0 ] || mopt=(--dry-run)
-    mkdir -p "$prefix" 2>/dev/null
+    [ $noop = 1 ] || mkdir -p "$prefix" 2>/dev/null
     : > "$work/merged"
     progress_start "$files_seen" "$work/merged" "$work/versions" 5 versions
     get_merge() {
@@ -629,16 +696,23 @@ restore)
     read -r files_created files_filled files_unchanged files_exist files_failed bytes_written < <(awk -F'\t' -v n="$files_seen" '
         { s[$2]++; if ($2 == "created") b += $4 }
         END { printf "%d %d %d %d %d %d\n", s["created"] + s["would-create"], s["filled"] + s["would-fill"], s["unchanged"], s["exists"], n - NR + s["failed"], b }' "$work/merged")
-    summary "restore: $files_seen versions selected, $files_created created, $files_filled filled, $files_unchanged unchanged, $files_exist exist, $files_failed failed, $bytes_written bytes written, $(elapsed) s" ;;
+    if [ $noop = 0 ]; then
+        summary "restore: $files_seen versions selected, $files_created created, $files_filled filled, $files_unchanged unchanged, $files_exist exist, $files_failed failed, $bytes_written bytes written, $(elapsed) s"
+    else
+        summary "restore: $files_seen versions selected, would create $files_created, would fill $files_filled, $files_unchanged unchanged, $files_exist exist, $files_failed failed, $(elapsed) s (dry run: nothing changed)"
+    fi ;;
 purge)
     [ "$purge" -ge 0 ] || { log "purge is disabled (-x -1)"; exit 0; }
-    fopt=(); [ $force = 0 ] || fopt=(--force)
+    fopt=(--root "$prefix"); [ $force = 0 ] || fopt+=(--force)
+    for g in "${globs[@]}"; do [ "$g" = '*' ] || fopt+=(--metrics "$g"); done
     # The purge needs the complete listing: a walk that failed would make metrics look gone.
-    bg wsp-find --root "$prefix" '*' > "$work/files" || { log "purge skipped: the listing of $prefix is incomplete (see above)"; exit 1; }
+    bg wsp-find --root "$prefix" "${globs[@]}" > "$work/files" || { log "purge skipped: the listing of $prefix is incomplete (see above)"; exit 1; }
     cut -f1 "$work/files" > "$work/names"
-    bg wsp-prune "${prog_opt[@]}" "${dry[@]}" "${store_opts[@]}" "${fopt[@]}" --gone-after "$purge" "$store" < "$work/names" > "$work/pruned" || rc=1
+    bg wsp-prune "${prog_opt[@]}" "${dry[@]}" "${store_opts[@]}" "${fopt[@]}" --gone-after "$purge" "$store" < "$work/names" > "$work/pruned" \
+        || { s=$?; [ $s != 2 ] || exit 2; rc=1; }
     versions_removed=$(wc -l < "$work/pruned")
-    summary "purge: $versions_removed versions removed, $(elapsed) s" ;;
+    if [ $noop = 0 ]; then summary "purge: $versions_removed versions removed, $(elapsed) s"
+    else summary "purge: would remove $versions_removed versions, $(elapsed) s (dry run: nothing changed)"; fi ;;
 list)
     bopt=(--all); [ -z "$date" ] || bopt+=(--before "$date")
     # The original's listing: each metric, then its versions.

@@ -55,7 +55,7 @@ struct WspMerge: RecordArguments {
     @Option(help: ArgumentHelp("Seconds to wait for the exclusive lock on an existing target.", valueName: "s"))
     var lockTimeout: Double = 30
 
-    @Flag(help: "Verify and report what would be written; write nothing and keep the spool files.")
+    @Flag(help: "Verify and report what would be written; write nothing (the spool files are consumed as by a real merge; --keep-spool keeps them).")
     var dryRun = false
 
     @Flag(help: "Keep the spool files after merging.")

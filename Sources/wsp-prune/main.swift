@@ -24,7 +24,8 @@ struct WspPrune: RecordArguments {
             first time a run sees it missing; its versions are purged DAYS after that (not after
             its last backup, so idle metrics keep their backups). A metric back on disk loses its
             marker. With --metrics, only matching store metrics are considered (give the globs
-            the listing was made with). Refuses (exit 1, nothing deleted) when it would purge more
+            the listing was made with); with --root, a store metric whose file exists under that
+            root is never marked gone or purged, whatever the listing says. Refuses (exit 1, nothing deleted) when it would purge more
             than --max-share of the store's metrics, unless --force: an unmounted volume looks
             like an empty tree.
 
@@ -44,6 +45,9 @@ struct WspPrune: RecordArguments {
 
     @Option(name: .customLong("metrics"), help: ArgumentHelp("With --gone-after: only store metrics matching this glob (repeatable).", valueName: "glob"))
     var metricGlobs: [String] = []
+
+    @Option(help: ArgumentHelp("With --gone-after: the whisper root the listing was made of; a store metric whose file exists there is never marked gone or purged.", valueName: "dir"))
+    var root: String?
 
     @Option(help: ArgumentHelp("With --gone-after: most share of the store's metrics a purge may remove without --force.", valueName: "fraction"))
     var maxShare: Double = 0.5
@@ -79,6 +83,7 @@ struct WspPrune: RecordArguments {
             guard d >= 0 else { throw ValidationError("--gone-after must be 0 or more days") }
             if all { throw ValidationError("--gone-after reads the complete listing; --all is for --keep") }
         }
+        if root != nil && goneAfter == nil { throw ValidationError("--root is for --gone-after") }
         if all && !records.isEmpty { throw ValidationError("--all takes no records") }
         guard maxShare > 0 && maxShare <= 1 else { throw ValidationError("--max-share must be in (0, 1]") }
     }
@@ -89,10 +94,11 @@ struct WspPrune: RecordArguments {
         if let goneAfter {
             let globs = try MetricGlob.parseArguments(metricGlobs)
             let t = now.flatMap(Timestamp.parse) ?? Int64(system_now())
+            var purge = Purge(store: store, layout: layout, goneAfterDays: goneAfter, now: t, maxShare: maxShare,
+                              force: force, dryRun: dryRun, globs: globs)
+            purge.root = root
             do {
-                try Purge(store: store, layout: layout, goneAfterDays: goneAfter, now: t, maxShare: maxShare,
-                          force: force, dryRun: dryRun, globs: globs)
-                    .run(input: RecordInput(arguments: records), output: RecordWriter(), diagnostics: output.diagnostics("wsp-prune"))
+                try purge.run(input: RecordInput(arguments: records), output: RecordWriter(), diagnostics: output.diagnostics("wsp-prune"))
             } catch let e as PurgeRefused {
                 output.diagnostics("wsp-prune").error("\(e)")
                 throw ExitCode(1)

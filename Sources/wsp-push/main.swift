@@ -19,6 +19,10 @@ struct WspPush: RecordArguments {
               STATUS is stored, unchanged (TIME and KEY then name the stored version that
               already holds this content) or would-store (--dry-run). SIZE is the object's bytes.
 
+            A record that fails is reported and its spool file removed (the next run snaps the
+            file again). After 5 records in a row failed through the retries, the store is taken
+            for down: the remaining records fail at once, without a request.
+
             EXAMPLE
               wsp-find --root /srv/whisper | wsp-snap --spool /var/tmp/wsp \\
                 | xargs -d '\\n' -P 4 -n 50 wsp-push file:///backups/node1
@@ -29,7 +33,7 @@ struct WspPush: RecordArguments {
 
     @OptionGroup(title: "Store") var storeOptions: StoreOptions
 
-    @Flag(help: "Report what would be stored; store nothing and keep the spool files.")
+    @Flag(help: "Report what would be stored; store nothing (the spool files are consumed as by a real push).")
     var dryRun = false
 
     @Option(help: ArgumentHelp("State directory for this store: records what was stored so the next wsp-snap --state skips unchanged files.", valueName: "dir"))
@@ -45,16 +49,26 @@ struct WspPush: RecordArguments {
 
     func run() throws {
         let settings = storeOptions.settings(dryRun: dryRun)
-        let (opened, layout) = try StoreRegistry.open(store, settings: settings)
         var backupState: BackupState? = nil
-        if let state, !dryRun {
-            do {
-                let s = try BackupState(dir: state)
-                try Push.claim(state: s, store: opened, layout: layout, url: store, settings: settings)
-                backupState = s
-            } catch {
-                throw ConfigError("--state \(state): \(error)")
+        let opened: Store, layout: StoreLayout
+        do {
+            (opened, layout) = try StoreRegistry.open(store, settings: settings)
+            if let state, !dryRun {
+                do {
+                    let s = try BackupState(dir: state)
+                    try Push.claim(state: s, store: opened, layout: layout, url: store, settings: settings)
+                    backupState = s
+                } catch let e as StoreError where e.kind == .transient {
+                    throw e   // the store is down: a failed run (exit 1), not a configuration error
+                } catch {
+                    throw ConfigError("--state \(state): \(error)")
+                }
             }
+        } catch {
+            // These records will not be stored: their spool files go back to the spool, so
+            // the stage before never waits on the room they hold.
+            Push.discardSpoolFiles(of: records.map { Record(line: $0.hasSuffix("\n") ? Substring($0.dropLast()) : Substring($0)) })
+            throw error
         }
         try Push(store: opened, layout: layout, dryRun: dryRun, state: backupState)
             .run(input: RecordInput(arguments: records), output: RecordWriter(), diagnostics: output.diagnostics("wsp-push"))

@@ -41,4 +41,22 @@ final class SpoolTests: XCTestCase {
         spool.cancel(r)
         XCTAssertEqual(try spool.withLedger { $0.used }, 900)
     }
+
+    /// A producer that waited in vain marks the spool stalled: the next reservation that does
+    /// not fit fails without waiting, until something is discarded.
+    func testAStalledSpoolFailsAtOnceUntilItDrains() throws {
+        let spool = try makeSpool(max: 1000)
+        let a = try [UInt8](repeating: 1, count: 800).withUnsafeBytes { try spool.write($0) }
+        XCTAssertThrowsError(try spool.reserve(300)) { XCTAssertTrue(($0 as? SpoolFull)?.stopsTheStage == true, "\($0)") }
+        XCTAssertTrue(try spool.withLedger { $0.stalled })
+        XCTAssertEqual(SpoolLedger(parsing: Array(try spool.withLedger { $0.text }.utf8))?.stalled, true)
+        let patient = try Spool(dir: spool.dir, maxBytes: 1000, waitSeconds: 60)
+        let t0 = system_monotonic()
+        XCTAssertThrowsError(try patient.reserve(300)) { XCTAssertTrue(($0 as? SpoolFull)?.stalled == true, "\($0)") }
+        XCTAssertLessThan(system_monotonic() - t0, 5)
+        _ = try patient.reserve(100)   // what fits is still granted
+        Spool.discard(a)
+        XCTAssertFalse(try spool.withLedger { $0.stalled })
+        XCTAssertFalse((SpoolFull(dir: "d", needed: 2000, limit: 1000, waited: 0)).stopsTheStage, "too large: only that record fails")
+    }
 }

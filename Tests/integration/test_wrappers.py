@@ -99,7 +99,7 @@ def test_noop_changes_nothing(tmp_path, common):
     bucket = tmp_path / "b"
     bucket.mkdir()
     p = wrap(BACKUP, "-p", root, "-b", bucket, "-n", *common, "disk")
-    assert "10 stored" in summary(p.stderr, "backup") and metrics_in(bucket) == []
+    assert "would store 10" in summary(p.stderr, "backup") and metrics_in(bucket) == []
     assert not os.path.exists(tmp_path / "stamp")
     p = wrap(BACKUP, "-p", root, *common, "noop")
     assert "10 read" in summary(p.stderr, "noop backup")

@@ -35,7 +35,8 @@ public struct Merge {
         let realRoot: String
         do {
             if !dryRun { try Path.makeDirectories(root) }
-            realRoot = try system_realpath(root)
+            // A dry run creates nothing: a root that does not exist yet would be created.
+            realRoot = dryRun && !Path.exists(root) ? Path.absolute(root) : try system_realpath(root)
         } catch {
             throw ConfigError("--root \(root): \(error)")
         }
@@ -68,7 +69,7 @@ public struct Merge {
         guard let hash = record[2] else { throw RecordError("fetched record needs HASH in field 3") }
         guard let gzPath = record[3] else { throw RecordError("fetched record needs GZFILE in field 4") }
         let target = Path.join(realRoot, MetricName.relativePath(metric))
-        defer { if !keepSpool && !dryRun && Spool.isSpoolFile(gzPath) { Spool.discard(gzPath) } }
+        defer { if !keepSpool && Spool.isSpoolFile(gzPath) { Spool.discard(gzPath) } }
         let (bytes, header) = try VersionCheck.verify(gzPath: gzPath, expectedHash: hash)
         diagnostics.bytesIn += Int64(bytes.count)
 

@@ -185,6 +185,9 @@ public struct PullGet {
             do {
                 try getOne(record, output: output, diagnostics: diagnostics)
                 diagnostics.done("fetched")
+            } catch let e as SpoolFull where e.stopsTheStage {
+                diagnostics.fail(record.metric, e)   // see Snap.run: a stalled spool stops the stage
+                break
             } catch {
                 diagnostics.fail(record.metric, error)
             }

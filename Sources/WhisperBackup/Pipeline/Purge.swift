@@ -16,6 +16,10 @@ public struct Purge {
     public var dryRun: Bool
     /// Only store metrics matching these are considered (the globs of the listing).
     public var globs: [MetricGlob]
+    /// The whisper root the listing was made of: a metric whose file is there counts as on
+    /// disk even when the listing lacks it (a listing made with other globs), so no run
+    /// marks gone or purges a metric that exists.
+    public var root: String? = nil
 
     public static let markerName = StoreLayout.markerName
 
@@ -37,7 +41,7 @@ public struct Purge {
             if Signals.stopRequested { throw Interrupted() }
             onDisk.insert(record.metric)
         }
-        var total = 0, marked = 0, unmarked = 0
+        var total = 0, marked = 0, unmarked = 0, unlisted = 0
         var doomed: [MetricObjects] = []
         let cutoff = now - Int64(goneAfterDays) * 86400
         try StoreListing.forEachMetric(in: store, layout: layout, prefix: layout.prefix,
@@ -45,7 +49,12 @@ public struct Purge {
             if Signals.stopRequested { throw Interrupted() }
             if entry.isEmpty { return }
             total += 1
-            if onDisk.contains(entry.metric) {
+            var present = onDisk.contains(entry.metric)
+            if !present, let root, Path.exists(Path.join(root, MetricName.relativePath(entry.metric))) {
+                present = true
+                unlisted += 1
+            }
+            if present {
                 if !entry.markers.isEmpty {
                     let failed = dryRun ? [] : try store.delete(entry.markers.map(\.key))
                     for f in failed { diagnostics.fail(entry.metric, "remove marker \(f.key): \(f.error)") }
@@ -59,6 +68,9 @@ public struct Purge {
                 if !dryRun { try store.put(layout.markerKey(metric: entry.metric, time: now), body: .bytes([])) }
                 marked += 1
             }
+        }
+        if unlisted > 0, let root {
+            diagnostics.warn("\(unlisted) store metric(s) missing from the listing have their file under \(root): kept (give --metrics the globs the listing was made with)")
         }
         if marked + unmarked > 0 {
             diagnostics.warn("\(marked) metric(s) newly seen gone from disk (kept \(goneAfterDays) more days), \(unmarked) back on disk")

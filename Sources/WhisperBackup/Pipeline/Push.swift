@@ -36,16 +36,43 @@ public struct Push {
         diagnostics.expect(input)
         var batch: [Record] = []
         let limit = input.isBuffered ? Push.batchSize : 1
+        let health = StoreHealth()
         for record in input {
             if Signals.stopRequested || output.closed { break }
             batch.append(record)
             if batch.count >= limit {
-                pushBatch(batch, output: output, diagnostics: diagnostics)
+                pushBatch(batch, output: output, diagnostics: diagnostics, health: health)
                 batch.removeAll(keepingCapacity: true)
             }
         }
-        if !batch.isEmpty && !Signals.stopRequested { pushBatch(batch, output: output, diagnostics: diagnostics) }
+        if !batch.isEmpty && !Signals.stopRequested { pushBatch(batch, output: output, diagnostics: diagnostics, health: health) }
         try diagnostics.finish()
+    }
+
+    /// Records in a row the store failed through every retry before a push stops trying: the
+    /// store is down, and each further record would wait as long. The records after that fail
+    /// at once (each still reported), and give their spool files back.
+    public static let giveUpAfter = 5
+
+    /// Transient store failures of the records in a row (through the retries).
+    final class StoreHealth {
+        var failedInARow = 0
+        var last = ""
+        func note(_ error: Error?) {
+            if let e = error as? StoreError, e.kind == .transient {
+                failedInARow += 1
+                last = e.description
+            } else if error == nil {
+                failedInARow = 0
+            }
+        }
+        var down: Bool { failedInARow >= Push.giveUpAfter }
+    }
+
+    /// Hands back the spool files named by snapshot records (records that will not be stored:
+    /// the next run snaps their files again).
+    public static func discardSpoolFiles(of records: [Record]) {
+        Spool.discard(records.compactMap { $0[4] }.filter(Spool.isSpoolFile))
     }
 
     /// A snapshot that the store lacks.
@@ -56,9 +83,16 @@ public struct Push {
         var stat: (inode: UInt64, device: UInt64, mtimeNs: Int64, ctimeNs: Int64, size: Int64)?
     }
 
-    func pushBatch(_ records: [Record], output: RecordWriter, diagnostics: Diagnostics) {
+    /// Pushes a batch. A record that fails gives its spool file back (the next run snaps the
+    /// file again); once the store is down (`giveUpAfter`), records fail without a request.
+    func pushBatch(_ records: [Record], output: RecordWriter, diagnostics: Diagnostics, health: StoreHealth) {
         var uploads: [Upload] = []
         for record in records {
+            if health.down {
+                diagnostics.fail(record.metric, "not tried: the store failed \(health.failedInARow) records in a row through the retries (\(health.last))")
+                Push.discardSpoolFiles(of: [record])
+                continue
+            }
             do {
                 switch try plan(record) {
                 case .done(let fields, let outcome):
@@ -68,15 +102,18 @@ public struct Push {
                     uploads.append(u)
                 }
             } catch {
+                health.note(error)
                 diagnostics.fail(record.metric, error)
+                Push.discardSpoolFiles(of: [record])
             }
         }
         if uploads.isEmpty { return }
         let results = store.putMany(uploads.map { ($0.version.key, StoreBody.file($0.gzPath)) })
-        // The batch's spool files go back to the spool in one update of its ledger.
-        var stored: [String] = []
-        defer { Spool.discard(stored) }
+        // The batch's spool files go back to the spool in one update of its ledger, stored
+        // or not (a dry run consumes them too: it would otherwise fill the spool).
+        defer { Spool.discard(uploads.map(\.gzPath).filter(Spool.isSpoolFile)) }
         for (u, error) in zip(uploads, results) {
+            health.note(error)
             if let error {
                 diagnostics.fail(u.record.metric, error)
                 continue
@@ -84,7 +121,6 @@ public struct Push {
             do {
                 if !dryRun {
                     try remember(u.record.metric, u.stat, u.version)
-                    if Spool.isSpoolFile(u.gzPath) { stored.append(u.gzPath) }
                 }
                 diagnostics.bytesIn += u.version.size
                 diagnostics.bytesOut += u.version.size
@@ -129,10 +165,8 @@ public struct Push {
         // while the clock ran ahead, and neither hides this one nor moves its time.
         let newest = try Versions.all(of: metric, in: store, layout: layout).last { $0.time <= time + 1 }
         if let newest, newest.hash == hash {
-            if !dryRun {
-                if Spool.isSpoolFile(gzPath) { Spool.discard(gzPath) }
-                try remember(metric, stat, newest)
-            }
+            if Spool.isSpoolFile(gzPath) { Spool.discard(gzPath) }
+            if !dryRun { try remember(metric, stat, newest) }
             return .done(newest.recordFields + ["unchanged"], "unchanged")
         }
         let st: Glibc.stat

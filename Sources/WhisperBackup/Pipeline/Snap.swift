@@ -54,6 +54,10 @@ public struct Snap {
                 // A snapshot the next stage never hears of leaves no spool file behind.
                 if !output.write(Record(fields)) && fields[4] != "-" { Spool.discard(fields[4]) }
                 diagnostics.done("snapped")
+            } catch let e as SpoolFull where e.stopsTheStage {
+                // Waiting again for each remaining record cannot help: stop here, once.
+                diagnostics.fail(record.metric, e)
+                break
             } catch {
                 diagnostics.fail(record.metric, error)
             }

@@ -12,8 +12,15 @@ public struct SpoolFull: Error, CustomStringConvertible {
         if needed > limit {
             return "its spool file (\(needed) B) is larger than --spool-max (\(limit) B): raise --spool-max"
         }
-        return "spool \(dir) stayed full for \(Int(waited)) s (needs \(needed) B, --spool-max \(limit) B): is the next stage running?"
+        return stalled
+            ? "spool \(dir) stayed full for --spool-wait already and nothing drained it since: is the next stage running?"
+            : "spool \(dir) stayed full for \(Int(waited)) s (needs \(needed) B, --spool-max \(limit) B): is the next stage running?"
     }
+    /// The spool was already marked stalled: this reservation did not wait.
+    public var stalled = false
+    /// Whether waiting longer cannot help (the spool stalled), so the stage should stop
+    /// rather than fail each of its remaining records after the same wait.
+    public var stopsTheStage: Bool { waited > 0 || stalled }
 }
 
 /// A directory shared by the stages of a pipeline, bounded in bytes. A producer reserves
@@ -32,6 +39,10 @@ public struct SpoolFull: Error, CustomStringConvertible {
 /// producers write into such a file: a run then creates and frees no inodes in the spool,
 /// which on filesystems that delay the reuse of freed inodes (ext4 without a journal) made
 /// every new file slower than the last.
+///
+/// A producer that waited `waitSeconds` in vain marks the ledger stalled: until the spool
+/// drains (a reservation is granted or a file discarded), every other reservation that does
+/// not fit fails at once, so a stalled pipeline fails once after the wait, not once per record.
 public struct Spool: Sendable {
     public let dir: String
     public let maxBytes: Int64
@@ -102,7 +113,11 @@ public struct Spool: Sendable {
                     Spool.scannedHere = true
                 }
                 let used = ledger.used
-                guard used + bytes <= maxBytes else { return nil }
+                guard used + bytes <= maxBytes else {
+                    if ledger.stalled { throw SpoolFull(dir: dir, needed: bytes, limit: maxBytes, waited: 0, stalled: true) }
+                    return nil
+                }
+                ledger.stalled = false
                 let token = UInt64.random(in: 0...UInt64.max)
                 let path = Path.join(dir, "\(AtomicFile.tempPrefix)\(system_getpid()).\(token)")
                 TempFiles.register(path)
@@ -115,7 +130,10 @@ public struct Spool: Sendable {
             }
             if let granted { return granted }
             let waited = system_monotonic() - start
-            if waited >= waitSeconds { throw SpoolFull(dir: dir, needed: bytes, limit: maxBytes, waited: waited) }
+            if waited >= waitSeconds {
+                _ = try? withLedger { $0.stalled = true }
+                throw SpoolFull(dir: dir, needed: bytes, limit: maxBytes, waited: waited)
+            }
             if Signals.stopRequested { throw Interrupted() }
             system_sleep(pause)
             pause = min(pause * 2, 0.2)
@@ -159,6 +177,7 @@ public struct Spool: Sendable {
             }
             let sizes = files.map { Int64((try? system_stat($0).st_size) ?? 0) }
             let done: Void? = try? spool.withLedger { ledger in
+                ledger.stalled = false
                 for (f, size) in zip(files, sizes) {
                     spool.recycle(f, &ledger)
                     ledger.spooled = max(0, ledger.spooled - size)
@@ -231,6 +250,7 @@ public struct Spool: Sendable {
 ///     spooled BYTES
 ///     scanned EPOCH-SECONDS     (the last directory scan)
 ///     free COUNT
+///     stalled                   (a producer waited --spool-wait in vain; see `Spool`)
 ///     resv PID TOKEN BYTES      (one per reservation in flight)
 struct SpoolLedger {
     struct Reservation {
@@ -241,6 +261,7 @@ struct SpoolLedger {
     var spooled: Int64
     var scanned: Int64 = 0
     var free = 0
+    var stalled = false
     var reservations: [Reservation] = []
 
     init(spooled: Int64) { self.spooled = spooled }
@@ -255,6 +276,7 @@ struct SpoolLedger {
             case ("spooled", 2): spooled = Int64(f[1])
             case ("scanned", 2): guard let t = Int64(f[1]) else { return nil }; scanned = t
             case ("free", 2): guard let n = Int(f[1]), n >= 0 else { return nil }; free = n
+            case ("stalled", 1): stalled = true
             case ("resv", 4):
                 guard let pid = Int32(f[1]), let token = UInt64(f[2]), let b = Int64(f[3]) else { return nil }
                 reservations.append(Reservation(pid: pid, token: token, bytes: b))
@@ -269,6 +291,7 @@ struct SpoolLedger {
 
     var text: String {
         var s = "wsp-spool 1\nspooled \(spooled)\nscanned \(scanned)\nfree \(free)\n"
+        if stalled { s += "stalled\n" }
         for r in reservations { s += "resv \(r.pid) \(r.token) \(r.bytes)\n" }
         return s
     }
