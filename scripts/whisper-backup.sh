@@ -488,7 +488,9 @@ fi
 snap_state=(); push_state=()
 if [ -n "$state" ]; then
     snap_state=(--state "$state"); push_state=(--state "$state")
-    [ $full = 0 ] || snap_state+=(--full)
+    [ $full = 0 ] || { snap_state+=(--full); push_state+=(--full); }
+    # One check of the state against the store per run, shared by the run's processes.
+    export WSP_RUN_ID=${WSP_RUN_ID:-$$.$EPOCHREALTIME.$RANDOM}
 fi
 prog_opt=(); [ $debug = 0 ] || prog_opt=(--progress)
 [ $quiet = 0 ] || prog_opt=(--quiet)
@@ -598,7 +600,8 @@ backup)
         elif [ "$purge" -ge 0 ]; then
             fopt=(); [ $force = 0 ] || fopt=(--force)
             cut -f1 "$work/files" > "$work/names"
-            bg wsp-prune "${prog_opt[@]}" "${dry[@]}" "${store_opts[@]}" "${fopt[@]}" --gone-after "$purge" "$store" < "$work/names" >> "$work/pruned" || rc=1
+            sopt=(); [ -z "$state" ] || sopt=(--state "$state")
+            bg wsp-prune "${prog_opt[@]}" "${dry[@]}" "${store_opts[@]}" "${fopt[@]}" "${sopt[@]}" --gone-after "$purge" "$store" < "$work/names" >> "$work/pruned" || rc=1
         fi
         files_failed=$(( seen - $(wc -l < "$work/pushed") ))
         versions_removed=$(wc -l < "$work/pruned")
@@ -636,7 +639,8 @@ purge)
     # The purge needs the complete listing: a walk that failed would make metrics look gone.
     bg wsp-find --root "$prefix" '*' > "$work/files" || { log "purge skipped: the listing of $prefix is incomplete (see above)"; exit 1; }
     cut -f1 "$work/files" > "$work/names"
-    bg wsp-prune "${prog_opt[@]}" "${dry[@]}" "${store_opts[@]}" "${fopt[@]}" --gone-after "$purge" "$store" < "$work/names" > "$work/pruned" || rc=1
+    sopt=(); [ -z "$state" ] || sopt=(--state "$state")
+    bg wsp-prune "${prog_opt[@]}" "${dry[@]}" "${store_opts[@]}" "${fopt[@]}" "${sopt[@]}" --gone-after "$purge" "$store" < "$work/names" > "$work/pruned" || rc=1
     versions_removed=$(wc -l < "$work/pruned")
     summary "purge: $versions_removed versions removed, $(elapsed) s" ;;
 list)

@@ -54,6 +54,9 @@ struct WspPrune: RecordArguments {
     @Option(help: ArgumentHelp("The time a purge counts from (default: now).", valueName: "date"))
     var now: String?
 
+    @Option(help: ArgumentHelp("With --gone-after: the state directory of this store (as wsp-push --state); what it vouches for each purged metric is dropped.", valueName: "dir"))
+    var state: String?
+
     @Flag(help: "Prune every metric in the store, not only those named by records.")
     var all = false
 
@@ -89,9 +92,13 @@ struct WspPrune: RecordArguments {
         if let goneAfter {
             let globs = try MetricGlob.parseArguments(metricGlobs)
             let t = now.flatMap(Timestamp.parse) ?? Int64(system_now())
+            var purge = Purge(store: store, layout: layout, goneAfterDays: goneAfter, now: t, maxShare: maxShare,
+                              force: force, dryRun: dryRun, globs: globs)
+            if let state, !dryRun {
+                do { purge.state = try BackupState(dir: state) } catch { throw ConfigError("--state \(state): \(error)") }
+            }
             do {
-                try Purge(store: store, layout: layout, goneAfterDays: goneAfter, now: t, maxShare: maxShare,
-                          force: force, dryRun: dryRun, globs: globs)
+                try purge
                     .run(input: RecordInput(arguments: records), output: RecordWriter(), diagnostics: output.diagnostics("wsp-prune"))
             } catch let e as PurgeRefused {
                 output.diagnostics("wsp-prune").error("\(e)")

@@ -19,6 +19,11 @@ struct WspPush: RecordArguments {
               STATUS is stored, unchanged (TIME and KEY then name the stored version that
               already holds this content) or would-store (--dry-run). SIZE is the object's bytes.
 
+            DAMAGED VERSIONS
+              A newest version that wsp-pull verify found damaged (or that --full finds damaged)
+              is never deduplicated against: the content is stored again as a new version, and
+              the damaged object is removed once the new one is in place.
+
             EXAMPLE
               wsp-find --root /srv/whisper | wsp-snap --spool /var/tmp/wsp \\
                 | xargs -d '\\n' -P 4 -n 50 wsp-push file:///backups/node1
@@ -35,6 +40,9 @@ struct WspPush: RecordArguments {
     @Option(help: ArgumentHelp("State directory for this store: records what was stored so the next wsp-snap --state skips unchanged files.", valueName: "dir"))
     var state: String?
 
+    @Flag(help: "Download and check each metric's newest version before deduplicating against it; a damaged one is marked bad and stored again.")
+    var full = false
+
     @OptionGroup(title: "Output") var output: OutputOptions
 
     @Argument(help: ArgumentHelp("Store URL: file:///dir, s3://bucket/prefix, swift://container/prefix.", valueName: "store"))
@@ -44,6 +52,7 @@ struct WspPush: RecordArguments {
     var records: [String] = []
 
     func run() throws {
+        let diagnostics = output.diagnostics("wsp-push")
         let settings = storeOptions.settings(dryRun: dryRun)
         let (opened, layout) = try StoreRegistry.open(store, settings: settings)
         var backupState: BackupState? = nil
@@ -52,12 +61,17 @@ struct WspPush: RecordArguments {
                 let s = try BackupState(dir: state)
                 try Push.claim(state: s, store: opened, layout: layout, url: store, settings: settings)
                 backupState = s
+            } catch let e as Errno {
+                // The state's filesystem failed (full, read-only): the backup goes on without
+                // it, and the next run reads every file again.
+                diagnostics.warn("--state \(state): cannot be written (\(e)); storing without it, the next run reads every file again")
             } catch {
                 throw ConfigError("--state \(state): \(error)")
             }
         }
-        try Push(store: opened, layout: layout, dryRun: dryRun, state: backupState)
-            .run(input: RecordInput(arguments: records), output: RecordWriter(), diagnostics: output.diagnostics("wsp-push"))
+        var push = Push(store: opened, layout: layout, dryRun: dryRun, state: backupState)
+        push.checkNewest = full
+        try push.run(input: RecordInput(arguments: records), output: RecordWriter(), diagnostics: diagnostics)
     }
 }
 

@@ -16,6 +16,9 @@ public struct Purge {
     public var dryRun: Bool
     /// Only store metrics matching these are considered (the globs of the listing).
     public var globs: [MetricGlob]
+    /// The state of this store: what it vouches for a purged metric is dropped first, so a
+    /// file that comes back unchanged is read and stored again.
+    public var state: BackupState?
 
     public static let markerName = StoreLayout.markerName
 
@@ -69,6 +72,13 @@ public struct Purge {
         for entry in doomed {
             if Signals.stopRequested { break }
             let keys = entry.allKeys(layout: layout)   // markers last: a failed run retries
+            if !dryRun, let state {
+                do {
+                    try state.forget(entry.metric)
+                } catch {
+                    diagnostics.warn("\(Diagnostics.shown(entry.metric)): the state could not be updated (\(error)); the next backup finds the versions gone by listing the store")
+                }
+            }
             let failed = dryRun ? [] : try store.delete(keys)
             let failedKeys = Set(failed.map(\.key))
             for f in failed { diagnostics.fail(entry.metric, "delete \(f.key): \(f.error)") }

@@ -91,12 +91,21 @@ public struct StoreLayout: Sendable {
         metricPrefix(metric) + StoreLayout.markerName + Timestamp.format(time)
     }
 
+    /// The record that `wsp-pull verify` found a version damaged: `VERSIONKEY.bad` beside it
+    /// (empty). Readers that do not know it ignore it; backups do not deduplicate against a
+    /// version so marked, and the next backup of that content replaces it.
+    public static let badSuffix = ".bad"
+
+    public func badKey(_ versionKey: String) -> String { versionKey + StoreLayout.badSuffix }
+
     /// What one key of a metric is.
     public enum Entry: Equatable {
         case version(StoredVersion)
         /// A legacy `.sha1`; `versionKey` is the `.wsp.gz` it belongs to.
         case legacyHash(versionKey: String)
         case marker(time: Int64)
+        /// A record that the version `versionKey` was found damaged.
+        case bad(versionKey: String)
         /// Anything else under the metric's prefix.
         case other
     }
@@ -114,6 +123,10 @@ public struct StoreLayout: Sendable {
         if file.hasPrefix(StoreLayout.markerName),
            let t = Timestamp.parseBasic(file.dropFirst(StoreLayout.markerName.count)) {
             return (metric, .marker(time: t))
+        }
+        if file.hasSuffix(StoreLayout.badSuffix) {
+            let versionKey = String(key.dropLast(StoreLayout.badSuffix.count))
+            if parse(versionKey) != nil { return (metric, .bad(versionKey: versionKey)) }
         }
         if file.hasSuffix(StoreLayout.legacyHashSuffix) {
             let versionKey = String(key.dropLast(StoreLayout.legacyHashSuffix.count)) + StoreLayout.suffix

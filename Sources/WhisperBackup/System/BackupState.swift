@@ -143,39 +143,126 @@ public final class BackupState {
     }
 
     public func record(_ metric: String, _ e: StateEntry) throws {
-        var line = "\(metric)\t\(e.size)\t\(e.inode)\t\(e.device)\t\(e.mtimeNs)\t\(e.ctimeNs)\t\(e.hash)\t\(e.time)\t\(e.storedSize)"
-        line += "\t" + Array(line.utf8).withUnsafeBytes { BackupState.checksum($0) } + "\n"
-        let path = Path.join(Path.join(dir, "shards"), BackupState.shardName(metric))
-        let fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_APPEND, mode: 0o600)
-        try fd.closeAfter {
-            let bytes = Array(line.utf8)
-            // One write, so concurrent appenders never interleave inside a line.
-            let n = try bytes.withUnsafeBytes { try system_write(fd.rawValue, $0.baseAddress!, $0.count, path: path) }
-            if n != bytes.count { throw Errno(EIO, call: "write", path: path) }
-        }
+        let line = "\(metric)\t\(e.size)\t\(e.inode)\t\(e.device)\t\(e.mtimeNs)\t\(e.ctimeNs)\t\(e.hash)\t\(e.time)\t\(e.storedSize)"
+        try append(BackupState.sealed(line), shard: BackupState.shardName(metric))
         if cachedShard == BackupState.shardName(metric) { cachedEntries[metric] = e }
     }
 
+    /// Drops what the state vouches for `metric` (its versions were removed from the store):
+    /// a line `METRIC - CHECKSUM` that overrides every earlier line of the metric.
+    public func forget(_ metric: String) throws {
+        try append(BackupState.sealed("\(metric)\t-"), shard: BackupState.shardName(metric))
+        if cachedShard == BackupState.shardName(metric) { cachedEntries[metric] = nil }
+    }
+
+    static func sealed(_ line: String) -> [UInt8] {
+        Array((line + "\t" + Array(line.utf8).withUnsafeBytes { BackupState.checksum($0) } + "\n").utf8)
+    }
+
+    func shardPath(_ shard: String) -> String { Path.join(Path.join(dir, "shards"), shard) }
+
+    /// Appends one line to a journal with one `write(2)` (concurrent appenders never
+    /// interleave inside a line), under a shared lock on the journal that compaction takes
+    /// exclusively; a journal replaced by a compaction meanwhile is opened again, so no line
+    /// lands in a file that is gone.
+    func append(_ bytes: [UInt8], shard: String) throws {
+        let path = shardPath(shard)
+        for _ in 0..<100 {
+            let fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_APPEND, mode: 0o600)
+            let written: Bool = try fd.closeAfter {
+                try FileLock.lockBriefly(fd, .shared)
+                let mine = try fd.stat()
+                guard let now = try? system_stat(path), now.st_ino == mine.st_ino, now.st_dev == mine.st_dev else { return false }
+                let n = try bytes.withUnsafeBytes { try system_write(fd.rawValue, $0.baseAddress!, $0.count, path: path) }
+                if n != bytes.count { throw Errno(EIO, call: "write", path: path) }
+                return true
+            }
+            if written { return }
+        }
+        throw Errno(EAGAIN, call: "append", path: path)
+    }
+
     /// Reads a journal; later lines override earlier ones. Parsed on bytes: an unchanged run
-    /// reads one journal per whisper directory, so this is most of its work.
+    /// reads one journal per whisper directory, so this is most of its work. A journal that
+    /// holds more than twice its live entries (history of changed files) is compacted.
     func load(_ shard: String) -> [String: StateEntry] {
-        let path = Path.join(Path.join(dir, "shards"), shard)
-        guard let fd = try? FileDescriptor.open(path, O_RDONLY),
+        guard let fd = try? FileDescriptor.open(shardPath(shard), O_RDONLY),
               let bytes = try? fd.closeAfter({ try fd.readAll() }) else { return [:] }
+        let (entries, lines) = BackupState.parseJournal(bytes)
+        if BackupState.needsCompaction(lines: lines, live: entries.count) {
+            _ = try? compact(shard) { _, _ in nil }
+        }
+        return entries
+    }
+
+    /// The live entries of a journal and its number of lines.
+    static func parseJournal(_ bytes: [UInt8]) -> (entries: [String: StateEntry], lines: Int) {
         var out: [String: StateEntry] = [:]
+        var lines = 0
         bytes.withUnsafeBufferPointer { buf in
             var start = 0
             while start < buf.count {
                 let end = UnsafeBufferPointer(rebasing: buf[start...]).firstIndex(of: 10).map { start + $0 } ?? buf.count
-                if let (metric, entry) = BackupState.parse(UnsafeBufferPointer(rebasing: buf[start..<end])) { out[metric] = entry }
+                lines += 1
+                switch BackupState.parse(UnsafeBufferPointer(rebasing: buf[start..<end])) {
+                case .entry(let metric, let entry): out[metric] = entry
+                case .forget(let metric): out[metric] = nil
+                case nil: break
+                }
                 start = end + 1
             }
         }
-        return out
+        return (out, lines)
+    }
+
+    /// Whether a journal is worth rewriting: more than twice its live entries, with some
+    /// slack so that a small directory is not rewritten for every change.
+    static func needsCompaction(lines: Int, live: Int) -> Bool { lines > 2 * live + 8 }
+
+    /// Rewrites one journal with its live entries only, under an exclusive lock on it (so no
+    /// append is lost), atomically (a temp file renamed over it: a crash leaves the old
+    /// journal or the new one). `reject` returns a reason to drop an entry, or nil to keep it.
+    /// Returns the entries dropped, with their reasons. The journal is rewritten only when
+    /// something is dropped or it needs compaction.
+    @discardableResult
+    public func compact(_ shard: String, reject: (String, StateEntry) -> String?) throws -> [(metric: String, entry: StateEntry, reason: String)] {
+        let path = shardPath(shard)
+        let fd: FileDescriptor
+        do { fd = try FileDescriptor.open(path, O_RDWR) } catch Errno.noSuchFileOrDirectory { return [] }
+        return try fd.closeAfter {
+            try FileLock.lock(fd, .exclusive, timeout: 60)
+            // A journal replaced by another compaction while this one waited: nothing to do.
+            guard let now = try? system_stat(path), let mine = try? fd.stat(), now.st_ino == mine.st_ino else { return [] }
+            let (entries, lines) = BackupState.parseJournal(try fd.readAll())
+            var kept: [(String, StateEntry)] = []
+            var dropped: [(metric: String, entry: StateEntry, reason: String)] = []
+            for (metric, entry) in entries.sorted(by: { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }) {
+                if let reason = reject(metric, entry) { dropped.append((metric, entry, reason)) } else { kept.append((metric, entry)) }
+            }
+            guard !dropped.isEmpty || lines > kept.count else { return [] }
+            var text: [UInt8] = []
+            for (metric, e) in kept {
+                text += BackupState.sealed("\(metric)\t\(e.size)\t\(e.inode)\t\(e.device)\t\(e.mtimeNs)\t\(e.ctimeNs)\t\(e.hash)\t\(e.time)\t\(e.storedSize)")
+            }
+            try AtomicFile.write(path, bytes: text, mode: 0o600, placement: .replace)
+            if cachedShard == shard { cachedShard = nil }
+            return dropped
+        }
+    }
+
+    /// The journals of the state (names of `shards/`, temp files of a compaction excluded).
+    public func shards() -> [String] {
+        ((try? system_readdir(Path.join(dir, "shards"))) ?? []).map(\.name).filter { !$0.hasPrefix(".") }
     }
 
     /// One journal line: nine tab-separated fields and the checksum of the text before it.
-    static func parse(_ line: UnsafeBufferPointer<UInt8>) -> (String, StateEntry)? {
+    enum Line {
+        case entry(String, StateEntry)
+        /// `METRIC -`: the metric's versions were removed; the state vouches for nothing.
+        case forget(String)
+    }
+
+    static func parse(_ line: UnsafeBufferPointer<UInt8>) -> Line? {
         guard let lastTab = line.lastIndex(of: 9) else { return nil }
         let body = UnsafeBufferPointer(rebasing: line[..<lastTab])
         guard line[(lastTab + 1)...].elementsEqual(checksum(UnsafeRawBufferPointer(body)).utf8) else { return nil }
@@ -186,12 +273,15 @@ public final class BackupState {
             fields.append(UnsafeBufferPointer(rebasing: body[from..<i]))
             from = i + 1
         }
+        if fields.count == 2, fields[1].count == 1, fields[1][0] == UInt8(ascii: "-") {
+            return .forget(String(decoding: fields[0], as: UTF8.self))
+        }
         guard fields.count == 9, let size = integer(fields[1]), let ino = integer(fields[2]), let dev = integer(fields[3]),
               let m = integer(fields[4]), let c = integer(fields[5]), Hex.isHex(fields[6], length: 64),
               let t = integer(fields[7]), let gz = integer(fields[8]) else { return nil }
         let entry = StateEntry(size: size, inode: UInt64(bitPattern: ino), device: UInt64(bitPattern: dev), mtimeNs: m, ctimeNs: c,
                                hash: String(decoding: fields[6], as: UTF8.self), time: t, storedSize: gz)
-        return (String(decoding: fields[0], as: UTF8.self), entry)
+        return .entry(String(decoding: fields[0], as: UTF8.self), entry)
     }
 
     /// A decimal integer, optionally negative (an inode or device number above Int64.max is

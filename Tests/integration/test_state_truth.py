@@ -1,0 +1,331 @@
+"""The state is a cache of the store, never more: whatever happens to the store behind its
+back (versions deleted, the store emptied or rolled back to an older copy, another node's
+purge, a damaged newest version), the next run re-stores exactly what is missing or bad, says
+so on stderr, and a restore is then byte-identical to the tree. On file://, on S3 (Swift's
+s3api and radosgw) and on Swift; a server whose variables are missing is skipped with the
+reason (see test_s3.py and test_swift.py)."""
+import gzip
+import os
+import shlex
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+from conftest import NOW, change_tree, gen_tree, read, records, sh, wsp_files
+
+S3_SERVERS = {
+    "swift-s3api": ("WSP_TEST_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"),
+    "radosgw": ("WSP_TEST_RGW_ENDPOINT", "WSP_TEST_RGW_ACCESS_KEY_ID", "WSP_TEST_RGW_SECRET_ACCESS_KEY", "WSP_TEST_RGW_REGION"),
+}
+SWIFT_VARS = ["WSP_TEST_SWIFT_AUTH", "WSP_TEST_SWIFT_USER", "WSP_TEST_SWIFT_KEY"]
+
+
+def q(*args):
+    return " ".join(shlex.quote(str(a)) for a in args)
+
+
+class FileBackend:
+    """A store directory, read and changed with plain file operations."""
+
+    def __init__(self, tmp_path):
+        self.dir = tmp_path / "store"
+        (self.dir / "node1").mkdir(parents=True)
+        self.url = f"file://{self.dir}/node1/"
+        self.env = {}
+        self.create = ""
+        self.root = str(self.dir / "node1") + "/"
+
+    def keys(self):
+        out = []
+        for d, _, fs in os.walk(self.root):
+            out += [os.path.relpath(os.path.join(d, f), self.root) for f in fs if not f.startswith(".wsp-tmp.")]
+        return sorted(out)
+
+    def get(self, key):
+        return read(self.root + key)
+
+    def put(self, key, data):
+        os.makedirs(os.path.dirname(self.root + key), exist_ok=True)
+        with open(self.root + key, "wb") as f:
+            f.write(data)
+
+    def delete(self, key):
+        os.unlink(self.root + key)
+
+    def cleanup(self):
+        pass
+
+
+class S3Backend:
+    def __init__(self, name, tmp_path):
+        endpoint, key, secret, region = S3_SERVERS[name]
+        missing = [v for v in (endpoint, key, secret) if not os.environ.get(v)]
+        if missing:
+            pytest.skip(f"{name}: {', '.join(missing)} not set (start it with scripts/servers and eval its env)")
+        boto3 = pytest.importorskip("boto3", reason="boto3 changes the store behind the tools' back")
+        from botocore.config import Config
+        self.endpoint, self.region = os.environ[endpoint], os.environ.get(region) or "us-east-1"
+        self.bucket = f"wsp-st-{uuid.uuid4().hex[:10]}"
+        self.url = f"s3://{self.bucket}/node1/"
+        self.create = "--create-bucket"
+        self.env = {
+            "AWS_ACCESS_KEY_ID": os.environ[key], "AWS_SECRET_ACCESS_KEY": os.environ[secret],
+            "AWS_REGION": self.region, "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ENDPOINT_URL_S3": "", "AWS_PROFILE": "", "AWS_SESSION_TOKEN": "", "AWS_DEFAULT_REGION": "",
+            "AWS_CONFIG_FILE": str(tmp_path / "no-config"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+        }
+        self.c = boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=os.environ[key],
+                              aws_secret_access_key=os.environ[secret], region_name=self.region,
+                              config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5},
+                                            request_checksum_calculation="when_required",
+                                            response_checksum_validation="when_required"))
+
+    def keys(self):
+        out = []
+        for page in self.c.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix="node1/"):
+            out += [o["Key"][len("node1/"):] for o in page.get("Contents", [])]
+        return sorted(out)
+
+    def get(self, key):
+        return self.c.get_object(Bucket=self.bucket, Key="node1/" + key)["Body"].read()
+
+    def put(self, key, data):
+        self.c.put_object(Bucket=self.bucket, Key="node1/" + key, Body=data)
+
+    def delete(self, key):
+        self.c.delete_object(Bucket=self.bucket, Key="node1/" + key)
+
+    def cleanup(self):
+        try:
+            for k in self.keys():
+                self.delete(k)
+            self.c.delete_bucket(Bucket=self.bucket)
+        except Exception:
+            pass
+
+
+class SwiftBackend:
+    def __init__(self, tmp_path):
+        if not all(os.environ.get(v) for v in SWIFT_VARS):
+            pytest.skip("Swift all-in-one not running: " + ", ".join(SWIFT_VARS) + " unset (scripts/servers/swift-aio.sh)")
+        g = os.environ.get
+        self.env = {"ST_AUTH": g(SWIFT_VARS[0]), "ST_USER": g(SWIFT_VARS[1]), "ST_KEY": g(SWIFT_VARS[2]),
+                    "OS_AUTH_URL": "", "OS_AUTH_TOKEN": "", "OS_STORAGE_URL": "", "OS_USERNAME": "", "OS_PASSWORD": ""}
+        self.container = f"wsp-st-{uuid.uuid4().hex[:10]}"
+        self.url = f"swift://{self.container}/node1/"
+        self.create = "--create-container"
+        req = urllib.request.Request(self.env["ST_AUTH"], headers={"X-Auth-User": self.env["ST_USER"], "X-Auth-Key": self.env["ST_KEY"]})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            self.token, self.storage = r.headers["X-Auth-Token"], r.headers["X-Storage-Url"]
+
+    def http(self, method, path, data=None):
+        req = urllib.request.Request(f"{self.storage}/{self.container}{path}", data=data, method=method,
+                                     headers={"X-Auth-Token": self.token})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.read()
+
+    def keys(self):
+        out, marker = [], ""
+        while True:
+            page = self.http("GET", f"?prefix=node1/&marker={urllib.parse.quote(marker)}").decode().splitlines()
+            if not page:
+                return sorted(out)
+            out += [k[len("node1/"):] for k in page]
+            marker = page[-1]
+
+    def get(self, key):
+        return self.http("GET", "/" + urllib.parse.quote("node1/" + key))
+
+    def put(self, key, data):
+        self.http("PUT", "/" + urllib.parse.quote("node1/" + key), data)
+
+    def delete(self, key):
+        self.http("DELETE", "/" + urllib.parse.quote("node1/" + key))
+
+    def cleanup(self):
+        try:
+            for k in self.keys():
+                self.delete(k)
+            self.http("DELETE", "")
+        except Exception:
+            pass
+
+
+@pytest.fixture(params=["file", "swift-s3api", "radosgw", "swift"])
+def be(request, tmp_path):
+    if request.param == "file":
+        b = FileBackend(tmp_path)
+    elif request.param == "swift":
+        b = SwiftBackend(tmp_path)
+    else:
+        b = S3Backend(request.param, tmp_path)
+    yield b
+    b.cleanup()
+
+
+class Node:
+    """One node's whisper tree, spool and state, backed up to one store."""
+
+    def __init__(self, be, tmp_path, files, name="w", seed=1):
+        self.be = be
+        self.tmp = tmp_path
+        self.root = gen_tree(tmp_path / name, files=files, seed=seed)
+        self.spool = tmp_path / f"spool-{name}"
+        self.spool.mkdir()
+        self.state = tmp_path / f"state-{name}"
+        self.settle()
+
+    @staticmethod
+    def settle():
+        # The state vouches for a file's stat only once the file is 2 s old (README, state).
+        time.sleep(2.1)
+
+    def backup(self, extra_snap="", extra_push="", env=None, check=True):
+        p = sh(f"wsp-find --root {q(self.root)} | wsp-snap --spool {q(self.spool)} --state {q(self.state)} {extra_snap}"
+               f" | tee {q(self.spool)}.snaps | wsp-push --state {q(self.state)} {self.be.create} {extra_push} {q(self.be.url)}",
+               env=dict(self.be.env, **(env or {})), check=check)
+        snaps = records(open(f"{self.spool}.snaps").read())
+        return records(p.stdout), snaps, p
+
+    def restore_and_compare(self):
+        out = self.tmp / f"restored-{uuid.uuid4().hex[:6]}"
+        spool = self.tmp / f"rspool-{uuid.uuid4().hex[:6]}"
+        spool.mkdir()
+        sh(f"wsp-pull list {q(self.be.url)} '*' | wsp-pull get --spool {q(spool)} {q(self.be.url)} | wsp-merge --root {q(out)}",
+           env=self.be.env)
+        src, dst = wsp_files(self.root), wsp_files(out)
+        assert sorted(src) == sorted(dst)
+        for rel in src:
+            assert read(src[rel]) == read(dst[rel]), rel
+
+
+def metric_keys(be, metric):
+    return [k for k in be.keys() if k.startswith(metric + "/")]
+
+
+def versions(be):
+    return [k for k in be.keys() if k.endswith(".wsp.gz")]
+
+
+def by_status(out):
+    s = {}
+    for r in out:
+        s.setdefault(r[5], set()).add(r[0])
+    return s
+
+
+def test_versions_of_one_metric_deleted(be, tmp_path):
+    n = Node(be, tmp_path, 8)
+    out, _, _ = n.backup()
+    assert {r[5] for r in out} == {"stored"}
+    victim = sorted(r[0] for r in out)[3]
+    for k in metric_keys(be, victim):
+        be.delete(k)
+    out, snaps, p = n.backup()
+    assert by_status(out) == {"stored": {victim}, "unchanged": {r[0] for r in out} - {victim}}, p.stderr
+    assert p.returncode == 0
+    assert f"{victim}: reading it again: the store holds no version of it" in p.stderr
+    assert "1 file(s) the state vouched for are missing" in p.stderr
+    # read again exactly that file
+    assert [s[0] for s in snaps if s[4] != "-"] == [victim]
+    n.restore_and_compare()
+
+
+def test_every_version_deleted_marker_kept(be, tmp_path):
+    n = Node(be, tmp_path, 10)
+    n.backup()
+    for k in versions(be):
+        be.delete(k)
+    assert ".wsp-store-id" in be.keys() and versions(be) == []
+    out, _, p = n.backup()
+    assert {r[5] for r in out} == {"stored"} and len(out) == 10, p.stderr
+    assert "10 file(s) the state vouched for are missing" in p.stderr
+    assert len(versions(be)) == 10
+    n.restore_and_compare()
+    # and the state is trusted again afterwards
+    out, snaps, _ = n.backup()
+    assert all(s[4] == "-" for s in snaps) and {r[5] for r in out} == {"unchanged"}
+
+
+def test_store_rolled_back_to_an_older_copy(be, tmp_path):
+    n = Node(be, tmp_path, 10)
+    n.backup()
+    mirror = {k: be.get(k) for k in be.keys()}   # rclone sync to a mirror
+    change_tree(n.root, 0.4, seed=7, now=NOW + 3600)
+    n.settle()
+    out, _, _ = n.backup()
+    changed = by_status(out)["stored"]
+    assert 0 < len(changed) < 10
+    # the mirror restored into place: same marker, the newer versions gone
+    for k in be.keys():
+        if k not in mirror:
+            be.delete(k)
+    for k, data in mirror.items():
+        be.put(k, data)
+    out, snaps, p = n.backup()
+    assert by_status(out)["stored"] == changed, p.stderr
+    assert {s[0] for s in snaps if s[4] != "-"} == changed
+    for m in changed:
+        assert f"{m}: reading it again: the store's newest version is" in p.stderr
+    n.restore_and_compare()
+
+
+def test_another_nodes_purge_removed_our_metrics(be, tmp_path):
+    a = Node(be, tmp_path, 6, name="a", seed=1)
+    a.backup()
+    # Node B shares the prefix, has other metrics, and purges what is not on its disk.
+    b = tmp_path / "b"
+    gen_tree(b / "nodeb", files=3, seed=2)
+    sh(f"wsp-find --root {q(b)} | wsp-prune --gone-after 0 --force {q(be.url)}", env=be.env)
+    sh(f"wsp-find --root {q(b)} | wsp-prune --gone-after 0 --force --now 2099-01-01T00:00:00Z {q(be.url)}", env=be.env)
+    assert versions(be) == []
+    out, _, p = a.backup()
+    assert {r[5] for r in out} == {"stored"} and len(out) == 6, p.stderr
+    a.restore_and_compare()
+
+
+def corrupt(be, key):
+    data = bytearray(be.get(key))
+    data[len(data) // 2] ^= 0x10
+    be.put(key, bytes(data))
+
+
+def test_damaged_newest_version_found_by_verify_heals(be, tmp_path):
+    n = Node(be, tmp_path, 6)
+    out, _, _ = n.backup()
+    victim = sorted(r for r in out)[2]
+    metric, bad_key = victim[0], victim[3]
+    rel = bad_key[bad_key.index(metric + "/"):]
+    corrupt(be, rel)
+    vspool = tmp_path / "vspool"
+    vspool.mkdir()
+    p = sh(f"wsp-pull verify --spool {q(vspool)} {q(be.url)} '*'", env=be.env, check=False)
+    assert p.returncode == 1 and f"marked {rel.split('/')[1]} bad" in p.stderr, p.stderr
+    out, snaps, p = n.backup()
+    assert by_status(out) == {"stored": {metric}, "unchanged": {r[0] for r in out} - {metric}}, p.stderr
+    assert p.returncode == 0
+    assert "was found damaged (wsp-pull verify)" in p.stderr
+    assert f"{metric}: removed damaged {rel.split('/')[1]}" in p.stderr
+    # the same content under a new key; the damaged object and its record are gone
+    new = [r for r in out if r[0] == metric][0]
+    assert new[2] == victim[2] and new[3] != victim[3]
+    assert metric_keys(be, metric) == [new[3][new[3].index(metric + "/"):]]
+    n.restore_and_compare()
+    p = sh(f"wsp-pull verify --spool {q(vspool)} {q(be.url)} '*'", env=be.env)
+
+
+def test_damaged_newest_version_found_by_a_full_run_heals(be, tmp_path):
+    n = Node(be, tmp_path, 4)
+    out, _, _ = n.backup()
+    victim = sorted(r for r in out)[1]
+    metric, bad_key = victim[0], victim[3]
+    rel = bad_key[bad_key.index(metric + "/"):]
+    corrupt(be, rel)
+    # a normal run trusts the state (nothing was read); --full re-reads and re-checks
+    out, snaps, p = n.backup(extra_snap="--full", extra_push="--full")
+    assert by_status(out) == {"stored": {metric}, "unchanged": {r[0] for r in out} - {metric}}, p.stderr
+    assert f"{metric}: {bad_key}: bad object" in p.stderr
+    assert len(metric_keys(be, metric)) == 1 and metric_keys(be, metric)[0] != rel
+    n.restore_and_compare()
