@@ -329,3 +329,36 @@ def test_damaged_newest_version_found_by_a_full_run_heals(be, tmp_path):
     assert f"{metric}: {bad_key}: bad object" in p.stderr
     assert len(metric_keys(be, metric)) == 1 and metric_keys(be, metric)[0] != rel
     n.restore_and_compare()
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 1 MiB tmpfs (needs root: mount), unmounted afterwards."""
+    d = tmp_path / "small"
+    d.mkdir()
+    p = sh(f"mount -t tmpfs -o size=1m tmpfs {q(d)}", check=False)
+    if p.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs for a full state disk (needs root): {p.stderr.strip()}")
+    yield d
+    sh(f"umount {q(d)}", check=False)
+
+
+def test_full_state_disk_reports_records_stored(small_fs, tmp_path):
+    be = FileBackend(tmp_path)
+    n = Node(be, tmp_path, 30)
+    n.state = small_fs / "state"
+    # the state claims the store, then its disk fills up
+    sh(f"wsp-push --state {q(n.state)} {q(be.url)} < /dev/null")
+    sh(f"dd if=/dev/zero of={q(small_fs / 'fill')} bs=4k", check=False)
+    out, _, p = n.backup(check=False)
+    assert p.returncode == 0, p.stderr
+    assert {r[5] for r in out} == {"stored"} and len(out) == 30 and len(versions(be)) == 30
+    warned = [l for l in p.stderr.splitlines() if "stored, but the state could not be updated" in l]
+    assert len(warned) == 30 and "the next run reads this file again" in warned[0], p.stderr
+    assert not [l for l in p.stderr.splitlines() if l not in warned], p.stderr
+    # room again: the next run reads every file (nothing was vouched for) and stores nothing
+    os.unlink(small_fs / "fill")
+    out, snaps, p = n.backup()
+    assert all(s[4] != "-" for s in snaps) and {r[5] for r in out} == {"unchanged"}
+    out, snaps, p = n.backup()
+    assert all(s[4] == "-" for s in snaps)
