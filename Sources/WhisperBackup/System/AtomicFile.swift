@@ -23,9 +23,11 @@ public enum AtomicFile {
     }
 
     /// Writes the bytes produced by `fill` (given an open descriptor) to `path` atomically.
-    /// The temp file is removed on every path out, including failure.
+    /// The temp file is removed on every path out, including failure. Without `durable`
+    /// nothing is synced: for caches, where a file lost or emptied by a power loss costs only
+    /// work.
     public static func write(_ path: String, mode: mode_t = 0o644, placement: Placement,
-                             makeDirectories: Bool = true,
+                             makeDirectories: Bool = true, durable: Bool = true,
                              _ fill: (FileDescriptor) throws -> Void) throws {
         let dir = Path.directory(of: path)
         if makeDirectories { try Path.makeDirectories(dir) }
@@ -38,17 +40,17 @@ public enum AtomicFile {
         }
         try fd.closeAfter {
             try fill(fd)
-            try fd.sync()
+            if durable { try fd.sync() }
         }
         switch placement {
         case .replace: try system_rename(tmp, path)
         case .createOnly: try system_link(tmp, path)
         }
-        try syncDirectory(dir)
+        if durable { try syncDirectory(dir) }
     }
 
-    public static func write(_ path: String, bytes: [UInt8], mode: mode_t = 0o644, placement: Placement) throws {
-        try write(path, mode: mode, placement: placement) { fd in
+    public static func write(_ path: String, bytes: [UInt8], mode: mode_t = 0o644, placement: Placement, durable: Bool = true) throws {
+        try write(path, mode: mode, placement: placement, durable: durable) { fd in
             try bytes.withUnsafeBytes { try fd.writeAll($0) }
         }
     }

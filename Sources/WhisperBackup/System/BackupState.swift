@@ -223,9 +223,10 @@ public final class BackupState {
     /// append is lost), atomically (a temp file renamed over it: a crash leaves the old
     /// journal or the new one). `reject` returns a reason to drop an entry, or nil to keep it.
     /// Returns the entries dropped, with their reasons. The journal is rewritten only when
-    /// something is dropped or it needs compaction.
+    /// something is dropped or it holds more than twice its live entries (with `superseded`:
+    /// any line that a later one overrides).
     @discardableResult
-    public func compact(_ shard: String, reject: (String, StateEntry) -> String?) throws -> [(metric: String, entry: StateEntry, reason: String)] {
+    public func compact(_ shard: String, superseded: Bool = false, reject: (String, StateEntry) -> String?) throws -> [(metric: String, entry: StateEntry, reason: String)] {
         let path = shardPath(shard)
         let fd: FileDescriptor
         do { fd = try FileDescriptor.open(path, O_RDWR) } catch Errno.noSuchFileOrDirectory { return [] }
@@ -239,12 +240,13 @@ public final class BackupState {
             for (metric, entry) in entries.sorted(by: { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }) {
                 if let reason = reject(metric, entry) { dropped.append((metric, entry, reason)) } else { kept.append((metric, entry)) }
             }
-            guard !dropped.isEmpty || lines > kept.count else { return [] }
+            guard !dropped.isEmpty || (superseded ? lines > kept.count : BackupState.needsCompaction(lines: lines, live: kept.count)) else { return [] }
             var text: [UInt8] = []
             for (metric, e) in kept {
                 text += BackupState.sealed("\(metric)\t\(e.size)\t\(e.inode)\t\(e.device)\t\(e.mtimeNs)\t\(e.ctimeNs)\t\(e.hash)\t\(e.time)\t\(e.storedSize)")
             }
-            try AtomicFile.write(path, bytes: text, mode: 0o600, placement: .replace)
+            // Not synced: a journal a power loss empties or damages costs re-reads, never a lie.
+            try AtomicFile.write(path, bytes: text, mode: 0o600, placement: .replace, durable: false)
             if cachedShard == shard { cachedShard = nil }
             return dropped
         }
