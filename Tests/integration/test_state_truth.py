@@ -14,6 +14,7 @@ import uuid
 import pytest
 
 from conftest import NOW, change_tree, gen_tree, read, records, sh, wsp_files
+from proxylib import Proxy, proxies  # noqa: F401 (a fixture)
 
 S3_SERVERS = {
     "swift-s3api": ("WSP_TEST_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"),
@@ -99,8 +100,9 @@ class S3Backend:
 
     def cleanup(self):
         try:
-            for k in self.keys():
-                self.delete(k)
+            keys = [{"Key": "node1/" + k} for k in self.keys()]
+            for i in range(0, len(keys), 1000):
+                self.c.delete_objects(Bucket=self.bucket, Delete={"Objects": keys[i:i + 1000], "Quiet": True})
             self.c.delete_bucket(Bucket=self.bucket)
         except Exception:
             pass
@@ -427,3 +429,68 @@ def test_journals_stay_small_over_200_runs_where_every_file_changes(tmp_path):
           f"\nstate after run 200: {b200} bytes, {l200} lines; unchanged run read {w200} bytes")
     assert b200 <= 2 * b2 and l200 <= 2 * l2 and w200 <= 2 * w2
     assert l200 <= 2 * len(paths)
+
+
+def filler(be, count):
+    """`count` objects of another node's metrics under the same prefix (empty: they are
+    only listed)."""
+    import concurrent.futures
+    keys = [f"other.m{i:05d}/20260101T000000Z.{i:064x}.wsp.gz" for i in range(count)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: be.put(k, b""), keys))
+
+
+@pytest.mark.parametrize("kind", ["swift-s3api", "radosgw", "swift"])
+def test_requests_of_an_unchanged_run(kind, tmp_path, proxies):
+    """An unchanged run with a state asks nothing per metric: each process opens the store
+    and reads its marker, and the run lists the store once (one page per 1000 objects on S3),
+    counted at a pass-through proxy; processes share the run's check through WSP_RUN_ID."""
+    be = SwiftBackend(tmp_path) if kind == "swift" else S3Backend(kind, tmp_path)
+    try:
+        n = Node(be, tmp_path, 20)
+        out, _, _ = n.backup()
+        assert {r[5] for r in out} == {"stored"}
+        if kind == "swift":
+            up = urllib.parse.urlsplit(be.storage)
+            px = Proxy(tmp_path, f"{up.scheme}://{up.netloc}")
+            env = dict(be.env, ST_AUTH="", ST_USER="", ST_KEY="", OS_AUTH_TOKEN=be.token, OS_STORAGE_URL=px.url + up.path)
+        else:
+            px = Proxy(tmp_path, be.endpoint)
+            env = dict(be.env, AWS_ENDPOINT_URL=px.url)
+        proxies.append(px)
+
+        def unchanged_run(run_id):
+            start = px.mark()
+            p = sh(f"wsp-find --root {q(n.root)} | xargs -d '\\n' -n 5 -P 2 wsp-snap --spool {q(n.spool)} --state {q(n.state)}"
+                   f" | xargs -d '\\n' -n 5 -P 2 wsp-push --state {q(n.state)} {q(be.url)}", env=dict(env, WSP_RUN_ID=run_id))
+            assert {r[5] for r in records(p.stdout)} == {"unchanged"} and len(records(p.stdout)) == 20, p.stderr
+            entries = px.entries()[start:]
+            full = [e for e in entries if e[0] == "GET" and ("list-type=2" in e[1] or "format=json" in e[1])
+                    and "max-keys=1&" not in e[1] + "&" and "limit=1&" not in e[1] + "&"]
+            return entries, len(full)
+
+        first, pages = unchanged_run("run-1")
+        # 4 wsp-snap and 4 wsp-push processes (20 records, 5 each): per process the store's
+        # opening and its marker; one listing pass for the run.
+        by_kind = {}
+        for e in first:
+            by_kind[e[0]] = by_kind.get(e[0], 0) + 1
+        print(f"\n{kind}, unchanged run of 20 metrics in 8 processes: {len(first)} requests {by_kind}, {pages} listing page(s) of the store")
+        assert "PUT" not in by_kind and pages == 1
+        # nothing per metric: 2 per process, the listing (and on Swift its /info, read once)
+        assert len(first) == 8 * 2 + pages + (1 if kind == "swift" else 0), first
+        # More objects in the store: one listing page more per 1000 on S3 (shown on radosgw,
+        # which writes them fastest), per listing limit on Swift (10 here; the store takes
+        # the cluster's, up to 10000).
+        if kind == "radosgw":
+            filler(be, 1000)
+        elif kind == "swift":
+            env["WSP_SWIFT_LIST_LIMIT"] = "10"
+        else:
+            return
+        second, pages2 = unchanged_run("run-2")
+        what = "1000 more objects" if kind != "swift" else "pages of 10 objects (21 objects)"
+        print(f"{kind}, the same with {what}: {len(second)} requests, {pages2} listing page(s)")
+        assert pages2 == (2 if kind != "swift" else 3) and len(second) == len(first) + pages2 - pages
+    finally:
+        be.cleanup()
