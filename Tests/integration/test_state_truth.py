@@ -494,3 +494,42 @@ def test_requests_of_an_unchanged_run(kind, tmp_path, proxies):
         assert pages2 == (2 if kind != "swift" else 3) and len(second) == len(first) + pages2 - pages
     finally:
         be.cleanup()
+
+
+def test_metrics_purged_while_their_directory_was_away_are_stored_again(be, tmp_path):
+    """`mv` keeps the files' inodes and change times: the state still matches them when the
+    directory comes back after a purge. The purge drops what the state vouches for the
+    metrics it removes, and the run's check of the store would catch it anyway."""
+    n = Node(be, tmp_path, 8)
+    out, _, _ = n.backup()
+    _, snaps, p = n.backup(env={"WSP_RUN_ID": "run-1"})   # run-1's check of the store is done
+    assert all(s[4] == "-" for s in snaps), p.stderr
+    away, home = tmp_path / "away", n.root / "servers" / "host000" / "cpu"
+    gone = {r[0] for r in out if r[0].startswith("servers.host000.cpu.")}
+    assert 0 < len(gone) < 8
+
+    def purge(state_opt):
+        os.rename(home, away)
+        for now in ("", "--now 2099-01-01T00:00:00Z"):   # mark gone, then purge
+            sh(f"wsp-find --root {q(n.root)} | wsp-prune --gone-after 1 --force {now} {state_opt} {q(be.url)}", env=be.env)
+        os.rename(away, home)
+        assert not [k for k in be.keys() if k.split("/")[0] in gone]
+
+    # wsp-prune --state drops the purged metrics' entries: even within the run whose check
+    # is done (WSP_RUN_ID), they are read again
+    purge(f"--state {q(n.state)}")
+    snaps = records(sh(f"wsp-find --root {q(n.root)} | wsp-snap --spool {q(n.spool)} --state {q(n.state)}",
+                       env=dict(be.env, WSP_RUN_ID="run-1")).stdout)
+    assert {s[0] for s in snaps if s[4] != "-"} == gone
+    for s in snaps:
+        if s[4] != "-":
+            os.unlink(s[4])
+    out, _, p = n.backup()
+    assert by_status(out)["stored"] == gone, p.stderr
+    n.restore_and_compare()
+    # without it, the next run's check of the store finds them gone
+    purge("")
+    out, _, p = n.backup()
+    assert by_status(out)["stored"] == gone, p.stderr
+    assert all(f"{m}: reading it again: the store holds no version of it" in p.stderr for m in gone)
+    n.restore_and_compare()
