@@ -533,3 +533,113 @@ def test_metrics_purged_while_their_directory_was_away_are_stored_again(be, tmp_
     assert by_status(out)["stored"] == gone, p.stderr
     assert all(f"{m}: reading it again: the store holds no version of it" in p.stderr for m in gone)
     n.restore_and_compare()
+
+
+CRASH_TRIALS = int(os.environ.get("WSP_TORTURE_TRIALS", "4"))
+
+
+def killed_at_random(cmd, seconds, env=None, stdin=None):
+    """Runs `cmd`, SIGKILLs it at a random moment within `seconds`; True if it was killed."""
+    import random
+    import signal
+    import subprocess
+    e = dict(os.environ, **(env or {}))
+    p = subprocess.Popen(cmd, stdin=stdin or subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=e)
+    try:
+        p.wait(timeout=random.uniform(0, seconds))
+        return False
+    except subprocess.TimeoutExpired:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        return True
+
+
+def test_sigkill_during_compaction_loses_nothing(tmp_path):
+    """wsp-snap killed while it checks and compacts the journals: the next run trusts what is
+    left (the old journal or the new one, never a part), stores nothing, loses nothing."""
+    import shutil
+    import subprocess
+    from conftest import BIN
+    be = FileBackend(tmp_path)
+    n = Node(be, tmp_path, 24)
+    n.backup()
+    # Journals with a long history: every line repeated, so every journal is compacted.
+    for name in os.listdir(n.state / "shards"):
+        p = n.state / "shards" / name
+        p.write_bytes(p.read_bytes() * 400)
+    base = tmp_path / "state-base"
+    shutil.copytree(n.state, base)
+    files = sh(f"wsp-find --root {q(n.root)}").stdout
+    snap = [os.path.join(BIN, "wsp-snap"), "--spool", str(n.spool), "--state", str(n.state)]
+    start = time.monotonic()
+    subprocess.run(snap, input=files.encode(), capture_output=True, check=True)
+    took = time.monotonic() - start
+    killed = midway = 0
+    for _ in range(CRASH_TRIALS):
+        shutil.rmtree(n.state)
+        shutil.copytree(base, n.state)
+        with open(tmp_path / "files", "w") as f:
+            f.write(files)
+        with open(tmp_path / "files") as f:
+            killed += killed_at_random(snap, took, stdin=f)
+        sizes = [(n.state / "shards" / name).stat().st_size < (base / "shards" / name).stat().st_size
+                 for name in os.listdir(base / "shards")]
+        midway += 0 < sum(sizes) < len(sizes)
+        for name in os.listdir(n.spool):
+            if not name.startswith("."):
+                os.unlink(n.spool / name)
+        out, snaps, p = n.backup()
+        assert {r[5] for r in out} == {"unchanged"} and len(out) == 24, p.stderr
+        assert not [name for name in os.listdir(n.state / "shards") if name.startswith(".")]
+        out, snaps, p = n.backup()
+        assert all(s[4] == "-" for s in snaps), p.stderr
+        assert len(versions(be)) == 24
+    print(f"\ncompaction crash trials: {killed} of {CRASH_TRIALS} killed before the end, {midway} with some"
+          f" journals compacted and others not (a run took {took:.2f} s)")
+    n.restore_and_compare()
+
+
+def test_sigkill_during_a_healing_run_loses_nothing(tmp_path):
+    """wsp-push killed while it replaces damaged versions: the next run finishes the job; no
+    metric is left without a good newest version."""
+    import shutil
+    from conftest import BIN
+    be = FileBackend(tmp_path)
+    n = Node(be, tmp_path, 10)
+    out, _, _ = n.backup()
+    for r in out:
+        corrupt(be, r[3][r[3].index(r[0] + "/"):])
+    vspool = tmp_path / "vspool"
+    vspool.mkdir()
+    p = sh(f"wsp-pull verify --spool {q(vspool)} {q(be.url)} '*'", check=False)
+    assert p.stderr.count("marked ") == 10, p.stderr
+    base_store, base_state = tmp_path / "store-base", tmp_path / "state-base"
+    shutil.copytree(be.dir, base_store)
+    shutil.copytree(n.state, base_state)
+    took = None
+    killed = 0
+    for trial in range(CRASH_TRIALS):
+        shutil.rmtree(be.dir)
+        shutil.copytree(base_store, be.dir)
+        shutil.rmtree(n.state)
+        shutil.copytree(base_state, n.state)
+        snaps = sh(f"wsp-find --root {q(n.root)} | wsp-snap --spool {q(n.spool)} --state {q(n.state)}").stdout
+        assert all(r[4] != "-" for r in records(snaps))
+        (tmp_path / "snaps").write_text(snaps)
+        if took is None:   # the first trial runs to the end, to time a healing run
+            start = time.monotonic()
+            sh(f"wsp-push --state {q(n.state)} {q(be.url)} < {q(tmp_path / 'snaps')}")
+            took = time.monotonic() - start
+        else:
+            with open(tmp_path / "snaps") as f:
+                killed += killed_at_random([os.path.join(BIN, "wsp-push"), "--state", str(n.state), be.url], took, stdin=f)
+        for name in os.listdir(n.spool):
+            if not name.startswith("."):
+                os.unlink(n.spool / name)
+        out, _, p = n.backup()
+        assert {r[0] for r in out} == {r[0] for r in records(snaps)}, p.stderr
+        # every damaged object is gone, each metric's newest version is good
+        sh(f"wsp-pull verify --spool {q(vspool)} {q(be.url)} '*'")
+        assert not [k for k in be.keys() if k.endswith(".bad")]
+        n.restore_and_compare()
+    print(f"\nhealing crash trials: {killed} of {CRASH_TRIALS - 1} killed before the end (a run took {took:.2f} s)")

@@ -65,6 +65,7 @@ public enum StateCheck {
             newest[objects.metric] = Newest(key: v.key, size: v.size, bad: objects.bad[v.key] != nil)
         }
         var result = Result()
+        AtomicFile.removeStaleTempFiles(in: Path.join(state.dir, "shards"))   // a compaction killed
         for shard in state.shards() {
             if Signals.stopRequested { throw Interrupted() }
             // Compacted as it is checked: after a run the state holds its live entries and

@@ -22,6 +22,18 @@ public enum AtomicFile {
         return Path.join(dir, "\(tempPrefix)\(system_getpid()).\(UInt64.random(in: 0...UInt64.max))")
     }
 
+    /// Removes temp files in `dir` left by processes that died without cleaning up (SIGKILL,
+    /// power loss): their names carry the pid (after an optional tag such as `resv.`), and no
+    /// process has it any more.
+    public static func removeStaleTempFiles(in dir: String) {
+        guard let entries = try? system_readdir(dir) else { return }
+        for e in entries where e.name.hasPrefix(tempPrefix) {
+            let parts = e.name.dropFirst(tempPrefix.count).split(separator: ".")
+            guard let pid = parts.prefix(2).lazy.compactMap({ Int32($0) }).first else { continue }
+            if !system_processExists(pid) { _ = try? system_unlink(Path.join(dir, e.name)) }
+        }
+    }
+
     /// Writes the bytes produced by `fill` (given an open descriptor) to `path` atomically.
     /// The temp file is removed on every path out, including failure. Without `durable`
     /// nothing is synced: for caches, where a file lost or emptied by a power loss costs only
