@@ -490,7 +490,7 @@ if [ -n "$state" ]; then
     snap_state=(--state "$state"); push_state=(--state "$state")
     [ $full = 0 ] || { snap_state+=(--full); push_state+=(--full); }
     # One check of the state against the store per run, shared by the run's processes.
-    export WSP_RUN_ID=${WSP_RUN_ID:-$$.$EPOCHREALTIME.$RANDOM}
+    export WSP_RUN_ID=$$.$EPOCHREALTIME.$RANDOM
 fi
 prog_opt=(); [ $debug = 0 ] || prog_opt=(--progress)
 [ $quiet = 0 ] || prog_opt=(--quiet)

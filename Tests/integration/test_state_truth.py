@@ -218,33 +218,44 @@ def by_status(out):
     return s
 
 
-def test_versions_of_one_metric_deleted(be, tmp_path):
+def test_versions_deleted_behind_the_states_back_are_stored_again(be, tmp_path):
+    """One metric's versions deleted (as after `wsp-pull verify` called them bad), then
+    another node's purge under the shared prefix, then every version with the marker kept:
+    each time the next run re-stores exactly what is missing and says so."""
     n = Node(be, tmp_path, 8)
     out, _, _ = n.backup()
     assert {r[5] for r in out} == {"stored"}
-    victim = sorted(r[0] for r in out)[3]
+    everything = {r[0] for r in out}
+    victim = sorted(everything)[3]
     for k in metric_keys(be, victim):
         be.delete(k)
     out, snaps, p = n.backup()
-    assert by_status(out) == {"stored": {victim}, "unchanged": {r[0] for r in out} - {victim}}, p.stderr
+    assert by_status(out) == {"stored": {victim}, "unchanged": everything - {victim}}, p.stderr
     assert p.returncode == 0
     assert f"{victim}: reading it again: the store holds no version of it" in p.stderr
     assert "1 file(s) the state vouched for are missing" in p.stderr
-    # read again exactly that file
-    assert [s[0] for s in snaps if s[4] != "-"] == [victim]
+    assert [s[0] for s in snaps if s[4] != "-"] == [victim]   # read again exactly that file
     n.restore_and_compare()
 
+    # Node B shares the prefix, has other metrics, and purges what is not on its disk.
+    b = tmp_path / "b"
+    gen_tree(b / "nodeb", files=3, seed=2)
+    for now in ("", "--now 2099-01-01T00:00:00Z"):   # mark gone, then purge
+        sh(f"wsp-find --root {q(b)} | wsp-prune --gone-after 0 --force {now} {q(be.url)}", env=be.env)
+    assert versions(be) == []
+    out, _, p = n.backup()
+    assert by_status(out) == {"stored": everything}, p.stderr
+    assert "8 file(s) the state vouched for are missing" in p.stderr
+    n.restore_and_compare()
 
-def test_every_version_deleted_marker_kept(be, tmp_path):
-    n = Node(be, tmp_path, 10)
-    n.backup()
+    # Every version deleted, the store's marker kept.
     for k in versions(be):
         be.delete(k)
     assert ".wsp-store-id" in be.keys() and versions(be) == []
     out, _, p = n.backup()
-    assert {r[5] for r in out} == {"stored"} and len(out) == 10, p.stderr
-    assert "10 file(s) the state vouched for are missing" in p.stderr
-    assert len(versions(be)) == 10
+    assert by_status(out) == {"stored": everything} and p.returncode == 0, p.stderr
+    assert "8 file(s) the state vouched for are missing" in p.stderr
+    assert len(versions(be)) == 8
     n.restore_and_compare()
     # and the state is trusted again afterwards
     out, snaps, _ = n.backup()
@@ -274,30 +285,20 @@ def test_store_rolled_back_to_an_older_copy(be, tmp_path):
     n.restore_and_compare()
 
 
-def test_another_nodes_purge_removed_our_metrics(be, tmp_path):
-    a = Node(be, tmp_path, 6, name="a", seed=1)
-    a.backup()
-    # Node B shares the prefix, has other metrics, and purges what is not on its disk.
-    b = tmp_path / "b"
-    gen_tree(b / "nodeb", files=3, seed=2)
-    sh(f"wsp-find --root {q(b)} | wsp-prune --gone-after 0 --force {q(be.url)}", env=be.env)
-    sh(f"wsp-find --root {q(b)} | wsp-prune --gone-after 0 --force --now 2099-01-01T00:00:00Z {q(be.url)}", env=be.env)
-    assert versions(be) == []
-    out, _, p = a.backup()
-    assert {r[5] for r in out} == {"stored"} and len(out) == 6, p.stderr
-    a.restore_and_compare()
-
-
 def corrupt(be, key):
     data = bytearray(be.get(key))
     data[len(data) // 2] ^= 0x10
     be.put(key, bytes(data))
 
 
-def test_damaged_newest_version_found_by_verify_heals(be, tmp_path):
+def test_damaged_newest_versions_heal(be, tmp_path):
+    """A newest version found damaged by `wsp-pull verify` is replaced by the next run; one
+    nobody found yet is replaced by a --full run (which re-checks what it deduplicates
+    against). The good content is stored again, the damaged object removed after."""
     n = Node(be, tmp_path, 6)
     out, _, _ = n.backup()
-    victim = sorted(r for r in out)[2]
+    everything = {r[0] for r in out}
+    victim, other = sorted(out)[2], sorted(out)[4]
     metric, bad_key = victim[0], victim[3]
     rel = bad_key[bad_key.index(metric + "/"):]
     corrupt(be, rel)
@@ -306,7 +307,7 @@ def test_damaged_newest_version_found_by_verify_heals(be, tmp_path):
     p = sh(f"wsp-pull verify --spool {q(vspool)} {q(be.url)} '*'", env=be.env, check=False)
     assert p.returncode == 1 and f"marked {rel.split('/')[1]} bad" in p.stderr, p.stderr
     out, snaps, p = n.backup()
-    assert by_status(out) == {"stored": {metric}, "unchanged": {r[0] for r in out} - {metric}}, p.stderr
+    assert by_status(out) == {"stored": {metric}, "unchanged": everything - {metric}}, p.stderr
     assert p.returncode == 0
     assert "was found damaged (wsp-pull verify)" in p.stderr
     assert f"{metric}: removed damaged {rel.split('/')[1]}" in p.stderr
@@ -315,19 +316,14 @@ def test_damaged_newest_version_found_by_verify_heals(be, tmp_path):
     assert new[2] == victim[2] and new[3] != victim[3]
     assert metric_keys(be, metric) == [new[3][new[3].index(metric + "/"):]]
     n.restore_and_compare()
-    p = sh(f"wsp-pull verify --spool {q(vspool)} {q(be.url)} '*'", env=be.env)
+    sh(f"wsp-pull verify --spool {q(vspool)} {q(be.url)} '*'", env=be.env)
 
-
-def test_damaged_newest_version_found_by_a_full_run_heals(be, tmp_path):
-    n = Node(be, tmp_path, 4)
-    out, _, _ = n.backup()
-    victim = sorted(r for r in out)[1]
-    metric, bad_key = victim[0], victim[3]
+    # A damage nobody has read yet: a normal run trusts the state, --full finds it.
+    metric, bad_key = other[0], other[3]
     rel = bad_key[bad_key.index(metric + "/"):]
     corrupt(be, rel)
-    # a normal run trusts the state (nothing was read); --full re-reads and re-checks
     out, snaps, p = n.backup(extra_snap="--full", extra_push="--full")
-    assert by_status(out) == {"stored": {metric}, "unchanged": {r[0] for r in out} - {metric}}, p.stderr
+    assert by_status(out) == {"stored": {metric}, "unchanged": everything - {metric}}, p.stderr
     assert f"{metric}: {bad_key}: bad object" in p.stderr
     assert len(metric_keys(be, metric)) == 1 and metric_keys(be, metric)[0] != rel
     n.restore_and_compare()

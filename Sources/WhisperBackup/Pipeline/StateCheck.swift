@@ -19,6 +19,9 @@ public enum StateCheck {
 
     /// Environment variable naming the current run (any unique string).
     public static let runVariable = "WSP_RUN_ID"
+    /// A run's check is trusted this long at most: a run id left set in an environment for
+    /// good must not turn the check off.
+    public static let reuseSeconds: Double = 6 * 3600
     /// How long a process waits for another of its run to finish the check.
     public static let lockTimeout: Double = 900
     /// Metrics named one per line on stderr before the rest is only counted.
@@ -41,7 +44,8 @@ public enum StateCheck {
             defer { FileLock.unlock(fd) }
             let donePath = Path.join(state.dir, "checked")
             if let run, let text = try? FileDescriptor.open(donePath, O_RDONLY).closeAfterRead(),
-               text == Array((run + "\n").utf8) {
+               text == Array((run + "\n").utf8), let st = try? system_stat(donePath),
+               Double(st.st_mtim.tv_sec) > system_now() - reuseSeconds {
                 var r = Result()
                 r.reused = true
                 return r

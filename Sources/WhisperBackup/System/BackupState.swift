@@ -246,7 +246,11 @@ public final class BackupState {
                 text += BackupState.sealed("\(metric)\t\(e.size)\t\(e.inode)\t\(e.device)\t\(e.mtimeNs)\t\(e.ctimeNs)\t\(e.hash)\t\(e.time)\t\(e.storedSize)")
             }
             // Not synced: a journal a power loss empties or damages costs re-reads, never a lie.
-            try AtomicFile.write(path, bytes: text, mode: 0o600, placement: .replace, durable: false)
+            do {
+                try AtomicFile.write(path, bytes: text, mode: 0o600, placement: .replace, durable: false)
+            } catch where dropped.isEmpty {
+                return []   // only compaction failed (a full disk): the journal stays as true as it was
+            }
             if cachedShard == shard { cachedShard = nil }
             return dropped
         }
