@@ -57,9 +57,9 @@ public struct Push {
         var version: StoredVersion
         var gzPath: String
         var stat: (inode: UInt64, device: UInt64, mtimeNs: Int64, ctimeNs: Int64, size: Int64)?
-        /// Damaged versions of the same content (and their bad records), removed once this
+        /// Damaged versions of the same content with their bad records, removed once this
         /// upload is in place.
-        var replaces: [String] = []
+        var replaces: [(version: String, bad: String)] = []
     }
 
     func pushBatch(_ records: [Record], output: RecordWriter, diagnostics: Diagnostics) {
@@ -138,7 +138,7 @@ public struct Push {
         }
         // Damaged versions of this content: replaced by this upload, or left over from a
         // replacement that was interrupted before it removed them.
-        let replaces = objects.versions.filter { $0.hash == hash && bad[$0.key] != nil }.flatMap { [$0.key, bad[$0.key]!] }
+        let replaces = objects.versions.filter { $0.hash == hash && bad[$0.key] != nil }.map { ($0.key, bad[$0.key]!) }
         if let newest, newest.hash == hash, bad[newest.key] == nil {
             if !dryRun {
                 if Spool.isSpoolFile(gzPath) { Spool.discard(gzPath) }
@@ -186,15 +186,17 @@ extension Push {
         }
     }
 
-    /// Removes damaged versions (and their bad records) once `good` holds their content.
-    func removeReplaced(_ metric: String, _ keys: [String], by good: StoredVersion, diagnostics: Diagnostics?) {
-        guard !keys.isEmpty else { return }
+    /// Removes damaged versions once `good` holds their content, then the bad records of
+    /// those removed (a version that stays keeps its record).
+    func removeReplaced(_ metric: String, _ damaged: [(version: String, bad: String)], by good: StoredVersion, diagnostics: Diagnostics?) {
+        guard !damaged.isEmpty else { return }
         do {
-            let failed = try store.delete(keys)
+            let failed = try store.delete(damaged.map(\.version))
             for f in failed { diagnostics?.warn("\(Diagnostics.shown(metric)): could not remove damaged \(f.key) (\(f.error)); the next backup tries again") }
-            let removed = keys.filter { k in !k.hasSuffix(StoreLayout.badSuffix) && !failed.contains { $0.key == k } }
+            let removed = damaged.filter { d in !failed.contains { $0.key == d.version } }
             if !removed.isEmpty {
-                diagnostics?.warn("\(Diagnostics.shown(metric)): removed damaged \(removed.map(Path.lastComponent).joined(separator: ", ")); \(Path.lastComponent(good.key)) holds its content")
+                diagnostics?.warn("\(Diagnostics.shown(metric)): removed damaged \(removed.map { Path.lastComponent($0.version) }.joined(separator: ", ")); \(Path.lastComponent(good.key)) holds its content")
+                _ = try store.delete(removed.map(\.bad))   // a record left behind marks nothing
             }
         } catch {
             diagnostics?.warn("\(Diagnostics.shown(metric)): could not remove damaged versions (\(error)); the next backup tries again")
