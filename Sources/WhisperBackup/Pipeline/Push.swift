@@ -139,6 +139,7 @@ public struct Push {
         // Damaged versions of this content: replaced by this upload, or left over from a
         // replacement that was interrupted before it removed them.
         let replaces = objects.versions.filter { $0.hash == hash && bad[$0.key] != nil }.map { ($0.key, bad[$0.key]!) }
+        if !dryRun, !objects.strayBadKeys.isEmpty { _ = try? store.delete(objects.strayBadKeys) }
         if let newest, newest.hash == hash, bad[newest.key] == nil {
             if !dryRun {
                 if Spool.isSpoolFile(gzPath) { Spool.discard(gzPath) }

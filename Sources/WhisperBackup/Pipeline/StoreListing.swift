@@ -19,6 +19,12 @@ public struct MetricObjects {
     /// Whether the store holds anything of this metric that the tools know.
     public var isEmpty: Bool { versions.isEmpty && incomplete.isEmpty && strayHashKeys.isEmpty && markers.isEmpty && bad.isEmpty }
 
+    /// Bad records whose version is gone (a replacement interrupted between its two deletes).
+    public var strayBadKeys: [String] {
+        let present = Set(versions.map(\.key))
+        return bad.filter { !present.contains($0.key) }.map(\.value).sorted()
+    }
+
     /// The newest version, when the store holds it undamaged as far as anyone found: the one a
     /// backup may deduplicate against (a version marked bad is replaced instead).
     public var newestGood: StoredVersion? {
