@@ -479,7 +479,7 @@ def test_requests_of_an_unchanged_run(kind, tmp_path, proxies):
         assert len(first) == 8 * 2 + pages + (1 if kind == "swift" else 0), first
         # More objects in the store: one listing page more per 1000 on S3 (shown on radosgw,
         # which writes them fastest), per listing limit on Swift (10 here; the store takes
-        # the cluster's, up to 10000).
+        # 1000, or the cluster's limit if lower).
         if kind == "radosgw":
             filler(be, 1000)
         elif kind == "swift":
