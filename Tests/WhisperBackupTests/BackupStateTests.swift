@@ -58,7 +58,7 @@ final class BackupStateTests: XCTestCase {
         let s = try BackupState(dir: dir)
         try s.record("a.b.c", entry(1))
         try s.record("a.b.d", entry(2))
-        let dropped = try s.compact(BackupState.shardName("a.b.c")) { m, _ in m == "a.b.c" ? "gone" : nil }
+        let dropped = try s.compact(BackupState.shardName("a.b.c")) { m, _, _ in m == "a.b.c" ? "gone" : nil }
         XCTAssertEqual(dropped.map(\.metric), ["a.b.c"])
         XCTAssertEqual(dropped.map(\.reason), ["gone"])
         let r = try BackupState(dir: dir)

@@ -15,6 +15,13 @@ public enum StateCheck {
         var key: String
         var size: Int64
         var bad: Bool
+
+        init?(_ objects: MetricObjects) {
+            guard let v = objects.versions.last else { return nil }
+            key = v.key
+            size = v.size
+            bad = objects.bad[v.key] != nil
+        }
     }
 
     /// Environment variable naming the current run (any unique string).
@@ -62,32 +69,50 @@ public enum StateCheck {
 
     /// One listing pass, then every journal compared with it (and compacted).
     static func check(state: BackupState, store: Store, layout: StoreLayout) throws -> Result {
+        AtomicFile.removeStaleTempFiles(in: Path.join(state.dir, "shards"))   // a compaction killed
+        // Lines written while the store is listed (concurrent pushes) record versions the
+        // listing may not show: they are kept, and checked by the next run.
+        let marks = state.marks()
         var newest: [String: Newest] = [:]
         try StoreListing.forEachMetric(in: store, layout: layout, prefix: layout.prefix) { objects in
             if Signals.stopRequested { throw Interrupted() }
-            guard let v = objects.versions.last else { return }
-            newest[objects.metric] = Newest(key: v.key, size: v.size, bad: objects.bad[v.key] != nil)
+            if let n = Newest(objects) { newest[objects.metric] = n }
         }
         var result = Result()
-        AtomicFile.removeStaleTempFiles(in: Path.join(state.dir, "shards"))   // a compaction killed
         for shard in state.shards() {
             if Signals.stopRequested { throw Interrupted() }
             // Compacted as it is checked: after a run the state holds its live entries and
             // at most one line more per file that run changed.
-            let dropped = try state.compact(shard, superseded: true) { metric, entry in
-                let key = layout.key(metric: metric, time: entry.time, hash: entry.hash)
-                guard let n = newest[metric] else { return "the store holds no version of it (\(key) vouched for)" }
-                if n.key != key {
-                    return "the store's newest version is \(Path.lastComponent(n.key)), not \(Path.lastComponent(key)) as vouched for"
+            let dropped = try state.compact(shard, superseded: true, mark: .some(marks[shard])) { metric, entry, judgement in
+                guard var reason = problem(entry, metric: metric, newest[metric], layout: layout) else {
+                    result.kept += 1
+                    return nil
                 }
-                if n.size != entry.storedSize { return "\(n.key) holds \(n.size) bytes, not \(entry.storedSize) as stored" }
-                if n.bad { return "\(n.key) was found damaged (wsp-pull verify)" }
-                result.kept += 1
-                return nil
+                if judgement == .unsure {
+                    // The journal was rewritten since its mark: ask the store about this metric.
+                    reason = problem(entry, metric: metric, Newest(try StoreListing.metric(metric, in: store, layout: layout)), layout: layout) ?? ""
+                    if reason.isEmpty {
+                        result.kept += 1
+                        return nil
+                    }
+                }
+                return reason
             }
             result.dropped += dropped.map { ($0.metric, $0.reason) }
         }
         return result
+    }
+
+    /// Why the store does not hold what `entry` vouches for, or nil if it does.
+    static func problem(_ entry: StateEntry, metric: String, _ n: Newest?, layout: StoreLayout) -> String? {
+        let key = layout.key(metric: metric, time: entry.time, hash: entry.hash)
+        guard let n else { return "the store holds no version of it (\(key) vouched for)" }
+        if n.key != key {
+            return "the store's newest version is \(Path.lastComponent(n.key)), not \(Path.lastComponent(key)) as vouched for"
+        }
+        if n.size != entry.storedSize { return "\(n.key) holds \(n.size) bytes, not \(entry.storedSize) as stored" }
+        if n.bad { return "\(n.key) was found damaged (wsp-pull verify)" }
+        return nil
     }
 
     static func report(_ result: Result, state: BackupState, diagnostics: Diagnostics) {

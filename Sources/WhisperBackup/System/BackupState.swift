@@ -188,16 +188,18 @@ public final class BackupState {
     func load(_ shard: String) -> [String: StateEntry] {
         guard let fd = try? FileDescriptor.open(shardPath(shard), O_RDONLY),
               let bytes = try? fd.closeAfter({ try fd.readAll() }) else { return [:] }
-        let (entries, lines) = BackupState.parseJournal(bytes)
+        let (entries, lines, _) = BackupState.parseJournal(bytes)
         if BackupState.needsCompaction(lines: lines, live: entries.count) {
-            _ = try? compact(shard) { _, _ in nil }
+            _ = try? compact(shard) { _, _, _ in nil }
         }
         return entries
     }
 
-    /// The live entries of a journal and its number of lines.
-    static func parseJournal(_ bytes: [UInt8]) -> (entries: [String: StateEntry], lines: Int) {
+    /// The live entries of a journal and its number of lines; with `offsets`, also where each
+    /// live entry's line starts.
+    static func parseJournal(_ bytes: [UInt8], offsets: Bool = false) -> (entries: [String: StateEntry], lines: Int, offsets: [String: Int]) {
         var out: [String: StateEntry] = [:]
+        var at: [String: Int] = [:]
         var lines = 0
         bytes.withUnsafeBufferPointer { buf in
             var start = 0
@@ -205,14 +207,40 @@ public final class BackupState {
                 let end = UnsafeBufferPointer(rebasing: buf[start...]).firstIndex(of: 10).map { start + $0 } ?? buf.count
                 lines += 1
                 switch BackupState.parse(UnsafeBufferPointer(rebasing: buf[start..<end])) {
-                case .entry(let metric, let entry): out[metric] = entry
+                case .entry(let metric, let entry):
+                    out[metric] = entry
+                    if offsets { at[metric] = start }
                 case .forget(let metric): out[metric] = nil
                 case nil: break
                 }
                 start = end + 1
             }
         }
-        return (out, lines)
+        return (out, lines, at)
+    }
+
+    /// Where a journal stood: its inode and size.
+    public struct Mark: Sendable {
+        var inode: UInt64
+        var size: Int64
+    }
+
+    /// Every journal's mark, taken before a listing of the store: lines written after it
+    /// record versions stored after the listing began, which it need not show.
+    public func marks() -> [String: Mark] {
+        var out: [String: Mark] = [:]
+        for shard in shards() {
+            if let st = try? system_stat(shardPath(shard)) { out[shard] = Mark(inode: UInt64(st.st_ino), size: Int64(st.st_size)) }
+        }
+        return out
+    }
+
+    /// How `compact` asks about an entry.
+    public enum Judgement {
+        /// Its line was in the journal when the mark was taken.
+        case marked
+        /// The journal was rewritten since the mark: the line may be older or newer.
+        case unsure
     }
 
     /// Whether a journal is worth rewriting: more than twice its live entries, with some
@@ -221,12 +249,14 @@ public final class BackupState {
 
     /// Rewrites one journal with its live entries only, under an exclusive lock on it (so no
     /// append is lost), atomically (a temp file renamed over it: a crash leaves the old
-    /// journal or the new one). `reject` returns a reason to drop an entry, or nil to keep it.
+    /// journal or the new one). `reject` returns a reason to drop an entry, or nil to keep it;
+    /// with a `mark`, entries whose line was written after it are kept without asking.
     /// Returns the entries dropped, with their reasons. The journal is rewritten only when
     /// something is dropped or it holds more than twice its live entries (with `superseded`:
     /// any line that a later one overrides).
     @discardableResult
-    public func compact(_ shard: String, superseded: Bool = false, reject: (String, StateEntry) -> String?) throws -> [(metric: String, entry: StateEntry, reason: String)] {
+    public func compact(_ shard: String, superseded: Bool = false, mark: Mark?? = nil,
+                        reject: (String, StateEntry, Judgement) throws -> String?) throws -> [(metric: String, entry: StateEntry, reason: String)] {
         let path = shardPath(shard)
         let fd: FileDescriptor
         do { fd = try FileDescriptor.open(path, O_RDWR) } catch Errno.noSuchFileOrDirectory { return [] }
@@ -234,11 +264,24 @@ public final class BackupState {
             try FileLock.lock(fd, .exclusive, timeout: 60)
             // A journal replaced by another compaction while this one waited: nothing to do.
             guard let now = try? system_stat(path), let mine = try? fd.stat(), now.st_ino == mine.st_ino else { return [] }
-            let (entries, lines) = BackupState.parseJournal(try fd.readAll())
+            let (entries, lines, offsets) = BackupState.parseJournal(try fd.readAll(), offsets: mark != nil)
+            // With a mark: lines past it (same journal) or a journal made since are news.
+            let sameJournal = mark.map { $0.map { $0.inode == UInt64(mine.st_ino) } ?? false }
             var kept: [(String, StateEntry)] = []
             var dropped: [(metric: String, entry: StateEntry, reason: String)] = []
             for (metric, entry) in entries.sorted(by: { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }) {
-                if let reason = reject(metric, entry) { dropped.append((metric, entry, reason)) } else { kept.append((metric, entry)) }
+                var reason: String? = nil
+                switch (mark, sameJournal) {
+                case (.some(nil), _):
+                    break   // no journal at the mark: every line is news
+                case (.some(.some(let m)), true?):
+                    if offsets[metric, default: 0] < Int(m.size) { reason = try reject(metric, entry, .marked) }
+                case (.some, _):
+                    reason = try reject(metric, entry, .unsure)
+                case (nil, _):
+                    reason = try reject(metric, entry, .marked)
+                }
+                if let reason { dropped.append((metric, entry, reason)) } else { kept.append((metric, entry)) }
             }
             guard !dropped.isEmpty || (superseded ? lines > kept.count : BackupState.needsCompaction(lines: lines, live: kept.count)) else { return [] }
             var text: [UInt8] = []
