@@ -67,6 +67,35 @@ final class BackupStateTests: XCTestCase {
         XCTAssertEqual(try lines(s, "a.b.c"), 1)
     }
 
+    func testLinesWrittenAfterTheMarkAreKeptUnasked() throws {
+        let dir = try tempDir()
+        let s = try BackupState(dir: dir)
+        try s.record("a.b.old", entry(1))
+        let marks = s.marks()
+        try s.record("a.b.new", entry(2))      // a push while the store is listed
+        try s.record("c.d.first", entry(3))    // a journal that did not exist at the mark
+        var asked: [String] = []
+        let shardAB = BackupState.shardName("a.b.old"), shardCD = BackupState.shardName("c.d.first")
+        let dropped = try s.compact(shardAB, mark: .some(marks[shardAB])) { m, _, j in
+            asked.append(m)
+            XCTAssertEqual(j, .marked)
+            return "gone"
+        }
+        XCTAssertEqual(dropped.map(\.metric), ["a.b.old"])
+        XCTAssertEqual(asked, ["a.b.old"])
+        XCTAssertEqual(try s.compact(shardCD, mark: .some(marks[shardCD])) { _, _, _ in "gone" }.count, 0)
+        let r = try BackupState(dir: dir)
+        XCTAssertEqual(r.lookup("a.b.new"), entry(2))
+        XCTAssertEqual(r.lookup("c.d.first"), entry(3))
+        // a journal rewritten since its mark: every entry is asked, as unsure
+        let marks2 = s.marks()
+        try s.record("a.b.new", entry(4))
+        try s.compact(shardAB, superseded: true) { _, _, _ in nil }
+        var judgements: [BackupState.Judgement] = []
+        try s.compact(shardAB, mark: .some(marks2[shardAB])) { _, _, j in judgements.append(j); return nil }
+        XCTAssertEqual(judgements, [.unsure])
+    }
+
     func testBadRecordsAreTheirOwnKind() {
         let l = StoreLayout(prefix: "node1")
         let key = l.key(metric: "a.b", time: 1_795_000_000, hash: hash)
