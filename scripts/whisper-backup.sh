@@ -501,10 +501,12 @@ fi
 snap_state=(); push_state=()
 if [ -n "$state" ]; then
     snap_state=(--state "$state"); push_state=(--state "$state")
-    [ $full = 0 ] || snap_state+=(--full)
+    [ $full = 0 ] || { snap_state+=(--full); push_state+=(--full); }
     # A dry run creates no state: it reads one that exists, else every file.
     [ $noop = 0 ] || [ -d "$state/shards" ] || snap_state=()
     [ $noop = 0 ] || push_state=()
+    # One check of the state against the store per run, shared by the run's processes.
+    export WSP_RUN_ID=$$.$EPOCHREALTIME.$RANDOM
 fi
 prog_opt=(); [ $debug = 0 ] || prog_opt=(--progress)
 [ $quiet = 0 ] || prog_opt=(--quiet)
@@ -659,7 +661,8 @@ backup)
             # Only the metrics of this run's globs: the others are not in its listing.
             for g in "${globs[@]}"; do [ "$g" = '*' ] || fopt+=(--metrics "$g"); done
             cut -f1 "$work/files" > "$work/names"
-            bg wsp-prune "${prog_opt[@]}" "${dry[@]}" "${store_opts[@]}" "${fopt[@]}" --gone-after "$purge" "$store" < "$work/names" >> "$work/pruned" || rc=1
+            sopt=(); [ -z "$state" ] || sopt=(--state "$state")
+            bg wsp-prune "${prog_opt[@]}" "${dry[@]}" "${store_opts[@]}" "${fopt[@]}" "${sopt[@]}" --gone-after "$purge" "$store" < "$work/names" >> "$work/pruned" || rc=1
         fi
         files_failed=$(( seen - $(wc -l < "$work/pushed") ))
         versions_removed=$(wc -l < "$work/pruned")
@@ -708,7 +711,8 @@ purge)
     # The purge needs the complete listing: a walk that failed would make metrics look gone.
     bg wsp-find --root "$prefix" "${globs[@]}" > "$work/files" || { log "purge skipped: the listing of $prefix is incomplete (see above)"; exit 1; }
     cut -f1 "$work/files" > "$work/names"
-    bg wsp-prune "${prog_opt[@]}" "${dry[@]}" "${store_opts[@]}" "${fopt[@]}" --gone-after "$purge" "$store" < "$work/names" > "$work/pruned" \
+    sopt=(); [ -z "$state" ] || sopt=(--state "$state")
+    bg wsp-prune "${prog_opt[@]}" "${dry[@]}" "${store_opts[@]}" "${fopt[@]}" "${sopt[@]}" --gone-after "$purge" "$store" < "$work/names" > "$work/pruned" \
         || { s=$?; [ $s != 2 ] || exit 2; rc=1; }
     versions_removed=$(wc -l < "$work/pruned")
     if [ $noop = 0 ]; then summary "purge: $versions_removed versions removed, $(elapsed) s"

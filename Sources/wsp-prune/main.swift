@@ -58,6 +58,9 @@ struct WspPrune: RecordArguments {
     @Option(help: ArgumentHelp("The time a purge counts from (default: now).", valueName: "date"))
     var now: String?
 
+    @Option(help: ArgumentHelp("With --gone-after: the state directory of this store (as wsp-push --state); what it vouches for each purged metric is dropped.", valueName: "dir"))
+    var state: String?
+
     @Flag(help: "Prune every metric in the store, not only those named by records.")
     var all = false
 
@@ -97,6 +100,9 @@ struct WspPrune: RecordArguments {
             var purge = Purge(store: store, layout: layout, goneAfterDays: goneAfter, now: t, maxShare: maxShare,
                               force: force, dryRun: dryRun, globs: globs)
             purge.root = root
+            if let state, !dryRun {
+                do { purge.state = try BackupState(dir: state) } catch { throw ConfigError("--state \(state): \(error)") }
+            }
             do {
                 try purge.run(input: RecordInput(arguments: records), output: RecordWriter(), diagnostics: output.diagnostics("wsp-prune"))
             } catch let e as PurgeRefused {

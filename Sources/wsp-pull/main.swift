@@ -119,7 +119,9 @@ struct WspPull: ParsableCommand {
                 OUTPUT RECORDS (one per checked version)
                   METRIC  TIME  HASH  KEY  SIZE  STATUS
                   STATUS: ok or bad. Each bad version is also reported on stderr as
-                  "wsp-pull: METRIC: KEY: reason", and the exit status is 1.
+                  "wsp-pull: METRIC: KEY: reason", and the exit status is 1. A version whose
+                  content is damaged is marked bad in the store (an empty KEY.bad beside it):
+                  the next backup of that file stores it again and removes the damaged one.
 
                 \(exitStatusHelp)
                 """)

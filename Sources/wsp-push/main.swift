@@ -23,6 +23,11 @@ struct WspPush: RecordArguments {
             file again). After 5 records in a row failed through the retries, the store is taken
             for down: the remaining records fail at once, without a request.
 
+            DAMAGED VERSIONS
+              A newest version that wsp-pull verify found damaged (or that --full finds damaged)
+              is never deduplicated against: the content is stored again as a new version, and
+              the damaged object is removed once the new one is in place.
+
             EXAMPLE
               wsp-find --root /srv/whisper | wsp-snap --spool /var/tmp/wsp \\
                 | xargs -d '\\n' -P 4 -n 50 wsp-push file:///backups/node1
@@ -39,6 +44,9 @@ struct WspPush: RecordArguments {
     @Option(help: ArgumentHelp("State directory for this store: records what was stored so the next wsp-snap --state skips unchanged files.", valueName: "dir"))
     var state: String?
 
+    @Flag(help: "Download and check each metric's newest version before deduplicating against it; a damaged one is marked bad and stored again.")
+    var full = false
+
     @OptionGroup(title: "Output") var output: OutputOptions
 
     @Argument(help: ArgumentHelp("Store URL: file:///dir, s3://bucket/prefix, swift://container/prefix.", valueName: "store"))
@@ -48,6 +56,7 @@ struct WspPush: RecordArguments {
     var records: [String] = []
 
     func run() throws {
+        let diagnostics = output.diagnostics("wsp-push")
         let settings = storeOptions.settings(dryRun: dryRun)
         var backupState: BackupState? = nil
         let opened: Store, layout: StoreLayout
@@ -60,6 +69,10 @@ struct WspPush: RecordArguments {
                     backupState = s
                 } catch let e as StoreError where e.kind == .transient {
                     throw e   // the store is down: a failed run (exit 1), not a configuration error
+                } catch let e as Errno {
+                    // The state's filesystem failed (full, read-only): the backup goes on without
+                    // it, and the next run reads every file again.
+                    diagnostics.warn("--state \(state): cannot be written (\(e)); storing without it, the next run reads every file again")
                 } catch {
                     throw ConfigError("--state \(state): \(error)")
                 }
@@ -70,8 +83,9 @@ struct WspPush: RecordArguments {
             Push.discardSpoolFiles(of: records.map { Record(line: $0.hasSuffix("\n") ? Substring($0.dropLast()) : Substring($0)) })
             throw error
         }
-        try Push(store: opened, layout: layout, dryRun: dryRun, state: backupState)
-            .run(input: RecordInput(arguments: records), output: RecordWriter(), diagnostics: output.diagnostics("wsp-push"))
+        var push = Push(store: opened, layout: layout, dryRun: dryRun, state: backupState)
+        push.checkNewest = full
+        try push.run(input: RecordInput(arguments: records), output: RecordWriter(), diagnostics: diagnostics)
     }
 }
 

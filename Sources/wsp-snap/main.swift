@@ -22,6 +22,12 @@ struct WspSnap: RecordArguments {
               With --state, a file whose stat matches its last push is not read: GZFILE is -,
               TIME and SHA256 name the stored version and STORED is its object size.
 
+            STATE
+              Before trusting the state, wsp-snap lists the store once per run (the processes
+              of a run share it through WSP_RUN_ID) and drops every entry whose version is not
+              the metric's newest in the store, with the size stored, and unmarked by
+              wsp-pull verify; those files are read again, and stderr says which and why.
+
             EXAMPLE
               wsp-find --root /srv/whisper | wsp-snap --spool /var/tmp/wsp | wsp-push file:///backups
 

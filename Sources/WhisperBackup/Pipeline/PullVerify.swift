@@ -6,6 +6,8 @@ import Glibc
 /// length, the SHA-256 in its key or the legacy `.sha1`, the whisper header), restoring
 /// nothing. Every checked version gets a record `METRIC TIME HASH KEY SIZE ok|bad`; each
 /// bad one is also reported on stderr as `wsp-pull: METRIC: KEY: reason`, and the run fails.
+/// A version whose content is damaged is marked bad in the store (`KEY.bad`), so that the
+/// next backup replaces it.
 /// With `samplePercent` below 100, each version is checked with that probability.
 public struct PullVerify {
     public var store: Store
@@ -72,6 +74,17 @@ public struct PullVerify {
         try diagnostics.finish()
     }
 
+    /// Records in the store that `version` is damaged (`KEY.bad`), so that the next backup
+    /// of its content stores it again instead of deduplicating against it.
+    func markBad(_ version: StoredVersion, diagnostics: Diagnostics) {
+        do {
+            try store.put(layout.badKey(version.key), body: .bytes([]))
+            diagnostics.warn("\(Diagnostics.shown(version.metric)): marked \(Path.lastComponent(version.key)) bad; the next backup of this file stores it again")
+        } catch {
+            diagnostics.warn("\(Diagnostics.shown(version.metric)): could not mark \(version.key) bad (\(error)); a backup with --full replaces it")
+        }
+    }
+
     func sampled() -> Bool {
         samplePercent >= 100 || Double.random(in: 0..<100) < samplePercent
     }
@@ -81,6 +94,7 @@ public struct PullVerify {
     func check(_ version: StoredVersion, incomplete: Bool = false, get: PullGet, output: RecordWriter, diagnostics: Diagnostics) {
         var v = version
         var problem: String? = nil
+        var damaged = false
         if incomplete {
             problem = "no \(StoreLayout.legacyHashSuffix) beside it (an interrupted upload of the Python tool): cannot be verified"
         } else if v.legacy && v.hash.isEmpty {
@@ -97,7 +111,12 @@ public struct PullVerify {
                 if v.size > 0, let st = try? system_stat(path), Int64(st.st_size) != v.size {
                     problem = "downloaded \(st.st_size) bytes, the listing said \(v.size)"
                 } else {
-                    _ = try VersionCheck.verify(gzPath: path, expectedHash: v.hash)
+                    do {
+                        _ = try VersionCheck.verify(gzPath: path, expectedHash: v.hash)
+                    } catch let e as RecordError {
+                        problem = e.reason
+                        damaged = true
+                    }
                 }
             } catch let e as RecordError {
                 problem = e.reason
@@ -109,6 +128,7 @@ public struct PullVerify {
         }
         if let problem {
             diagnostics.fail(v.metric, "\(v.key): \(problem)")
+            if damaged { markBad(v, diagnostics: diagnostics) }
             output.write(Record(v.recordFields + ["bad"]))
         } else {
             output.write(Record(v.recordFields + ["ok"]))

@@ -20,6 +20,9 @@ public struct Purge {
     /// disk even when the listing lacks it (a listing made with other globs), so no run
     /// marks gone or purges a metric that exists.
     public var root: String? = nil
+    /// The state of this store: what it vouches for a purged metric is dropped first, so a
+    /// file that comes back unchanged is read and stored again.
+    public var state: BackupState?
 
     public static let markerName = StoreLayout.markerName
 
@@ -81,6 +84,13 @@ public struct Purge {
         for entry in doomed {
             if Signals.stopRequested { break }
             let keys = entry.allKeys(layout: layout)   // markers last: a failed run retries
+            if !dryRun, let state {
+                do {
+                    try state.forget(entry.metric)
+                } catch {
+                    diagnostics.warn("\(Diagnostics.shown(entry.metric)): the state could not be updated (\(error)); the next backup finds the versions gone by listing the store")
+                }
+            }
             let failed = dryRun ? [] : try store.delete(keys)
             let failedKeys = Set(failed.map(\.key))
             for f in failed { diagnostics.fail(entry.metric, "delete \(f.key): \(f.error)") }

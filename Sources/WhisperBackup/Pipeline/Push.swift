@@ -9,6 +9,9 @@ public struct Push {
     public var dryRun: Bool
     /// Where to record what was stored, for the next run's `wsp-snap --state`.
     public var state: BackupState?
+    /// Download and check the version a snapshot would be deduplicated against (`--full`):
+    /// a damaged one is marked bad and replaced.
+    public var checkNewest = false
 
     public init(store: Store, layout: StoreLayout, dryRun: Bool, state: BackupState? = nil) {
         self.store = store
@@ -81,6 +84,9 @@ public struct Push {
         var version: StoredVersion
         var gzPath: String
         var stat: (inode: UInt64, device: UInt64, mtimeNs: Int64, ctimeNs: Int64, size: Int64)?
+        /// Damaged versions of the same content with their bad records, removed once this
+        /// upload is in place.
+        var replaces: [(version: String, bad: String)] = []
     }
 
     /// Pushes a batch. A record that fails gives its spool file back (the next run snaps the
@@ -94,7 +100,7 @@ public struct Push {
                 continue
             }
             do {
-                switch try plan(record) {
+                switch try plan(record, diagnostics: diagnostics) {
                 case .done(let fields, let outcome):
                     output.write(Record(fields))
                     diagnostics.done(outcome)
@@ -118,18 +124,15 @@ public struct Push {
                 diagnostics.fail(u.record.metric, error)
                 continue
             }
-            do {
-                if !dryRun {
-                    try remember(u.record.metric, u.stat, u.version)
-                }
-                diagnostics.bytesIn += u.version.size
-                diagnostics.bytesOut += u.version.size
-                let status = dryRun ? "would-store" : "stored"
-                output.write(Record(u.version.recordFields + [status]))
-                diagnostics.done(status)
-            } catch {
-                diagnostics.fail(u.record.metric, error)
+            if !dryRun {
+                removeReplaced(u.record.metric, u.replaces, by: u.version, diagnostics: diagnostics)
+                rememberOrWarn(u.record.metric, u.stat, u.version, diagnostics: diagnostics)
             }
+            diagnostics.bytesIn += u.version.size
+            diagnostics.bytesOut += u.version.size
+            let status = dryRun ? "would-store" : "stored"
+            output.write(Record(u.version.recordFields + [status]))
+            diagnostics.done(status)
         }
     }
 
@@ -138,7 +141,7 @@ public struct Push {
         case upload(Upload)
     }
 
-    func plan(_ record: Record) throws -> Plan {
+    func plan(_ record: Record, diagnostics: Diagnostics? = nil) throws -> Plan {
         let metric = record.metric
         try MetricName.validate(metric)
         guard let timeText = record[1], let time = Timestamp.parseBasic(Substring(timeText)) else {
@@ -163,11 +166,29 @@ public struct Push {
         // The version to compare with is the newest stamped at or before this snapshot (one
         // second of slack for a same-second bump below): a version stamped later was taken
         // while the clock ran ahead, and neither hides this one nor moves its time.
-        let newest = try Versions.all(of: metric, in: store, layout: layout).last { $0.time <= time + 1 }
-        if let newest, newest.hash == hash {
+        let objects = try StoreListing.metric(metric, in: store, layout: layout)
+        var bad = objects.bad
+        let newest = objects.versions.last { $0.time <= time + 1 }
+        if let newest, newest.hash == hash, bad[newest.key] == nil, checkNewest, let reason = try damage(newest, scratch: gzPath) {
+            // --full: the version this content would be deduplicated against is damaged.
+            diagnostics?.warn("\(Diagnostics.shown(metric)): \(newest.key): \(reason); storing this content again")
+            if !dryRun { try store.put(layout.badKey(newest.key), body: .bytes([])) }
+            bad[newest.key] = layout.badKey(newest.key)
+        }
+        // Damaged versions of this content: replaced by this upload, or left over from a
+        // replacement that was interrupted before it removed them.
+        let replaces = objects.versions.filter { $0.hash == hash && bad[$0.key] != nil }.map { ($0.key, bad[$0.key]!) }
+        if !dryRun, !objects.strayBadKeys.isEmpty { _ = try? store.delete(objects.strayBadKeys) }
+        if let newest, newest.hash == hash, bad[newest.key] == nil {
             if Spool.isSpoolFile(gzPath) { Spool.discard(gzPath) }
-            if !dryRun { try remember(metric, stat, newest) }
+            if !dryRun {
+                removeReplaced(metric, replaces, by: newest, diagnostics: diagnostics)
+                rememberOrWarn(metric, stat, newest, diagnostics: diagnostics)
+            }
             return .done(newest.recordFields + ["unchanged"], "unchanged")
+        }
+        if let newest, bad[newest.key] != nil, newest.hash == hash {
+            diagnostics?.warn("\(Diagnostics.shown(metric)): \(newest.key) was found damaged; storing this content again")
         }
         let st: Glibc.stat
         do { st = try system_stat(gzPath) } catch { throw RecordError("spool file \(gzPath): \(error)") }
@@ -182,8 +203,8 @@ public struct Push {
         var v = StoredVersion(metric: metric, time: t, hash: hash, key: layout.key(metric: metric, time: t, hash: hash))
         v.size = Int64(st.st_size)
         // A name too long for the store: its whole name goes first, beside its versions (StoreLayout).
-        if layout.isLong(metric) { try store.put(layout.fullNameKey(metric), body: .bytes(Array(metric.utf8))) }
-        return .upload(Upload(record: record, version: v, gzPath: gzPath, stat: stat))
+        if !dryRun, layout.isLong(metric) { try store.put(layout.fullNameKey(metric), body: .bytes(Array(metric.utf8))) }
+        return .upload(Upload(record: record, version: v, gzPath: gzPath, stat: stat, replaces: replaces))
     }
 }
 
@@ -192,6 +213,50 @@ extension Push {
     func storeId() throws -> String? {
         if let state, let o = state.owner() { return o.id }
         return try StoreMarker.read(store, layout)
+    }
+
+    /// Records in the state that `version` holds the file; a state that cannot be written
+    /// (a full disk) costs a re-read of the file next run, and does not fail the record,
+    /// whose content is in the store.
+    func rememberOrWarn(_ metric: String, _ stat: (inode: UInt64, device: UInt64, mtimeNs: Int64, ctimeNs: Int64, size: Int64)?,
+                        _ version: StoredVersion, diagnostics: Diagnostics?) {
+        do {
+            try remember(metric, stat, version)
+        } catch {
+            diagnostics?.warn("\(Diagnostics.shown(metric)): stored, but the state could not be updated (\(error)); the next run reads this file again")
+        }
+    }
+
+    /// Removes damaged versions once `good` holds their content, then the bad records of
+    /// those removed (a version that stays keeps its record).
+    func removeReplaced(_ metric: String, _ damaged: [(version: String, bad: String)], by good: StoredVersion, diagnostics: Diagnostics?) {
+        guard !damaged.isEmpty else { return }
+        do {
+            let failed = try store.delete(damaged.map(\.version))
+            for f in failed { diagnostics?.warn("\(Diagnostics.shown(metric)): could not remove damaged \(f.key) (\(f.error)); the next backup tries again") }
+            let removed = damaged.filter { d in !failed.contains { $0.key == d.version } }
+            if !removed.isEmpty {
+                diagnostics?.warn("\(Diagnostics.shown(metric)): removed damaged \(removed.map { Path.lastComponent($0.version) }.joined(separator: ", ")); \(Path.lastComponent(good.key)) holds its content")
+                _ = try store.delete(removed.map(\.bad))   // a record left behind marks nothing
+            }
+        } catch {
+            diagnostics?.warn("\(Diagnostics.shown(metric)): could not remove damaged versions (\(error)); the next backup tries again")
+        }
+    }
+
+    /// Downloads `version` beside `scratch` and checks it as a restore would; the reason it
+    /// is damaged, or nil. A download that fails is an error (nothing is known).
+    func damage(_ version: StoredVersion, scratch: String) throws -> String? {
+        let tmp = AtomicFile.tempPath(for: scratch)
+        TempFiles.register(tmp)
+        defer { _ = try? system_unlink(tmp); TempFiles.unregister(tmp) }
+        try store.get(version.key, to: tmp)
+        do {
+            _ = try VersionCheck.verify(gzPath: tmp, expectedHash: version.hash)
+            return nil
+        } catch let e as RecordError {
+            return e.reason
+        }
     }
 
     /// Records in the state that `version` holds the file as `stat` saw it.

@@ -100,13 +100,16 @@ public struct Snap {
     }
 
     /// The state at `dir` if it can be trusted: it names a store whose marker is still the one
-    /// the state was written against. Otherwise nil (every file is read), with a note why.
+    /// the state was written against, and this run's listing of the store confirmed what it
+    /// vouches for (entries it did not confirm are dropped). Otherwise nil (every file is
+    /// read), with a note why.
     public static func trustedState(dir: String, diagnostics: Diagnostics) throws -> BackupState? {
         let state = try BackupState(dir: dir)
         guard let owner = state.owner() else { return nil }   // first run: nothing recorded yet
         let id: String?
+        let store: Store, layout: StoreLayout
         do {
-            let (store, layout) = try StoreRegistry.open(owner.url, settings: owner.settings)
+            (store, layout) = try StoreRegistry.open(owner.url, settings: owner.settings)
             id = try StoreMarker.read(store, layout)
         } catch {
             diagnostics.warn("state \(dir): cannot check \(owner.url) (\(error)); reading every file")
@@ -114,6 +117,15 @@ public struct Snap {
         }
         guard id == owner.id else {
             diagnostics.warn("state \(dir): \(owner.url) is not the store this state was written for (emptied or replaced); reading every file")
+            return nil
+        }
+        // What the state vouches for must be in the store: one listing pass per run.
+        do {
+            _ = try StateCheck.ensure(state: state, store: store, layout: layout, diagnostics: diagnostics)
+        } catch let e as Interrupted {
+            throw e
+        } catch {
+            diagnostics.warn("state \(dir): cannot compare it with \(owner.url) (\(error)); reading every file")
             return nil
         }
         return state

@@ -9,6 +9,8 @@ public struct MetricObjects {
     /// Legacy `.sha1` objects without their `.wsp.gz`: a delete of the Python tool that did
     /// not finish.
     public var strayHashKeys: [String] = []
+    /// Records of versions `wsp-pull verify` found damaged: version key -> record key.
+    public var bad: [String: String] = [:]
     /// `gone-since` markers of the purge.
     public var markers: [(key: String, time: Int64)] = []
     /// The `full-name` object of a long name (see `StoreLayout`), removed last by a purge.
@@ -17,7 +19,20 @@ public struct MetricObjects {
     public init(metric: String) { self.metric = metric }
 
     /// Whether the store holds anything of this metric that the tools know.
-    public var isEmpty: Bool { versions.isEmpty && incomplete.isEmpty && strayHashKeys.isEmpty && markers.isEmpty }
+    public var isEmpty: Bool { versions.isEmpty && incomplete.isEmpty && strayHashKeys.isEmpty && markers.isEmpty && bad.isEmpty }
+
+    /// Bad records whose version is gone (a replacement interrupted between its two deletes).
+    public var strayBadKeys: [String] {
+        let present = Set(versions.map(\.key))
+        return bad.filter { !present.contains($0.key) }.map(\.value).sorted()
+    }
+
+    /// The newest version, when the store holds it undamaged as far as anyone found: the one a
+    /// backup may deduplicate against (a version marked bad is replaced instead).
+    public var newestGood: StoredVersion? {
+        guard let v = versions.last, bad[v.key] == nil else { return nil }
+        return v
+    }
 
     /// Keys of the leftovers of the Python tool (incomplete versions and stray `.sha1`s) older
     /// than `time`: a later complete version shows they are not an upload in progress.
@@ -34,7 +49,7 @@ public struct MetricObjects {
     /// and the markers last, so that a purge that fails part way is retried by the next run.
     public func allKeys(layout: StoreLayout) -> [String] {
         var keys = versions.map(\.key) + versions.filter(\.legacy).map { layout.legacyHashKey($0.key) }
-        keys += incomplete.map(\.key) + strayHashKeys
+        keys += incomplete.map(\.key) + strayHashKeys + bad.values.sorted()
         return keys + markers.map(\.key) + (fullNameKey.map { [$0] } ?? [])
     }
 
@@ -153,6 +168,8 @@ public enum StoreListing {
                 objects.markers.append((obj.key, time))
             case .fullName:
                 objects.fullNameKey = obj.key
+            case .bad(let versionKey):
+                objects.bad[versionKey] = obj.key
             case .other:
                 break
             }

@@ -170,6 +170,13 @@ public struct StoreLayout: Sendable {
         metricPrefix(metric) + StoreLayout.markerName + Timestamp.format(time)
     }
 
+    /// The record that `wsp-pull verify` found a version damaged: `VERSIONKEY.bad` beside it
+    /// (empty). Readers that do not know it ignore it; backups do not deduplicate against a
+    /// version so marked, and the next backup of that content replaces it.
+    public static let badSuffix = ".bad"
+
+    public func badKey(_ versionKey: String) -> String { versionKey + StoreLayout.badSuffix }
+
     /// What one key of a metric is.
     public enum Entry: Equatable {
         case version(StoredVersion)
@@ -178,6 +185,8 @@ public struct StoreLayout: Sendable {
         case marker(time: Int64)
         /// The `full-name` object of a long name's directory.
         case fullName
+        /// A record that the version `versionKey` was found damaged.
+        case bad(versionKey: String)
         /// Anything else under the metric's prefix.
         case other
     }
@@ -195,6 +204,10 @@ public struct StoreLayout: Sendable {
         if file.hasPrefix(StoreLayout.markerName),
            let t = Timestamp.parseBasic(file.dropFirst(StoreLayout.markerName.count)) {
             return (metric, .marker(time: t))
+        }
+        if file.hasSuffix(StoreLayout.badSuffix) {
+            let versionKey = String(key.dropLast(StoreLayout.badSuffix.count))
+            if parse(versionKey) != nil { return (metric, .bad(versionKey: versionKey)) }
         }
         if file.hasSuffix(StoreLayout.legacyHashSuffix) {
             let versionKey = String(key.dropLast(StoreLayout.legacyHashSuffix.count)) + StoreLayout.suffix

@@ -22,10 +22,24 @@ public enum AtomicFile {
         return Path.join(dir, "\(tempPrefix)\(system_getpid()).\(UInt64.random(in: 0...UInt64.max))")
     }
 
+    /// Removes temp files in `dir` left by processes that died without cleaning up (SIGKILL,
+    /// power loss): their names carry the pid (after an optional tag such as `resv.`), and no
+    /// process has it any more.
+    public static func removeStaleTempFiles(in dir: String) {
+        guard let entries = try? system_readdir(dir) else { return }
+        for e in entries where e.name.hasPrefix(tempPrefix) {
+            let parts = e.name.dropFirst(tempPrefix.count).split(separator: ".")
+            guard let pid = parts.prefix(2).lazy.compactMap({ Int32($0) }).first else { continue }
+            if !system_processExists(pid) { _ = try? system_unlink(Path.join(dir, e.name)) }
+        }
+    }
+
     /// Writes the bytes produced by `fill` (given an open descriptor) to `path` atomically.
-    /// The temp file is removed on every path out, including failure.
+    /// The temp file is removed on every path out, including failure. Without `durable`
+    /// nothing is synced: for caches, where a file lost or emptied by a power loss costs only
+    /// work.
     public static func write(_ path: String, mode: mode_t = 0o644, placement: Placement,
-                             makeDirectories: Bool = true,
+                             makeDirectories: Bool = true, durable: Bool = true,
                              _ fill: (FileDescriptor) throws -> Void) throws {
         let dir = Path.directory(of: path)
         if makeDirectories { try Path.makeDirectories(dir) }
@@ -38,17 +52,17 @@ public enum AtomicFile {
         }
         try fd.closeAfter {
             try fill(fd)
-            try fd.sync()
+            if durable { try fd.sync() }
         }
         switch placement {
         case .replace: try system_rename(tmp, path)
         case .createOnly: try system_link(tmp, path)
         }
-        try syncDirectory(dir)
+        if durable { try syncDirectory(dir) }
     }
 
-    public static func write(_ path: String, bytes: [UInt8], mode: mode_t = 0o644, placement: Placement) throws {
-        try write(path, mode: mode, placement: placement) { fd in
+    public static func write(_ path: String, bytes: [UInt8], mode: mode_t = 0o644, placement: Placement, durable: Bool = true) throws {
+        try write(path, mode: mode, placement: placement, durable: durable) { fd in
             try bytes.withUnsafeBytes { try fd.writeAll($0) }
         }
     }

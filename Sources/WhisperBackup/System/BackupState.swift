@@ -143,39 +143,175 @@ public final class BackupState {
     }
 
     public func record(_ metric: String, _ e: StateEntry) throws {
-        var line = "\(metric)\t\(e.size)\t\(e.inode)\t\(e.device)\t\(e.mtimeNs)\t\(e.ctimeNs)\t\(e.hash)\t\(e.time)\t\(e.storedSize)"
-        line += "\t" + Array(line.utf8).withUnsafeBytes { BackupState.checksum($0) } + "\n"
-        let path = Path.join(Path.join(dir, "shards"), BackupState.shardName(metric))
-        let fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_APPEND, mode: 0o600)
-        try fd.closeAfter {
-            let bytes = Array(line.utf8)
-            // One write, so concurrent appenders never interleave inside a line.
-            let n = try bytes.withUnsafeBytes { try system_write(fd.rawValue, $0.baseAddress!, $0.count, path: path) }
-            if n != bytes.count { throw Errno(EIO, call: "write", path: path) }
-        }
+        let line = "\(metric)\t\(e.size)\t\(e.inode)\t\(e.device)\t\(e.mtimeNs)\t\(e.ctimeNs)\t\(e.hash)\t\(e.time)\t\(e.storedSize)"
+        try append(BackupState.sealed(line), shard: BackupState.shardName(metric))
         if cachedShard == BackupState.shardName(metric) { cachedEntries[metric] = e }
     }
 
+    /// Drops what the state vouches for `metric` (its versions were removed from the store):
+    /// a line `METRIC - CHECKSUM` that overrides every earlier line of the metric.
+    public func forget(_ metric: String) throws {
+        try append(BackupState.sealed("\(metric)\t-"), shard: BackupState.shardName(metric))
+        if cachedShard == BackupState.shardName(metric) { cachedEntries[metric] = nil }
+    }
+
+    static func sealed(_ line: String) -> [UInt8] {
+        Array((line + "\t" + Array(line.utf8).withUnsafeBytes { BackupState.checksum($0) } + "\n").utf8)
+    }
+
+    func shardPath(_ shard: String) -> String { Path.join(Path.join(dir, "shards"), shard) }
+
+    /// Appends one line to a journal with one `write(2)` (concurrent appenders never
+    /// interleave inside a line), under a shared lock on the journal that compaction takes
+    /// exclusively; a journal replaced by a compaction meanwhile is opened again, so no line
+    /// lands in a file that is gone.
+    func append(_ bytes: [UInt8], shard: String) throws {
+        let path = shardPath(shard)
+        for _ in 0..<100 {
+            let fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_APPEND, mode: 0o600)
+            let written: Bool = try fd.closeAfter {
+                try FileLock.lockBriefly(fd, .shared)
+                let mine = try fd.stat()
+                guard let now = try? system_stat(path), now.st_ino == mine.st_ino, now.st_dev == mine.st_dev else { return false }
+                let n = try bytes.withUnsafeBytes { try system_write(fd.rawValue, $0.baseAddress!, $0.count, path: path) }
+                if n != bytes.count { throw Errno(EIO, call: "write", path: path) }
+                return true
+            }
+            if written { return }
+        }
+        throw Errno(EAGAIN, call: "append", path: path)
+    }
+
     /// Reads a journal; later lines override earlier ones. Parsed on bytes: an unchanged run
-    /// reads one journal per whisper directory, so this is most of its work.
+    /// reads one journal per whisper directory, so this is most of its work. A journal that
+    /// holds more than twice its live entries (history of changed files) is compacted.
     func load(_ shard: String) -> [String: StateEntry] {
-        let path = Path.join(Path.join(dir, "shards"), shard)
-        guard let fd = try? FileDescriptor.open(path, O_RDONLY),
+        guard let fd = try? FileDescriptor.open(shardPath(shard), O_RDONLY),
               let bytes = try? fd.closeAfter({ try fd.readAll() }) else { return [:] }
+        let (entries, lines, _) = BackupState.parseJournal(bytes)
+        if BackupState.needsCompaction(lines: lines, live: entries.count) {
+            _ = try? compact(shard) { _, _, _ in nil }
+        }
+        return entries
+    }
+
+    /// The live entries of a journal and its number of lines; with `offsets`, also where each
+    /// live entry's line starts.
+    static func parseJournal(_ bytes: [UInt8], offsets: Bool = false) -> (entries: [String: StateEntry], lines: Int, offsets: [String: Int]) {
         var out: [String: StateEntry] = [:]
+        var at: [String: Int] = [:]
+        var lines = 0
         bytes.withUnsafeBufferPointer { buf in
             var start = 0
             while start < buf.count {
                 let end = UnsafeBufferPointer(rebasing: buf[start...]).firstIndex(of: 10).map { start + $0 } ?? buf.count
-                if let (metric, entry) = BackupState.parse(UnsafeBufferPointer(rebasing: buf[start..<end])) { out[metric] = entry }
+                lines += 1
+                switch BackupState.parse(UnsafeBufferPointer(rebasing: buf[start..<end])) {
+                case .entry(let metric, let entry):
+                    out[metric] = entry
+                    if offsets { at[metric] = start }
+                case .forget(let metric): out[metric] = nil
+                case nil: break
+                }
                 start = end + 1
             }
+        }
+        return (out, lines, at)
+    }
+
+    /// Where a journal stood: its inode and size.
+    public struct Mark: Sendable {
+        var inode: UInt64
+        var size: Int64
+    }
+
+    /// Every journal's mark, taken before a listing of the store: lines written after it
+    /// record versions stored after the listing began, which it need not show.
+    public func marks() -> [String: Mark] {
+        var out: [String: Mark] = [:]
+        for shard in shards() {
+            if let st = try? system_stat(shardPath(shard)) { out[shard] = Mark(inode: UInt64(st.st_ino), size: Int64(st.st_size)) }
         }
         return out
     }
 
+    /// How `compact` asks about an entry.
+    public enum Judgement {
+        /// Its line was in the journal when the mark was taken.
+        case marked
+        /// The journal was rewritten since the mark: the line may be older or newer.
+        case unsure
+    }
+
+    /// Whether a journal is worth rewriting: more than twice its live entries, with some
+    /// slack so that a small directory is not rewritten for every change.
+    static func needsCompaction(lines: Int, live: Int) -> Bool { lines > 2 * live + 8 }
+
+    /// Rewrites one journal with its live entries only, under an exclusive lock on it (so no
+    /// append is lost), atomically (a temp file renamed over it: a crash leaves the old
+    /// journal or the new one). `reject` returns a reason to drop an entry, or nil to keep it;
+    /// with a `mark`, entries whose line was written after it are kept without asking.
+    /// Returns the entries dropped, with their reasons. The journal is rewritten only when
+    /// something is dropped or it holds more than twice its live entries (with `superseded`:
+    /// any line that a later one overrides).
+    @discardableResult
+    public func compact(_ shard: String, superseded: Bool = false, mark: Mark?? = nil,
+                        reject: (String, StateEntry, Judgement) throws -> String?) throws -> [(metric: String, entry: StateEntry, reason: String)] {
+        let path = shardPath(shard)
+        let fd: FileDescriptor
+        do { fd = try FileDescriptor.open(path, O_RDWR) } catch Errno.noSuchFileOrDirectory { return [] }
+        return try fd.closeAfter {
+            try FileLock.lock(fd, .exclusive, timeout: 60)
+            // A journal replaced by another compaction while this one waited: nothing to do.
+            guard let now = try? system_stat(path), let mine = try? fd.stat(), now.st_ino == mine.st_ino else { return [] }
+            let (entries, lines, offsets) = BackupState.parseJournal(try fd.readAll(), offsets: mark != nil)
+            // With a mark: lines past it (same journal) or a journal made since are news.
+            let sameJournal = mark.map { $0.map { $0.inode == UInt64(mine.st_ino) } ?? false }
+            var kept: [(String, StateEntry)] = []
+            var dropped: [(metric: String, entry: StateEntry, reason: String)] = []
+            for (metric, entry) in entries.sorted(by: { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }) {
+                var reason: String? = nil
+                switch (mark, sameJournal) {
+                case (.some(nil), _):
+                    break   // no journal at the mark: every line is news
+                case (.some(.some(let m)), true?):
+                    if offsets[metric, default: 0] < Int(m.size) { reason = try reject(metric, entry, .marked) }
+                case (.some, _):
+                    reason = try reject(metric, entry, .unsure)
+                case (nil, _):
+                    reason = try reject(metric, entry, .marked)
+                }
+                if let reason { dropped.append((metric, entry, reason)) } else { kept.append((metric, entry)) }
+            }
+            guard !dropped.isEmpty || (superseded ? lines > kept.count : BackupState.needsCompaction(lines: lines, live: kept.count)) else { return [] }
+            var text: [UInt8] = []
+            for (metric, e) in kept {
+                text += BackupState.sealed("\(metric)\t\(e.size)\t\(e.inode)\t\(e.device)\t\(e.mtimeNs)\t\(e.ctimeNs)\t\(e.hash)\t\(e.time)\t\(e.storedSize)")
+            }
+            // Not synced: a journal a power loss empties or damages costs re-reads, never a lie.
+            do {
+                try AtomicFile.write(path, bytes: text, mode: 0o600, placement: .replace, durable: false)
+            } catch where dropped.isEmpty {
+                return []   // only compaction failed (a full disk): the journal stays as true as it was
+            }
+            if cachedShard == shard { cachedShard = nil }
+            return dropped
+        }
+    }
+
+    /// The journals of the state (names of `shards/`, temp files of a compaction excluded).
+    public func shards() -> [String] {
+        ((try? system_readdir(Path.join(dir, "shards"))) ?? []).map(\.name).filter { !$0.hasPrefix(".") }
+    }
+
     /// One journal line: nine tab-separated fields and the checksum of the text before it.
-    static func parse(_ line: UnsafeBufferPointer<UInt8>) -> (String, StateEntry)? {
+    enum Line {
+        case entry(String, StateEntry)
+        /// `METRIC -`: the metric's versions were removed; the state vouches for nothing.
+        case forget(String)
+    }
+
+    static func parse(_ line: UnsafeBufferPointer<UInt8>) -> Line? {
         guard let lastTab = line.lastIndex(of: 9) else { return nil }
         let body = UnsafeBufferPointer(rebasing: line[..<lastTab])
         guard line[(lastTab + 1)...].elementsEqual(checksum(UnsafeRawBufferPointer(body)).utf8) else { return nil }
@@ -186,12 +322,15 @@ public final class BackupState {
             fields.append(UnsafeBufferPointer(rebasing: body[from..<i]))
             from = i + 1
         }
+        if fields.count == 2, fields[1].count == 1, fields[1][0] == UInt8(ascii: "-") {
+            return .forget(String(decoding: fields[0], as: UTF8.self))
+        }
         guard fields.count == 9, let size = integer(fields[1]), let ino = integer(fields[2]), let dev = integer(fields[3]),
               let m = integer(fields[4]), let c = integer(fields[5]), Hex.isHex(fields[6], length: 64),
               let t = integer(fields[7]), let gz = integer(fields[8]) else { return nil }
         let entry = StateEntry(size: size, inode: UInt64(bitPattern: ino), device: UInt64(bitPattern: dev), mtimeNs: m, ctimeNs: c,
                                hash: String(decoding: fields[6], as: UTF8.self), time: t, storedSize: gz)
-        return (String(decoding: fields[0], as: UTF8.self), entry)
+        return .entry(String(decoding: fields[0], as: UTF8.self), entry)
     }
 
     /// A decimal integer, optionally negative (an inode or device number above Int64.max is

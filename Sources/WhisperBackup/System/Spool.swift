@@ -71,13 +71,7 @@ public struct Spool: Sendable {
     /// loss): their names carry the pid, and no process has it any more. Finished spool files
     /// are kept: a next stage may still take them.
     func removeStaleTempFiles() {
-        guard let entries = try? system_readdir(dir) else { return }
-        for e in entries where e.name.hasPrefix(AtomicFile.tempPrefix) {
-            var rest = e.name.dropFirst(AtomicFile.tempPrefix.count)
-            if rest.hasPrefix("resv.") { rest = rest.dropFirst(5) }   // reservations of earlier versions
-            guard let dot = rest.firstIndex(of: "."), let pid = Int32(rest[..<dot]) else { continue }
-            if !system_processExists(pid) { _ = try? system_unlink(Path.join(dir, e.name)) }
-        }
+        AtomicFile.removeStaleTempFiles(in: dir)   // reservations of earlier versions: `resv.PID.`
     }
 
     /// Bytes held by finished files in the spool now (a directory scan). Files being written

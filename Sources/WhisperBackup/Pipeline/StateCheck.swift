@@ -1,0 +1,132 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The check that keeps the state a cache of the store and never more: one listing pass over
+/// the store's prefix, compared with what the state vouches for. An entry stays only while
+/// its version is the metric's newest in the store, with the size recorded, and not marked
+/// bad by `wsp-pull verify`; every other entry is dropped from its journal (which is compacted
+/// on the way), so the file is read and stored again. Done once per run: the run's id
+/// (`WSP_RUN_ID`, set by the wrappers) is recorded once the check is done, and the other
+/// processes of the run trust it; without a run id every process checks.
+public enum StateCheck {
+    /// What a listing says of one metric's newest version.
+    struct Newest {
+        var key: String
+        var size: Int64
+        var bad: Bool
+
+        init?(_ objects: MetricObjects) {
+            guard let v = objects.versions.last else { return nil }
+            key = v.key
+            size = v.size
+            bad = objects.bad[v.key] != nil
+        }
+    }
+
+    /// Environment variable naming the current run (any unique string).
+    public static let runVariable = "WSP_RUN_ID"
+    /// A run's check is trusted this long at most: a run id left set in an environment for
+    /// good must not turn the check off.
+    public static let reuseSeconds: Double = 6 * 3600
+    /// How long a process waits for another of its run to finish the check.
+    public static let lockTimeout: Double = 900
+    /// Metrics named one per line on stderr before the rest is only counted.
+    static let namedLimit = 20
+
+    public struct Result {
+        public var kept = 0
+        public var dropped: [(metric: String, reason: String)] = []
+        /// The run's check was already done by another process.
+        public var reused = false
+    }
+
+    /// Checks `state` against `store` unless this run did already. Throws when the check
+    /// could not be completed: the state must not be trusted then.
+    public static func ensure(state: BackupState, store: Store, layout: StoreLayout, diagnostics: Diagnostics) throws -> Result {
+        let run = system_getenv(runVariable).flatMap { $0.isEmpty ? nil : $0 }
+        let fd = try FileDescriptor.open(Path.join(state.dir, "check.lock"), O_RDWR | O_CREAT, mode: 0o600)
+        return try fd.closeAfter {
+            try FileLock.lock(fd, .exclusive, timeout: lockTimeout)
+            defer { FileLock.unlock(fd) }
+            let donePath = Path.join(state.dir, "checked")
+            if let run, let text = try? FileDescriptor.open(donePath, O_RDONLY).closeAfterRead(),
+               text == Array((run + "\n").utf8), let st = try? system_stat(donePath),
+               Double(st.st_mtim.tv_sec) > system_now() - reuseSeconds {
+                var r = Result()
+                r.reused = true
+                return r
+            }
+            let result = try check(state: state, store: store, layout: layout)
+            report(result, state: state, diagnostics: diagnostics)
+            if let run {
+                // Not recording it only costs another check in this run.
+                try? AtomicFile.write(donePath, bytes: Array((run + "\n").utf8), mode: 0o600, placement: .replace)
+            }
+            return result
+        }
+    }
+
+    /// One listing pass, then every journal compared with it (and compacted).
+    static func check(state: BackupState, store: Store, layout: StoreLayout) throws -> Result {
+        AtomicFile.removeStaleTempFiles(in: Path.join(state.dir, "shards"))   // a compaction killed
+        // Lines written while the store is listed (concurrent pushes) record versions the
+        // listing may not show: they are kept, and checked by the next run.
+        let marks = state.marks()
+        var newest: [String: Newest] = [:]
+        try StoreListing.forEachMetric(in: store, layout: layout, prefix: layout.prefix) { objects in
+            if Signals.stopRequested { throw Interrupted() }
+            if let n = Newest(objects) { newest[objects.metric] = n }
+        }
+        var result = Result()
+        for shard in state.shards() {
+            if Signals.stopRequested { throw Interrupted() }
+            // Compacted as it is checked: after a run the state holds its live entries and
+            // at most one line more per file that run changed.
+            let dropped = try state.compact(shard, superseded: true, mark: .some(marks[shard])) { metric, entry, judgement in
+                guard var reason = problem(entry, metric: metric, newest[metric], layout: layout) else {
+                    result.kept += 1
+                    return nil
+                }
+                if judgement == .unsure {
+                    // The journal was rewritten since its mark: ask the store about this metric.
+                    reason = problem(entry, metric: metric, Newest(try StoreListing.metric(metric, in: store, layout: layout)), layout: layout) ?? ""
+                    if reason.isEmpty {
+                        result.kept += 1
+                        return nil
+                    }
+                }
+                return reason
+            }
+            result.dropped += dropped.map { ($0.metric, $0.reason) }
+        }
+        return result
+    }
+
+    /// Why the store does not hold what `entry` vouches for, or nil if it does.
+    static func problem(_ entry: StateEntry, metric: String, _ n: Newest?, layout: StoreLayout) -> String? {
+        let key = layout.key(metric: metric, time: entry.time, hash: entry.hash)
+        guard let n else { return "the store holds no version of it (\(key) vouched for)" }
+        if n.key != key {
+            return "the store's newest version is \(Path.lastComponent(n.key)), not \(Path.lastComponent(key)) as vouched for"
+        }
+        if n.size != entry.storedSize { return "\(n.key) holds \(n.size) bytes, not \(entry.storedSize) as stored" }
+        if n.bad { return "\(n.key) was found damaged (wsp-pull verify)" }
+        return nil
+    }
+
+    static func report(_ result: Result, state: BackupState, diagnostics: Diagnostics) {
+        guard !result.dropped.isEmpty else { return }
+        let sorted = result.dropped.sorted { $0.metric.utf8.lexicographicallyPrecedes($1.metric.utf8) }
+        for d in sorted.prefix(namedLimit) {
+            diagnostics.warn("\(Diagnostics.shown(d.metric)): reading it again: \(d.reason)")
+        }
+        let more = sorted.count > namedLimit ? " (\(sorted.count - namedLimit) not named above)" : ""
+        diagnostics.warn("state \(state.dir): \(sorted.count) file(s) the state vouched for are missing, replaced or damaged in the store\(more); they are read and stored again; \(result.kept) entries confirmed")
+    }
+}
+
+extension FileDescriptor {
+    /// The whole file, closing the descriptor.
+    func closeAfterRead() throws -> [UInt8] { try closeAfter { try readAll() } }
+}

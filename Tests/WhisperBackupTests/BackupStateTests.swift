@@ -1,0 +1,106 @@
+import XCTest
+@testable import WhisperBackup
+
+final class BackupStateTests: XCTestCase {
+    let hash = String(repeating: "ab", count: 32)
+
+    func tempDir() throws -> String {
+        let dir = "/tmp/wsp-state-test.\(UInt64.random(in: 0...UInt64.max))"
+        try Path.makeDirectories(dir)
+        addTeardownBlock { BackupStateTests.remove(dir) }
+        return dir
+    }
+
+    static func remove(_ path: String) {
+        for e in (try? system_readdir(path)) ?? [] {
+            let p = Path.join(path, e.name)
+            if e.kind == .directory { remove(p) } else { _ = try? system_unlink(p) }
+        }
+        _ = try? system_rmdir(path)
+    }
+
+    func entry(_ i: Int64) -> StateEntry {
+        StateEntry(size: 100 + i, inode: 7, device: 8, mtimeNs: i, ctimeNs: i, hash: hash, time: 1_795_000_000 + i, storedSize: 50)
+    }
+
+    func lines(_ state: BackupState, _ metric: String) throws -> Int {
+        let fd = try FileDescriptor.open(state.shardPath(BackupState.shardName(metric)), O_RDONLY)
+        return try fd.closeAfter { try fd.readAll() }.filter { $0 == 10 }.count
+    }
+
+    func testForgetOverridesEarlierEntries() throws {
+        let dir = try tempDir()
+        let a = try BackupState(dir: dir)
+        try a.record("x.y.m1", entry(1))
+        try a.record("x.y.m2", entry(2))
+        try a.forget("x.y.m1")
+        let b = try BackupState(dir: dir)
+        XCTAssertNil(b.lookup("x.y.m1"))
+        XCTAssertEqual(b.lookup("x.y.m2"), entry(2))
+        try a.record("x.y.m1", entry(3))
+        XCTAssertEqual(try BackupState(dir: dir).lookup("x.y.m1"), entry(3))
+    }
+
+    func testAJournalWithLongHistoryIsCompactedWhenRead() throws {
+        let dir = try tempDir()
+        let s = try BackupState(dir: dir)
+        for i in 0..<40 { try s.record("a.b.c", entry(Int64(i))) }
+        try s.record("a.b.d", entry(99))
+        XCTAssertEqual(try lines(s, "a.b.c"), 41)
+        let reader = try BackupState(dir: dir)
+        XCTAssertEqual(reader.lookup("a.b.c"), entry(39))
+        XCTAssertEqual(try lines(s, "a.b.c"), 2)
+        XCTAssertEqual(try BackupState(dir: dir).lookup("a.b.d"), entry(99))
+    }
+
+    func testCompactionDropsRejectedEntriesAndSaysWhy() throws {
+        let dir = try tempDir()
+        let s = try BackupState(dir: dir)
+        try s.record("a.b.c", entry(1))
+        try s.record("a.b.d", entry(2))
+        let dropped = try s.compact(BackupState.shardName("a.b.c")) { m, _, _ in m == "a.b.c" ? "gone" : nil }
+        XCTAssertEqual(dropped.map(\.metric), ["a.b.c"])
+        XCTAssertEqual(dropped.map(\.reason), ["gone"])
+        let r = try BackupState(dir: dir)
+        XCTAssertNil(r.lookup("a.b.c"))
+        XCTAssertEqual(r.lookup("a.b.d"), entry(2))
+        XCTAssertEqual(try lines(s, "a.b.c"), 1)
+    }
+
+    func testLinesWrittenAfterTheMarkAreKeptUnasked() throws {
+        let dir = try tempDir()
+        let s = try BackupState(dir: dir)
+        try s.record("a.b.old", entry(1))
+        let marks = s.marks()
+        try s.record("a.b.new", entry(2))      // a push while the store is listed
+        try s.record("c.d.first", entry(3))    // a journal that did not exist at the mark
+        var asked: [String] = []
+        let shardAB = BackupState.shardName("a.b.old"), shardCD = BackupState.shardName("c.d.first")
+        let dropped = try s.compact(shardAB, mark: .some(marks[shardAB])) { m, _, j in
+            asked.append(m)
+            XCTAssertEqual(j, .marked)
+            return "gone"
+        }
+        XCTAssertEqual(dropped.map(\.metric), ["a.b.old"])
+        XCTAssertEqual(asked, ["a.b.old"])
+        XCTAssertEqual(try s.compact(shardCD, mark: .some(marks[shardCD])) { _, _, _ in "gone" }.count, 0)
+        let r = try BackupState(dir: dir)
+        XCTAssertEqual(r.lookup("a.b.new"), entry(2))
+        XCTAssertEqual(r.lookup("c.d.first"), entry(3))
+        // a journal rewritten since its mark: every entry is asked, as unsure
+        let marks2 = s.marks()
+        try s.record("a.b.new", entry(4))
+        try s.compact(shardAB, superseded: true) { _, _, _ in nil }
+        var judgements: [BackupState.Judgement] = []
+        try s.compact(shardAB, mark: .some(marks2[shardAB])) { _, _, j in judgements.append(j); return nil }
+        XCTAssertEqual(judgements, [.unsure])
+    }
+
+    func testBadRecordsAreTheirOwnKind() {
+        let l = StoreLayout(prefix: "node1")
+        let key = l.key(metric: "a.b", time: 1_795_000_000, hash: hash)
+        XCTAssertEqual(l.entry(l.badKey(key))?.entry, .bad(versionKey: key))
+        XCTAssertEqual(l.entry(l.badKey(key))?.metric, "a.b")
+        XCTAssertNil(l.parse(l.badKey(key)))
+    }
+}

@@ -1,0 +1,638 @@
+"""The state is a cache of the store, never more: whatever happens to the store behind its
+back (versions deleted, the store emptied or rolled back to an older copy, another node's
+purge, a damaged newest version), the next run re-stores exactly what is missing or bad, says
+so on stderr, and a restore is then byte-identical to the tree. On file://, on S3 (Swift's
+s3api and radosgw) and on Swift; a server whose variables are missing is skipped with the
+reason (see test_s3.py and test_swift.py)."""
+import concurrent.futures
+import os
+import random
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+import uuid
+
+import pytest
+
+from conftest import BIN, NOW, change_tree, gen_tree, read, records, sh, wsp_files
+from proxylib import Proxy, proxies  # noqa: F401 (a fixture)
+
+S3_SERVERS = {
+    "swift-s3api": ("WSP_TEST_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"),
+    "radosgw": ("WSP_TEST_RGW_ENDPOINT", "WSP_TEST_RGW_ACCESS_KEY_ID", "WSP_TEST_RGW_SECRET_ACCESS_KEY", "WSP_TEST_RGW_REGION"),
+}
+SWIFT_VARS = ["WSP_TEST_SWIFT_AUTH", "WSP_TEST_SWIFT_USER", "WSP_TEST_SWIFT_KEY"]
+
+
+def q(*args):
+    return " ".join(shlex.quote(str(a)) for a in args)
+
+
+class FileBackend:
+    """A store directory, read and changed with plain file operations."""
+
+    def __init__(self, tmp_path):
+        self.dir = tmp_path / "store"
+        (self.dir / "node1").mkdir(parents=True)
+        self.url = f"file://{self.dir}/node1/"
+        self.env = {}
+        self.create = ""
+        self.root = str(self.dir / "node1") + "/"
+
+    def keys(self):
+        out = []
+        for d, _, fs in os.walk(self.root):
+            out += [os.path.relpath(os.path.join(d, f), self.root) for f in fs if not f.startswith(".wsp-tmp.")]
+        return sorted(out)
+
+    def get(self, key):
+        return read(self.root + key)
+
+    def put(self, key, data):
+        os.makedirs(os.path.dirname(self.root + key), exist_ok=True)
+        with open(self.root + key, "wb") as f:
+            f.write(data)
+
+    def delete(self, key):
+        os.unlink(self.root + key)
+
+    def cleanup(self):
+        pass
+
+
+class S3Backend:
+    def __init__(self, name, tmp_path):
+        endpoint, key, secret, region = S3_SERVERS[name]
+        missing = [v for v in (endpoint, key, secret) if not os.environ.get(v)]
+        if missing:
+            pytest.skip(f"{name}: {', '.join(missing)} not set (start it with scripts/servers and eval its env)")
+        boto3 = pytest.importorskip("boto3", reason="boto3 changes the store behind the tools' back")
+        from botocore.config import Config
+        self.endpoint, self.region = os.environ[endpoint], os.environ.get(region) or "us-east-1"
+        self.bucket = f"wsp-st-{uuid.uuid4().hex[:10]}"
+        self.url = f"s3://{self.bucket}/node1/"
+        self.create = "--create-bucket"
+        self.env = {
+            "AWS_ACCESS_KEY_ID": os.environ[key], "AWS_SECRET_ACCESS_KEY": os.environ[secret],
+            "AWS_REGION": self.region, "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ENDPOINT_URL_S3": "", "AWS_PROFILE": "", "AWS_SESSION_TOKEN": "", "AWS_DEFAULT_REGION": "",
+            "AWS_CONFIG_FILE": str(tmp_path / "no-config"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+        }
+        self.c = boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=os.environ[key],
+                              aws_secret_access_key=os.environ[secret], region_name=self.region,
+                              config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5},
+                                            request_checksum_calculation="when_required",
+                                            response_checksum_validation="when_required"))
+
+    def keys(self):
+        out = []
+        for page in self.c.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix="node1/"):
+            out += [o["Key"][len("node1/"):] for o in page.get("Contents", [])]
+        return sorted(out)
+
+    def get(self, key):
+        return self.c.get_object(Bucket=self.bucket, Key="node1/" + key)["Body"].read()
+
+    def put(self, key, data):
+        self.c.put_object(Bucket=self.bucket, Key="node1/" + key, Body=data)
+
+    def delete(self, key):
+        self.c.delete_object(Bucket=self.bucket, Key="node1/" + key)
+
+    def cleanup(self):
+        try:
+            keys = [{"Key": "node1/" + k} for k in self.keys()]
+            for i in range(0, len(keys), 1000):
+                self.c.delete_objects(Bucket=self.bucket, Delete={"Objects": keys[i:i + 1000], "Quiet": True})
+            self.c.delete_bucket(Bucket=self.bucket)
+        except Exception:
+            pass
+
+
+class SwiftBackend:
+    def __init__(self, tmp_path):
+        if not all(os.environ.get(v) for v in SWIFT_VARS):
+            pytest.skip("Swift all-in-one not running: " + ", ".join(SWIFT_VARS) + " unset (scripts/servers/swift-aio.sh)")
+        g = os.environ.get
+        self.env = {"ST_AUTH": g(SWIFT_VARS[0]), "ST_USER": g(SWIFT_VARS[1]), "ST_KEY": g(SWIFT_VARS[2]),
+                    "OS_AUTH_URL": "", "OS_AUTH_TOKEN": "", "OS_STORAGE_URL": "", "OS_USERNAME": "", "OS_PASSWORD": ""}
+        self.container = f"wsp-st-{uuid.uuid4().hex[:10]}"
+        self.url = f"swift://{self.container}/node1/"
+        self.create = "--create-container"
+        req = urllib.request.Request(self.env["ST_AUTH"], headers={"X-Auth-User": self.env["ST_USER"], "X-Auth-Key": self.env["ST_KEY"]})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            self.token, self.storage = r.headers["X-Auth-Token"], r.headers["X-Storage-Url"]
+
+    def http(self, method, path, data=None):
+        req = urllib.request.Request(f"{self.storage}/{self.container}{path}", data=data, method=method,
+                                     headers={"X-Auth-Token": self.token})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.read()
+
+    def keys(self):
+        out, marker = [], ""
+        while True:
+            page = self.http("GET", f"?prefix=node1/&marker={urllib.parse.quote(marker)}").decode().splitlines()
+            if not page:
+                return sorted(out)
+            out += [k[len("node1/"):] for k in page]
+            marker = page[-1]
+
+    def get(self, key):
+        return self.http("GET", "/" + urllib.parse.quote("node1/" + key))
+
+    def put(self, key, data):
+        self.http("PUT", "/" + urllib.parse.quote("node1/" + key), data)
+
+    def delete(self, key):
+        self.http("DELETE", "/" + urllib.parse.quote("node1/" + key))
+
+    def cleanup(self):
+        try:
+            for k in self.keys():
+                self.delete(k)
+            self.http("DELETE", "")
+        except Exception:
+            pass
+
+
+@pytest.fixture(params=["file", "swift-s3api", "radosgw", "swift"])
+def be(request, tmp_path):
+    if request.param == "file":
+        b = FileBackend(tmp_path)
+    elif request.param == "swift":
+        b = SwiftBackend(tmp_path)
+    else:
+        b = S3Backend(request.param, tmp_path)
+    yield b
+    b.cleanup()
+
+
+class Node:
+    """One node's whisper tree, spool and state, backed up to one store."""
+
+    def __init__(self, be, tmp_path, files, name="w", seed=1):
+        self.be = be
+        self.tmp = tmp_path
+        self.root = gen_tree(tmp_path / name, files=files, seed=seed)
+        self.spool = tmp_path / f"spool-{name}"
+        self.spool.mkdir()
+        self.state = tmp_path / f"state-{name}"
+        self.settle()
+
+    @staticmethod
+    def settle():
+        # The state vouches for a file's stat only once the file is 2 s old (README, state).
+        time.sleep(2.1)
+
+    def backup(self, extra_snap="", extra_push="", env=None, check=True):
+        p = sh(f"wsp-find --root {q(self.root)} | wsp-snap --spool {q(self.spool)} --state {q(self.state)} {extra_snap}"
+               f" | tee {q(self.spool)}.snaps | wsp-push --state {q(self.state)} {self.be.create} {extra_push} {q(self.be.url)}",
+               env=dict(self.be.env, **(env or {})), check=check)
+        snaps = records(open(f"{self.spool}.snaps").read())
+        return records(p.stdout), snaps, p
+
+    def restore_and_compare(self):
+        out = self.tmp / f"restored-{uuid.uuid4().hex[:6]}"
+        spool = self.tmp / f"rspool-{uuid.uuid4().hex[:6]}"
+        spool.mkdir()
+        sh(f"wsp-pull list {q(self.be.url)} '*' | wsp-pull get --spool {q(spool)} {q(self.be.url)} | wsp-merge --root {q(out)}",
+           env=self.be.env)
+        src, dst = wsp_files(self.root), wsp_files(out)
+        assert sorted(src) == sorted(dst)
+        for rel in src:
+            assert read(src[rel]) == read(dst[rel]), rel
+
+
+def metric_keys(be, metric):
+    return [k for k in be.keys() if k.startswith(metric + "/")]
+
+
+def versions(be):
+    return [k for k in be.keys() if k.endswith(".wsp.gz")]
+
+
+def by_status(out):
+    s = {}
+    for r in out:
+        s.setdefault(r[5], set()).add(r[0])
+    return s
+
+
+def test_versions_deleted_behind_the_states_back_are_stored_again(be, tmp_path):
+    """One metric's versions deleted (as after `wsp-pull verify` called them bad), then
+    another node's purge under the shared prefix, then every version with the marker kept:
+    each time the next run re-stores exactly what is missing and says so."""
+    n = Node(be, tmp_path, 8)
+    out, _, _ = n.backup()
+    assert {r[5] for r in out} == {"stored"}
+    everything = {r[0] for r in out}
+    victim = sorted(everything)[3]
+    for k in metric_keys(be, victim):
+        be.delete(k)
+    out, snaps, p = n.backup()
+    assert by_status(out) == {"stored": {victim}, "unchanged": everything - {victim}}, p.stderr
+    assert p.returncode == 0
+    assert f"{victim}: reading it again: the store holds no version of it" in p.stderr
+    assert "1 file(s) the state vouched for are missing" in p.stderr
+    assert [s[0] for s in snaps if s[4] != "-"] == [victim]   # read again exactly that file
+    n.restore_and_compare()
+
+    # Node B shares the prefix, has other metrics, and purges what is not on its disk.
+    b = tmp_path / "b"
+    gen_tree(b / "nodeb", files=3, seed=2)
+    for now in ("", "--now 2099-01-01T00:00:00Z"):   # mark gone, then purge
+        sh(f"wsp-find --root {q(b)} | wsp-prune --gone-after 0 --force {now} {q(be.url)}", env=be.env)
+    assert versions(be) == []
+    out, _, p = n.backup()
+    assert by_status(out) == {"stored": everything}, p.stderr
+    assert "8 file(s) the state vouched for are missing" in p.stderr
+    n.restore_and_compare()
+
+    # Every version deleted, the store's marker kept.
+    for k in versions(be):
+        be.delete(k)
+    assert ".wsp-store-id" in be.keys() and versions(be) == []
+    out, _, p = n.backup()
+    assert by_status(out) == {"stored": everything} and p.returncode == 0, p.stderr
+    assert "8 file(s) the state vouched for are missing" in p.stderr
+    assert len(versions(be)) == 8
+    n.restore_and_compare()
+    # and the state is trusted again afterwards
+    out, snaps, _ = n.backup()
+    assert all(s[4] == "-" for s in snaps) and {r[5] for r in out} == {"unchanged"}
+
+
+def test_store_rolled_back_to_an_older_copy(be, tmp_path):
+    n = Node(be, tmp_path, 10)
+    n.backup()
+    mirror = {k: be.get(k) for k in be.keys()}   # rclone sync to a mirror
+    change_tree(n.root, 0.4, seed=7, now=NOW + 3600)
+    n.settle()
+    out, _, _ = n.backup()
+    changed = by_status(out)["stored"]
+    assert 0 < len(changed) < 10
+    # the mirror restored into place: same marker, the newer versions gone
+    for k in be.keys():
+        if k not in mirror:
+            be.delete(k)
+    for k, data in mirror.items():
+        be.put(k, data)
+    out, snaps, p = n.backup()
+    assert by_status(out)["stored"] == changed, p.stderr
+    assert {s[0] for s in snaps if s[4] != "-"} == changed
+    for m in changed:
+        assert f"{m}: reading it again: the store's newest version is" in p.stderr
+    n.restore_and_compare()
+
+
+def corrupt(be, key):
+    data = bytearray(be.get(key))
+    data[len(data) // 2] ^= 0x10
+    be.put(key, bytes(data))
+
+
+def test_damaged_newest_versions_heal(be, tmp_path):
+    """A newest version found damaged by `wsp-pull verify` is replaced by the next run; one
+    nobody found yet is replaced by a --full run (which re-checks what it deduplicates
+    against). The good content is stored again, the damaged object removed after."""
+    n = Node(be, tmp_path, 6)
+    out, _, _ = n.backup()
+    everything = {r[0] for r in out}
+    victim, other = sorted(out)[2], sorted(out)[4]
+    metric, bad_key = victim[0], victim[3]
+    rel = bad_key[bad_key.index(metric + "/"):]
+    corrupt(be, rel)
+    vspool = tmp_path / "vspool"
+    vspool.mkdir()
+    p = sh(f"wsp-pull verify --spool {q(vspool)} {q(be.url)} '*'", env=be.env, check=False)
+    assert p.returncode == 1 and f"marked {rel.split('/')[1]} bad" in p.stderr, p.stderr
+    out, snaps, p = n.backup()
+    assert by_status(out) == {"stored": {metric}, "unchanged": everything - {metric}}, p.stderr
+    assert p.returncode == 0
+    assert "was found damaged (wsp-pull verify)" in p.stderr
+    assert f"{metric}: removed damaged {rel.split('/')[1]}" in p.stderr
+    # the same content under a new key; the damaged object and its record are gone
+    new = [r for r in out if r[0] == metric][0]
+    assert new[2] == victim[2] and new[3] != victim[3]
+    assert metric_keys(be, metric) == [new[3][new[3].index(metric + "/"):]]
+    n.restore_and_compare()
+    sh(f"wsp-pull verify --spool {q(vspool)} {q(be.url)} '*'", env=be.env)
+
+    # A damage nobody has read yet: a normal run trusts the state, --full finds it.
+    metric, bad_key = other[0], other[3]
+    rel = bad_key[bad_key.index(metric + "/"):]
+    corrupt(be, rel)
+    out, snaps, p = n.backup(extra_snap="--full", extra_push="--full")
+    assert by_status(out) == {"stored": {metric}, "unchanged": everything - {metric}}, p.stderr
+    assert f"{metric}: {bad_key}: bad object" in p.stderr
+    assert len(metric_keys(be, metric)) == 1 and metric_keys(be, metric)[0] != rel
+    n.restore_and_compare()
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 1 MiB tmpfs (needs root: mount), unmounted afterwards."""
+    d = tmp_path / "small"
+    d.mkdir()
+    p = sh(f"mount -t tmpfs -o size=1m tmpfs {q(d)}", check=False)
+    if p.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs for a full state disk (needs root): {p.stderr.strip()}")
+    yield d
+    sh(f"umount {q(d)}", check=False)
+
+
+def test_full_state_disk_reports_records_stored(small_fs, tmp_path):
+    be = FileBackend(tmp_path)
+    n = Node(be, tmp_path, 30)
+    n.state = small_fs / "state"
+    # the state claims the store, then its disk fills up
+    sh(f"wsp-push --state {q(n.state)} {q(be.url)} < /dev/null")
+    sh(f"dd if=/dev/zero of={q(small_fs / 'fill')} bs=4k", check=False)
+    out, _, p = n.backup(check=False)
+    assert p.returncode == 0, p.stderr
+    assert {r[5] for r in out} == {"stored"} and len(out) == 30 and len(versions(be)) == 30
+    warned = [l for l in p.stderr.splitlines() if "stored, but the state could not be updated" in l]
+    assert len(warned) == 30 and "the next run reads this file again" in warned[0], p.stderr
+    assert not [l for l in p.stderr.splitlines() if l not in warned], p.stderr
+    # room again: the next run reads every file (nothing was vouched for) and stores nothing
+    os.unlink(small_fs / "fill")
+    out, snaps, p = n.backup()
+    assert all(s[4] != "-" for s in snaps) and {r[5] for r in out} == {"unchanged"}
+    out, snaps, p = n.backup()
+    assert all(s[4] == "-" for s in snaps)
+
+
+def state_size(state):
+    """(bytes, lines) of the state's journals."""
+    total = lines = 0
+    for name in os.listdir(state / "shards"):
+        data = read(state / "shards" / name)
+        total += len(data)
+        lines += data.count(b"\n")
+    return total, lines
+
+
+def unchanged_run_work(root, spool, state, url):
+    """Bytes an unchanged wsp-snap run reads (its rchar, taken from /proc once it has exited
+    and before it is reaped), checking that it read no whisper file."""
+    files = sh(f"wsp-find --root {q(root)}").stdout
+    p = subprocess.Popen([os.path.join(BIN, "wsp-snap"), "--spool", str(spool), "--state", str(state)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdin.write(files.encode())
+    p.stdin.close()
+    out = p.stdout.read().decode()
+    err = p.stderr.read().decode()
+    os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)
+    io = dict(line.split(": ") for line in open(f"/proc/{p.pid}/io").read().splitlines())
+    assert p.wait() == 0, err
+    assert all(r[4] == "-" for r in records(out)), (out, err)
+    return int(io["rchar"])
+
+
+def test_journals_stay_small_over_200_runs_where_every_file_changes(tmp_path):
+    """The state's size and the work of an unchanged run stay flat however many runs changed
+    every file (journals are compacted), measured as bytes and lines, not time."""
+    be = FileBackend(tmp_path)
+    n = Node(be, tmp_path, 6)
+    paths = sorted(wsp_files(n.root).values())
+    names = {os.path.splitext(os.path.relpath(p, n.root))[0].replace(os.sep, "."): p for p in paths}
+    files = sh(f"wsp-find --root {q(n.root)}").stdout.splitlines()
+    measured = {}
+    for run in range(1, 201):
+        for i, path in enumerate(paths):
+            with open(path, "r+b") as f:
+                f.seek(-8, os.SEEK_END)
+                f.write(run.to_bytes(4, "big") + i.to_bytes(4, "big"))
+        snaps = sh(f"wsp-snap --spool {q(n.spool)} --state {q(n.state)} " + q(*files)).stdout
+        # A file is vouched for only once it is 2 s old; time does not pass here, so the test
+        # hands wsp-push the stat each file has (and keeps) until the next change.
+        recs = []
+        for r in records(snaps):
+            assert r[4] != "-", "a changed file was not read"
+            st = os.stat(names[r[0]])
+            r[5] = f"{st.st_ino}:{st.st_dev}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_size}"
+            recs.append("\t".join(r))
+        out = sh(f"wsp-push --state {q(n.state)} {q(be.url)} " + q(*recs)).stdout
+        assert {r[5] for r in records(out)} == {"stored"}
+        if run % 20 == 0:
+            sh(f"wsp-prune --keep 2 {q(be.url)} " + q(*names))
+        if run in (2, 200):
+            measured[run] = state_size(n.state) + (unchanged_run_work(n.root, n.spool, n.state, be.url),)
+    (b2, l2, w2), (b200, l200, w200) = measured[2], measured[200]
+    print(f"\nstate after run 2: {b2} bytes, {l2} lines; unchanged run read {w2} bytes"
+          f"\nstate after run 200: {b200} bytes, {l200} lines; unchanged run read {w200} bytes")
+    assert b200 <= 2 * b2 and l200 <= 2 * l2 and w200 <= 2 * w2
+    assert l200 <= 2 * len(paths)
+
+
+def filler(be, count):
+    """`count` objects of another node's metrics under the same prefix (empty: they are
+    only listed)."""
+    keys = [f"other.m{i:05d}/20260101T000000Z.{i:064x}.wsp.gz" for i in range(count)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: be.put(k, b""), keys))
+
+
+@pytest.mark.parametrize("kind", ["swift-s3api", "radosgw", "swift"])
+def test_requests_of_an_unchanged_run(kind, tmp_path, proxies):
+    """An unchanged run with a state asks nothing per metric: each process opens the store
+    and reads its marker, and the run lists the store once (one page per 1000 objects on S3),
+    counted at a pass-through proxy; processes share the run's check through WSP_RUN_ID."""
+    be = SwiftBackend(tmp_path) if kind == "swift" else S3Backend(kind, tmp_path)
+    try:
+        n = Node(be, tmp_path, 20)
+        out, _, _ = n.backup()
+        assert {r[5] for r in out} == {"stored"}
+        if kind == "swift":
+            up = urllib.parse.urlsplit(be.storage)
+            px = Proxy(tmp_path, f"{up.scheme}://{up.netloc}")
+            env = dict(be.env, ST_AUTH="", ST_USER="", ST_KEY="", OS_AUTH_TOKEN=be.token, OS_STORAGE_URL=px.url + up.path)
+        else:
+            px = Proxy(tmp_path, be.endpoint)
+            env = dict(be.env, AWS_ENDPOINT_URL=px.url)
+        proxies.append(px)
+
+        def unchanged_run(run_id):
+            start = px.mark()
+            p = sh(f"wsp-find --root {q(n.root)} | xargs -d '\\n' -n 5 -P 2 wsp-snap --spool {q(n.spool)} --state {q(n.state)}"
+                   f" | xargs -d '\\n' -n 5 -P 2 wsp-push --state {q(n.state)} {q(be.url)}", env=dict(env, WSP_RUN_ID=run_id))
+            assert {r[5] for r in records(p.stdout)} == {"unchanged"} and len(records(p.stdout)) == 20, p.stderr
+            entries = px.entries()[start:]
+            full = [e for e in entries if e[0] == "GET" and ("list-type=2" in e[1] or "format=json" in e[1])
+                    and "max-keys=1&" not in e[1] + "&" and "limit=1&" not in e[1] + "&"]
+            return entries, len(full)
+
+        first, pages = unchanged_run("run-1")
+        # 4 wsp-snap and 4 wsp-push processes (20 records, 5 each): per process the store's
+        # opening and its marker; one listing pass for the run.
+        by_kind = {}
+        for e in first:
+            by_kind[e[0]] = by_kind.get(e[0], 0) + 1
+        print(f"\n{kind}, unchanged run of 20 metrics in 8 processes: {len(first)} requests {by_kind}, {pages} listing page(s) of the store")
+        assert "PUT" not in by_kind and pages == 1
+        # nothing per metric: 2 per process, the listing (and on Swift its /info, read once)
+        assert len(first) == 8 * 2 + pages + (1 if kind == "swift" else 0), first
+        # More objects in the store: one listing page more per 1000 on S3 (shown on radosgw,
+        # which writes them fastest), per listing limit on Swift (10 here; the store takes
+        # 1000, or the cluster's limit if lower).
+        if kind == "radosgw":
+            filler(be, 1000)
+        elif kind == "swift":
+            env["WSP_SWIFT_LIST_LIMIT"] = "10"
+        else:
+            return
+        second, pages2 = unchanged_run("run-2")
+        what = "1000 more objects" if kind != "swift" else "pages of 10 objects (21 objects)"
+        print(f"{kind}, the same with {what}: {len(second)} requests, {pages2} listing page(s)")
+        assert pages2 == (2 if kind != "swift" else 3) and len(second) == len(first) + pages2 - pages
+    finally:
+        be.cleanup()
+
+
+def test_metrics_purged_while_their_directory_was_away_are_stored_again(be, tmp_path):
+    """`mv` keeps the files' inodes and change times: the state still matches them when the
+    directory comes back after a purge. The purge drops what the state vouches for the
+    metrics it removes, and the run's check of the store would catch it anyway."""
+    n = Node(be, tmp_path, 8)
+    out, _, _ = n.backup()
+    _, snaps, p = n.backup(env={"WSP_RUN_ID": "run-1"})   # run-1's check of the store is done
+    assert all(s[4] == "-" for s in snaps), p.stderr
+    away, home = tmp_path / "away", n.root / "servers" / "host000" / "cpu"
+    gone = {r[0] for r in out if r[0].startswith("servers.host000.cpu.")}
+    assert 0 < len(gone) < 8
+
+    def purge(state_opt):
+        os.rename(home, away)
+        for now in ("", "--now 2099-01-01T00:00:00Z"):   # mark gone, then purge
+            sh(f"wsp-find --root {q(n.root)} | wsp-prune --gone-after 1 --force {now} {state_opt} {q(be.url)}", env=be.env)
+        os.rename(away, home)
+        assert not [k for k in be.keys() if k.split("/")[0] in gone]
+
+    # wsp-prune --state drops the purged metrics' entries: even within the run whose check
+    # is done (WSP_RUN_ID), they are read again
+    purge(f"--state {q(n.state)}")
+    snaps = records(sh(f"wsp-find --root {q(n.root)} | wsp-snap --spool {q(n.spool)} --state {q(n.state)}",
+                       env=dict(be.env, WSP_RUN_ID="run-1")).stdout)
+    assert {s[0] for s in snaps if s[4] != "-"} == gone
+    for s in snaps:
+        if s[4] != "-":
+            os.unlink(s[4])
+    out, _, p = n.backup()
+    assert by_status(out)["stored"] == gone, p.stderr
+    n.restore_and_compare()
+    # without it, the next run's check of the store finds them gone
+    purge("")
+    out, _, p = n.backup()
+    assert by_status(out)["stored"] == gone, p.stderr
+    assert all(f"{m}: reading it again: the store holds no version of it" in p.stderr for m in gone)
+    n.restore_and_compare()
+
+
+CRASH_TRIALS = int(os.environ.get("WSP_TORTURE_TRIALS", "4"))
+
+
+def killed_at_random(cmd, seconds, env=None, stdin=None):
+    """Runs `cmd`, SIGKILLs it at a random moment within `seconds`; True if it was killed."""
+    e = dict(os.environ, **(env or {}))
+    p = subprocess.Popen(cmd, stdin=stdin or subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=e)
+    try:
+        p.wait(timeout=random.uniform(0, seconds))
+        return False
+    except subprocess.TimeoutExpired:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        return True
+
+
+def test_sigkill_during_compaction_loses_nothing(tmp_path):
+    """wsp-snap killed while it checks and compacts the journals: the next run trusts what is
+    left (the old journal or the new one, never a part), stores nothing, loses nothing."""
+    be = FileBackend(tmp_path)
+    n = Node(be, tmp_path, 24)
+    n.backup()
+    # Journals with a long history: every line repeated, so every journal is compacted.
+    for name in os.listdir(n.state / "shards"):
+        p = n.state / "shards" / name
+        p.write_bytes(p.read_bytes() * 400)
+    base = tmp_path / "state-base"
+    shutil.copytree(n.state, base)
+    files = sh(f"wsp-find --root {q(n.root)}").stdout
+    snap = [os.path.join(BIN, "wsp-snap"), "--spool", str(n.spool), "--state", str(n.state)]
+    start = time.monotonic()
+    subprocess.run(snap, input=files.encode(), capture_output=True, check=True)
+    took = time.monotonic() - start
+    killed = midway = 0
+    for _ in range(CRASH_TRIALS):
+        shutil.rmtree(n.state)
+        shutil.copytree(base, n.state)
+        with open(tmp_path / "files", "w") as f:
+            f.write(files)
+        with open(tmp_path / "files") as f:
+            killed += killed_at_random(snap, took, stdin=f)
+        sizes = [(n.state / "shards" / name).stat().st_size < (base / "shards" / name).stat().st_size
+                 for name in os.listdir(base / "shards")]
+        midway += 0 < sum(sizes) < len(sizes)
+        for name in os.listdir(n.spool):
+            if not name.startswith("."):
+                os.unlink(n.spool / name)
+        out, snaps, p = n.backup()
+        assert {r[5] for r in out} == {"unchanged"} and len(out) == 24, p.stderr
+        assert not [name for name in os.listdir(n.state / "shards") if name.startswith(".")]
+        out, snaps, p = n.backup()
+        assert all(s[4] == "-" for s in snaps), p.stderr
+        assert len(versions(be)) == 24
+    print(f"\ncompaction crash trials: {killed} of {CRASH_TRIALS} killed before the end, {midway} with some"
+          f" journals compacted and others not (a run took {took:.2f} s)")
+    n.restore_and_compare()
+
+
+def test_sigkill_during_a_healing_run_loses_nothing(tmp_path):
+    """wsp-push killed while it replaces damaged versions: the next run finishes the job; no
+    metric is left without a good newest version."""
+    be = FileBackend(tmp_path)
+    n = Node(be, tmp_path, 10)
+    out, _, _ = n.backup()
+    for r in out:
+        corrupt(be, r[3][r[3].index(r[0] + "/"):])
+    vspool = tmp_path / "vspool"
+    vspool.mkdir()
+    p = sh(f"wsp-pull verify --spool {q(vspool)} {q(be.url)} '*'", check=False)
+    assert p.stderr.count("marked ") == 10, p.stderr
+    base_store, base_state = tmp_path / "store-base", tmp_path / "state-base"
+    shutil.copytree(be.dir, base_store)
+    shutil.copytree(n.state, base_state)
+    killed = 0
+    for trial in range(CRASH_TRIALS):
+        shutil.rmtree(be.dir)
+        shutil.copytree(base_store, be.dir)
+        shutil.rmtree(n.state)
+        shutil.copytree(base_state, n.state)
+        snaps = sh(f"wsp-find --root {q(n.root)} | wsp-snap --spool {q(n.spool)} --state {q(n.state)}").stdout
+        assert all(r[4] != "-" for r in records(snaps))
+        (tmp_path / "snaps").write_text(snaps)
+        # SIGKILL after a random number of records were healed: in the middle of the run,
+        # between one replacement and the next, or inside one
+        after = random.randint(1, 9)
+        with open(tmp_path / "snaps") as f:
+            p = subprocess.Popen([os.path.join(BIN, "wsp-push"), "--state", str(n.state), be.url], stdin=f,
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            for _ in range(after):
+                p.stdout.readline()
+            p.send_signal(signal.SIGKILL)
+            killed += p.wait() == -signal.SIGKILL
+            p.stdout.close()
+        for name in os.listdir(n.spool):
+            if not name.startswith("."):
+                os.unlink(n.spool / name)
+        out, _, p = n.backup()
+        assert {r[0] for r in out} == {r[0] for r in records(snaps)}, p.stderr
+        # every damaged object is gone, each metric's newest version is good
+        sh(f"wsp-pull verify --spool {q(vspool)} {q(be.url)} '*'")
+        assert not [k for k in be.keys() if k.endswith(".bad")]
+        n.restore_and_compare()
+    print(f"\nhealing crash trials: {killed} of {CRASH_TRIALS} killed before the end")
