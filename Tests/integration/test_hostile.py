@@ -615,3 +615,25 @@ def test_long_metric_names_are_stored_and_restored_on_every_store(tmp_path, spoo
     pruned = records(run("wsp-prune", "--keep", "1", store, names["long"], env=env).stdout)
     assert [(r[0], r[5]) for r in pruned] == [(names["long"], "deleted")]
     assert len(records(run("wsp-pull", "list", "--all", store, names["long"], env=env).stdout)) == 1
+
+
+def test_the_state_does_not_vouch_for_a_version_stamped_in_the_future(tmp_path, store, spool):
+    """A run with the clock ahead and a state: once the clock is right again, the state's
+    entry (a version stamped in the future) is not trusted, and the unchanged file gets a
+    version stamped when it was read, which --before now finds."""
+    if shutil.which("faketime") is None:
+        pytest.skip("faketime not installed (scripts/deps.sh --test installs it)")
+    root = gen_tree(tmp_path / "w", files=1, schemas="small")
+    for path in wsp_files(root).values():
+        os.utime(path, (time.time() - 3600, time.time() - 3600))   # settled: the state may vouch for it
+    state = tmp_path / "state"
+    ahead = "NO_FAKE_STAT=1 faketime -f '+365d'"   # the clock ahead, the files' times as they are
+    sh(f"wsp-find --root {root} | {ahead} wsp-snap --spool {spool} --state {state}"
+       f" | {ahead} wsp-push --state {state} {store}")
+    out = records(sh(f"wsp-find --root {root} | wsp-snap --spool {spool} --state {state}"
+                     f" | wsp-push --state {state} {store}").stdout)
+    assert out[0][5] == "stored", out
+    metric, path = records(sh(f"wsp-find --root {root}").stdout)[0]
+    now = "@" + str(int(time.time()) + 1)
+    chosen = records(run("wsp-pull", "list", "--before", now, store, metric).stdout)
+    assert chosen and chosen[0][2] == hashlib.sha256(read(path)).hexdigest(), chosen
