@@ -163,12 +163,13 @@ public struct Push {
             v.size = Int64(record[6] ?? "") ?? 0
             return .done(v.recordFields + ["unchanged"], "unchanged")
         }
-        // The version to compare with is the newest stamped at or before this snapshot (one
-        // second of slack for a same-second bump below): a version stamped later was taken
-        // while the clock ran ahead, and neither hides this one nor moves its time.
+        // The version to compare with is the newest stamped at or before this snapshot, give
+        // or take `Versions.clockSlack` (same-second bumps below, runs in quick succession): a
+        // version stamped later was taken while the clock ran ahead, and neither hides this
+        // one nor moves its time.
         let objects = try StoreListing.metric(metric, in: store, layout: layout)
         var bad = objects.bad
-        let newest = objects.versions.last { $0.time <= time + 1 }
+        let newest = objects.versions.last { $0.time <= time + Versions.clockSlack }
         if let newest, newest.hash == hash, bad[newest.key] == nil, checkNewest, let reason = try damage(newest, scratch: gzPath) {
             // --full: the version this content would be deduplicated against is damaged.
             diagnostics?.warn("\(Diagnostics.shown(metric)): \(newest.key): \(reason); storing this content again")
@@ -274,6 +275,12 @@ import Glibc
 
 /// Reading a metric's versions from a store.
 public enum Versions {
+    /// How far past a snapshot's time a stored version may be stamped and still count as the
+    /// newest before it: room for same-second bumps of runs in quick succession and small
+    /// clock steps; a version stamped further ahead was taken while the clock ran ahead (see
+    /// README, "Clocks that ran ahead").
+    public static let clockSlack: Int64 = 3600
+
     /// Every complete version of `metric`, oldest first (a legacy version counts once its
     /// `.sha1` is there).
     public static func all(of metric: String, in store: Store, layout: StoreLayout) throws -> [StoredVersion] {

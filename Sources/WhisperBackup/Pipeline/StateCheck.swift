@@ -16,12 +16,12 @@ public enum StateCheck {
         var size: Int64
         var bad: Bool
 
-        /// The newest version stamped at or before now (one second of slack), as `wsp-push`
+        /// The newest version stamped at or before now (`Versions.clockSlack`), as `wsp-push`
         /// compares: a version stamped in the future (a run while the clock ran ahead) is not
         /// one the state may vouch for.
         init?(_ objects: MetricObjects) {
             let now = Int64(system_now())
-            guard let v = objects.versions.last(where: { $0.time <= now + 1 }) else { return nil }
+            guard let v = objects.versions.last(where: { $0.time <= now + Versions.clockSlack }) else { return nil }
             key = v.key
             size = v.size
             bad = objects.bad[v.key] != nil
