@@ -502,9 +502,9 @@ snap_state=(); push_state=()
 if [ -n "$state" ]; then
     snap_state=(--state "$state"); push_state=(--state "$state")
     [ $full = 0 ] || { snap_state+=(--full); push_state+=(--full); }
-    # A dry run creates no state: it reads one that exists, else every file.
-    [ $noop = 0 ] || [ -d "$state/shards" ] || snap_state=()
-    [ $noop = 0 ] || push_state=()
+    # A dry run neither creates nor touches a state (its per-run check against the store
+    # rewrites journals): it reads every file.
+    [ $noop = 0 ] || { snap_state=(); push_state=(); }
     # One check of the state against the store per run, shared by the run's processes.
     export WSP_RUN_ID=$$.$EPOCHREALTIME.$RANDOM
 fi

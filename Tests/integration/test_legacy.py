@@ -234,20 +234,34 @@ class SwiftLegacy:
         if missing:
             pytest.skip(f"{', '.join(missing)} not set (scripts/servers/swift-aio.sh)")
         self.req = urllib.request
-        r = urllib.request.urlopen(urllib.request.Request(os.environ["ST_AUTH"], headers={
-            "X-Auth-User": os.environ["ST_USER"], "X-Auth-Key": os.environ["ST_KEY"]}))
-        self.storage, self.token = r.headers["X-Storage-Url"], r.headers["X-Auth-Token"]
+        self.auth()
         self.container = f"wsp-legacy-{os.urandom(5).hex()}"
         self.call("PUT", "")
         self.backend = "swift"
         self.bucket = self.container
         self.env = {}
 
+    def auth(self):
+        r = self.req.urlopen(self.req.Request(os.environ["ST_AUTH"], headers={
+            "X-Auth-User": os.environ["ST_USER"], "X-Auth-Key": os.environ["ST_KEY"]}))
+        self.storage, self.token = r.headers["X-Storage-Url"], r.headers["X-Auth-Token"]
+
+    def request(self, path, method="GET", body=None):
+        """One request; a token that expired (the tests run with short-lived tokens) is renewed once."""
+        import urllib.error
+        for attempt in (1, 2):
+            try:
+                return self.req.urlopen(self.req.Request(path, data=body, method=method,
+                                                         headers={"X-Auth-Token": self.token})).read()
+            except urllib.error.HTTPError as e:
+                if e.code != 401 or attempt == 2:
+                    raise
+                self.auth()
+
     def call(self, method, key, body=None):
         import urllib.parse
         path = f"{self.storage}/{self.container}" + ("/" + urllib.parse.quote(key, safe="/") if key else "")
-        r = self.req.urlopen(self.req.Request(path, data=body, method=method, headers={"X-Auth-Token": self.token}))
-        return r.read()
+        return self.request(path, method, body)
 
     def url(self, prefix):
         return f"swift://{self.container}/{prefix}"
@@ -257,9 +271,7 @@ class SwiftLegacy:
 
     def keys(self):
         import json
-        r = self.req.urlopen(self.req.Request(f"{self.storage}/{self.container}?format=json",
-                                              headers={"X-Auth-Token": self.token}))
-        return [o["name"] for o in json.loads(r.read() or b"[]")]
+        return [o["name"] for o in json.loads(self.request(f"{self.storage}/{self.container}?format=json") or b"[]")]
 
     def close(self):
         for k in self.keys():

@@ -310,7 +310,9 @@ def test_damaged_newest_versions_heal(be, tmp_path):
     vspool = tmp_path / "vspool"
     vspool.mkdir()
     p = sh(f"wsp-pull verify --spool {q(vspool)} {q(be.url)} '*'", env=be.env, check=False)
-    assert p.returncode == 1 and f"marked {rel.split('/')[1]} bad" in p.stderr, p.stderr
+    line = [l for l in p.stderr.splitlines() if l.startswith(f"wsp-pull: {metric}: ")]
+    assert p.returncode == 1 and len(line) == 1 and rel.split('/')[1] in line[0], p.stderr
+    assert line[0].endswith("; marked bad: the next backup of this file stores it again"), p.stderr
     out, snaps, p = n.backup()
     assert by_status(out) == {"stored": {metric}, "unchanged": everything - {metric}}, p.stderr
     assert p.returncode == 0

@@ -75,13 +75,14 @@ public struct PullVerify {
     }
 
     /// Records in the store that `version` is damaged (`KEY.bad`), so that the next backup
-    /// of its content stores it again instead of deduplicating against it.
-    func markBad(_ version: StoredVersion, diagnostics: Diagnostics) {
+    /// of its content stores it again instead of deduplicating against it. Returns what
+    /// the version's one line on stderr adds.
+    func markBad(_ version: StoredVersion) -> String {
         do {
             try store.put(layout.badKey(version.key), body: .bytes([]))
-            diagnostics.warn("\(Diagnostics.shown(version.metric)): marked \(Path.lastComponent(version.key)) bad; the next backup of this file stores it again")
+            return "marked bad: the next backup of this file stores it again"
         } catch {
-            diagnostics.warn("\(Diagnostics.shown(version.metric)): could not mark \(version.key) bad (\(error)); a backup with --full replaces it")
+            return "could not mark it bad (\(error)): a backup with --full replaces it"
         }
     }
 
@@ -127,8 +128,8 @@ public struct PullVerify {
             }
         }
         if let problem {
-            diagnostics.fail(v.metric, "\(v.key): \(problem)")
-            if damaged { markBad(v, diagnostics: diagnostics) }
+            let marked = damaged ? "; " + markBad(v) : ""
+            diagnostics.fail(v.metric, "\(v.key): \(problem)\(marked)")
             output.write(Record(v.recordFields + ["bad"]))
         } else {
             output.write(Record(v.recordFields + ["ok"]))
