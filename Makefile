@@ -99,6 +99,8 @@ install-files:
 	$(INSTALL) -m 644 contrib/default/whisper-backup $(DESTDIR)$(DOCDIR)/default-whisper-backup
 	$(INSTALL) -m 644 contrib/logrotate.d/whisper-backup $(DESTDIR)$(DOCDIR)/logrotate-whisper-backup
 	$(INSTALL) -m 644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	$(INSTALL) -d $(DESTDIR)$(DOCDIR)/docs
+	$(INSTALL) -m 644 docs/*.md $(DESTDIR)$(DOCDIR)/docs/
 	@# The settings the service reads and the log rotation: created once, never overwritten.
 	@for f in $(ETCFILES); do \
 	    if [ ! -e $(DESTDIR)$(SYSCONFDIR)/$$f ]; then \
