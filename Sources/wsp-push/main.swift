@@ -10,9 +10,10 @@ struct WspPush: RecordArguments {
             newest stored version has the same SHA-256, then removes the spool file.
 
             INPUT RECORDS (stdin, or one per argument)
-              METRIC  TIME  SHA256  SIZE  GZFILE  [STAT  [STORED]]    (wsp-snap's output)
+              METRIC  TIME  SHA256  SIZE  GZFILE  [STAT  [STORED  STOREID]]    (wsp-snap's output)
               GZFILE - means wsp-snap found the file unchanged since its last push: it is
-              reported unchanged without any request to the store.
+              reported unchanged without any request to the store, provided STOREID is this
+              store's id (a state written against another store is refused).
 
             OUTPUT RECORDS
               METRIC  TIME  SHA256  KEY  SIZE  STATUS

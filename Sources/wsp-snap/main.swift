@@ -15,12 +15,13 @@ struct WspSnap: RecordArguments {
               METRIC  PATH          (PATH may be omitted with --root)
 
             OUTPUT RECORDS
-              METRIC  TIME  SHA256  SIZE  GZFILE  STAT  [STORED]
+              METRIC  TIME  SHA256  SIZE  GZFILE  STAT  [STORED  STOREID]
               TIME is the snapshot time (UTC, 20261127T035433Z); SIZE the uncompressed bytes;
               GZFILE the gzip file in the spool; STAT the file's ino:dev:mtime:ctime:size for
               wsp-push's state (- when the file was written too recently to trust its stat).
               With --state, a file whose stat matches its last push is not read: GZFILE is -,
-              TIME and SHA256 name the stored version and STORED is its object size.
+              TIME and SHA256 name the stored version, STORED is its object size and STOREID
+              the id of the store the state vouches for (wsp-push checks it is its store).
 
             STATE
               Before trusting the state, wsp-snap lists the store once per run (the processes
