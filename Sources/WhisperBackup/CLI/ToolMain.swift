@@ -90,8 +90,8 @@ public enum ToolMain {
     /// `tool: message` on one line, exits.
     static func terminate(_ name: String, _ outcome: (code: Int32, message: String?)) -> Never {
         TempFiles.removeAll()
-        if let message = outcome.message { fputs(Redaction.apply("\(name): \(message)") + "\n", stderr) }
-        exit(outcome.code)
+        if let message = outcome.message { system_write_stderr(Redaction.apply("\(name): \(message)") + "\n") }
+        system_exit(outcome.code)
     }
 }
 
