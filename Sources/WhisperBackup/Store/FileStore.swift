@@ -210,14 +210,6 @@ public final class FileStore: Store {
     }
 
     static func copy(from fd: FileDescriptor, to out: FileDescriptor) throws {
-        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 8)
-        defer { buf.deallocate() }
-        var offset: Int64 = 0
-        while true {
-            let n = try fd.read(into: buf, at: offset)
-            if n == 0 { break }
-            try out.writeAll(UnsafeRawBufferPointer(rebasing: buf[0..<n]))
-            offset += Int64(n)
-        }
+        try fd.forEachChunk { try out.writeAll($0) }
     }
 }

@@ -342,16 +342,9 @@ public final class S3Store: Store {
             do {
                 let fd = try FileDescriptor.open(path, O_RDONLY)
                 try fd.closeAfter {
-                    let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 8)
-                    defer { buf.deallocate() }
-                    var offset: Int64 = 0
-                    while true {
-                        let n = try fd.read(into: buf, at: offset)
-                        if n == 0 { break }
-                        let chunk = UnsafeRawBufferPointer(rebasing: buf[0..<n])
+                    try fd.forEachChunk { chunk in
                         md5.update(chunk)
                         sha.update(chunk)
-                        offset += Int64(n)
                     }
                 }
             } catch {

@@ -469,15 +469,7 @@ public final class SwiftStore: Store {
             let fd = try FileDescriptor.open(path, O_RDONLY)
             return try fd.closeAfter {
                 var d = Digest(.md5)
-                let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 8)
-                defer { buf.deallocate() }
-                var offset: Int64 = 0
-                while true {
-                    let n = try fd.read(into: buf, at: offset)
-                    if n == 0 { break }
-                    d.update(UnsafeRawBufferPointer(rebasing: buf[0..<n]))
-                    offset += Int64(n)
-                }
+                try fd.forEachChunk { d.update($0) }
                 return Hex.encode(d.finish())
             }
         } catch {
