@@ -47,6 +47,18 @@ def sh(cmd, check=True, env=None, timeout=600):
     return p
 
 
+def wrap(script, *args, check=True, env=None, timeout=600):
+    """Runs a wrapper script (a path) with the tools on PATH."""
+    e = dict(os.environ)
+    e["PATH"] = BIN + os.pathsep + e["PATH"]
+    if env:
+        e.update(env)
+    p = subprocess.run(["bash", script, *map(str, args)], capture_output=True, text=True, env=e, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{script} {args} -> {p.returncode}\n{p.stderr[-4000:]}")
+    return p
+
+
 def records(text):
     return [line.split("\t") for line in text.splitlines() if line]
 

@@ -9,21 +9,10 @@ def metrics_in(d):
     """Metric directories of a file:// store (the store marker and temp files start with a dot)."""
     return sorted(n for n in os.listdir(d) if not n.startswith("."))
 
-from conftest import BIN, NOW, REPO, change_tree, gen_tree, read, records, wsp_files
+from conftest import NOW, REPO, change_tree, gen_tree, read, records, wrap, wsp_files
 
 BACKUP = os.path.join(REPO, "scripts", "backup.sh")
 RESTORE = os.path.join(REPO, "scripts", "restore.sh")
-
-
-def wrap(script, *args, check=True, env=None):
-    e = dict(os.environ)
-    e["PATH"] = BIN + os.pathsep + e["PATH"]
-    if env:
-        e.update(env)
-    p = subprocess.run(["bash", script, *map(str, args)], capture_output=True, text=True, env=e, timeout=600)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{script} {args} -> {p.returncode}\n{p.stderr[-4000:]}")
-    return p
 
 
 @pytest.fixture
