@@ -23,7 +23,9 @@ from safetylib import trials, whisper_problem
 import proxylib
 from proxylib import proxies  # noqa: F401 (a fixture)
 
-INJECTED = collections.Counter()   # faults injected, by kind (printed by the last test)
+INJECTED = collections.Counter()   # faults injected, by kind (checked by the last test)
+RANDOM_KINDS = "reset,drop,500,503,429,cut,short,flip,flipx,stall:1"
+RANDOM_TRIALS = []   # faults each random trial injected, by kind
 
 
 def scheme_built(scheme):
@@ -198,8 +200,7 @@ def test_random_faults(server, container, tmp_path, proxies, trial):
     tree = gen_tree(tmp_path / "w", files=10, schemas="mixed", seed=trial)
     store = server.url(container, f"node{trial}/")
     run("wsp-push", "--create-bucket", store, input="", env=server.env(tmp_path), check=True)
-    kinds = "reset,drop,500,503,429,cut,short,flip,flipx,stall:1"
-    px = Proxy(tmp_path, server.upstream, faults=kinds, rand=0.3, seed=trial)
+    px = Proxy(tmp_path, server.upstream, faults=RANDOM_KINDS, rand=0.3, seed=trial)
     proxies.append(px)
     env = server.env(tmp_path, px.url)
     p = backup(tree, store, tmp_path / "spool", env, retries=rnd.choice([3, 6]), check=False)
@@ -222,6 +223,7 @@ def test_random_faults(server, container, tmp_path, proxies, trial):
     same_or_absent(tree, target, set())
     assert len(wsp_files(target)) == len(wsp_files(tree))
     verify_direct(server, store, tmp_path, len(records(sh(f"wsp-pull list --all {store} '*'", env=server.env(tmp_path)).stdout)))
+    RANDOM_TRIALS.append(px.faults())
 
 
 def test_signal_while_a_request_stalls(server, container, tmp_path, proxies):
@@ -251,4 +253,11 @@ def test_signal_while_a_request_stalls(server, container, tmp_path, proxies):
 
 
 def test_fault_totals():
+    """Runs last: the faults were really injected (a proxy that stopped injecting would leave
+    every test above green and prove nothing). -s shows the counts."""
     print(f"\nfaults injected: {dict(INJECTED)} (total {sum(INJECTED.values())})")
+    if not RANDOM_TRIALS:
+        pytest.skip("no random-fault trial completed in this session")
+    assert all(sum(t.values()) > 0 for t in RANDOM_TRIALS), f"a random trial injected no fault: {RANDOM_TRIALS}"
+    drawn = set().union(*RANDOM_TRIALS)
+    assert len(drawn) >= len(RANDOM_KINDS.split(",")) // 2, f"the random trials drew few kinds of fault: {drawn}"

@@ -108,10 +108,9 @@ def test_usage_errors(tmp_path, common):
 def test_lock_excludes_a_second_run(tmp_path, common):
     root = gen_tree(tmp_path / "w", files=2)
     lock = tmp_path / "lock"
-    holder = subprocess.Popen(["flock", str(lock), "sleep", "30"])
+    holder = subprocess.Popen(["flock", str(lock), "sh", "-c", "echo locked; exec sleep 30"], stdout=subprocess.PIPE, text=True)
     try:
-        import time
-        time.sleep(0.3)
+        assert holder.stdout.readline() == "locked\n"   # the lock is held from here on
         p = wrap(BACKUP, "-p", root, "-b", tmp_path / "b", "--create-bucket", *common, "--locktimeout", "1", "disk", check=False)
         assert p.returncode == 1 and "lock" in p.stderr
         assert not os.path.exists(tmp_path / "b") or metrics_in(tmp_path / "b") == []
