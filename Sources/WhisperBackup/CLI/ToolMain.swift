@@ -3,16 +3,6 @@ import ArgumentParser
 import Glibc
 #endif
 
-/// The project's version, printed by every tool's `--version`.
-public let wspVersion = "0.1.0"
-
-/// Some records failed; each was reported on stderr. Exit status 1.
-public struct RecordsFailed: Error, CustomStringConvertible {
-    public var count: Int
-    public init(count: Int) { self.count = count }
-    public var description: String { "\(count) record(s) failed" }
-}
-
 /// A command that takes records as trailing arguments (`xargs -d '\n' -n K tool ...`).
 public protocol RecordArguments: ParsableCommand {
     var records: [String] { get set }
