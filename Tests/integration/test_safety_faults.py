@@ -33,15 +33,21 @@ def scheme_built(scheme):
     return "unknown store scheme" not in p.stderr
 
 
+def need(scheme, variables, hint=""):
+    """Skips unless the variables are set and the tools have the scheme built in."""
+    missing = [v for v in variables if not os.environ.get(v)]
+    if missing:
+        pytest.skip(f"{scheme}: {', '.join(missing)} not set{hint}")
+    if not scheme_built(scheme):
+        pytest.skip(f"{scheme}: the {scheme}:// backend is not built in")
+
+
 class S3:
     name = "s3"
 
     def __init__(self):
-        missing = [v for v in ("WSP_TEST_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if not os.environ.get(v)]
-        if missing:
-            pytest.skip(f"s3: {', '.join(missing)} not set (scripts/servers/swift-aio.sh start DIR; eval \"$(... env DIR)\")")
-        if not scheme_built("s3"):
-            pytest.skip("s3: the s3:// backend is not built in")
+        need("s3", ("WSP_TEST_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+             " (scripts/servers/swift-aio.sh start DIR; eval \"$(... env DIR)\")")
         self.endpoint = os.environ["WSP_TEST_S3_ENDPOINT"]
 
     def url(self, container, prefix):
@@ -61,11 +67,7 @@ class Swift:
     name = "swift"
 
     def __init__(self):
-        missing = [v for v in ("ST_AUTH", "ST_USER", "ST_KEY") if not os.environ.get(v)]
-        if missing:
-            pytest.skip(f"swift: {', '.join(missing)} not set")
-        if not scheme_built("swift"):
-            pytest.skip("swift: the swift:// backend is not built in")
+        need("swift", ("ST_AUTH", "ST_USER", "ST_KEY"))
         self.auth = os.environ["ST_AUTH"]
 
     def url(self, container, prefix):
