@@ -14,16 +14,28 @@ final class S3StoreTests: XCTestCase {
 
     override func tearDown() { try? FileManager.default.removeItem(atPath: tmp) }
 
-    func open(_ proxy: FaultProxy, bucket: String = "bkt", create: Bool = true, dryRun: Bool = false, retries: Int = 5,
+    /// The bucket's S3Store, prepared through the registry's wrappers.
+    func open(_ proxy: FaultProxy, bucket: String = "bkt", create: Bool = true, retries: Int = 5,
               virtualHosted: Bool = false) throws -> S3Store {
+        let s3 = try S3Store(config: config(proxy, bucket: bucket, virtualHosted: virtualHosted))
+        _ = try StoreRegistry.wrap(s3, settings: settings(create: create, retries: retries))
+        return s3
+    }
+
+    func settings(create: Bool = true, dryRun: Bool = false, retries: Int = 5) -> StoreSettings {
         var s = StoreSettings()
-        s.endpoint = virtualHosted ? "http://localhost:\(proxy.port)" : proxy.base
-        if virtualHosted { s.pathStyle = false }
         s.createMissing = create
         s.dryRun = dryRun
         s.retries = retries
+        return s
+    }
+
+    func config(_ proxy: FaultProxy, bucket: String = "bkt", virtualHosted: Bool = false) throws -> S3Config {
+        var s = StoreSettings()
+        s.endpoint = virtualHosted ? "http://localhost:\(proxy.port)" : proxy.base
+        if virtualHosted { s.pathStyle = false }
         let env = ["AWS_ACCESS_KEY_ID": "AKIDTEST", "AWS_SECRET_ACCESS_KEY": "testsecret", "HOME": "/nonexistent"]
-        return try S3Config(url: StoreURL("s3://\(bucket)/pre"), settings: s, environment: { env[$0] }).open()
+        return try S3Config(url: StoreURL("s3://\(bucket)/pre"), settings: s, environment: { env[$0] })
     }
 
     func keys(_ store: Store, _ prefix: String = "") throws -> [String] {
@@ -40,7 +52,7 @@ final class S3StoreTests: XCTestCase {
             XCTAssertEqual("\(e)", "s3://bkt/pre: list: bucket bkt does not exist (create it, or pass --create-bucket)")
         }
         // --dry-run --create-bucket: the store reads as empty and nothing is created.
-        let dry = try open(proxy, dryRun: true)
+        let dry = try StoreRegistry.wrap(S3Store(config: config(proxy)), settings: settings(dryRun: true))
         XCTAssertEqual(try keys(dry), [])
         XCTAssertNil(try dry.head("pre/x"))
         XCTAssertEqual(proxy.log().filter { $0[0] == "PUT" }.count, 0)

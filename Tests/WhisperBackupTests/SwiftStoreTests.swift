@@ -172,14 +172,19 @@ final class SwiftStoreTests: XCTestCase {
 
     override func tearDown() { try? FileManager.default.removeItem(atPath: tmp) }
 
-    func store(_ env: [String: String]? = nil, create: Bool = false, dryRun: Bool = false, container: String = "backups") throws -> SwiftStore {
+    /// The container's SwiftStore, prepared through the registry's wrappers (`dry`: the
+    /// dry-run wrapper it was prepared through).
+    func store(_ env: [String: String]? = nil, create: Bool = false, dryRun: Bool = false, container: String = "backups",
+               dry: ((Store) -> Void)? = nil) throws -> SwiftStore {
         var s = StoreSettings()
         s.createMissing = create
         s.dryRun = dryRun
+        s.retries = 0
         let e = env ?? ["ST_AUTH": "http://swift.test:8080/auth/v1.0", "ST_USER": "test:tester", "ST_KEY": "testing"]
         let cfg = try SwiftConfig(url: StoreURL("swift://\(container)/node1/"), settings: s, env: { e[$0] })
         let st = SwiftStore(config: cfg, location: "swift://\(container)/node1/", perform: { [fake] in try fake.perform($0) })
-        try st.prepare()
+        let wrapped = try StoreRegistry.wrap(st, settings: s)
+        dry?(wrapped)
         return st
     }
 
@@ -192,12 +197,13 @@ final class SwiftStoreTests: XCTestCase {
     func testMissingContainerIsOneClearErrorUnlessAsked() throws {
         XCTAssertThrowsError(try store()) {
             XCTAssertEqual("\($0)", "swift://backups/node1/: container backups does not exist in http://swift.test:8080/v1/AUTH_test (create it, or pass --create-container)")
-            XCTAssertEqual(($0 as? StoreError)?.kind, .permanent)
+            XCTAssertTrue($0 is ConfigError)
         }
         XCTAssertFalse(fake.containers.contains("backups"))
         // A dry run with --create-container creates nothing and lists nothing.
-        let dry = try store(create: true, dryRun: true)
-        XCTAssertEqual(try keys(dry), [])
+        var dry: Store?
+        _ = try store(create: true, dryRun: true) { dry = $0 }
+        XCTAssertEqual(try keys(dry!), [])
         XCTAssertFalse(fake.containers.contains("backups"))
         _ = try store(create: true)
         XCTAssertTrue(fake.containers.contains("backups"))
@@ -309,11 +315,11 @@ final class SwiftStoreTests: XCTestCase {
 
     func testWrongCredentials() throws {
         XCTAssertThrowsError(try store(["ST_AUTH": "http://swift.test:8080/auth/v1.0", "ST_USER": "test:tester", "ST_KEY": "wrong"])) {
-            XCTAssertEqual(($0 as? StoreError)?.kind, .permanent)
+            XCTAssertTrue($0 is ConfigError, "\($0)")
             XCTAssertEqual("\($0)", "swift://backups/node1/: v1 auth at http://swift.test:8080/auth/v1.0 refused the credentials (401): check ST_USER (test:tester) and ST_KEY")
         }
         XCTAssertThrowsError(try store(keystoneEnv(password: "nope"), container: "ks")) {
-            XCTAssertEqual(($0 as? StoreError)?.kind, .permanent)
+            XCTAssertTrue($0 is ConfigError, "\($0)")
             XCTAssertEqual("\($0)", "swift://ks/node1/: Keystone at http://keystone.test:5000/v3/auth/tokens refused the credentials (401 The request you have made requires authentication.): check OS_USERNAME (user wsp-user), OS_PASSWORD, the OS_*_DOMAIN_* and OS_PROJECT_* variables")
             XCTAssertFalse("\($0)".contains("nope"))
         }

@@ -1,5 +1,6 @@
 """Shared fixtures for the end-to-end tests: the real binaries, generated whisper trees, and
 the Python whisper module as the oracle for the format."""
+import collections
 import os
 import subprocess
 import tempfile
@@ -14,6 +15,20 @@ NOW = 1795000000  # a fixed "now" (2026-11-18) so generated trees are reproducib
 
 # Wrappers run without --state keep their state here, not in the machine's /var/lib.
 os.environ.setdefault("WSP_STATE_HOME", tempfile.mkdtemp(prefix="wsp-test-state."))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One loud line naming what was skipped and why (a server not started, mostly), so a
+    green run cannot hide the store suites it did not run."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    reasons = collections.Counter()
+    for rep in skipped:
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        reasons[reason.removeprefix("Skipped: ")] += 1
+    why = "; ".join(f"{n} x {r}" for r, n in reasons.most_common())
+    terminalreporter.write_line(f"NOT COVERED: {len(skipped)} test(s) skipped: {why}", red=True, bold=True)
 
 
 def tool(name):
@@ -44,6 +59,18 @@ def sh(cmd, check=True, env=None, timeout=600):
     p = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, env=e, timeout=timeout)
     if check and p.returncode != 0:
         raise AssertionError(f"{cmd!r} exited {p.returncode}\nstdout:\n{p.stdout[-3000:]}\nstderr:\n{p.stderr[-3000:]}")
+    return p
+
+
+def wrap(script, *args, check=True, env=None, timeout=600):
+    """Runs a wrapper script (a path) with the tools on PATH."""
+    e = dict(os.environ)
+    e["PATH"] = BIN + os.pathsep + e["PATH"]
+    if env:
+        e.update(env)
+    p = subprocess.run(["bash", script, *map(str, args)], capture_output=True, text=True, env=e, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{script} {args} -> {p.returncode}\n{p.stderr[-4000:]}")
     return p
 
 

@@ -279,20 +279,10 @@ def test_usage_errors_exit_2_and_help_lists_columns():
     assert run("wsp-push", "nope://x").returncode == 2
     assert run("wsp-push", "file:///does/not/exist").returncode == 2
     assert run("wsp-prune", "--keep", "0", "file:///tmp").returncode == 2
-    helps = {
-        "wsp-find": "METRIC  PATH",
-        "wsp-snap": "METRIC  TIME  SHA256  SIZE  GZFILE",
-        "wsp-push": "METRIC  TIME  SHA256  KEY  SIZE  STATUS",
-        "wsp-merge": "METRIC  STATUS  PATH  DETAIL",
-        "wsp-prune": "METRIC  TIME  HASH  KEY  SIZE  STATUS",
-    }
-    for tool, cols in helps.items():
-        p = run(tool, "--help")
-        assert p.returncode == 0 and cols in p.stdout and "EXIT STATUS" in p.stdout, tool
+    # Each tool's --help is checked whole in test_help.py.
+    for tool in ("wsp-find", "wsp-snap", "wsp-push", "wsp-pull", "wsp-merge", "wsp-prune"):
         v = run(tool, "--version")
         assert v.returncode == 0 and v.stdout.strip()
-    assert "METRIC  TIME  HASH  KEY  SIZE" in run("wsp-pull", "list", "--help").stdout
-    assert "METRIC  TIME  HASH  GZFILE" in run("wsp-pull", "get", "--help").stdout
 
 
 def test_symlinks_out_of_root_are_skipped(tmp_path):

@@ -21,6 +21,7 @@ import uuid
 
 import pytest
 
+import conftest
 from conftest import BIN, NOW, REPO, change_tree, gen_tree, read, records, run, sh, wsp_files
 from proxylib import Proxy, proxies  # noqa: F401 (a fixture)
 
@@ -186,10 +187,7 @@ def test_wrappers_with_s3_backend(server, bucket, tmp_path):
     common = ["--lockfile", tmp_path / "lock", "--logfile", tmp_path / "log", "--stampfile", tmp_path / "stamp",
               "-b", bucket, "--storage-path", "node1", "--endpoint", server.endpoint]
     def wrap(script, *args):
-        p = subprocess.run(["bash", os.path.join(REPO, "scripts", script), *map(str, args)], capture_output=True,
-                           text=True, env={**os.environ, **env}, timeout=600)
-        assert p.returncode == 0, p.stderr[-3000:]
-        return p
+        return conftest.wrap(os.path.join(REPO, "scripts", script), *args, env=env)
     wrap("backup.sh", "-p", tree, "--create-bucket", "-r", "2", *common, "s3", server.region)
     check_objects(stored_objects(server, bucket, "node1/"), "node1/", tree)
     again = wrap("backup.sh", "-p", tree, "-r", "2", *common, "s3", server.region)

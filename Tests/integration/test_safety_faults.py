@@ -23,7 +23,9 @@ from safetylib import trials, whisper_problem
 import proxylib
 from proxylib import proxies  # noqa: F401 (a fixture)
 
-INJECTED = collections.Counter()   # faults injected, by kind (printed by the last test)
+INJECTED = collections.Counter()   # faults injected, by kind (checked by the last test)
+RANDOM_KINDS = "reset,drop,500,503,429,cut,short,flip,flipx,stall:1"
+RANDOM_TRIALS = []   # faults each random trial injected, by kind
 
 
 def scheme_built(scheme):
@@ -31,15 +33,21 @@ def scheme_built(scheme):
     return "unknown store scheme" not in p.stderr
 
 
+def need(scheme, variables, hint=""):
+    """Skips unless the variables are set and the tools have the scheme built in."""
+    missing = [v for v in variables if not os.environ.get(v)]
+    if missing:
+        pytest.skip(f"{scheme}: {', '.join(missing)} not set{hint}")
+    if not scheme_built(scheme):
+        pytest.skip(f"{scheme}: the {scheme}:// backend is not built in")
+
+
 class S3:
     name = "s3"
 
     def __init__(self):
-        missing = [v for v in ("WSP_TEST_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if not os.environ.get(v)]
-        if missing:
-            pytest.skip(f"s3: {', '.join(missing)} not set (scripts/servers/swift-aio.sh start DIR; eval \"$(... env DIR)\")")
-        if not scheme_built("s3"):
-            pytest.skip("s3: the s3:// backend is not built in")
+        need("s3", ("WSP_TEST_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+             " (scripts/servers/swift-aio.sh start DIR; eval \"$(... env DIR)\")")
         self.endpoint = os.environ["WSP_TEST_S3_ENDPOINT"]
 
     def url(self, container, prefix):
@@ -59,11 +67,7 @@ class Swift:
     name = "swift"
 
     def __init__(self):
-        missing = [v for v in ("ST_AUTH", "ST_USER", "ST_KEY") if not os.environ.get(v)]
-        if missing:
-            pytest.skip(f"swift: {', '.join(missing)} not set")
-        if not scheme_built("swift"):
-            pytest.skip("swift: the swift:// backend is not built in")
+        need("swift", ("ST_AUTH", "ST_USER", "ST_KEY"))
         self.auth = os.environ["ST_AUTH"]
 
     def url(self, container, prefix):
@@ -198,8 +202,7 @@ def test_random_faults(server, container, tmp_path, proxies, trial):
     tree = gen_tree(tmp_path / "w", files=10, schemas="mixed", seed=trial)
     store = server.url(container, f"node{trial}/")
     run("wsp-push", "--create-bucket", store, input="", env=server.env(tmp_path), check=True)
-    kinds = "reset,drop,500,503,429,cut,short,flip,flipx,stall:1"
-    px = Proxy(tmp_path, server.upstream, faults=kinds, rand=0.3, seed=trial)
+    px = Proxy(tmp_path, server.upstream, faults=RANDOM_KINDS, rand=0.3, seed=trial)
     proxies.append(px)
     env = server.env(tmp_path, px.url)
     p = backup(tree, store, tmp_path / "spool", env, retries=rnd.choice([3, 6]), check=False)
@@ -222,6 +225,7 @@ def test_random_faults(server, container, tmp_path, proxies, trial):
     same_or_absent(tree, target, set())
     assert len(wsp_files(target)) == len(wsp_files(tree))
     verify_direct(server, store, tmp_path, len(records(sh(f"wsp-pull list --all {store} '*'", env=server.env(tmp_path)).stdout)))
+    RANDOM_TRIALS.append(px.faults())
 
 
 def test_signal_while_a_request_stalls(server, container, tmp_path, proxies):
@@ -251,4 +255,11 @@ def test_signal_while_a_request_stalls(server, container, tmp_path, proxies):
 
 
 def test_fault_totals():
+    """Runs last: the faults were really injected (a proxy that stopped injecting would leave
+    every test above green and prove nothing). -s shows the counts."""
     print(f"\nfaults injected: {dict(INJECTED)} (total {sum(INJECTED.values())})")
+    if not RANDOM_TRIALS:
+        pytest.skip("no random-fault trial completed in this session")
+    assert all(sum(t.values()) > 0 for t in RANDOM_TRIALS), f"a random trial injected no fault: {RANDOM_TRIALS}"
+    drawn = set().union(*RANDOM_TRIALS)
+    assert len(drawn) >= len(RANDOM_KINDS.split(",")) // 2, f"the random trials drew few kinds of fault: {drawn}"

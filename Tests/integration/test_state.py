@@ -8,8 +8,12 @@ from conftest import NOW, change_tree, gen_tree, read, records, run, sh, wsp_fil
 
 def settled_tree(path, files, **kw):
     root = gen_tree(path, files=files, **kw)
-    # The state trusts a stat only for files not written in the last 2 s.
-    time.sleep(3)
+    # The state trusts a stat only for files whose mtime and ctime are 2 s old at the read
+    # (Snap.settleNs): wait until the newest file's are, by the clock the tools read.
+    stats = [os.stat(p) for p in wsp_files(root).values()]
+    newest = max(max(st.st_mtime_ns, st.st_ctime_ns) for st in stats)
+    while (left := newest + 2_050_000_000 - time.time_ns()) > 0:
+        time.sleep(left / 1e9)
     return root
 
 

@@ -9,21 +9,10 @@ def metrics_in(d):
     """Metric directories of a file:// store (the store marker and temp files start with a dot)."""
     return sorted(n for n in os.listdir(d) if not n.startswith("."))
 
-from conftest import BIN, NOW, REPO, change_tree, gen_tree, read, records, wsp_files
+from conftest import NOW, REPO, change_tree, gen_tree, read, records, wrap, wsp_files
 
 BACKUP = os.path.join(REPO, "scripts", "backup.sh")
 RESTORE = os.path.join(REPO, "scripts", "restore.sh")
-
-
-def wrap(script, *args, check=True, env=None):
-    e = dict(os.environ)
-    e["PATH"] = BIN + os.pathsep + e["PATH"]
-    if env:
-        e.update(env)
-    p = subprocess.run(["bash", script, *map(str, args)], capture_output=True, text=True, env=e, timeout=600)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{script} {args} -> {p.returncode}\n{p.stderr[-4000:]}")
-    return p
 
 
 @pytest.fixture
@@ -119,10 +108,9 @@ def test_usage_errors(tmp_path, common):
 def test_lock_excludes_a_second_run(tmp_path, common):
     root = gen_tree(tmp_path / "w", files=2)
     lock = tmp_path / "lock"
-    holder = subprocess.Popen(["flock", str(lock), "sleep", "30"])
+    holder = subprocess.Popen(["flock", str(lock), "sh", "-c", "echo locked; exec sleep 30"], stdout=subprocess.PIPE, text=True)
     try:
-        import time
-        time.sleep(0.3)
+        assert holder.stdout.readline() == "locked\n"   # the lock is held from here on
         p = wrap(BACKUP, "-p", root, "-b", tmp_path / "b", "--create-bucket", *common, "--locktimeout", "1", "disk", check=False)
         assert p.returncode == 1 and "lock" in p.stderr
         assert not os.path.exists(tmp_path / "b") or metrics_in(tmp_path / "b") == []

@@ -95,15 +95,10 @@ do_start() {
     spawn "$RUN/carbon.pid" "$LOG/carbon.out" \
         carbon-cache --config="$CONF_DIR/carbon.conf" --pidfile="$RUN/carbon-cache-a.pid" \
         --logdir="$LOG" --nodaemon start
-    for _ in $(seq 1 300); do
-        if ! pid_alive "$RUN/carbon.pid"; then
-            show_logs "$LOG/carbon.out"; do_stop; die "carbon-cache exited during start"
-        fi
-        if (exec 3<>"/dev/tcp/127.0.0.1/$CARBON_PORT") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
+    wait_until 300 "$RUN/carbon.pid" -- tcp_open "$CARBON_PORT" && return 0
     show_logs "$LOG/carbon.out"
     do_stop
+    [ -n "$WAIT_DIED" ] && die "carbon-cache exited during start"
     die "carbon-cache did not listen on 127.0.0.1:$CARBON_PORT within 30 s"
 }
 

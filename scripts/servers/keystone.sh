@@ -160,13 +160,11 @@ do_stop() {
 }
 
 wait_http() {
-    local url="$1" pidfile="$2" logf="$3" i
-    for i in $(seq 1 300); do
-        pid_alive "$pidfile" || { show_logs "$logf"; do_stop; die "$(basename "$pidfile" .pid) exited during start"; }
-        curl -fsS -o /dev/null "$url" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    show_logs "$logf"; do_stop; die "$url did not answer within 30 s"
+    local url="$1" pidfile="$2" logf="$3"
+    wait_until 300 "$pidfile" -- http_ok "$url" && return 0
+    show_logs "$logf"; do_stop
+    [ -n "$WAIT_DIED" ] && die "$(basename "$pidfile" .pid) exited during start"
+    die "$url did not answer within 30 s"
 }
 
 do_start() {

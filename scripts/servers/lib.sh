@@ -101,6 +101,32 @@ free_port() {
     "${WSP_PY:-python3}" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# Wait up to TENTHS tenths of a second for CHECK to succeed while the processes of the pid
+# files stay alive (a pid file not written yet is skipped). Returns 0 when CHECK succeeded,
+# 1 on timeout, 2 when one of them exited; then WAIT_DIED is its pid file.
+#   wait_until TENTHS PIDFILE... -- CHECK [ARG...]
+wait_until() {
+    local n="$1" pidfiles=() p; shift
+    while [ "$#" -gt 0 ] && [ "$1" != -- ]; do pidfiles+=("$1"); shift; done
+    shift
+    WAIT_DIED=
+    for _ in $(seq 1 "$n"); do
+        for p in "${pidfiles[@]}"; do
+            [ -f "$p" ] || continue
+            pid_alive "$p" || { WAIT_DIED="$p"; return 2; }
+        done
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# True when 127.0.0.1:PORT accepts a connection.
+tcp_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# True when curl gets a 2xx for the URL (curl options may come first).
+http_ok() { curl -fsS -o /dev/null "$@" 2>/dev/null; }
+
 # Print the tail of logs to stderr to explain a failed start.
 show_logs() {
     local f

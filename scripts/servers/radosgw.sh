@@ -112,16 +112,9 @@ fail() {
 # Wait up to $1 tenths of a second for the command to succeed, failing early
 # if one of the started daemons died.
 wait_for() {
-    local n="$1" i d; shift
-    for i in $(seq 1 "$n"); do
-        "$@" >/dev/null 2>&1 && return 0
-        for d in $DAEMONS; do
-            [ -f "$RUN/$d.pid" ] || continue
-            pid_alive "$RUN/$d.pid" || return 1
-        done
-        sleep 0.1
-    done
-    return 1
+    local n="$1" d pidfiles=(); shift
+    for d in $DAEMONS; do pidfiles+=("$RUN/$d.pid"); done
+    wait_until "$n" "${pidfiles[@]}" -- "$@"
 }
 
 s3_ok() {

@@ -181,26 +181,21 @@ do_start() {
 
     # Healthy means: every backend accepts connections, the proxy answers
     # /healthcheck and tempauth issues a token (which exercises memcached).
-    local ok=
-    for _ in $(seq 1 300); do
-        for s in memcached $SERVERS; do
-            pid_alive "$RUN/$s.pid" || { show_logs "$LOG/$s.log"; do_stop; die "$s exited during start"; }
-        done
-        if (exec 3<>"/dev/tcp/127.0.0.1/$a") 2>/dev/null &&
-           (exec 3<>"/dev/tcp/127.0.0.1/$c") 2>/dev/null &&
-           (exec 3<>"/dev/tcp/127.0.0.1/$o") 2>/dev/null &&
-           curl -fsS -o /dev/null "http://127.0.0.1:$SWIFT_PORT/healthcheck" 2>/dev/null &&
-           curl -fsS -o /dev/null -H 'X-Auth-User: test:tester' -H 'X-Auth-Key: testing' \
-               "http://127.0.0.1:$SWIFT_PORT/auth/v1.0" 2>/dev/null; then
-            ok=1; break
-        fi
-        sleep 0.1
-    done
-    if [ -z "$ok" ]; then
-        show_logs "$LOG/memcached.log" "$LOG/account.log" "$LOG/container.log" "$LOG/object.log" "$LOG/proxy.log"
-        do_stop
-        die "swift did not become healthy within 30 s"
+    healthy() {
+        tcp_open "$a" && tcp_open "$c" && tcp_open "$o" &&
+            http_ok "http://127.0.0.1:$SWIFT_PORT/healthcheck" &&
+            http_ok -H 'X-Auth-User: test:tester' -H 'X-Auth-Key: testing' "http://127.0.0.1:$SWIFT_PORT/auth/v1.0"
+    }
+    local pidfiles=()
+    for s in memcached $SERVERS; do pidfiles+=("$RUN/$s.pid"); done
+    wait_until 300 "${pidfiles[@]}" -- healthy && return 0
+    if [ -n "$WAIT_DIED" ]; then
+        s="$(basename "$WAIT_DIED" .pid)"
+        show_logs "$LOG/$s.log"; do_stop; die "$s exited during start"
     fi
+    show_logs "$LOG/memcached.log" "$LOG/account.log" "$LOG/container.log" "$LOG/object.log" "$LOG/proxy.log"
+    do_stop
+    die "swift did not become healthy within 30 s"
 }
 
 do_env() {

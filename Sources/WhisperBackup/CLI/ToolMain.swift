@@ -3,16 +3,6 @@ import ArgumentParser
 import Glibc
 #endif
 
-/// The project's version, printed by every tool's `--version`.
-public let wspVersion = "0.1.0"
-
-/// Some records failed; each was reported on stderr. Exit status 1.
-public struct RecordsFailed: Error, CustomStringConvertible {
-    public var count: Int
-    public init(count: Int) { self.count = count }
-    public var description: String { "\(count) record(s) failed" }
-}
-
 /// A command that takes records as trailing arguments (`xargs -d '\n' -n K tool ...`).
 public protocol RecordArguments: ParsableCommand {
     var records: [String] { get set }
@@ -20,7 +10,7 @@ public protocol RecordArguments: ParsableCommand {
 
 /// The one `main()` of every tool: maps usage and configuration errors to exit 2 (where
 /// swift-argument-parser would use 64), failed records to 1, a stop by SIGINT/SIGTERM to
-/// 128+signal, and prints errors as `tool: message` on one line.
+/// 128+signal (`exitCode(for:)`), and prints errors as `tool: message` on one line.
 public enum ToolMain {
     public static func run<C: ParsableCommand>(_ type: C.Type, name: String) -> Never {
         Signals.install()
@@ -45,56 +35,53 @@ public enum ToolMain {
                 }
             }
         } catch {
-            let code = C.exitCode(for: error)
-            if code == .success { C.exit(withError: error) }
+            if C.exitCode(for: error) == .success { C.exit(withError: error) }
             // One line, as every other refusal: `tool: what is wrong (tool --help)`.
             var message = C.message(for: error)
             if message.hasPrefix("Error: ") { message.removeFirst("Error: ".count) }
             let first = message.split(whereSeparator: \.isNewline).first.map(String.init) ?? message
-            fputs(Redaction.apply("\(name): \(first) (see \(name) --help)") + "\n", stderr)
-            exit(2)
+            terminate(name, (2, "\(first) (see \(name) --help)"))
         }
         do {
             try command.run()
-        } catch let e as RecordsFailed {
-            if Signals.stopRequested { TempFiles.removeAll(); exit(128 + Signals.pending) }
-            _ = e
-            readerLeft(name)
-            exit(1)
-        } catch let e as ConfigError {
-            fputs(Redaction.apply("\(name): \(e)") + "\n", stderr)
-            exit(2)
-        } catch let e as ValidationError {
-            fputs(Redaction.apply("\(name): \(e.message)") + "\n", stderr)
-            exit(2)
-        } catch let e as ExitCode {
-            exit(e.rawValue)
-        } catch let e as StoreError where e.kind == .transient {
-            // The store kept failing (after the retries): a failure of the run, not of its
-            // configuration. Credentials, access and missing buckets stay exit 2 (below).
-            if Signals.stopRequested { TempFiles.removeAll(); exit(128 + Signals.pending) }
-            fputs(Redaction.apply("\(name): \(e)") + "\n", stderr)
-            TempFiles.removeAll()
-            exit(1)
         } catch {
-            if Signals.stopRequested { TempFiles.removeAll(); exit(128 + Signals.pending) }
             // Help and version of a subcommand arrive here, from the parser's own command.
             if C.exitCode(for: error) == .success { C.exit(withError: error) }
-            fputs(Redaction.apply("\(name): \(error)") + "\n", stderr)
-            exit(2)
+            terminate(name, exitCode(for: error, signal: Signals.pending, readerLeft: RecordWriter.readerLeft))
         }
-        TempFiles.removeAll()
-        if Signals.stopRequested { exit(128 + Signals.pending) }
-        readerLeft(name)
-        exit(0)
+        terminate(name, exitCode(for: nil, signal: Signals.pending, readerLeft: RecordWriter.readerLeft))
     }
 
-    /// A stage whose reader went away stopped with records not processed: never exit 0.
-    static func readerLeft(_ name: String) {
-        guard RecordWriter.readerLeft else { return }
+    /// The exit status of a run that ended with `error` (nil: it finished) and the line to
+    /// print: usage and configuration errors 2 (nothing was done: the store was not even
+    /// opened), failed records 1, a store that failed after opening 1 (work may have been
+    /// done: never 2), a stop by a signal 128+signal, a reader of stdout that went away 141.
+    /// - Parameters:
+    ///   - signal: the stop signal received (SIGINT, SIGTERM), 0 for none.
+    ///   - readerLeft: whether the reader of standard output went away.
+    public static func exitCode(for error: Error?, signal: Int32, readerLeft: Bool) -> (code: Int32, message: String?) {
+        switch error {
+        case let e as ConfigError: return (2, e.message)
+        case let e as ValidationError: return (2, e.message)
+        case let e as ExitCode: return (e.rawValue, nil)
+        default: break
+        }
+        if signal != 0 { return (128 + signal, nil) }
+        switch error {
+        case nil, is RecordsFailed: break
+        case let e as StoreError: return (1, e.message)
+        case let e?: return (2, "\(e)")
+        }
+        if readerLeft { return (141, "stopped: the reader of standard output went away; the records after it were not processed") }
+        return (error == nil ? 0 : 1, nil)
+    }
+
+    /// The one way out: removes the temp files of the run, prints the message as
+    /// `tool: message` on one line, exits.
+    static func terminate(_ name: String, _ outcome: (code: Int32, message: String?)) -> Never {
         TempFiles.removeAll()
-        fputs("\(name): stopped: the reader of standard output went away; the records after it were not processed\n", stderr)
-        exit(141)
+        if let message = outcome.message { system_write_stderr(Redaction.apply("\(name): \(message)") + "\n") }
+        system_exit(outcome.code)
     }
 }
 

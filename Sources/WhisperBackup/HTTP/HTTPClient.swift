@@ -145,7 +145,7 @@ public final class HTTPClient {
             let ms = Int((system_monotonic() - started) * 1000)
             let outcome = rc == CURLE_OK ? String(status) : "error \(rc.rawValue)"
             let line = "wsp-http: \(method) \(request.url) -> \(outcome) (\(transfer.received) B, \(ms) ms)\n"
-            _ = line.withCString { write(2, $0, strlen($0)) }
+            system_write_stderr(line)
         }
         if rc != CURLE_OK {
             throw error(rc, method: method, url: request.url, transfer: transfer)

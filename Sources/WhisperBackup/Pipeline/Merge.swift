@@ -41,10 +41,6 @@ public struct Merge {
             throw ConfigError("--root \(root): \(error)")
         }
         let batch = MergeBatch(limit: input.isBuffered ? Merge.batchSize : 1, output: output, diagnostics: diagnostics)
-        batch.onAppeared = { metric, target, source in
-            let header = try WhisperHeader(source)
-            return try backfill(metric, target, source: source, sourceHeader: header, realRoot: realRoot, batch: batch)
-        }
         diagnostics.expect(input)
         for record in input {
             if Signals.stopRequested || output.closed { break }
@@ -55,9 +51,29 @@ public struct Merge {
             } catch {
                 batch.fail(record.metric, error)
             }
+            backfillAppeared(batch, realRoot: realRoot)
         }
-        batch.flush()
+        repeat { batch.flush() } while backfillAppeared(batch, realRoot: realRoot)
         try diagnostics.finish()
+    }
+
+    /// Backfills the targets that appeared while their new files waited in the batch, from
+    /// the new files' bytes; false when there were none.
+    @discardableResult
+    func backfillAppeared(_ batch: MergeBatch, realRoot: String) -> Bool {
+        let appeared = batch.takeAppeared()
+        for a in appeared {
+            do {
+                let header = try WhisperHeader(a.source)
+                if let (status, path, detail) = try backfill(a.metric, a.target, source: a.source, sourceHeader: header,
+                                                             realRoot: realRoot, batch: batch) {
+                    batch.report(a.metric, status, path, detail)
+                }
+            } catch {
+                batch.fail(a.metric, error)
+            }
+        }
+        return !appeared.isEmpty
     }
 
     /// Merges one record; nil when its target joined the batch (reported when the batch is

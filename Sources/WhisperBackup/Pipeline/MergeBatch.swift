@@ -36,9 +36,15 @@ final class MergeBatch {
     let diagnostics: Diagnostics
     private(set) var pending: [Pending] = []
     private(set) var creates: [PendingCreate] = []
-    /// Backfills a target that appeared while its new file waited in the batch, from the new
-    /// file's bytes (which are the verified backup).
-    var onAppeared: ((_ metric: String, _ target: String, _ source: [UInt8]) throws -> (String, String, String)?)?
+    /// A target that appeared while its new file waited in the batch, with the new file's
+    /// bytes (the verified backup): the merge backfills it instead.
+    struct Appeared {
+        var metric: String
+        var target: String
+        var source: [UInt8]
+    }
+    /// The targets that appeared at the flushes since `takeAppeared()` was last called.
+    private var appeared: [Appeared] = []
     /// Reused for every target read and every run written: no allocation per file.
     private var scratch: [UInt8] = []
     private var runBuffer: [UInt8] = []
@@ -137,15 +143,21 @@ final class MergeBatch {
         if pending.count >= limit { flush() }
     }
 
+    /// The targets that appeared at the flushes so far (each handed out once).
+    func takeAppeared() -> [Appeared] {
+        defer { appeared.removeAll() }
+        return appeared
+    }
+
     /// Makes the values durable, writes the timestamps, makes them durable, unlocks and
-    /// reports every pending file.
+    /// reports every pending file. New files whose target appeared meanwhile are kept for
+    /// `takeAppeared()`.
     func flush() {
         let linkedDir = creates.first.map { Path.directory(of: $0.target) }
-        let appeared = flushCreates()
+        keepAppeared(flushCreates())
         if pending.isEmpty {
             // The links' directory entries: one more sync when no backfill follows to do it.
             if let linkedDir { syncLinks(linkedDir) }
-            backfillAppeared(appeared)
             return
         }
         var results = [Result<Int, Error>](repeating: .success(0), count: pending.count)
@@ -170,7 +182,6 @@ final class MergeBatch {
             }
         }
         pending.removeAll()
-        backfillAppeared(appeared)
     }
 
     private func syncLinks(_ dir: String) {
@@ -182,8 +193,8 @@ final class MergeBatch {
         }
     }
 
-    private func backfillAppeared(_ appeared: [PendingCreate]) {
-        for c in appeared {
+    private func keepAppeared(_ created: [PendingCreate]) {
+        for c in created {
             defer {
                 c.temp.close()
                 _ = try? system_unlink(c.temp.path)
@@ -192,12 +203,11 @@ final class MergeBatch {
             do {
                 let src = try FileDescriptor.open(c.temp.path, O_RDONLY)
                 let bytes = try src.closeAfter { try src.readAll(sizeHint: c.size) }
-                if let r = try onAppeared?(c.metric, c.target, bytes) { report(c.metric, r.0, r.1, r.2) }
+                appeared.append(Appeared(metric: c.metric, target: c.target, source: bytes))
             } catch {
                 fail(c.metric, error)
             }
         }
-        if !pending.isEmpty && appeared.count > 0 { flush() }
     }
 
     private func sync() throws {

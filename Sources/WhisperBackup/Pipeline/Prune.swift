@@ -58,7 +58,7 @@ public struct Prune {
         keys += doomed.filter(\.legacy).map { layout.legacyHashKey($0.key) }
         keys += leftovers
         keys += doomed.compactMap { objects.bad[$0.key] } + objects.strayBadKeys
-        let failures = dryRun ? [] : try store.delete(keys)
+        let failures = try store.delete(keys)
         let failed = Dictionary(failures.map { ($0.key, $0.error) }, uniquingKeysWith: { a, _ in a })
         for v in doomed {
             if let e = failed[v.key] {

@@ -59,7 +59,7 @@ public struct Purge {
             }
             if present {
                 if !entry.markers.isEmpty {
-                    let failed = dryRun ? [] : try store.delete(entry.markers.map(\.key))
+                    let failed = try store.delete(entry.markers.map(\.key))
                     for f in failed { diagnostics.fail(entry.metric, "remove marker \(f.key): \(f.error)") }
                     unmarked += 1
                 }
@@ -68,7 +68,7 @@ public struct Purge {
             if let since = entry.markers.map(\.time).min() {
                 if since <= cutoff { doomed.append(entry) }
             } else {
-                if !dryRun { try store.put(layout.markerKey(metric: entry.metric, time: now), body: .bytes([])) }
+                try store.put(layout.markerKey(metric: entry.metric, time: now), body: .bytes([]))
                 marked += 1
             }
         }
@@ -91,7 +91,7 @@ public struct Purge {
                     diagnostics.warn("\(Diagnostics.shown(entry.metric)): the state could not be updated (\(error)); the next backup finds the versions gone by listing the store")
                 }
             }
-            let failed = dryRun ? [] : try store.delete(keys)
+            let failed = try store.delete(keys)
             let failedKeys = Set(failed.map(\.key))
             for f in failed { diagnostics.fail(entry.metric, "delete \(f.key): \(f.error)") }
             for v in entry.versions where !failedKeys.contains(v.key) {

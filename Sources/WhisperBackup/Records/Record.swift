@@ -125,14 +125,13 @@ public final class LineReader {
                 start = 0
             }
             var chunk = [UInt8](repeating: 0, count: 65536)
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
+            do {
+                let n = try chunk.withUnsafeMutableBytes { try system_read_once(fd, $0) }
+                if n == 0 { eof = true } else { buffer.append(contentsOf: chunk[0..<n]) }
+            } catch Errno.interrupted {
+                continue
+            } catch {
                 eof = true
-            } else if n == 0 {
-                eof = true
-            } else {
-                buffer.append(contentsOf: chunk[0..<n])
             }
         }
     }
@@ -177,16 +176,16 @@ public final class RecordWriter: @unchecked Sendable {
         bytes.withUnsafeBytes { buf in
             var done = 0
             while done < buf.count {
-                let n = Glibc.write(fd, buf.baseAddress! + done, buf.count - done)
-                if n < 0 {
+                do {
+                    done += try system_write_once(fd, UnsafeRawBufferPointer(rebasing: buf[done...]))
+                } catch {
                     // A stop request interrupts a write blocked on a stalled reader; a record
                     // already begun is finished (a pipe takes a short record whole or not at all).
-                    if errno == EINTR && (done > 0 || !Signals.stopRequested) { continue }
-                    if errno == EPIPE { RecordWriter.left.store(true, ordering: .relaxed) }
+                    if Errno.interrupted ~= error && (done > 0 || !Signals.stopRequested) { continue }
+                    if Errno.brokenPipe ~= error { RecordWriter.left.store(true, ordering: .relaxed) }
                     closed = true
                     return
                 }
-                done += n
             }
         }
         return !closed

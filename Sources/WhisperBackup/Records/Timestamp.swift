@@ -6,9 +6,7 @@ import Glibc
 public enum Timestamp {
     /// `20261127T035433Z` for `seconds` since the epoch.
     public static func format(_ seconds: Int64) -> String {
-        var t = time_t(seconds)
-        var tm = tm()
-        gmtime_r(&t, &tm)
+        let tm = system_gmtime(seconds)
         func pad(_ v: Int32, _ w: Int) -> String {
             let s = String(v)
             return String(repeating: "0", count: max(0, w - s.count)) + s
@@ -109,6 +107,6 @@ public enum Timestamp {
         tm.tm_hour = h
         tm.tm_min = mi
         tm.tm_sec = s
-        return Int64(timegm(&tm))
+        return system_timegm(tm)
     }
 }

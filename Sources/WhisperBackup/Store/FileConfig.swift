@@ -8,21 +8,6 @@ public struct FileConfig {
         directory = Path.absolute(p)
     }
 
-    /// Opens the store; with `create`, makes a missing directory first (`--create-bucket`),
-    /// or, in a dry run, treats it as the empty store it would create.
-    public func open(location: String, create: Bool = false, dryRun: Bool = false) throws -> FileStore {
-        if create && (try? system_stat(directory)) == nil {
-            if dryRun {
-                let store = FileStore(root: directory, location: location)
-                store.missingIsEmpty = true
-                return store
-            }
-            do { try Path.makeDirectories(directory) } catch { throw ConfigError("\(location): cannot create \(directory): \(error)") }
-        }
-        guard let st = try? system_stat(directory) else {
-            throw ConfigError("\(location): directory \(directory) does not exist (create it, or pass --create-bucket)")
-        }
-        guard st.isDirectory else { throw ConfigError("\(location): \(directory) is not a directory") }
-        return FileStore(root: directory, location: location)
-    }
+    /// The store (nothing checked yet: `prepare()` does).
+    public func store(location: String) -> FileStore { FileStore(root: directory, location: location) }
 }

@@ -8,13 +8,20 @@ import Glibc
 public final class FileStore: Store {
     public let root: String
     public let location: String
-    /// A dry run with `--create-bucket` against a directory that does not exist yet: the store
-    /// it would create is empty, so listing it finds nothing instead of failing.
-    public var missingIsEmpty = false
-
     public init(root: String, location: String) {
         self.root = root
         self.location = location
+    }
+
+    public func prepare() throws {
+        guard let st = try? system_stat(root) else {
+            throw StoreError(.notFound, "\(location): directory \(root) does not exist (create it, or pass --create-bucket)")
+        }
+        guard st.isDirectory else { throw StoreError(.permanent, "\(location): \(root) is not a directory") }
+    }
+
+    public func create() throws {
+        do { try Path.makeDirectories(root) } catch { throw StoreError(.permanent, "\(location): cannot create \(root): \(error)") }
     }
 
     func path(_ key: String) throws -> String {
@@ -132,7 +139,7 @@ public final class FileStore: Store {
         do {
             entries = try system_readdir(dir)
         } catch Errno.noSuchFileOrDirectory {
-            if rel.isEmpty && !missingIsEmpty { throw StoreError(.notFound, "\(location): directory \(root) does not exist") }
+            if rel.isEmpty { throw StoreError(.notFound, "\(location): directory \(root) does not exist") }
             return
         } catch Errno.notDirectory {
             return
@@ -203,14 +210,6 @@ public final class FileStore: Store {
     }
 
     static func copy(from fd: FileDescriptor, to out: FileDescriptor) throws {
-        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 8)
-        defer { buf.deallocate() }
-        var offset: Int64 = 0
-        while true {
-            let n = try fd.read(into: buf, at: offset)
-            if n == 0 { break }
-            try out.writeAll(UnsafeRawBufferPointer(rebasing: buf[0..<n]))
-            offset += Int64(n)
-        }
+        try fd.forEachChunk { try out.writeAll($0) }
     }
 }

@@ -28,6 +28,8 @@ public final class RetryStore: Store {
         }
     }
 
+    public func prepare() throws { try retrying { try base.prepare() } }
+    public func create() throws { try retrying { try base.create() } }
     public func put(_ key: String, body: StoreBody) throws { try retrying { try base.put(key, body: body) } }
     public func putMany(_ items: [(key: String, body: StoreBody)]) -> [Error?] {
         var results = base.putMany(items)

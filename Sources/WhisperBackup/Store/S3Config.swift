@@ -41,9 +41,6 @@ public struct S3Config: Sendable {
     public var credentials: AWSCredentials
     public var insecure: Bool
     public var caBundle: String?
-    public var createBucket: Bool
-    public var dryRun: Bool
-    public var retries: Int
 
     /// - Parameters:
     ///   - environment: looks up a variable (tests pass their own; default: the process's).
@@ -132,18 +129,6 @@ public struct S3Config: Sendable {
 
         insecure = settings.insecure
         caBundle = env("AWS_CA_BUNDLE") ?? setting("ca_bundle")
-        createBucket = settings.createMissing
-        dryRun = settings.dryRun
-        retries = settings.retries
-    }
-
-    /// Opens the bucket: checks it exists and the credentials work (one listing request of at
-    /// most one key), creating the bucket first with `--create-bucket`.
-    /// - Throws: `ConfigError` for wrong credentials, a missing bucket and the like.
-    public func open() throws -> S3Store {
-        let store = try S3Store(config: self)
-        try store.probe()
-        return store
     }
 
     /// The HTTP settings for this store.

@@ -26,8 +26,6 @@ public final class S3Store: Store {
     public var location: String { config.location }
     let http: HTTPClient
     let signer: SigV4
-    /// `--dry-run --create-bucket` with a missing bucket: it reads as empty, nothing is created.
-    private(set) var assumeEmpty = false
 
     public init(config: S3Config) throws {
         self.config = config
@@ -74,7 +72,6 @@ public final class S3Store: Store {
     }
 
     public func get(_ key: String, to path: String) throws {
-        if assumeEmpty { throw StoreError(.notFound, "\(location): \(key): no such object") }
         let r = try send("GET", key: key, responseFile: path, what: "GET \(key)")
         guard r.isSuccess else { throw failure(r, what: "GET \(key)").error }
         if let length = r.header("content-length").flatMap({ Int64($0) }), length != r.bodyBytes {
@@ -86,7 +83,6 @@ public final class S3Store: Store {
     }
 
     public func head(_ key: String) throws -> StoreObject? {
-        if assumeEmpty { return nil }
         let r = try send("HEAD", key: key, what: "HEAD \(key)")
         if r.status == 404 { return nil }
         guard r.isSuccess else { throw failure(r, what: "HEAD \(key)").error }
@@ -94,7 +90,6 @@ public final class S3Store: Store {
     }
 
     public func list(prefix: String, _ each: (StoreObject) throws -> Void) throws {
-        if assumeEmpty { return }
         var token: String? = nil
         var last: String? = nil
         var seen: Set<String> = []
@@ -136,7 +131,7 @@ public final class S3Store: Store {
     }
 
     public func delete(_ keys: [String]) throws -> [(key: String, error: Error)] {
-        if assumeEmpty || keys.isEmpty { return [] }
+        if keys.isEmpty { return [] }
         var failed: [(key: String, error: Error)] = []
         // XML 1.0 cannot carry most control characters: such keys go one DELETE each, as do
         // all keys on a server without DeleteObjects (GCS's XML API).
@@ -209,25 +204,16 @@ public final class S3Store: Store {
     // MARK: Bucket
 
     /// Checks the bucket exists and the credentials work with one listing request of at most
-    /// one key under the prefix; with `--create-bucket` creates a missing bucket.
-    /// - Throws: `ConfigError` (the tool exits 2, nothing done), or the transient
-    ///   `StoreError` of a server that kept failing (exit 1).
-    func probe() throws {
-        do {
-            try RetryStore(self, attempts: config.retries + 1).retrying {
-                let query = [("list-type", "2"), ("max-keys", "1"), ("prefix", config.prefix), ("encoding-type", "url")]
-                let r = try send("GET", key: nil, query: query, what: "list")
-                if r.isSuccess { return }
-                let f = failure(r, what: "list")
-                guard f.code == "NoSuchBucket" && config.createBucket else { throw f.error }
-                if config.dryRun { assumeEmpty = true } else { try createBucket() }
-            }
-        } catch let e as StoreError where e.kind != .transient {
-            throw ConfigError(e.message)
-        }
-        // A server that stayed unreachable or failing through the retries: a failed run
-        // (exit 1), as for Swift and Keystone, not a configuration error.
+    /// one key under the prefix; a missing bucket is `.notFound`.
+    public func prepare() throws {
+        let query = [("list-type", "2"), ("max-keys", "1"), ("prefix", config.prefix), ("encoding-type", "url")]
+        let r = try send("GET", key: nil, query: query, what: "list")
+        if r.isSuccess { return }
+        let f = failure(r, what: "list")
+        throw f.code == "NoSuchBucket" ? StoreError(.notFound, f.error.message) : f.error
     }
+
+    public func create() throws { try createBucket() }
 
     func createBucket() throws {
         var body: [UInt8] = []
@@ -356,16 +342,9 @@ public final class S3Store: Store {
             do {
                 let fd = try FileDescriptor.open(path, O_RDONLY)
                 try fd.closeAfter {
-                    let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 8)
-                    defer { buf.deallocate() }
-                    var offset: Int64 = 0
-                    while true {
-                        let n = try fd.read(into: buf, at: offset)
-                        if n == 0 { break }
-                        let chunk = UnsafeRawBufferPointer(rebasing: buf[0..<n])
+                    try fd.forEachChunk { chunk in
                         md5.update(chunk)
                         sha.update(chunk)
-                        offset += Int64(n)
                     }
                 }
             } catch {

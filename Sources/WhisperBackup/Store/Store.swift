@@ -63,9 +63,18 @@ public protocol Store: AnyObject {
     func head(_ key: String) throws -> StoreObject?
     func list(prefix: String, _ each: (StoreObject) throws -> Void) throws
     func delete(_ keys: [String]) throws -> [(key: String, error: Error)]
+    /// The opening probe: checks that the directory, bucket or container exists and that the
+    /// credentials work, before any record is read. A missing one is a `.notFound`
+    /// `StoreError` whose message says how to create it.
+    func prepare() throws
+    /// Creates the missing directory, bucket or container (`--create-bucket`).
+    func create() throws
 }
 
 extension Store {
+    public func prepare() throws {}
+    public func create() throws {}
+
     public func putMany(_ items: [(key: String, body: StoreBody)]) -> [Error?] {
         items.map { item in
             do { try put(item.key, body: item.body); return nil } catch { return error }

@@ -30,10 +30,3 @@ public struct StoreURL: Sendable {
         path.hasPrefix("/") ? String(path.dropFirst()) : path
     }
 }
-
-/// A configuration problem found before any work: the tool exits 2.
-public struct ConfigError: Error, CustomStringConvertible {
-    public var message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-}

@@ -30,8 +30,6 @@ public struct SwiftConfig: Sendable {
     /// `OS_CACERT`: a CA bundle for TLS verification.
     public var caBundle: String?
     public var insecure = false
-    public var createMissing = false
-    public var dryRun = false
     /// `WSP_SWIFT_LIST_LIMIT`: objects per listing page, to go under the default (1000, or
     /// the cluster's `container_listing_limit` from `/info` if lower).
     public var listLimit: Int?
@@ -53,8 +51,6 @@ public struct SwiftConfig: Sendable {
             throw ConfigError("\(location): \(container) is not a valid Swift container name")
         }
         insecure = settings.insecure
-        createMissing = settings.createMissing
-        dryRun = settings.dryRun
         caBundle = get("OS_CACERT")
         if let l = get("WSP_SWIFT_LIST_LIMIT") {
             guard let n = Int(l), n > 0 else { throw ConfigError("WSP_SWIFT_LIST_LIMIT=\(l): not a positive number") }
@@ -83,17 +79,13 @@ public struct SwiftConfig: Sendable {
         }
     }
 
-    /// Opens the store: authenticates, then checks the container (creating it with
-    /// `--create-container`), so a wrong credential or a missing container is one clear error
-    /// before any record is read.
-    public func open(location: String, attempts: Int) throws -> SwiftStore {
+    /// The store (no request yet: `prepare()` authenticates and checks the container).
+    public func store(location: String) throws -> SwiftStore {
         var options = HTTPClient.Options()
         options.insecure = insecure
         options.caBundle = caBundle
         let client = try HTTPClient(options: options)
-        let store = SwiftStore(config: self, location: location, perform: { try client.perform($0) })
-        try RetryStore(store, attempts: attempts).retrying { try store.prepare() }
-        return store
+        return SwiftStore(config: self, location: location, perform: { try client.perform($0) })
     }
 
     static func isHTTP(_ u: String) -> Bool {

@@ -26,8 +26,6 @@ public final class SwiftStore: Store {
         var listingLimit: Int?
     }
     private var capabilities: Capabilities?
-    /// A dry run with `--create-container` found no container: it lists as empty.
-    private var containerMissing = false
 
     /// Objects per listing page, at most: at or under every known server's cap (Swift's
     /// `container_listing_limit` 10000; radosgw caps Swift listings at 1000 although its
@@ -129,19 +127,16 @@ public final class SwiftStore: Store {
 
     // MARK: Container
 
-    /// Authenticates and checks the container, creating it when asked (not in a dry run).
-    func prepare() throws {
+    /// Authenticates and checks the container; a missing one is `.notFound`.
+    public func prepare() throws {
         let r = try send("HEAD", containerPath, what: "container \(config.container)")
         if r.isSuccess { return }
         guard r.status == 404 else { throw failure(r, "container \(config.container)") }
         let account = auth.session?.storageURL ?? "the account"
-        guard config.createMissing else {
-            throw StoreError(.permanent, "\(location): container \(config.container) does not exist in \(account) (create it, or pass --create-container)")
-        }
-        if config.dryRun {
-            containerMissing = true
-            return
-        }
+        throw StoreError(.notFound, "\(location): container \(config.container) does not exist in \(account) (create it, or pass --create-container)")
+    }
+
+    public func create() throws {
         let c = try send("PUT", containerPath, what: "create container \(config.container)")
         guard c.isSuccess else { throw failure(c, "create container \(config.container)") }
     }
@@ -214,7 +209,6 @@ public final class SwiftStore: Store {
     }
 
     public func list(prefix: String, _ each: (StoreObject) throws -> Void) throws {
-        if containerMissing { return }
         let limit = try listLimit()
         var marker: String? = nil
         let what = "list \(prefix.isEmpty ? "(all)" : prefix)"
@@ -475,15 +469,7 @@ public final class SwiftStore: Store {
             let fd = try FileDescriptor.open(path, O_RDONLY)
             return try fd.closeAfter {
                 var d = Digest(.md5)
-                let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 8)
-                defer { buf.deallocate() }
-                var offset: Int64 = 0
-                while true {
-                    let n = try fd.read(into: buf, at: offset)
-                    if n == 0 { break }
-                    d.update(UnsafeRawBufferPointer(rebasing: buf[0..<n]))
-                    offset += Int64(n)
-                }
+                try fd.forEachChunk { d.update($0) }
                 return Hex.encode(d.finish())
             }
         } catch {

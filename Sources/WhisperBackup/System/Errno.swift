@@ -34,7 +34,7 @@ public struct Errno: Error, Equatable, CustomStringConvertible, Sendable {
     }
 
     /// The C library's text for the number, e.g. "No such file or directory".
-    public var message: String { String(cString: strerror(rawValue)) }
+    public var message: String { system_strerror(rawValue) }
 
     public var description: String {
         var s = call.isEmpty ? "" : "\(call): "

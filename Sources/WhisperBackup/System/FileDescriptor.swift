@@ -59,6 +59,20 @@ public struct FileDescriptor: Sendable {
         return out
     }
 
+    /// Calls `body` with the file's bytes from offset 0 to its end, a chunk of at most
+    /// `chunkSize` bytes at a time, through one buffer (a digest or a copy of a large file).
+    public func forEachChunk(chunkSize: Int = 1 << 20, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 8)
+        defer { buf.deallocate() }
+        var offset: Int64 = 0
+        while true {
+            let n = try read(into: buf, at: offset)
+            if n == 0 { return }
+            try body(UnsafeRawBufferPointer(rebasing: buf[0..<n]))
+            offset += Int64(n)
+        }
+    }
+
     /// Writes all of `bytes` at `offset`, looping on short writes.
     public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws {
         var done = 0

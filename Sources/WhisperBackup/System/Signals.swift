@@ -15,16 +15,10 @@ public enum Signals {
 
     public static func install() {
         for sig in [SIGINT, SIGTERM] {
-            var action = sigaction()
-            action.__sigaction_handler.sa_handler = { sig in
-                Signals.received.store(sig, ordering: .relaxed)
-            }
-            sigemptyset(&action.sa_mask)
-            action.sa_flags = 0
-            sigaction(sig, &action, nil)
+            system_on_signal(sig) { sig in Signals.received.store(sig, ordering: .relaxed) }
         }
         // A closed downstream pipe is reported as EPIPE on write, and the tool exits quietly.
-        signal(SIGPIPE, SIG_IGN)
+        system_ignore_signal(SIGPIPE)
     }
 
     /// Test hook: forget a received signal.

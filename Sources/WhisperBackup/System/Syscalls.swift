@@ -233,3 +233,68 @@ public func system_getenv(_ name: String) -> String? {
     guard let p = getenv(name) else { return nil }
     return String(cString: p)
 }
+
+/// One `read(2)`: EINTR is thrown (as `Errno.interrupted`), not retried, so a reader blocked
+/// on its input sees a stop request.
+public func system_read_once(_ fd: CInt, _ buf: UnsafeMutableRawBufferPointer) throws -> Int {
+    let n = read(fd, buf.baseAddress, buf.count)
+    if n < 0 { throw Errno(errno, call: "read", path: nil) }
+    return n
+}
+
+/// One `write(2)`: EINTR is thrown (as `Errno.interrupted`), not retried, so a writer blocked
+/// on a stalled reader sees a stop request.
+public func system_write_once(_ fd: CInt, _ buf: UnsafeRawBufferPointer) throws -> Int {
+    let n = write(fd, buf.baseAddress, buf.count)
+    if n < 0 { throw Errno(errno, call: "write", path: nil) }
+    return n
+}
+
+/// Writes `text` whole to stderr; a failure is ignored (there is nowhere left to report it).
+public func system_write_stderr(_ text: String) {
+    let bytes = Array(text.utf8)
+    bytes.withUnsafeBytes { buf in
+        var done = 0
+        while done < buf.count {
+            let n = write(2, buf.baseAddress! + done, buf.count - done)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return }
+            done += n
+        }
+    }
+}
+
+/// Ends the process. The corresponding C function is `exit(3)`.
+public func system_exit(_ code: Int32) -> Never { exit(code) }
+
+/// The C library's text for an errno. The corresponding C function is `strerror(3)`.
+public func system_strerror(_ number: CInt) -> String { String(cString: strerror(number)) }
+
+/// The broken-down UTC time of `seconds` since the epoch. The corresponding C function is `gmtime_r(3)`.
+public func system_gmtime(_ seconds: Int64) -> tm {
+    var t = time_t(seconds)
+    var out = tm()
+    gmtime_r(&t, &out)
+    return out
+}
+
+/// Seconds since the epoch of a broken-down UTC time. The corresponding C function is `timegm(3)`.
+public func system_timegm(_ time: tm) -> Int64 {
+    var t = time
+    return Int64(timegm(&t))
+}
+
+/// Runs `handler` on `signal`, without SA_RESTART (blocking calls are interrupted). The
+/// corresponding C function is `sigaction(2)`.
+public func system_on_signal(_ signal: CInt, _ handler: @escaping @convention(c) (CInt) -> Void) {
+    var action = sigaction()
+    action.__sigaction_handler.sa_handler = handler
+    sigemptyset(&action.sa_mask)
+    action.sa_flags = 0
+    sigaction(signal, &action, nil)
+}
+
+/// Ignores `sig`. The corresponding C function is `signal(2)`.
+public func system_ignore_signal(_ sig: CInt) {
+    signal(sig, SIG_IGN)
+}

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 
 /// The temp files this process has open, so a SIGINT/SIGTERM can remove them before exit.
@@ -11,7 +8,7 @@ public enum TempFiles {
     public static func unregister(_ path: String) { live.withLock { _ = $0.remove(path) } }
     public static func removeAll() {
         live.withLock { set in
-            for p in set { unlink(p) }
+            for p in set { _ = try? system_unlink(p) }
             set.removeAll()
         }
     }

@@ -36,8 +36,7 @@ public final class Diagnostics: @unchecked Sendable {
     }
 
     func line(_ text: String) {
-        let bytes = Array((Redaction.apply(text) + "\n").utf8)
-        bytes.withUnsafeBytes { _ = write(2, $0.baseAddress, $0.count) }
+        system_write_stderr(Redaction.apply(text) + "\n")
     }
 
     /// Reports a failed record and counts it.
@@ -72,8 +71,7 @@ public final class Diagnostics: @unchecked Sendable {
             lastProgress = now
             let text = progressLine(elapsed: now - started)
             if onTerminal {
-                let bytes = Array("\r\(text)\u{1b}[K".utf8)
-                bytes.withUnsafeBytes { _ = write(2, $0.baseAddress, $0.count) }
+                system_write_stderr("\r\(text)\u{1b}[K")
             } else {
                 line(text)
             }
