@@ -101,8 +101,12 @@ def test_state_of_another_store_is_not_trusted(tmp_path, spool):
     assert not any(r[5] == "unchanged" for r in records(p.stdout))
     assert len(refused) + len(stored) == 8 and p.returncode == (1 if refused else 0)
     # The push claimed the state for b (dropping a's entries): the next run fills b in full.
+    # Only what the run before stored in b may be unchanged now; every other file is stored.
     out, snaps = backup(root, f"file://{b}", spool, state)
-    assert {r[5] for r in out} == {"stored"} and len(objects(b)) == 8
+    before = {r[0] for r in stored}
+    assert len(out) == 8 and len(objects(b)) == 8
+    assert {r[0] for r in out if r[5] == "unchanged"} == before, out
+    assert {r[0] for r in out if r[5] == "stored"} == {r[0] for r in out} - before, out
 
 
 def test_damaged_or_lost_state_costs_a_reread_only(tmp_path, store, spool):
