@@ -233,3 +233,65 @@ public func system_getenv(_ name: String) -> String? {
     guard let p = getenv(name) else { return nil }
     return String(cString: p)
 }
+
+/// Starts `argv[0]` (looked up in PATH) with stdin, stdout and stderr on the given
+/// descriptors, in process group `group` (0: a new group led by the child). Every other
+/// descriptor the caller opened with O_CLOEXEC stays behind.
+/// The corresponding C functions are `posix_spawnp(3)` and its attribute setters.
+public func system_spawn(_ argv: [String], stdin: CInt, stdout: CInt, stderr: CInt, group: pid_t) throws -> pid_t {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    for (fd, target) in [(stdin, CInt(0)), (stdout, 1), (stderr, 2)] where fd != target {
+        posix_spawn_file_actions_adddup2(&actions, fd, target)
+    }
+    var attr = posix_spawnattr_t()
+    posix_spawnattr_init(&attr)
+    defer { posix_spawnattr_destroy(&attr) }
+    // The stages take SIGINT/SIGTERM as the tools do, whatever this process ignores.
+    var defaults = sigset_t()
+    sigemptyset(&defaults)
+    for sig in [SIGINT, SIGTERM, SIGPIPE] { sigaddset(&defaults, sig) }
+    posix_spawnattr_setsigdefault(&attr, &defaults)
+    posix_spawnattr_setpgroup(&attr, group)
+    posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF))
+    var pid: pid_t = 0
+    let cArgs = argv.map { strdup($0) } + [nil]
+    defer { cArgs.forEach { free($0) } }
+    let rc = posix_spawnp(&pid, argv[0], &actions, &attr, cArgs, environ)
+    if rc != 0 { throw Errno(rc, call: "posix_spawnp", path: argv[0]) }
+    return pid
+}
+
+/// A pipe whose ends are closed on exec (a stage gets one by dup2).
+/// The corresponding C functions are `pipe(2)` and `fcntl(2)`.
+public func system_pipe() throws -> (read: CInt, write: CInt) {
+    var fds: [CInt] = [0, 0]
+    guard pipe(&fds) == 0 else { throw Errno(errno, call: "pipe", path: nil) }
+    for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+    return (fds[0], fds[1])
+}
+
+/// Reaps one child without blocking: its exit status (128+signal for a killed one), or nil
+/// while it runs. The corresponding C function is `waitpid(2)`.
+public func system_reap(_ pid: pid_t) -> Int32? {
+    var status: Int32 = 0
+    let r = waitpid(pid, &status, WNOHANG)
+    if r == 0 { return nil }
+    if r < 0 { return errno == EINTR ? nil : 127 }
+    if status & 0x7f == 0 { return (status >> 8) & 0xff }
+    return 128 + (status & 0x7f)
+}
+
+/// Sends `signal` to every process of group `group`; false when the group is empty.
+/// The corresponding C function is `killpg(3)`.
+@discardableResult
+public func system_signalGroup(_ group: pid_t, _ signal: Int32) -> Bool {
+    group > 0 && killpg(group, signal) == 0
+}
+
+/// Waits up to `seconds` for `fd` to become readable. The corresponding C function is `poll(2)`.
+public func system_pollReadable(_ fd: CInt, seconds: Double) -> Bool {
+    var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+    return poll(&p, 1, Int32(seconds * 1000)) > 0
+}
