@@ -27,9 +27,11 @@ struct WhisperBackupCommand: ParsableCommand {
               0 every metric succeeded; 1 some failed, the store could not be reached or the lock was
               held; 2 bad usage or configuration, nothing done; 130/143 stopped by SIGINT/SIGTERM.
             """,
-        version: wspVersion)
+        version: "whisper-backup \(wspVersion)")
 
-    @Argument(help: "backup|restore|purge|list BACKEND [REGION]") var words: [String] = []
+    @Argument(help: "backup|restore|purge|list BACKEND [REGION]",
+              completion: .custom { words, index, prefix in CompletionWords.positional(words, index: index, prefix: prefix) })
+    var words: [String] = []
     @Option(name: .shortAndLong, help: "Whisper root to back up or restore into.") var prefix = "/opt/graphite/storage/whisper"
     @Option(name: [.customShort("f"), .long], help: "Parallel processes per stage.") var processes = 4
     @Option(name: .shortAndLong, help: "Versions to keep per metric (default 5; backup).") var retention: Int?
@@ -60,7 +62,8 @@ struct WhisperBackupCommand: ParsableCommand {
     @Option(name: .customLong("metrics-file"), help: "node_exporter textfile for the run's figures.") var metricsFile: String?
     @Option(help: "carbon HOST:PORT for the run's figures.") var carbon: String?
     @Option(name: .customLong("carbon-prefix"), help: "Metric path prefix for --carbon.") var carbonPrefix: String?
-    @Flag(inversion: .prefixedNo, help: "Files done / total, rate and ETA on stderr.") var progress: Bool?
+    @Flag(help: "Files done / total, rate and ETA on stderr (default: when stderr is a terminal).") var progress = false
+    @Flag(name: .customLong("no-progress"), help: "No progress display.") var noProgress = false
     @Flag(name: .customLong("print-pipeline"), help: "Print the run's wsp-* pipeline and exit.") var printPipeline = false
 
     func run() throws {
@@ -74,7 +77,7 @@ struct WhisperBackupCommand: ParsableCommand {
         s.splay = printPipeline ? 0 : splay; s.nostamp = nostamp; s.stampfile = stampfile; s.spool = spool
         s.spoolMax = spoolMax; s.endpoint = endpoint; s.state = state; s.full = full; s.createBucket = createBucket
         s.force = force; s.metricsFile = metricsFile; s.carbon = carbon; s.carbonPrefix = carbonPrefix
-        s.progress = progress; s.printPipeline = printPipeline
+        s.progress = noProgress ? false : progress ? true : nil; s.printPipeline = printPipeline
         let plan = try RunPlan(s)
         Orchestrator.findTools(executable: CommandLine.arguments[0])
         let rc = Orchestrator(plan: plan).run()
