@@ -84,6 +84,8 @@ public final class Orchestrator {
             rc = 2
         }
         stages.stop()
+        // A stop that came after the last stage still ends the run as stopped.
+        if Signals.stopRequested && rc < 128 { rc = 128 + Signals.pending }
         if progressOn && ttyErr { fputs("\r\u{1b}[K", stderr) }
         if plan.mode != .list { report(rc) }
         removeTree(work)
