@@ -65,6 +65,7 @@ public final class Orchestrator {
         if plan.mode == .list || plan.mode == .purge { progressOn = false }
         log.clear = progressOn && ttyErr
         guard let pipe = try? system_pipe() else { return 2 }
+        system_becomeSubreaper()
         stages = StageGroup(log: log, logPipe: pipe)
 
         var template = Array("\(system_getenv("TMPDIR") ?? "/var/tmp")/whisper-backup.XXXXXX".utf8CString)
@@ -145,6 +146,13 @@ public final class Orchestrator {
         return try stages.wait()[0]
     }
 
+    /// Writes a work file.
+    func write(_ name: String, _ content: String) throws {
+        let fd = try open("\(work)/\(name)", write: true)
+        defer { system_close(fd) }
+        try writeAll(fd, content)
+    }
+
     func text(_ name: String) -> String { (try? readWhole("\(work)/\(name)")) ?? "" }
 
     func batch(largest: Int64, count: Int) throws -> String {
@@ -217,15 +225,14 @@ public final class Orchestrator {
         let progress = progressOn ? Progress(self, total: lines.count, done: "pushed", bytes: "snaps", column: 3, what: "files") : nil
         let sts = try pipeline(c.batched(k, c.snap(stateExists: plan.state.map { Path.exists("\($0)/shards") } ?? false)),
                                c.batched(k, c.push), input: "files", copy: "snaps", output: "pushed", progress: progress)
-        progress?.end()
         if sts.contains(where: { $0 != 0 }) { rc = 1 }
         // Retention for the metrics that got a new version.
         let changed = text("pushed").split(separator: "\n").compactMap { l -> Substring? in
             let f = l.split(separator: "\t", omittingEmptySubsequences: false)
             return f.count > 5 && (f[5] == "stored" || f[5] == "would-store") ? f[0] : nil
         }
-        try writeAll(open("\(work)/changed", write: true), changed.map { "\($0)\n" }.joined())
-        _ = try open("\(work)/pruned", write: true)
+        try write("changed", changed.map { "\($0)\n" }.joined())
+        try write("pruned", "")
         if !changed.isEmpty {
             if try runStage(c.retention, input: "\(work)/changed", output: "\(work)/pruned") != 0 { rc = 1 }
         }
@@ -233,7 +240,7 @@ public final class Orchestrator {
             // The purge needs the complete listing: a walk that failed would make metrics look gone.
             say("purge skipped: the listing of \(s.prefix) is incomplete (see above)")
         } else if plan.purgeDays >= 0 {
-            try writeAll(open("\(work)/names", write: true), lines.map { "\($0.split(separator: "\t", omittingEmptySubsequences: false)[0])\n" }.joined())
+            try write("names", lines.map { "\($0.split(separator: "\t", omittingEmptySubsequences: false)[0])\n" }.joined())
             if try runStage(c.purge, input: "\(work)/names", output: "\(work)/pruned", append: true) != 0 { rc = 1 }
         }
         figures = RunFigures.backup(files: files, snaps: text("snaps"), pushed: text("pushed"), pruned: text("pruned"))
@@ -257,9 +264,8 @@ public final class Orchestrator {
         let k = try batch(largest: largest, count: lines.count)
         if !plan.noop { try? Path.makeDirectories(s.prefix) }
         let progress = progressOn ? Progress(self, total: lines.count, done: "merged", bytes: "versions", column: 4, what: "versions") : nil
-        _ = try open("\(work)/merged", write: true)
+        try write("merged", "")
         let sts = try pipeline(c.batched(k, c.pullGet), c.batched(k, c.merge), input: "versions", copy: nil, output: "merged", progress: progress)
-        progress?.end()
         if sts.contains(where: { $0 != 0 }) { rc = 1 }
         figures = RunFigures.restore(versions: versions, merged: text("merged"))
         summary(figures.summary(.restore, noop: plan.noop, elapsed: elapsed()), rc: rc)
@@ -273,7 +279,7 @@ public final class Orchestrator {
             say("purge skipped: the listing of \(s.prefix) is incomplete (see above)"); return 1
         }
         let names = text("files").split(separator: "\n").map { "\($0.split(separator: "\t", omittingEmptySubsequences: false)[0])\n" }.joined()
-        try writeAll(open("\(work)/names", write: true), names)
+        try write("names", names)
         var rc: Int32 = 0
         let st = try runStage(c.purge, input: "\(work)/names", output: "\(work)/pruned")
         if st == 2 { return 2 }

@@ -35,8 +35,6 @@ final class Progress {
         fflush(stderr)
     }
 
-    func end() {}
-
     static func human(_ x: Double) -> String {
         var x = x, u = 0
         while x >= 1024 && u < 4 { x /= 1024; u += 1 }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ArgumentParser
 
 /// What a `whisper-backup` run does, decided from its settings before anything runs: the
@@ -183,7 +186,3 @@ public struct RunPlan: Sendable {
         (try? system_realpath(path)) ?? Path.absolute(path)
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif

@@ -70,14 +70,17 @@ public final class StageGroup {
 
     /// SIGTERM to every process of the group: the tools finish or undo their current record,
     /// remove their temp files and exit; xargs and tee just die. Whatever still runs after
-    /// 30 s is killed. Returns once every stage has been reaped and the group is empty.
+    /// 30 s is killed. Returns once the group is empty (this process is the subreaper of the
+    /// stages, so it reaps every one of them, orphans included).
     public func stop() {
         guard group > 0 else { return }
         system_signalGroup(group, SIGTERM)
-        let deadline = system_monotonic() + 30
-        while system_signalGroup(group, 0) || pids.indices.contains(where: { statuses[$0] == nil }) {
+        let killAt = system_monotonic() + 30
+        var killed = false
+        while system_signalGroup(group, 0) {
             for i in pids.indices where statuses[i] == nil { statuses[i] = system_reap(pids[i]) }
-            if system_monotonic() > deadline { system_signalGroup(group, SIGKILL) }
+            system_reapAny()
+            if !killed && system_monotonic() > killAt { system_signalGroup(group, SIGKILL); killed = true }
             pumpLog(0.05)
         }
         pumpLog(0)

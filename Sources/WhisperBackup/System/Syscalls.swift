@@ -283,6 +283,18 @@ public func system_reap(_ pid: pid_t) -> Int32? {
     return 128 + (status & 0x7f)
 }
 
+/// Reaps every exited child, including orphaned descendants handed to this process as their
+/// subreaper. The corresponding C function is `waitpid(2)`.
+public func system_reapAny() {
+    var status: Int32 = 0
+    while waitpid(-1, &status, WNOHANG) > 0 {}
+}
+
+/// Makes this process the reaper of its orphaned descendants, so a stage that outlives its
+/// parent (an xargs stopped before its children) is still waited for here.
+/// The corresponding C function is `prctl(2)` (PR_SET_CHILD_SUBREAPER).
+public func system_becomeSubreaper() { _ = CSystemShims_set_child_subreaper() }
+
 /// Sends `signal` to every process of group `group`; false when the group is empty.
 /// The corresponding C function is `killpg(3)`.
 @discardableResult
