@@ -94,15 +94,16 @@ final class OrchestratorTests: XCTestCase {
         XCTAssertEqual(c.find, ["wsp-find", "--root", "/w", "a.*", "b.{c,d}"])
         // A subset run purges only its own metrics, and never one whose file exists.
         XCTAssertEqual(c.purge, ["wsp-prune", "--root", "/w", "--force", "--metrics", "a.*", "--metrics", "b.{c,d}",
-                                 "--gone-after", "45", "file:///b/"])
+                                 "--state", "/st", "--gone-after", "45", "file:///b/"])
         XCTAssertEqual(c.push, ["wsp-push", "--state", "/st", "file:///b/"])
-        XCTAssertEqual(c.snap(stateExists: false), ["wsp-snap", "--state", "/st", "--spool", "/sp", "--spool-max", "1073741824"])
+        XCTAssertEqual(c.snap, ["wsp-snap", "--state", "/st", "--spool", "/sp", "--spool-max", "1073741824"])
+        let full = StageCommands(plan: try plan(settings("backup", "disk") { $0.full = true }), spool: "/sp", progress: [])
+        XCTAssertEqual(full.push.prefix(4), ["wsp-push", "--state", "/st", "--full"])
         XCTAssertEqual(c.batched("7", ["wsp-push"]), ["xargs", "-d", "\n", "-r", "-P", "4", "-s", "1000000", "-n", "7", "wsp-push"])
-        // -n: every changing stage dry, and no state written or (when missing) read.
+        // -n: every changing stage dry, and no state used (its check would rewrite journals).
         let dry = StageCommands(plan: try plan(settings("backup", "disk") { $0.noop = true }), spool: "/sp", progress: [])
         XCTAssertEqual(dry.push, ["wsp-push", "--dry-run", "file:///cwd/graphite-backups/"])
-        XCTAssertEqual(dry.snap(stateExists: false), ["wsp-snap", "--spool", "/sp", "--spool-max", "1073741824"])
-        XCTAssertEqual(dry.snap(stateExists: true).prefix(3), ["wsp-snap", "--state", "/st"])
+        XCTAssertEqual(dry.snap, ["wsp-snap", "--spool", "/sp", "--spool-max", "1073741824"])
         XCTAssertTrue(dry.retention.contains("--dry-run") && dry.purge.contains("--dry-run"))
         let r = StageCommands(plan: try plan(settings("restore", "disk") { $0.date = "2026-01-01"; $0.noop = true }), spool: "/sp", progress: ["--quiet"])
         XCTAssertEqual(r.pullList, ["wsp-pull", "list", "--quiet", "--before", "2026-01-01", "file:///cwd/graphite-backups/", "*"])
@@ -111,12 +112,12 @@ final class OrchestratorTests: XCTestCase {
 
     func testPrintedPipeline() throws {
         let p = try plan(settings("backup", "disk") { $0.bucket = "/b"; $0.prefix = "/w"; $0.metrics = "a b.*" })
-        let text = StageCommands(plan: p, spool: "/sp", progress: []).pipeline(stateExists: false)
+        let text = StageCommands(plan: p, spool: "/sp", progress: []).pipeline
         XCTAssertTrue(text.hasPrefix("wsp-find --root /w 'a b.*' \\\n  | xargs -d '\\n' -r -P 4 -s 1000000 -n K wsp-snap --state /st"), text)
         XCTAssertTrue(text.contains("wsp-prune --gone-after 45 --root /w --metrics 'a b.*' file:///b/\n"), text)
         XCTAssertEqual(StageCommands.quote(["it's", "a"]), "'it'\\''s' a")
         let off = try plan(settings("purge", "disk") { $0.purge = -1 })
-        XCTAssertEqual(StageCommands(plan: off, spool: "/sp", progress: []).pipeline(stateExists: false), "# purge is disabled (-x -1)\n")
+        XCTAssertEqual(StageCommands(plan: off, spool: "/sp", progress: []).pipeline, "# purge is disabled (-x -1)\n")
     }
 
     func testSummaryCountsTheRecords() {

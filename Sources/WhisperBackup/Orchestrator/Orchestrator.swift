@@ -38,11 +38,10 @@ public final class Orchestrator {
     }
 
     public func run() -> Int32 {
-        let stateExists = plan.state.map { Path.exists("\($0)/shards") } ?? false
         if s.printPipeline {
             let spool = s.spool ?? "\(system_getenv("TMPDIR") ?? "/var/tmp")/wsp-spool"
             let cmds = StageCommands(plan: plan, spool: spool, progress: [])
-            fputs(cmds.pipeline(stateExists: stateExists), stdout)
+            fputs(cmds.pipeline, stdout)
             return 0
         }
         if let dir = plan.createDirectory {
@@ -65,6 +64,8 @@ public final class Orchestrator {
         if plan.mode == .list || plan.mode == .purge { progressOn = false }
         log.clear = progressOn && ttyErr
         guard let pipe = try? system_pipe() else { return 2 }
+        // One check of the state against the store per run, shared by the run's processes.
+        if plan.state != nil { setenv(StateCheck.runVariable, RunPlan.runID(), 1) }
         system_becomeSubreaper()
         stages = StageGroup(log: log, logPipe: pipe)
 
@@ -223,7 +224,7 @@ public final class Orchestrator {
             if st != 0 { return st }
         }
         let progress = progressOn ? Progress(self, total: lines.count, done: "pushed", bytes: "snaps", column: 3, what: "files") : nil
-        let sts = try pipeline(c.batched(k, c.snap(stateExists: plan.state.map { Path.exists("\($0)/shards") } ?? false)),
+        let sts = try pipeline(c.batched(k, c.snap),
                                c.batched(k, c.push), input: "files", copy: "snaps", output: "pushed", progress: progress)
         if sts.contains(where: { $0 != 0 }) { rc = 1 }
         // Retention for the metrics that got a new version.

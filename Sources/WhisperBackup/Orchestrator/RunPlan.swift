@@ -160,15 +160,20 @@ public struct RunPlan: Sendable {
         ["--root", settings.prefix] + (settings.force ? ["--force"] : []) + pruneMetrics
     }
 
-    /// wsp-snap's state options: none for a dry run without a state yet (it creates none).
-    public func snapState(stateExists: Bool) -> [String] {
-        guard let state else { return [] }
-        if noop && !stateExists { return [] }
+    /// wsp-snap's and wsp-push's state options. A dry run neither creates nor touches a state
+    /// (its per-run check against the store rewrites journals): it reads every file.
+    public var stageState: [String] {
+        guard let state, !noop else { return [] }
         return ["--state", state] + (settings.full ? ["--full"] : [])
     }
 
-    /// wsp-push's state options: none for a dry run.
-    public var pushState: [String] { state.map { noop ? [] : ["--state", $0] } ?? [] }
+    /// wsp-prune's (purge) state option: a purged metric leaves the state too.
+    public var pruneState: [String] { state.map { ["--state", $0] } ?? [] }
+
+    /// The id the run's processes share for one check of the state against the store.
+    public static func runID() -> String {
+        "\(system_getpid()).\(system_now()).\(Int.random(in: 0..<32768))"
+    }
 
     public static func hostname() -> String {
         var buf = [CChar](repeating: 0, count: 256)

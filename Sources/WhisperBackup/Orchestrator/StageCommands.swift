@@ -21,16 +21,14 @@ public struct StageCommands: Sendable {
     }
 
     public var find: [String] { ["wsp-find", "--root", s.prefix] + plan.globs }
-    public func snap(stateExists: Bool) -> [String] {
-        ["wsp-snap"] + progress + plan.snapState(stateExists: stateExists) + spoolOptions
-    }
+    public var snap: [String] { ["wsp-snap"] + progress + plan.stageState + spoolOptions }
     public var noopSnap: [String] { ["wsp-snap"] + progress + spoolOptions }
     /// The store check before a backup reads anything.
-    public var pushCheck: [String] { ["wsp-push"] + progress + plan.pushState + store }
-    public var push: [String] { ["wsp-push"] + progress + plan.dry + plan.pushState + store }
+    public var pushCheck: [String] { ["wsp-push"] + progress + plan.stageState + store }
+    public var push: [String] { ["wsp-push"] + progress + plan.dry + plan.stageState + store }
     public var retention: [String] { ["wsp-prune"] + progress + plan.dry + plan.storeOptions + ["--keep", String(plan.retention), plan.store ?? ""] }
     public var purge: [String] {
-        ["wsp-prune"] + progress + plan.dry + plan.storeOptions + plan.purgeOptions + ["--gone-after", String(plan.purgeDays), plan.store ?? ""]
+        ["wsp-prune"] + progress + plan.dry + plan.storeOptions + plan.purgeOptions + plan.pruneState + ["--gone-after", String(plan.purgeDays), plan.store ?? ""]
     }
     var before: [String] { s.date.map { ["--before", $0] } ?? [] }
     public var pullList: [String] { ["wsp-pull", "list"] + progress + before + store + plan.globs }
@@ -50,7 +48,7 @@ public struct StageCommands: Sendable {
 
     /// The run as a shell pipeline an operator can read or run by hand (K: records per
     /// process, chosen at run time from --spool-max and the largest file).
-    public func pipeline(stateExists: Bool) -> String {
+    public var pipeline: String {
         let q = StageCommands.quote
         func j(_ parts: String...) -> String { parts.filter { !$0.isEmpty }.joined(separator: " ") }
         let x = "xargs -d '\\n' -r -P \(s.processes) -s 1000000 -n K"
@@ -64,8 +62,8 @@ public struct StageCommands: Sendable {
             return j(find, "|", x, "wsp-snap", sp, "| cut -f5 | xargs -d '\\n' -r rm -f") + "\n"
         case .backup:
             var out = find + " \\\n"
-            out += "  | " + j(x, "wsp-snap", q(plan.snapState(stateExists: stateExists)), sp) + " \\\n"
-            out += "  | " + j(x, "wsp-push", q(plan.dry + plan.pushState), st) + " \\\n"
+            out += "  | " + j(x, "wsp-snap", q(plan.stageState), sp) + " \\\n"
+            out += "  | " + j(x, "wsp-push", q(plan.dry + plan.stageState), st) + " \\\n"
             out += "  | " + j("awk -F'\\t' '$6 == \"stored\" || $6 == \"would-store\"' | cut -f1 | wsp-prune",
                               q(plan.dry + ["--keep", String(plan.retention)]), st) + "\n"
             if plan.purgeDays >= 0 { out += purgeCmd + "\n" }
