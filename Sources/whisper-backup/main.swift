@@ -6,26 +6,51 @@ struct WhisperBackupCommand: ParsableCommand {
         commandName: "whisper-backup",
         abstract: "Back up, restore, purge or list a Graphite whisper tree with the original whisper-backup's options.",
         discussion: """
-            MODES: backup, restore, purge, list. whisper-restore is whisper-backup restore.
-            BACKEND: disk (directory -b), s3 (bucket -b, optional REGION), gcs, swift (container -b),
-            noop (read and hash, store nothing), or a store URL (file:///dir, s3://b/p, swift://c/p).
-            Credentials come from the environment, never from the command line.
+            MODES: backup, restore, purge, list (whisper-restore is whisper-backup restore).
+            BACKEND: disk (directory -b), s3 (bucket -b, optional REGION), gcs, swift
+            (container -b), noop (read and hash, store nothing), or a store URL
+            (file:///dir, s3://b/p, swift://c/p). Credentials come from the
+            environment, never from the command line.
 
-            A backup runs wsp-find | wsp-snap | wsp-push, then wsp-prune (retention, purge); a
-            restore wsp-pull list | wsp-pull get | wsp-merge. --print-pipeline prints the run as a
-            shell pipeline.
+            A backup runs wsp-find | wsp-snap | wsp-push, then wsp-prune (retention and
+            purge); a restore wsp-pull list | wsp-pull get | wsp-merge. The option
+            --print-pipeline prints the run as a shell pipeline.
 
             Examples:
-              whisper-backup -p /opt/graphite/storage/whisper -b /var/backups/graphite --create-bucket backup disk
-              whisper-backup -b graphite-backups --storage-path node1 -r 7 -x 45 backup s3 eu-west-1
+              whisper-backup -b /var/backups/graphite --create-bucket backup disk
+              whisper-backup -b graphite-backups -r 7 -x 45 backup s3 eu-west-1
+              whisper-restore -b /var/backups/graphite -m 'servers.web*' disk
               whisper-backup -b /var/backups/graphite list disk
 
             EXAMPLE (the pipeline of a backup)
-              wsp-find --root /srv/whisper | xargs -n K wsp-snap | xargs -n K wsp-push file:///b | cut -f1 | wsp-prune --keep 5 file:///b
+              wsp-find --root /srv/whisper | xargs -n K wsp-snap \\
+                | xargs -n K wsp-push file:///b | cut -f1 | wsp-prune --keep 5 file:///b
+
+            MONITORING (backup, restore and purge runs, failed ones included)
+            The option --metrics-file FILE writes the run's figures as a node_exporter
+            textfile, atomically; --carbon HOST:PORT sends them to carbon's plaintext
+            port, under --carbon-prefix (default whisper-backup.HOSTNAME). Samples
+            are whisper_backup_NAME{mode="MODE"}, carbon paths PREFIX.MODE.CNAME:
+              last_run_timestamp_seconds      when the run ended (last_run)
+              last_success_timestamp_seconds  when a run all succeeded (last_success)
+              last_run_success                1 if every metric succeeded (success)
+              last_run_exit_code              the exit status (exit_code)
+              last_run_duration_seconds       seconds from taking the lock (duration)
+              last_run_failures               metrics that failed (failures)
+              last_run_versions_removed       versions removed (versions_removed)
+              last_run_files{status=S}        files by outcome (files.S)
+              last_run_bytes{direction=D}     bytes (bytes.read, bytes.written)
+
+            FILES
+              /etc/default/whisper-backup      settings of whisper-backup.service
+              /var/log/whisper-backup.log      log (--logfile)
+              /var/lock/whisper-backup.lock    lock of a run (--lockfile)
+              /var/tmp/whisper-backup.success  stamp of a run that succeeded (--stampfile)
 
             EXIT STATUS
-              0 every metric succeeded; 1 some failed, the store could not be reached or the lock was
-              held; 2 bad usage or configuration, nothing done; 130/143 stopped by SIGINT/SIGTERM.
+              0 every metric succeeded; 1 some failed, the store could not be reached
+              or the lock was held; 2 bad usage or configuration, nothing done;
+              130/143 stopped by SIGINT/SIGTERM.
             """,
         version: "whisper-backup \(wspVersion)")
 
