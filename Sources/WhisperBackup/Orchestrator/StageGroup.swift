@@ -52,6 +52,8 @@ public final class StageGroup {
     /// Waits for every stage; their exit statuses in start order. A SIGINT/SIGTERM stops
     /// the group and throws `RunStopped` once every process of it has exited.
     public func wait(tick: () -> Void = {}) throws -> [Int32] {
+        // Short stages end within milliseconds: look often at first, then every 50 ms.
+        var pause = 0.001
         while true {
             for i in pids.indices where statuses[i] == nil { statuses[i] = system_reap(pids[i]) }
             if statuses.allSatisfy({ $0 != nil }) { break }
@@ -59,7 +61,8 @@ public final class StageGroup {
                 stop()
                 throw RunStopped(signal: Signals.pending)
             }
-            pumpLog(0.1)
+            pumpLog(pause)
+            pause = min(pause * 2, 0.05)
             tick()
         }
         pumpLog(0)
