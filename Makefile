@@ -1,5 +1,5 @@
-# Build and install whisper-backup: the six wsp-* tools, the whisper-backup / whisper-restore
-# wrappers, man pages, bash and zsh completions, systemd units and a cron example.
+# Build and install whisper-backup: the six wsp-* tools, the whisper-backup command that runs
+# them (whisper-restore: scripts/restore.sh), man pages, bash and zsh completions, systemd units and a cron example.
 #
 #   make                                  release build (Swift runtime linked in) + man pages
 #   make install PREFIX=/usr/local        (DESTDIR=... for staging; SYSCONFDIR=/etc)
@@ -7,9 +7,9 @@
 #   make deb                              dist/whisper-backup_VERSION_ARCH.deb (dpkg-deb)
 #   make check-install                    the install, package and operations tests
 #
-# Man pages of the tools come from swift-argument-parser's generate-manual plugin, their
-# completions from --generate-completion-script, and the wrappers' page and completions
-# from `whisper-backup --help`: none of them is written by hand, so none can drift.
+# Man pages of the tools and of whisper-backup come from swift-argument-parser's
+# generate-manual plugin, their completions from --generate-completion-script: none of them is
+# written by hand, so none can drift.
 
 PREFIX      ?= /usr/local
 DESTDIR     ?=
@@ -30,6 +30,7 @@ PLUGIN   = $(SWIFT) package --scratch-path $(SCRATCH) -c release -Xswiftc -stati
 BIN      = $(SCRATCH)/release
 OUT      = $(SCRATCH)/dist
 TOOLS    = wsp-find wsp-snap wsp-push wsp-pull wsp-merge wsp-prune
+COMMANDS = $(TOOLS) whisper-backup
 ETCFILES = default/whisper-backup logrotate.d/whisper-backup
 VERSION  = $(shell sed -n 's/^public let wspVersion = "\(.*\)"/\1/p' Sources/WhisperBackup/CLI/ToolMain.swift)
 # Man page date: the last commit's, so a rebuild of the same tree gives the same pages.
@@ -51,25 +52,26 @@ build:
 # paragraph breaks.
 man: build
 	@mkdir -p $(OUT)/man1
-	@if [ ! -e $(OUT)/man1/.tools ] || [ -n "$$(find $(addprefix $(BIN)/,$(TOOLS)) -newer $(OUT)/man1/.tools)" ]; then \
+	@if [ ! -e $(OUT)/man1/.tools ] || [ -n "$$(find $(addprefix $(BIN)/,$(COMMANDS)) -newer $(OUT)/man1/.tools)" ]; then \
 	    echo "$(PLUGIN) generate-manual --date $(MANDATE)"; \
 	    $(PLUGIN) generate-manual --date $(MANDATE) --authors 'whisper-backup maintainers' >/dev/null || exit 1; \
-	    for t in $(TOOLS); do \
+	    for t in $(COMMANDS); do \
 	        sed 's/^$$/.Pp/' $(SCRATCH)/plugins/GenerateManual/outputs/$$t/$$t.1 > $(OUT)/man1/$$t.1 || exit 1; \
 	    done; \
+	    sed -i '/^\.Sh NAME$$/{n;s/^\.Nm whisper-backup$$/.Nm whisper-backup ,\n.Nm whisper-restore/}' $(OUT)/man1/whisper-backup.1; \
 	    touch $(OUT)/man1/.tools; \
 	fi
-	bash scripts/gen-man.sh --date $(MANDATE) --version $(VERSION) scripts/whisper-backup.sh > $(OUT)/man1/whisper-backup.1
 	printf '.so man1/whisper-backup.1\n' > $(OUT)/man1/whisper-restore.1
 
 completions: build
 	@mkdir -p $(OUT)/bash $(OUT)/zsh
-	@for t in $(TOOLS); do \
+	@for t in $(COMMANDS); do \
 	    $(BIN)/$$t --generate-completion-script bash > $(OUT)/bash/$$t && \
 	    $(BIN)/$$t --generate-completion-script zsh > $(OUT)/zsh/_$$t || exit 1; \
 	done
-	bash scripts/gen-completions.sh --bash scripts/whisper-backup.sh > $(OUT)/bash/whisper-backup
-	bash scripts/gen-completions.sh --zsh scripts/whisper-backup.sh > $(OUT)/zsh/_whisper-backup
+	@# whisper-restore (whisper-backup restore) completes as whisper-backup.
+	echo 'complete -o filenames -F _whisper-backup whisper-restore' >> $(OUT)/bash/whisper-backup
+	sed -i '1s/^#compdef whisper-backup$$/#compdef whisper-backup whisper-restore/' $(OUT)/zsh/_whisper-backup
 
 # Installs what `all` built; run `make` first as yourself, then `sudo make install`.
 install: all
@@ -79,14 +81,13 @@ install: all
 install-files:
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR) \
 	    $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)
-	@for t in $(TOOLS); do \
+	@for t in $(COMMANDS); do \
 	    echo "$(INSTALL) -m 755 $(BIN)/$$t $(DESTDIR)$(BINDIR)/$$t"; \
 	    $(INSTALL) -m 755 $(BIN)/$$t $(DESTDIR)$(BINDIR)/$$t && $(STRIP) $(DESTDIR)$(BINDIR)/$$t || exit 1; \
 	done
-	$(INSTALL) -m 755 scripts/whisper-backup.sh $(DESTDIR)$(BINDIR)/whisper-backup
 	$(INSTALL) -m 755 scripts/restore.sh $(DESTDIR)$(BINDIR)/whisper-restore
 	$(INSTALL) -m 644 $(OUT)/man1/*.1 $(DESTDIR)$(MANDIR)/man1/
-	@for t in $(TOOLS) whisper-backup; do \
+	@for t in $(COMMANDS); do \
 	    $(INSTALL) -m 644 $(OUT)/bash/$$t $(DESTDIR)$(BASHCOMPDIR)/$$t && \
 	    $(INSTALL) -m 644 $(OUT)/zsh/_$$t $(DESTDIR)$(ZSHCOMPDIR)/_$$t || exit 1; \
 	done

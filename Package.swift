@@ -1,9 +1,9 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Six thin command-line tools over one library. System libraries come through
+// Six thin command-line tools and the whisper-backup command that runs them, over one library. System libraries come through
 // module maps; install their -dev packages first (scripts/deps.sh does it).
-let tools = ["wsp-find", "wsp-snap", "wsp-push", "wsp-pull", "wsp-merge", "wsp-prune"]
+let tools = ["wsp-find", "wsp-snap", "wsp-push", "wsp-pull", "wsp-merge", "wsp-prune", "whisper-backup"]
 
 let package = Package(
     name: "whisper-backup",

@@ -116,10 +116,13 @@ def test_completions_load(installed, tmp_path):
     for c in COMMANDS:
         assert f" {c}" in out, c
     # The wrapper's completion offers its options, modes and backends.
-    probe = (f"source {bash_dir}/whisper-backup; COMP_WORDS=(whisper-backup --metr); COMP_CWORD=1; "
-             "_whisper_backup whisper-backup; echo ${COMPREPLY[*]}; "
-             "COMP_WORDS=(whisper-backup -q ''); COMP_CWORD=2; _whisper_backup whisper-backup; echo ${COMPREPLY[*]}; "
-             "COMP_WORDS=(whisper-restore ''); COMP_CWORD=1; _whisper_backup whisper-restore; echo ${COMPREPLY[*]}")
+    # Called as bash calls a completion function: COMP_LINE, COMP_POINT, and (command, word, previous word).
+    def complete(*words):
+        return ("COMPREPLY=(); COMP_WORDS=(" + " ".join(f"'{w}'" for w in words) + f"); COMP_CWORD={len(words) - 1}; "
+                f"COMP_LINE='{' '.join(words)}'; COMP_POINT=${{#COMP_LINE}}; "
+                f"_whisper-backup {words[0]} '{words[-1]}' '{words[-2]}'; echo ${{COMPREPLY[*]}}; ")
+    probe = (f"source {bash_dir}/whisper-backup; " + complete("whisper-backup", "--metr")
+             + complete("whisper-backup", "-q", "") + complete("whisper-restore", ""))
     lines = run(["bash", "-c", probe], env).stdout.splitlines()
     assert lines == ["--metrics --metrics-file", "backup restore purge list", "disk s3 gcs swift noop file:// s3:// swift://"]
     # zsh parses every completion function and registers them with compinit.

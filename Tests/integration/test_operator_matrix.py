@@ -82,14 +82,22 @@ class Store:
             return sorted((o["Key"], o["Size"], o["ETag"]) for page in c.get_paginator("list_objects_v2").paginate(Bucket=bucket)
                           for o in page.get("Contents", []))
         import json
+        import urllib.error
         import urllib.request
-        req = urllib.request.Request(self.env["ST_AUTH"], headers={"X-Auth-User": self.env["ST_USER"], "X-Auth-Key": self.env["ST_KEY"]})
-        with urllib.request.urlopen(req) as r:
-            token, storage = r.headers["X-Auth-Token"], r.headers["X-Storage-Url"]
         container = self.url[8:].split("/")[0]
-        req = urllib.request.Request(f"{storage}/{container}?format=json&limit=10000", headers={"X-Auth-Token": token})
-        with urllib.request.urlopen(req) as r:
-            return sorted((o["name"], o["bytes"], o["hash"]) for o in json.load(r))
+        # tempauth hands out the user's current token, which may expire a moment later (the
+        # tests run with short-lived tokens): a 401 gets a new one, once.
+        for attempt in (1, 2):
+            req = urllib.request.Request(self.env["ST_AUTH"], headers={"X-Auth-User": self.env["ST_USER"], "X-Auth-Key": self.env["ST_KEY"]})
+            with urllib.request.urlopen(req) as r:
+                token, storage = r.headers["X-Auth-Token"], r.headers["X-Storage-Url"]
+            req = urllib.request.Request(f"{storage}/{container}?format=json&limit=10000", headers={"X-Auth-Token": token})
+            try:
+                with urllib.request.urlopen(req) as r:
+                    return sorted((o["name"], o["bytes"], o["hash"]) for o in json.load(r))
+            except urllib.error.HTTPError as e:
+                if e.code != 401 or attempt == 2:
+                    raise
 
 
 def tree_fingerprint(*tops):

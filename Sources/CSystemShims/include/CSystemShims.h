@@ -6,4 +6,6 @@ int CSystemShims_syncfs(int fd);
 int CSystemShims_start_writeback(int fd);
 /* Allocates blocks for [offset, offset+length) and extends the file (fallocate mode 0). */
 int CSystemShims_fallocate(int fd, long long offset, long long length);
+/* Makes this process the reaper of its orphaned descendants (prctl is variadic). */
+int CSystemShims_set_child_subreaper(void);
 #endif

@@ -81,6 +81,11 @@ public struct FileDescriptor: Sendable {
         }
     }
 
+    /// Appends all of `text` (UTF-8) at the current position.
+    public func writeAll(_ text: String) throws {
+        try Array(text.utf8).withUnsafeBytes { try writeAll($0) }
+    }
+
     /// Appends all of `bytes` at the current position, looping on short writes.
     public func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
         var done = 0

@@ -251,17 +251,44 @@ public func system_write_once(_ fd: CInt, _ buf: UnsafeRawBufferPointer) throws 
 }
 
 /// Writes `text` whole to stderr; a failure is ignored (there is nowhere left to report it).
-public func system_write_stderr(_ text: String) {
+public func system_write_stderr(_ text: String) { system_write_text(2, text) }
+
+/// Writes `text` whole to stdout (unbuffered); a failure is ignored, as for stderr.
+public func system_write_stdout(_ text: String) { system_write_text(1, text) }
+
+private func system_write_text(_ fd: CInt, _ text: String) {
     let bytes = Array(text.utf8)
     bytes.withUnsafeBytes { buf in
         var done = 0
         while done < buf.count {
-            let n = write(2, buf.baseAddress! + done, buf.count - done)
+            let n = write(fd, buf.baseAddress! + done, buf.count - done)
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { return }
             done += n
         }
     }
+}
+
+/// Whether this process may access `path` as `mode` asks (R_OK, W_OK, X_OK). The
+/// corresponding C function is `access(2)`.
+public func system_access(_ path: String, _ mode: CInt) -> Bool { access(path, mode) == 0 }
+
+/// Sets an environment variable for this process and the ones it starts. The corresponding
+/// C function is `setenv(3)`.
+public func system_setenv(_ name: String, _ value: String) { setenv(name, value, 1) }
+
+/// Changes a file's mode. The corresponding C function is `fchmod(2)`.
+public func system_fchmod(_ fd: CInt, _ mode: mode_t) { _ = fchmod(fd, mode) }
+
+/// `seconds` since the epoch as local time in `format`. The corresponding C functions are
+/// `localtime_r(3)` and `strftime(3)`.
+public func system_localtime(_ seconds: Int64, format: String) -> String {
+    var t = time_t(seconds)
+    var tmv = tm()
+    localtime_r(&t, &tmv)
+    var buf = [CChar](repeating: 0, count: 128)
+    let n = strftime(&buf, buf.count, format, &tmv)
+    return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
 /// Ends the process. The corresponding C function is `exit(3)`.
@@ -297,4 +324,78 @@ public func system_on_signal(_ signal: CInt, _ handler: @escaping @convention(c)
 /// Ignores `sig`. The corresponding C function is `signal(2)`.
 public func system_ignore_signal(_ sig: CInt) {
     signal(sig, SIG_IGN)
+}
+
+/// Starts `argv[0]` (looked up in PATH) with stdin, stdout and stderr on the given
+/// descriptors, in process group `group` (0: a new group led by the child). Every other
+/// descriptor the caller opened with O_CLOEXEC stays behind.
+/// The corresponding C functions are `posix_spawnp(3)` and its attribute setters.
+public func system_spawn(_ argv: [String], stdin: CInt, stdout: CInt, stderr: CInt, group: pid_t) throws -> pid_t {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    for (fd, target) in [(stdin, CInt(0)), (stdout, 1), (stderr, 2)] where fd != target {
+        posix_spawn_file_actions_adddup2(&actions, fd, target)
+    }
+    var attr = posix_spawnattr_t()
+    posix_spawnattr_init(&attr)
+    defer { posix_spawnattr_destroy(&attr) }
+    // The stages take SIGINT/SIGTERM as the tools do, whatever this process ignores.
+    var defaults = sigset_t()
+    sigemptyset(&defaults)
+    for sig in [SIGINT, SIGTERM, SIGPIPE] { sigaddset(&defaults, sig) }
+    posix_spawnattr_setsigdefault(&attr, &defaults)
+    posix_spawnattr_setpgroup(&attr, group)
+    posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF))
+    var pid: pid_t = 0
+    let cArgs = argv.map { strdup($0) } + [nil]
+    defer { cArgs.forEach { free($0) } }
+    let rc = posix_spawnp(&pid, argv[0], &actions, &attr, cArgs, environ)
+    if rc != 0 { throw Errno(rc, call: "posix_spawnp", path: argv[0]) }
+    return pid
+}
+
+/// A pipe whose ends are closed on exec (a stage gets one by dup2).
+/// The corresponding C functions are `pipe(2)` and `fcntl(2)`.
+public func system_pipe() throws -> (read: CInt, write: CInt) {
+    var fds: [CInt] = [0, 0]
+    guard pipe(&fds) == 0 else { throw Errno(errno, call: "pipe", path: nil) }
+    for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+    return (fds[0], fds[1])
+}
+
+/// Reaps one child without blocking: its exit status (128+signal for a killed one), or nil
+/// while it runs. The corresponding C function is `waitpid(2)`.
+public func system_reap(_ pid: pid_t) -> Int32? {
+    var status: Int32 = 0
+    let r = waitpid(pid, &status, WNOHANG)
+    if r == 0 { return nil }
+    if r < 0 { return errno == EINTR ? nil : 127 }
+    if status & 0x7f == 0 { return (status >> 8) & 0xff }
+    return 128 + (status & 0x7f)
+}
+
+/// Reaps every exited child, including orphaned descendants handed to this process as their
+/// subreaper. The corresponding C function is `waitpid(2)`.
+public func system_reapAny() {
+    var status: Int32 = 0
+    while waitpid(-1, &status, WNOHANG) > 0 {}
+}
+
+/// Makes this process the reaper of its orphaned descendants, so a stage that outlives its
+/// parent (an xargs stopped before its children) is still waited for here.
+/// The corresponding C function is `prctl(2)` (PR_SET_CHILD_SUBREAPER).
+public func system_becomeSubreaper() { _ = CSystemShims_set_child_subreaper() }
+
+/// Sends `signal` to every process of group `group`; false when the group is empty.
+/// The corresponding C function is `killpg(3)`.
+@discardableResult
+public func system_signalGroup(_ group: pid_t, _ signal: Int32) -> Bool {
+    group > 0 && killpg(group, signal) == 0
+}
+
+/// Waits up to `seconds` for `fd` to become readable. The corresponding C function is `poll(2)`.
+public func system_pollReadable(_ fd: CInt, seconds: Double) -> Bool {
+    var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+    return poll(&p, 1, Int32(seconds * 1000)) > 0
 }
