@@ -32,7 +32,10 @@ OUT      = $(SCRATCH)/dist
 TOOLS    = wsp-find wsp-snap wsp-push wsp-pull wsp-merge wsp-prune
 COMMANDS = $(TOOLS) whisper-backup
 ETCFILES = default/whisper-backup logrotate.d/whisper-backup
-VERSION  = $(shell sed -n 's/^public let wspVersion = "\(.*\)"/\1/p' Sources/WhisperBackup/CLI/ToolMain.swift)
+VERSION  = $(shell sed -n 's/^public let wspVersion = "\(.*\)"/\1/p' Sources/WhisperBackup/Version.swift)
+ifeq ($(VERSION),)
+$(error cannot read wspVersion from Sources/WhisperBackup/Version.swift)
+endif
 # Man page date: the last commit's, so a rebuild of the same tree gives the same pages.
 MANDATE  = $(shell git log -1 --format=%cs 2>/dev/null || date +%F)
 

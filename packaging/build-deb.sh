@@ -32,7 +32,7 @@ chmod 600 "$stage/etc/default/whisper-backup"
 # Debian ships man pages compressed (man follows the .so link of whisper-restore to them).
 gzip -9n "$stage"/usr/share/man/man1/*.1
 
-version=$(sed -n 's/^public let wspVersion = "\(.*\)"/\1/p' Sources/WhisperBackup/CLI/ToolMain.swift)
+version=$(sed -n 's/^public let wspVersion = "\(.*\)"/\1/p' Sources/WhisperBackup/Version.swift)
 arch=$(dpkg --print-architecture)
 # dpkg-shlibdeps wants a debian/control beside it.
 mkdir -p "$work/src/debian"
