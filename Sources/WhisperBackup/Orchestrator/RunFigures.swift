@@ -1,6 +1,6 @@
 /// The figures of a run, counted from the records its stages wrote, and the one-line summary.
 public struct RunFigures: Sendable, Equatable {
-    public var seen = 0, stored = 0, unchanged = 0, created = 0, filled = 0, exist = 0, failed = 0
+    public var seen = 0, stored = 0, unchanged = 0, created = 0, filled = 0, failed = 0
     public var bytesRead: Int64 = 0, bytesWritten: Int64 = 0, versionsRemoved = 0
     public init() {}
 
@@ -56,7 +56,6 @@ public struct RunFigures: Sendable, Equatable {
                 if c[1] == "created", c.count > 3 { f.bytesWritten += Int64(c[3]) ?? 0 }
             case "filled", "would-fill": f.filled += 1
             case "unchanged": f.unchanged += 1
-            case "exists": f.exist += 1
             case "failed": failed += 1
             default: break
             }
@@ -76,8 +75,8 @@ public struct RunFigures: Sendable, Equatable {
                 : "backup: \(seen) files seen, \(stored) stored, \(unchanged) unchanged, \(failed) failed, \(versionsRemoved) versions removed, \(bytesRead) bytes read, \(bytesWritten) bytes written, \(elapsed) s"
         case .restore:
             return noop
-                ? "restore: \(seen) versions selected, would create \(created), would fill \(filled), \(unchanged) unchanged, \(exist) exist, \(failed) failed, \(elapsed) s (dry run: nothing changed)"
-                : "restore: \(seen) versions selected, \(created) created, \(filled) filled, \(unchanged) unchanged, \(exist) exist, \(failed) failed, \(bytesWritten) bytes written, \(elapsed) s"
+                ? "restore: \(seen) versions selected, would create \(created), would fill \(filled), \(unchanged) unchanged, \(failed) failed, \(elapsed) s (dry run: nothing changed)"
+                : "restore: \(seen) versions selected, \(created) created, \(filled) filled, \(unchanged) unchanged, \(failed) failed, \(bytesWritten) bytes written, \(elapsed) s"
         case .purge:
             return noop ? "purge: would remove \(versionsRemoved) versions, \(elapsed) s (dry run: nothing changed)"
                 : "purge: \(versionsRemoved) versions removed, \(elapsed) s"
@@ -102,7 +101,7 @@ public struct RunFigures: Sendable, Equatable {
             }
         case .restore:
             for (k, v) in [("seen", seen), ("created", created), ("filled", filled), ("unchanged", unchanged),
-                           ("exist", exist), ("failed", failed)] {
+                           ("failed", failed)] {
                 out.append(("last_run_files", "status=\(k)", "\(v)"))
             }
         default: break
