@@ -69,23 +69,18 @@ public final class BackupState {
         public var endpoint: String
         public var region: String
         public var pathStyle: String
-        public init(url: String, id: String, settings: StoreSettings) {
+        /// `pathStyle` is "path", "virtual" or "" (the store's default); Pipeline/StateOwner.swift
+        /// converts from and to a store's settings.
+        public init(url: String, id: String, endpoint: String, region: String, pathStyle: String) {
             self.url = url
             self.id = id
-            endpoint = settings.endpoint ?? ""
-            region = settings.region ?? ""
-            pathStyle = settings.pathStyle.map { $0 ? "path" : "virtual" } ?? ""
+            self.endpoint = endpoint
+            self.region = region
+            self.pathStyle = pathStyle
         }
         init(lines: [String]) {
             func at(_ i: Int) -> String { i < lines.count ? lines[i] : "" }
             url = at(0); id = at(1); endpoint = at(2); region = at(3); pathStyle = at(4)
-        }
-        public var settings: StoreSettings {
-            var s = StoreSettings()
-            s.endpoint = endpoint.isEmpty ? nil : endpoint
-            s.region = region.isEmpty ? nil : region
-            s.pathStyle = pathStyle.isEmpty ? nil : pathStyle == "path"
-            return s
         }
         var text: String { [url, id, endpoint, region, pathStyle].joined(separator: "\n") + "\n" }
     }
