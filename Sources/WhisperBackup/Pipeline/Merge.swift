@@ -42,8 +42,7 @@ public struct Merge {
         }
         let batch = MergeBatch(limit: input.isBuffered ? Merge.batchSize : 1, output: output, diagnostics: diagnostics)
         diagnostics.expect(input)
-        for record in input {
-            if Signals.stopRequested || output.closed { break }
+        for record in input.records(until: output) {
             do {
                 if let (status, path, detail) = try mergeOne(record, realRoot: realRoot, batch: batch) {
                     batch.report(record.metric, status, path, detail)

@@ -17,8 +17,7 @@ public struct Prune {
     public func run(input: RecordInput?, output: RecordWriter, diagnostics: Diagnostics) throws {
         if let input {
             var seen = Set<String>()
-            for record in input {
-                if Signals.stopRequested || output.closed { break }
+            for record in input.records(until: output) {
                 let metric = record.metric
                 // Records of one metric often come in a run (wsp-push output); skip repeats.
                 if !seen.insert(metric).inserted { continue }

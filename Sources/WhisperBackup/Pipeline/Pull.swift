@@ -180,8 +180,7 @@ public struct PullGet {
 
     public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
         diagnostics.expect(input)
-        for record in input {
-            if Signals.stopRequested || output.closed { break }
+        for record in input.records(until: output) {
             do {
                 try getOne(record, output: output, diagnostics: diagnostics)
                 diagnostics.done("fetched")

@@ -45,8 +45,7 @@ public struct PullVerify {
         }
         if let input {
             // Metric names (every version of each), or version records with their KEY.
-            for record in input {
-                if Signals.stopRequested || output.closed { break }
+            for record in input.records(until: output) {
                 guard record[3] != nil else {
                     try list.forEachSelected(globs: [], input: RecordInput(arguments: [record.line]), diagnostics: diagnostics,
                                              includeIncomplete: true, stop: { output.closed }, visit)

@@ -40,8 +40,7 @@ public struct Push {
         var batch: [Record] = []
         let limit = input.isBuffered ? Push.batchSize : 1
         let health = StoreHealth()
-        for record in input {
-            if Signals.stopRequested || output.closed { break }
+        for record in input.records(until: output) {
             batch.append(record)
             if batch.count >= limit {
                 pushBatch(batch, output: output, diagnostics: diagnostics, health: health)

@@ -47,8 +47,7 @@ public struct Snap {
 
     public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
         diagnostics.expect(input)
-        for record in input {
-            if Signals.stopRequested || output.closed { break }
+        for record in input.records(until: output) {
             do {
                 let fields = try snapOne(record, diagnostics: diagnostics)
                 // A snapshot the next stage never hears of leaves no spool file behind.

@@ -54,6 +54,15 @@ public struct RecordInput: Sequence {
     /// Whether every record is already at hand (arguments), so a tool may take them in batches.
     public var isBuffered: Bool { !arguments.isEmpty }
 
+    /// The records a step takes, one at a time, until a stop is requested or the reader of
+    /// `output` went away: the loop of every step (what was not taken stays unprocessed).
+    public func records(until output: RecordWriter) -> AnySequence<Record> {
+        AnySequence { () -> AnyIterator<Record> in
+            let records = self.makeIterator()
+            return AnyIterator { Signals.stopRequested || output.closed ? nil : records.next() }
+        }
+    }
+
     public func makeIterator() -> AnyIterator<Record> {
         if !arguments.isEmpty {
             var it = arguments.makeIterator()
