@@ -17,6 +17,29 @@ final class StoreLayoutTests: XCTestCase {
         XCTAssertFalse(v.legacy)
     }
 
+    func testDeltaKeysNameTheirBaseAndRoundTrip() throws {
+        let l = StoreLayout(prefix: "node1")
+        let t = Timestamp.parse("2026-12-04T03:00:00Z")!
+        let base = VersionRef(time: t - 86400, hash: String(repeating: "cd", count: 32))
+        let key = l.deltaKey(metric: "a.b", time: t, hash: hash, base: base)
+        XCTAssertEqual(key, "node1/a.b/20261204T030000Z.\(hash).20261203T030000Z.\(base.hash).wspd.gz")
+        let v = try XCTUnwrap(l.parse(key))
+        XCTAssertEqual(v.base, base)
+        XCTAssertTrue(v.isDelta)
+        XCTAssertEqual(v.hash, hash)
+        XCTAssertEqual(v.time, t)
+        XCTAssertEqual(l.key(of: v), key)
+        XCTAssertEqual(l.entry(l.badKey(key))?.entry, .bad(versionKey: key))
+        // A full version has no base; its key is as before.
+        let full = try XCTUnwrap(l.parse(l.key(metric: "a.b", time: t, hash: hash)))
+        XCTAssertNil(full.base)
+        XCTAssertEqual(l.key(of: full), l.key(metric: "a.b", time: t, hash: hash))
+        // A base that is not older than the version (a chain could loop), or a short hash: not a version.
+        XCTAssertNil(l.parse(l.deltaKey(metric: "a.b", time: t, hash: hash, base: VersionRef(time: t, hash: base.hash))))
+        XCTAssertNil(l.parse(String(key.dropLast(StoreLayout.deltaSuffix.count + 1)) + StoreLayout.deltaSuffix))
+        XCTAssertEqual(l.entry(key.replacingOccurrences(of: ".wspd.gz", with: ".wspd"))?.entry, .other)
+    }
+
     func testEmptyAndSlashedPrefixes() {
         XCTAssertEqual(StoreLayout(prefix: "").prefix, "")
         // A leading "/" is part of an object store key (the Python tool made such keys).

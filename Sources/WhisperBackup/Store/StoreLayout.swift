@@ -10,14 +10,23 @@ public struct StoredVersion: Sendable, Equatable {
     public var legacy: Bool
     /// Size of the stored object in bytes, when a listing told it (0 otherwise).
     public var size: Int64 = 0
+    /// The version a delta version applies to (nil: a full version, whose object is the
+    /// whole file gzipped).
+    public var base: VersionRef?
 
-    public init(metric: String, time: Int64, hash: String, key: String, legacy: Bool = false) {
+    public init(metric: String, time: Int64, hash: String, key: String, legacy: Bool = false, base: VersionRef? = nil) {
         self.metric = metric
         self.time = time
         self.hash = hash
         self.key = key
         self.legacy = legacy
+        self.base = base
     }
+
+    public var isDelta: Bool { base != nil }
+
+    /// This version as a delta's base names it.
+    public var ref: VersionRef { VersionRef(time: time, hash: hash) }
 
     public var timeText: String { Timestamp.format(time) }
 
@@ -25,8 +34,33 @@ public struct StoredVersion: Sendable, Equatable {
     public var recordFields: [String] { [metric, timeText, hash, key, String(size)] }
 }
 
+/// A version of a metric named by its time and content hash: what a delta applies to.
+public struct VersionRef: Sendable, Hashable, CustomStringConvertible {
+    public var time: Int64
+    public var hash: String
+    public init(time: Int64, hash: String) {
+        self.time = time
+        self.hash = hash
+    }
+
+    /// `TIME.SHA256`, as in keys and snapshot records.
+    public var description: String { Timestamp.format(time) + "." + hash }
+
+    /// Parses `TIME.SHA256` (TIME in basic form).
+    public init?(_ text: Substring) {
+        guard text.utf8.count == 16 + 1 + 64 else { return nil }
+        let dot = text.index(text.startIndex, offsetBy: 16)
+        let h = text[text.index(after: dot)...]
+        guard text[dot] == ".", let t = Timestamp.parseBasic(text[..<dot]), Hex.isHex(h, length: 64) else { return nil }
+        self.init(time: t, hash: String(h))
+    }
+}
+
 /// Maps keys to versions and back, for every store alike:
-/// `PREFIX + METRIC + "/" + TIME + "." + SHA256 + ".wsp.gz"`.
+/// `PREFIX + METRIC + "/" + TIME + "." + SHA256 + ".wsp.gz"` for a full version, and
+/// `PREFIX + METRIC + "/" + TIME + "." + SHA256 + "." + BASETIME + "." + BASESHA256 + ".wspd.gz"`
+/// for a delta version (see `PageDelta`): SHA256 is always the hash of the file the version
+/// produces; BASETIME and BASESHA256 name the version of the same metric it applies to.
 /// Pure: no I/O, tested on its own.
 ///
 /// A metric name longer than the store can hold (a `file://` path component is at most 255
@@ -113,10 +147,25 @@ public struct StoreLayout: Sendable {
     public func fullNameKey(_ metric: String) -> String { metricPrefix(metric) + StoreLayout.fullNameObject }
 
     public static let suffix = ".wsp.gz"
+    public static let deltaSuffix = ".wspd.gz"
     public static let legacyHashSuffix = ".sha1"
+
+    /// Metrics with longer names are always stored as full versions: a delta's key is 83
+    /// bytes longer than a full version's, and long-name directories stay as they are.
+    public static let maxDeltaMetricBytes = 600
 
     public func key(metric: String, time: Int64, hash: String) -> String {
         metricPrefix(metric) + Timestamp.format(time) + "." + hash + StoreLayout.suffix
+    }
+
+    public func deltaKey(metric: String, time: Int64, hash: String, base: VersionRef) -> String {
+        metricPrefix(metric) + Timestamp.format(time) + "." + hash + "." + base.description + StoreLayout.deltaSuffix
+    }
+
+    /// The key of `version`, full or delta.
+    public func key(of version: StoredVersion) -> String {
+        if let base = version.base { return deltaKey(metric: version.metric, time: version.time, hash: version.hash, base: base) }
+        return key(metric: version.metric, time: version.time, hash: version.hash)
     }
 
     /// Where every version of `metric` lives.
@@ -139,16 +188,21 @@ public struct StoreLayout: Sendable {
         guard let slash = rest.lastIndex(of: "/") else { return nil }
         let metric = String(rest[..<slash])
         let file = rest[rest.index(after: slash)...]
-        guard !metric.isEmpty, !metric.contains("/"), file.hasSuffix(StoreLayout.suffix) else { return nil }
+        guard !metric.isEmpty, !metric.contains("/") else { return nil }
+        if file.hasSuffix(StoreLayout.deltaSuffix) {
+            // TIME.SHA256.BASETIME.BASESHA256: two version names joined by a dot.
+            let stem = file.dropLast(StoreLayout.deltaSuffix.count)
+            guard stem.utf8.count == 2 * 81 + 1 else { return nil }
+            let mid = stem.index(stem.startIndex, offsetBy: 81)
+            guard stem[mid] == ".", let own = VersionRef(stem[..<mid]), let base = VersionRef(stem[stem.index(after: mid)...]),
+                  base.time < own.time else { return nil }
+            return StoredVersion(metric: metric, time: own.time, hash: own.hash, key: key, base: base)
+        }
+        guard file.hasSuffix(StoreLayout.suffix) else { return nil }
         let stem = file.dropLast(StoreLayout.suffix.count)
         // New layout: 16-char basic time, ".", 64 hex digits.
-        if stem.utf8.count == 16 + 1 + 64 {
-            let t = stem.prefix(16)
-            let dot = stem.index(stem.startIndex, offsetBy: 16)
-            let h = stem[stem.index(after: dot)...]
-            if stem[dot] == ".", let time = Timestamp.parseBasic(t), Hex.isHex(h, length: 64) {
-                return StoredVersion(metric: metric, time: time, hash: String(h), key: key)
-            }
+        if let v = VersionRef(stem) {
+            return StoredVersion(metric: metric, time: v.time, hash: v.hash, key: key)
         }
         // Legacy layout: METRIC/2015-01-26T15:41:55+00:00.wsp.gz; hash unknown until the
         // `.sha1` beside it is read.
