@@ -28,6 +28,21 @@ final class BackupStateTests: XCTestCase {
         return try fd.closeAfter { try fd.readAll() }.filter { $0 == 10 }.count
     }
 
+    func testADeltaVersionsBaseIsKeptAndCompactedWithItsEntry() throws {
+        let dir = try tempDir()
+        let a = try BackupState(dir: dir)
+        var e = entry(4)
+        e.base = "20261203T030000Z." + String(repeating: "cd", count: 32)
+        try a.record("x.y.d", e)
+        try a.record("x.y.f", entry(5))
+        XCTAssertEqual(try BackupState(dir: dir).lookup("x.y.d"), e)
+        XCTAssertNil(try BackupState(dir: dir).lookup("x.y.f")?.base)
+        for _ in 0..<10 { try a.record("x.y.d", e) }
+        _ = try a.compact(BackupState.shardName("x.y.d"), superseded: true) { _, _, _ in nil }
+        XCTAssertEqual(try BackupState(dir: dir).lookup("x.y.d"), e)
+        XCTAssertEqual(try lines(a, "x.y.d"), 2)
+    }
+
     func testForgetOverridesEarlierEntries() throws {
         let dir = try tempDir()
         let a = try BackupState(dir: dir)

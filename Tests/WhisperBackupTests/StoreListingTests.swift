@@ -43,6 +43,26 @@ final class StoreListingTests: XCTestCase {
         XCTAssertEqual(seen, ["a.b.c", "a.b"])   // key order: "a.b.c/" sorts before "a.b/"
     }
 
+    func testADeltaIsIntactOnlyWhileItsWholeChainIsListedAndNotBad() throws {
+        let m = "a.b", h3 = String(repeating: "3", count: 64), h4 = String(repeating: "4", count: 64)
+        let l = StoreLayout(prefix: "")
+        let t = Timestamp.parse("2026-12-01T00:00:00Z")!
+        let full = l.key(metric: m, time: t, hash: h1)
+        let d1 = l.deltaKey(metric: m, time: t + 86400, hash: h2, base: VersionRef(time: t, hash: h1))
+        let d2 = l.deltaKey(metric: m, time: t + 2 * 86400, hash: h3, base: VersionRef(time: t + 86400, hash: h2))
+        let orphan = l.deltaKey(metric: m, time: t + 3 * 86400, hash: h4, base: VersionRef(time: t + 86400, hash: h4))
+        let (s, _) = try store([full, d1, d2, orphan])
+        var o = try StoreListing.metric(m, in: s, layout: l)
+        XCTAssertEqual(o.versions.map(\.key), [full, d1, d2, orphan])
+        XCTAssertEqual(o.versions.map(o.isIntact), [true, true, true, false])
+        XCTAssertNil(o.newestGood, "the newest is a delta whose base is not in the store")
+        o.bad[full] = l.badKey(full)
+        XCTAssertEqual(o.versions.map(o.isIntact), [false, false, false, false], "a damaged base breaks every delta on it")
+        o.bad = [:]
+        o.versions.removeAll { $0.key == d1 }
+        XCTAssertEqual(o.versions.map(o.isIntact), [true, false, false])
+    }
+
     func testSpoolFileNames() {
         XCTAssertTrue(Spool.isSpoolFile("/var/tmp/wsp/1234.18446744073709551615.wsp.gz"))
         for p in ["/etc/passwd", "/x/1234.wsp.gz", "/x/a.1.wsp.gz", "/x/1.2.3.wsp.gz", "/x/1.2.wsp", "-", "/x/.wsp-tmp.1.2"] {

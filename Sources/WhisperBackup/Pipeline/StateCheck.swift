@@ -14,6 +14,7 @@ public enum StateCheck {
     struct Newest {
         var key: String
         var size: Int64
+        /// Marked bad, or a delta whose chain of bases is not whole in the listing.
         var bad: Bool
 
         /// The newest version stamped at or before now (`Versions.clockSlack`), as `wsp-push`
@@ -24,7 +25,7 @@ public enum StateCheck {
             guard let v = objects.versions.last(where: { $0.time <= now + Versions.clockSlack }) else { return nil }
             key = v.key
             size = v.size
-            bad = objects.bad[v.key] != nil
+            bad = !objects.isIntact(v)
         }
     }
 
@@ -109,13 +110,15 @@ public enum StateCheck {
 
     /// Why the store does not hold what `entry` vouches for, or nil if it does.
     static func problem(_ entry: StateEntry, metric: String, _ n: Newest?, layout: StoreLayout) -> String? {
-        let key = layout.key(metric: metric, time: entry.time, hash: entry.hash)
+        let base = entry.base.flatMap { VersionRef(Substring($0)) }
+        let key = base.map { layout.deltaKey(metric: metric, time: entry.time, hash: entry.hash, base: $0) }
+            ?? layout.key(metric: metric, time: entry.time, hash: entry.hash)
         guard let n else { return "the store holds no version of it (\(key) vouched for)" }
         if n.key != key {
             return "the store's newest version is \(Path.lastComponent(n.key)), not \(Path.lastComponent(key)) as vouched for"
         }
         if n.size != entry.storedSize { return "\(n.key) holds \(n.size) bytes, not \(entry.storedSize) as stored" }
-        if n.bad { return "\(n.key) was found damaged (wsp-pull verify)" }
+        if n.bad { return "\(n.key) was found damaged (wsp-pull verify), or a version it is a delta of is missing or damaged" }
         return nil
     }
 

@@ -30,8 +30,30 @@ public struct MetricObjects {
     /// The newest version, when the store holds it undamaged as far as anyone found: the one a
     /// backup may deduplicate against (a version marked bad is replaced instead).
     public var newestGood: StoredVersion? {
-        guard let v = versions.last, bad[v.key] == nil else { return nil }
+        guard let v = versions.last, isIntact(v) else { return nil }
         return v
+    }
+
+    /// The version `ref` names (a delta's base), if listed.
+    public func version(_ ref: VersionRef) -> StoredVersion? {
+        versions.last { $0.time == ref.time && $0.hash == ref.hash }
+    }
+
+    /// Deltas longer than this are refused: no chain this tool writes comes near it.
+    public static let maxChain = 1000
+
+    /// Whether the listing shows `v` restorable: neither it nor any version its chain of
+    /// bases reaches is missing or marked bad, and the chain ends in a full version. A
+    /// version that is not intact is never deduplicated against and never vouched for.
+    public func isIntact(_ v: StoredVersion) -> Bool {
+        var at = v
+        for _ in 0...MetricObjects.maxChain {
+            guard bad[at.key] == nil else { return false }
+            guard let ref = at.base else { return true }
+            guard let next = version(ref), next.time < at.time else { return false }
+            at = next
+        }
+        return false
     }
 
     /// Keys of the leftovers of the Python tool (incomplete versions and stray `.sha1`s) older

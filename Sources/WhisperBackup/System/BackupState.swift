@@ -13,9 +13,11 @@ public struct StateEntry: Equatable, Sendable {
     /// The stored version's time (seconds since the epoch) and object size.
     public var time: Int64
     public var storedSize: Int64
+    /// For a delta version, the version it applies to (`BASETIME.BASESHA256`, as in its key).
+    public var base: String?
 
     public init(size: Int64, inode: UInt64, device: UInt64, mtimeNs: Int64, ctimeNs: Int64,
-                hash: String, time: Int64, storedSize: Int64) {
+                hash: String, time: Int64, storedSize: Int64, base: String? = nil) {
         self.size = size
         self.inode = inode
         self.device = device
@@ -24,6 +26,7 @@ public struct StateEntry: Equatable, Sendable {
         self.hash = hash
         self.time = time
         self.storedSize = storedSize
+        self.base = base
     }
 
     /// Whether `st` is the stat this entry was taken from: then the file was not written since.
@@ -138,8 +141,7 @@ public final class BackupState {
     }
 
     public func record(_ metric: String, _ e: StateEntry) throws {
-        let line = "\(metric)\t\(e.size)\t\(e.inode)\t\(e.device)\t\(e.mtimeNs)\t\(e.ctimeNs)\t\(e.hash)\t\(e.time)\t\(e.storedSize)"
-        try append(BackupState.sealed(line), shard: BackupState.shardName(metric))
+        try append(BackupState.sealed(BackupState.line(metric, e)), shard: BackupState.shardName(metric))
         if cachedShard == BackupState.shardName(metric) { cachedEntries[metric] = e }
     }
 
@@ -148,6 +150,13 @@ public final class BackupState {
     public func forget(_ metric: String) throws {
         try append(BackupState.sealed("\(metric)\t-"), shard: BackupState.shardName(metric))
         if cachedShard == BackupState.shardName(metric) { cachedEntries[metric] = nil }
+    }
+
+    /// An entry's journal text: nine tab-separated fields, and a tenth, the base, for a delta
+    /// version (earlier versions of this tool ignore such a line: it costs them a re-read).
+    static func line(_ metric: String, _ e: StateEntry) -> String {
+        "\(metric)\t\(e.size)\t\(e.inode)\t\(e.device)\t\(e.mtimeNs)\t\(e.ctimeNs)\t\(e.hash)\t\(e.time)\t\(e.storedSize)"
+            + (e.base.map { "\t" + $0 } ?? "")
     }
 
     static func sealed(_ line: String) -> [UInt8] {
@@ -281,7 +290,7 @@ public final class BackupState {
             guard !dropped.isEmpty || (superseded ? lines > kept.count : BackupState.needsCompaction(lines: lines, live: kept.count)) else { return [] }
             var text: [UInt8] = []
             for (metric, e) in kept {
-                text += BackupState.sealed("\(metric)\t\(e.size)\t\(e.inode)\t\(e.device)\t\(e.mtimeNs)\t\(e.ctimeNs)\t\(e.hash)\t\(e.time)\t\(e.storedSize)")
+                text += BackupState.sealed(BackupState.line(metric, e))
             }
             // Not synced: a journal a power loss empties or damages costs re-reads, never a lie.
             do {
@@ -311,7 +320,7 @@ public final class BackupState {
         let body = UnsafeBufferPointer(rebasing: line[..<lastTab])
         guard line[(lastTab + 1)...].elementsEqual(checksum(UnsafeRawBufferPointer(body)).utf8) else { return nil }
         var fields: [UnsafeBufferPointer<UInt8>] = []
-        fields.reserveCapacity(9)
+        fields.reserveCapacity(10)
         var from = 0
         for i in 0...body.count where i == body.count || body[i] == 9 {
             fields.append(UnsafeBufferPointer(rebasing: body[from..<i]))
@@ -320,11 +329,12 @@ public final class BackupState {
         if fields.count == 2, fields[1].count == 1, fields[1][0] == UInt8(ascii: "-") {
             return .forget(String(decoding: fields[0], as: UTF8.self))
         }
-        guard fields.count == 9, let size = integer(fields[1]), let ino = integer(fields[2]), let dev = integer(fields[3]),
+        guard fields.count == 9 || fields.count == 10, let size = integer(fields[1]), let ino = integer(fields[2]), let dev = integer(fields[3]),
               let m = integer(fields[4]), let c = integer(fields[5]), Hex.isHex(fields[6], length: 64),
               let t = integer(fields[7]), let gz = integer(fields[8]) else { return nil }
         let entry = StateEntry(size: size, inode: UInt64(bitPattern: ino), device: UInt64(bitPattern: dev), mtimeNs: m, ctimeNs: c,
-                               hash: String(decoding: fields[6], as: UTF8.self), time: t, storedSize: gz)
+                               hash: String(decoding: fields[6], as: UTF8.self), time: t, storedSize: gz,
+                               base: fields.count == 10 ? String(decoding: fields[9], as: UTF8.self) : nil)
         return .entry(String(decoding: fields[0], as: UTF8.self), entry)
     }
 
