@@ -2,8 +2,13 @@
 """Benchmark: this project against restic and a gzip -6 baseline, in one run, on one tree.
 
 Times whole runs (wall, user, sys, peak RSS of the largest process) and reports medians over
---runs and ratios to restic measured in the same run. Called by scripts/bench.sh."""
+--runs and ratios to restic measured in the same run. --daily: the daily-versions scenario
+(store growth per day while carbon writes, restore of the oldest and newest version). Called
+by scripts/bench.sh."""
 import argparse
+import hashlib
+import json
+import math
 import os
 import shutil
 import statistics
@@ -16,6 +21,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("WSP_BIN", os.path.join(REPO, ".build", "release"))
 GEN = os.path.join(REPO, "scripts", "gen-tree.py")
 NOW = 1795000000
+DAY = 86400
+SHARE = 0.75   # share of the files carbon writes to each day in --daily (live metrics)
 
 
 def timed(cmd, env=None):
@@ -54,6 +61,101 @@ def fresh_copy(src, dst):
     subprocess.run(["cp", "-a", src, dst], check=True)
 
 
+def tree_hashes(root):
+    out = {}
+    for d, _, fs in os.walk(root):
+        for f in fs:
+            with open(os.path.join(d, f), "rb") as fh:
+                out[os.path.relpath(os.path.join(d, f), root)] = hashlib.file_digest(fh, "sha256").hexdigest()
+    return out
+
+
+def daily(a, work):
+    """Day 1 backs up the generated tree; each later day, carbon's writes of a day
+    (gen-tree.py --advance) into SHARE of the files, then the same backup. wsp (the first
+    backup's pipeline, --state) and restic back up into stores of their own in the same run;
+    at the end the oldest and newest versions are restored into empty directories and
+    checked against the SHA-256 of every file of that day's tree."""
+    rundir = os.path.join(work, "daily")
+    shutil.rmtree(rundir, ignore_errors=True)
+    root, store, state, spool, repo = (os.path.join(rundir, d) for d in ("root", "store", "state", "spool", "restic"))
+    os.makedirs(store)
+    subprocess.run([sys.executable, GEN, root, "--files", str(a.files), "--schemas", a.schemas, "--now", str(NOW)]
+                   + (["--filled"] if a.filled else []), check=True, stderr=subprocess.DEVNULL)
+    subprocess.run(["restic", "init", "--repo", repo], env=dict(os.environ, RESTIC_PASSWORD="bench"),
+                   check=True, capture_output=True)
+    tree_bytes, nfiles = du(root), sum(1 for d, _, fs in os.walk(root) for f in fs)
+    P = a.processes
+    K = max(50, min(4000, nfiles // (4 * P)))
+    # --full-every only when this wsp-snap has it (delta versions); without, every version is full.
+    snap_help = subprocess.run([os.path.join(BIN, "wsp-snap"), "--help"], capture_output=True, text=True).stdout
+    full_every = a.full_every if "--full-every" in snap_help else None
+    snap = f"wsp-snap --spool {spool} --state {state}" + (f" --full-every {full_every}" if full_every else "")
+    xargs = f"xargs -d '\\n' -r -P {P} -s 1000000 -n {K}"
+    sizes = {"wsp": [du(store)], "restic": [du(repo)]}
+    days, hashes, marks = [], [], []
+    for day in range(1, a.days + 1):
+        if day > 1:
+            subprocess.run([sys.executable, GEN, root, "--advance", str(DAY), "--share", str(SHARE), "--seed", "1",
+                            "--now", str(NOW + (day - 1) * DAY)], check=True, stderr=subprocess.DEVNULL)
+        time.sleep(2.5)   # let the files settle, so the state may trust their stat
+        hashes.append(tree_hashes(root))
+        pushed = os.path.join(rundir, f"pushed.{day}")
+        order = [("wsp", f"wsp-find --root {root} | {xargs} {snap} | {xargs} wsp-push --state {state} file://{store} > {pushed}"),
+                 ("restic", f"restic --repo {repo} backup --quiet {root}")]
+        wall = {}
+        for tool, cmd in (order if day % 2 else order[::-1]):
+            wall[tool] = timed(cmd)[0]
+            sizes[tool].append(du(store if tool == "wsp" else repo))
+        with open(pushed) as f:
+            stored = [r for r in (line.rstrip("\n").split("\t") for line in f) if r[5] == "stored"]
+        days.append((wall, sum(int(r[4]) for r in stored), len(stored), sum(r[3].endswith(".wspd.gz") for r in stored)))
+        marks.append(int(time.time()) + 1)   # after this day's versions, before the next day's
+    snaps = sorted(json.loads(subprocess.run(["restic", "--repo", repo, "snapshots", "--json"], check=True, text=True,
+                                             capture_output=True, env=dict(os.environ, RESTIC_PASSWORD="bench")).stdout),
+                   key=lambda s: s["time"])
+    restores = {}
+    for label, day in ((f"newest (day {a.days})", a.days), ("oldest (day 1)", 1)):
+        t_wsp, t_restic = (os.path.join(rundir, f"r-{t}-{day}") for t in ("wsp", "restic"))
+        restores[label] = (
+            timed(f"wsp-pull list --before @{marks[day - 1]} file://{store} '*' | {xargs} wsp-pull get --spool {spool} file://{store}"
+                  f" | {xargs} wsp-merge --root {t_wsp}")[0],
+            timed(f"restic --repo {repo} restore {snaps[day - 1]['id']} --target {t_restic} --quiet")[0])
+        # the bench measures correct runs only: every file byte-identical to that day's tree
+        for got in (t_wsp, os.path.join(t_restic, root.lstrip("/"))):
+            if tree_hashes(got) != hashes[day - 1]:
+                sys.exit(f"bench: {got} is not the tree of day {day}")
+
+    full = {t: sizes[t][1] - sizes[t][0] for t in sizes}
+    growth = {t: [(sizes[t][d + 1] - sizes[t][d]) / full[t] for d in range(a.days)] for t in sizes}
+    print(f"\nTree: {nfiles} whisper files, {tree_bytes / 1e6:.1f} MB ({a.schemas} schemas{', every archive full' if a.filled else ''}); "
+          f"{a.days} days, each day a day of points into {SHARE:.0%} of the files; {P} processes per stage, {K} records per process; "
+          f"wsp-snap {f'--full-every {full_every}' if full_every else 'without --full-every (every version full)'}; {os.cpu_count()} cores.\n")
+    print(f"One full version: wsp store {full['wsp'] / 1e6:.2f} MB, restic repo {full['restic'] / 1e6:.2f} MB.\n")
+    print("| day | wsp store growth, % of full | wsp upload bytes | wsp versions stored (deltas) | wsp backup s | restic growth, % of full | restic backup s |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for d, (wall, up, n, nd) in enumerate(days):
+        print(f"| {d + 1} | {100 * growth['wsp'][d]:.1f}% | {up} | {n} ({nd}) | {wall['wsp']:.2f} | {100 * growth['restic'][d]:.1f}% | {wall['restic']:.2f} |")
+    print("\n| restore into empty dir | wsp s | restic s |\n|---|---:|---:|")
+    for label, (w, r) in restores.items():
+        print(f"| {label} | {w:.2f} | {r:.2f} |")
+    total = {t: (sizes[t][-1] - sizes[t][0]) / full[t] for t in sizes}
+    print(f"\n{a.days} versions: wsp store {total['wsp']:.2f}x one full version, restic repo {total['restic']:.2f}x.\n")
+    # Targets. A daily version: the median of days 2..N (a periodic full version is one day).
+    # 30 versions: measured with --days 30 or more, else projected from that median with a
+    # full version every --full-every. Restore: the newest (the end of a chain) against the
+    # oldest (a full version) of the same run.
+    med = statistics.median(growth["wsp"][1:]) if a.days > 1 else float("nan")
+    fulls = math.ceil(30 / full_every) if full_every else 1
+    v30, how = ((sizes["wsp"][30] - sizes["wsp"][0]) / full["wsp"], "measured") if a.days >= 30 else (fulls + (30 - fulls) * med, "projected")
+    (rn, _), (ro, _) = restores.values()
+    for what, value, target, ok in (("daily version (median of days 2..N), % of a full version", f"{100 * med:.1f}%", "<= 10%", med <= 0.10),
+                                    (f"30 daily versions ({how}), x one full version", f"{v30:.2f}x", "<= 4x", v30 <= 4),
+                                    ("restore of the newest / restore of the oldest (full)", f"{rn / ro:.2f}x", "<= 1.20x", rn / ro <= 1.2)):
+        print(f"- {what}: {value} (target {target}: {'met' if ok else 'NOT met'})")
+    shutil.rmtree(rundir, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=300)
@@ -62,9 +164,17 @@ def main():
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--work", default=None)
     ap.add_argument("--filled", action="store_true", help="every archive full (gen-tree.py --filled)")
+    ap.add_argument("--daily", action="store_true", help="the daily-versions scenario (see daily())")
+    ap.add_argument("--days", type=int, default=5, help="days of --daily (default 5)")
+    ap.add_argument("--full-every", type=int, default=16, help="wsp-snap --full-every in --daily, when it has it")
     a = ap.parse_args()
     work = a.work or tempfile.mkdtemp(prefix="wsp-bench.", dir=os.environ.get("TMPDIR", "/var/tmp"))
     os.makedirs(work, exist_ok=True)
+    if a.daily:
+        daily(a, work)
+        if not a.work:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     pristine = os.path.join(work, "pristine")
     if not os.path.exists(pristine):
         subprocess.run([sys.executable, GEN, pristine, "--files", str(a.files), "--schemas", a.schemas,

@@ -4,6 +4,13 @@
 #   scripts/bench.sh --large      30,000 small-schema files
 #   scripts/bench.sh --filled     the 300 files with every archive full (no empty slots)
 #   scripts/bench.sh --files N --runs R --processes P
+#   scripts/bench.sh --daily      daily versions: day 1 the tree, then each day a day of carbon's
+#                                 writes into 75% of the files (gen-tree.py --advance), wsp and
+#                                 restic back up each day; store growth per day, restore of the
+#                                 oldest and newest version (--filled: the full-archive tree)
+#   scripts/bench.sh --daily --days N --full-every K   N days (default 5); K is passed to
+#                                 wsp-snap when it has --full-every (delta versions; default 16)
+#   scripts/bench.sh --daily --files 30 --days 3       a quick check
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"

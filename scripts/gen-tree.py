@@ -6,6 +6,9 @@ take seconds. Deterministic for a given --seed and --now.
 
   gen-tree.py ROOT [--files N] [--schemas mixed|big|small|bench] [--days D] [--filled] [--seed S] [--now T]
   gen-tree.py ROOT --change FRACTION [--seed S]   # change that share of existing files
+  gen-tree.py ROOT --advance SECONDS [--share F] [--seed S] [--now T]
+      # carbon's writes of the SECONDS up to T into share F of the files (the same --seed picks
+      # the same files): every archive gets its new points, coarser ones their aggregates
 """
 import argparse
 import os
@@ -114,6 +117,61 @@ def change_files(root, fraction, rng, now):
     return chosen
 
 
+def aggregate(agg, vals, starts, ratio):
+    """Whisper's aggregation of the finest points vals into the groups beginning at starts
+    (ratio: finest points per coarse interval, for avg_zero's missing points)."""
+    counts = np.diff(np.append(starts, len(vals)))
+    if agg in ("sum", "average", "avg_zero"):
+        s = np.add.reduceat(vals, starts)
+        return s if agg == "sum" else s / (counts if agg == "average" else ratio)
+    if agg in ("max", "min"):
+        return (np.maximum if agg == "max" else np.minimum).reduceat(vals, starts)
+    if agg == "last":
+        return vals[starts + counts - 1]
+    a = np.abs(vals)   # absmax, absmin: the value of largest (smallest) magnitude, sign kept
+    pick = [i + (np.argmax if agg == "absmax" else np.argmin)(a[i:i + c]) for i, c in zip(starts, counts)]
+    return vals[pick]
+
+
+def advance_files(root, seconds, share, seed, now):
+    """Writes what carbon writes into a live file as SECONDS pass up to NOW: the finest
+    archive's points at their ring slots, every coarser archive the aggregates of them (as
+    whisper's propagate does), so only that span's slots change in each archive. Slot =
+    ((t - base) // step) % points, base = the timestamp in the archive's first slot, or the
+    first new interval when the archive is empty."""
+    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith(".wsp"))
+    pick = np.random.default_rng(seed)
+    chosen = [f for f in files if pick.random() < share]
+    rng = np.random.default_rng([seed, now])
+    for path in chosen:
+        with open(path, "r+b") as f:
+            agg_id, _, _, count = struct.unpack(">LLfL", f.read(16))
+            agg = {v: k for k, v in AGG.items()}[agg_id]
+            archives = [struct.unpack(">LLL", f.read(12)) for _ in range(count)]
+            step0 = archives[0][1]
+            first = now - seconds - (now - seconds) % step0 + step0
+            ts = np.arange(first, now - now % step0 + 1, step0, dtype=np.int64)
+            if len(ts) == 0:
+                continue
+            vals = np.round(np.cumsum(rng.normal(0, 1, len(ts))) + rng.uniform(0, 100), 3)
+            if agg in ("sum", "avg_zero"):
+                vals = np.abs(vals)
+            for offset, step, points in archives:
+                iv = ts - ts % step
+                starts = np.flatnonzero(np.diff(iv, prepend=-1))
+                t, v = iv[starts], aggregate(agg, vals, starts, step // step0)
+                f.seek(offset)
+                base = struct.unpack(">L", f.read(4))[0] or int(t[0])
+                t, v = t[-points:], v[-points:]   # older ones are overwritten within the span
+                slots = ((t - base) // step) % points
+                arr = np.zeros(len(t), dtype=POINT)
+                arr["t"], arr["v"] = t, v
+                for run in np.split(np.arange(len(t)), np.flatnonzero(np.diff(slots) != 1) + 1):
+                    f.seek(offset + 12 * int(slots[run[0]]))
+                    f.write(arr[run].tobytes())
+    return chosen
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("root")
@@ -126,12 +184,19 @@ def main():
     ap.add_argument("--filled", action="store_true",
                     help="every archive full: long-lived metrics only (no preallocated, empty slots)")
     ap.add_argument("--change", type=float, default=None, help="change this share of the existing files")
+    ap.add_argument("--advance", type=int, default=None, metavar="SECONDS",
+                    help="write the points carbon writes in SECONDS up to --now into --share of the files")
+    ap.add_argument("--share", type=float, default=0.75, help="share of the files --advance writes to (default 0.75)")
     a = ap.parse_args()
     now = a.now if a.now is not None else int(time.time())
     rng = np.random.default_rng(a.seed)
     if a.change is not None:
         changed = change_files(a.root, a.change, rng, now)
         print(f"changed {len(changed)} files under {a.root}", file=sys.stderr)
+        return
+    if a.advance is not None:
+        changed = advance_files(a.root, a.advance, a.share, a.seed, now)
+        print(f"advanced {len(changed)} files under {a.root} by {a.advance} s to {now}", file=sys.stderr)
         return
     schemas = SCHEMAS[a.schemas]
     for i in range(a.files):
