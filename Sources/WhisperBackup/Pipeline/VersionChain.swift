@@ -194,7 +194,7 @@ public final class VersionChain {
             try store.get(v.key, to: tmp)
         } catch let e as StoreError where e.kind == .notFound {
             // Listed a moment ago: deleted since (a prune or purge running beside this one).
-            throw ChainError(kind: .broken, key: v.key, link: "\(v.key): listed, but gone from the store when read")
+            throw ChainError(kind: .broken, key: v.key, link: "\(v.key): not in the store when read")
         }
         if let st = try? system_stat(tmp) { bytesIn += Int64(st.st_size) }
         return try body(tmp)
@@ -224,8 +224,8 @@ public final class VersionChain {
         let header: PageDelta.Header
         do {
             header = try delta.withUnsafeBytes { try PageDelta.Header.parse($0) }
-        } catch let e as RecordError {
-            throw damaged("bad object: \(e.reason)")
+        } catch {
+            throw damaged("bad object: \(error)")
         }
         guard Hex.encode(header.newHash) == d.hash else {
             throw damaged("bad object: it produces SHA-256 \(Hex.encode(header.newHash)), its key says \(d.hash)")
@@ -235,12 +235,12 @@ public final class VersionChain {
         }
         do {
             try PageDelta.apply(delta, to: &content)
-        } catch let e as RecordError {
+        } catch {
             let produced = Hex.encode(Digest.hash(.sha256, content))
             if content.count == header.newSize && produced != d.hash {
                 throw damaged("applied to \(base.key), it produced SHA \(produced), not \(d.hash)")
             }
-            throw damaged("bad object: \(e.reason)")
+            throw damaged("bad object: \(error)")
         }
     }
 }
