@@ -298,6 +298,22 @@ final class VersionChainTests: XCTestCase {
         XCTAssertEqual(mem.calls.filter { $0 == "get" }.count, 10)
     }
 
+    func testVerifyOfVersionRecordsFollowsTheirChain() throws {
+        let mem = MemoryStore()
+        let versions = writeChain("a.b", Array(tenVersions().prefix(5)), into: mem)
+        mem.objects[versions[2].key]![20] ^= 0xff
+        let spool = try Spool(dir: tmp + "/spool", maxBytes: 1 << 30, waitSeconds: 1)
+        let out = tmp + "/out"
+        let fd = try FileDescriptor.open(out, O_WRONLY | O_CREAT | O_TRUNC)
+        XCTAssertThrowsError(try PullVerify(store: mem, layout: layout, spool: spool, before: nil, samplePercent: 100)
+            .run(globs: [], input: RecordInput(arguments: versions.map { $0.recordFields.joined(separator: "\t") }),
+                 output: RecordWriter(fd: fd.rawValue), diagnostics: Diagnostics(tool: "test", progress: false, quiet: true)))
+        fd.close()
+        XCTAssertEqual(try records(out).map { $0.last! }, ["ok", "ok", "bad", "bad", "bad"])
+        XCTAssertEqual(mem.keys.filter { $0.hasSuffix(StoreLayout.badSuffix) }, [layout.badKey(versions[2].key)])
+        XCTAssertEqual(mem.calls.filter { $0 == "list" }.count, 1)
+    }
+
     func testVerifyMarksOnlyTheDamagedObjectAndReportsItsDependents() throws {
         let mem = MemoryStore()
         let versions = writeChain("a.b", Array(tenVersions().prefix(6)), into: mem)

@@ -225,7 +225,8 @@ public struct PullGet {
     /// Rebuilds delta `version` from its chain (the metric listed once; see `VersionChain`)
     /// and writes it to a new spool file as a gzip, as if the whole file had been stored:
     /// the next stage takes it as it takes a full version. A chain that breaks anywhere
-    /// writes nothing.
+    /// writes nothing. Room is reserved for the file written; the objects of the chain pass
+    /// through the spool directory one at a time as temp files, each removed once unpacked.
     func rebuild(_ version: StoredVersion, _ rebuilt: Rebuilt, diagnostics: Diagnostics) throws -> String {
         if rebuilt.chain?.objects.metric != version.metric {
             rebuilt.chain = nil   // one whisper file held at a time
