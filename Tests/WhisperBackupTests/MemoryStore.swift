@@ -13,6 +13,10 @@ final class MemoryStore: Store {
     /// operation -> errors its next calls throw, first first.
     var faults: [String: [StoreError]] = [:]
     let location = "mem://bucket"
+    /// Keys whose delete fails (reported per key, as a store reports a refused delete).
+    var undeletable: Set<String> = []
+    /// The keys of every delete call, in order.
+    private(set) var deleteBatches: [[String]] = []
 
     init(_ objects: [String: [UInt8]] = [:]) { self.objects = objects }
 
@@ -63,7 +67,15 @@ final class MemoryStore: Store {
 
     func delete(_ keys: [String]) throws -> [(key: String, error: Error)] {
         try call("delete")
-        for k in keys { objects[k] = nil }
-        return []
+        deleteBatches.append(keys)
+        var failed: [(key: String, error: Error)] = []
+        for k in keys {
+            if undeletable.contains(k) {
+                failed.append((k, StoreError(.permanent, "\(location): \(k): access denied")))
+            } else {
+                objects[k] = nil
+            }
+        }
+        return failed
     }
 }

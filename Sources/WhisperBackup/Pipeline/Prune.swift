@@ -42,27 +42,59 @@ public struct Prune {
         try diagnostics.finish()
     }
 
-    /// Deletes all but the newest `keep` versions, and the Python tool's leftovers (a
-    /// `.wsp.gz` without its `.sha1` or the reverse) older than the oldest version kept.
+    /// Deletes all but the newest `keep` versions and what they depend on, and the Python
+    /// tool's leftovers (a `.wsp.gz` without its `.sha1` or the reverse) older than the
+    /// oldest version kept.
+    ///
+    /// A kept delta version keeps its base, and the base's base, down to a full version
+    /// (neither written nor counted). Deletes go in layers, dependents first: a version is
+    /// deleted only once every version that depends on it is gone, so a delta whose delete
+    /// failed keeps its base, and the store never holds a delta without its base.
     func prune(_ objects: MetricObjects, output: RecordWriter, diagnostics: Diagnostics) throws {
         let versions = objects.versions   // oldest first
-        let doomed = versions.count > keep ? Array(versions.prefix(versions.count - keep)) : []
-        let leftovers = versions.isEmpty ? [] : objects.legacyLeftovers(olderThan: versions[doomed.count].time, layout: layout)
+        let newest = versions.suffix(keep)
+        let chain = VersionChain(objects: objects, store: store, layout: layout, scratch: "")
+        var kept = Set(newest.map(\.key))
+        for v in newest { for d in chain.dependencies(of: v) { kept.insert(d.key) } }
+        let doomed = versions.filter { !kept.contains($0.key) }
+        let oldestKept = versions.first { kept.contains($0.key) }
+        let leftovers = oldestKept.map { objects.legacyLeftovers(olderThan: $0.time, layout: layout) } ?? []
         guard !doomed.isEmpty || !leftovers.isEmpty else {
             diagnostics.done("kept")
             return
         }
         let metric = objects.metric
-        var keys = doomed.map(\.key)
-        keys += doomed.filter(\.legacy).map { layout.legacyHashKey($0.key) }
-        keys += leftovers
-        keys += doomed.compactMap { objects.bad[$0.key] } + objects.strayBadKeys
-        let failures = try store.delete(keys)
-        let failed = Dictionary(failures.map { ($0.key, $0.error) }, uniquingKeysWith: { a, _ in a })
+        // Doomed versions that doomed others depend on (by key: how many dependents are left).
+        var dependents: [String: Int] = [:]
+        var baseOf: [String: String] = [:]
+        let doomedKeys = Set(doomed.map(\.key))
+        for v in doomed {
+            if let ref = v.base, let b = chain.base(ref), doomedKeys.contains(b.key) {
+                dependents[b.key, default: 0] += 1
+                baseOf[v.key] = b.key
+            }
+        }
+        var pending = doomed
+        var extra = leftovers + objects.strayBadKeys   // with the first layer
+        var failed: [String: Error] = [:]
+        while !pending.isEmpty {
+            let layer = pending.filter { dependents[$0.key, default: 0] == 0 }
+            pending = pending.filter { dependents[$0.key, default: 0] > 0 }
+            if layer.isEmpty { break }   // cannot happen: bases are older than their deltas
+            var keys = layer.map(\.key)
+            keys += layer.filter(\.legacy).map { layout.legacyHashKey($0.key) }
+            keys += layer.compactMap { objects.bad[$0.key] } + extra
+            extra = []
+            for f in try store.delete(keys) where failed[f.key] == nil { failed[f.key] = f.error }
+            for v in layer where failed[v.key] == nil {
+                if let b = baseOf[v.key] { dependents[b]! -= 1 }
+            }
+        }
+        let held = Set(pending.map(\.key))   // not tried: a dependent's delete failed
         for v in doomed {
             if let e = failed[v.key] {
-                diagnostics.fail(metric, "delete \(v.key): \(e)")
-            } else {
+                diagnostics.fail(metric, "delete \(v.key): \(e)\(baseOf[v.key] == nil ? "" : "; the versions it is built on are kept")")
+            } else if !held.contains(v.key) {
                 output.write(Record(v.recordFields + [dryRun ? "would-delete" : "deleted"]))
                 diagnostics.bytesOut += v.size
             }

@@ -180,9 +180,10 @@ public struct PullGet {
 
     public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
         diagnostics.expect(input)
+        let rebuilt = Rebuilt()
         for record in input.records(until: output) {
             do {
-                try getOne(record, output: output, diagnostics: diagnostics)
+                try getOne(record, output: output, diagnostics: diagnostics, rebuilt: rebuilt)
                 diagnostics.done("fetched")
             } catch let e as SpoolFull where e.stopsTheStage {
                 diagnostics.fail(record.metric, e)   // see Snap.run: a stalled spool stops the stage
@@ -194,9 +195,19 @@ public struct PullGet {
         try diagnostics.finish()
     }
 
-    func getOne(_ record: Record, output: RecordWriter, diagnostics: Diagnostics) throws {
+    /// What rebuilding delta versions keeps between records: the chain of the last metric
+    /// (so `list --all | get` downloads each object of a chain once) and one compressor.
+    final class Rebuilt {
+        var chain: VersionChain?
+        lazy var compressor = Gzip.Compressor(level: 1)
+        let buffer = ByteBuffer(capacity: 0)
+    }
+
+    func getOne(_ record: Record, output: RecordWriter, diagnostics: Diagnostics, rebuilt: Rebuilt = Rebuilt()) throws {
         let version = try PullGet.version(from: record, layout: layout)
-        let dest = try fetch(version, size: Int64(record[4] ?? "") ?? 0, diagnostics: diagnostics)
+        let dest = version.isDelta
+            ? try rebuild(version, rebuilt, diagnostics: diagnostics)
+            : try fetch(version, size: Int64(record[4] ?? "") ?? 0, diagnostics: diagnostics)
         // A record the next stage never sees leaves no spool file behind.
         if !output.write(Record([version.metric, version.timeText, version.hash, dest])) {
             Spool.discard(dest)
@@ -211,8 +222,32 @@ public struct PullGet {
         return dest
     }
 
+    /// Rebuilds delta `version` from its chain (the metric listed once; see `VersionChain`)
+    /// and writes it to a new spool file as a gzip, as if the whole file had been stored:
+    /// the next stage takes it as it takes a full version. A chain that breaks anywhere
+    /// writes nothing. Room is reserved for the file written; the objects of the chain pass
+    /// through the spool directory one at a time as temp files, each removed once unpacked.
+    func rebuild(_ version: StoredVersion, _ rebuilt: Rebuilt, diagnostics: Diagnostics) throws -> String {
+        if rebuilt.chain?.objects.metric != version.metric {
+            rebuilt.chain = nil   // one whisper file held at a time
+            let objects = try StoreListing.metric(version.metric, in: store, layout: layout)
+            rebuilt.chain = VersionChain(objects: objects, store: store, layout: layout, scratch: spool.dir)
+        }
+        let chain = rebuilt.chain!
+        guard let listed = chain.objects.versions.first(where: { $0.key == version.key }) else {
+            throw RecordError("\(version.key): not in the store")
+        }
+        let before = chain.bytesIn
+        defer { diagnostics.bytesIn += chain.bytesIn - before }
+        let content = try chain.rebuild(listed)
+        // Cheap compression: the file only crosses the spool to the next stage.
+        content.withUnsafeBytes { rebuilt.compressor.compress($0, into: rebuilt.buffer) }
+        return try spool.write(rebuilt.buffer.bytes)
+    }
+
     /// The version a record names: `METRIC TIME HASH [KEY]`; without KEY the key follows the
-    /// layout. A KEY must belong to METRIC under this store's prefix.
+    /// layout. A KEY must belong to METRIC under this store's prefix; a delta version's KEY
+    /// must name the version of TIME and HASH.
     static func version(from record: Record, layout: StoreLayout) throws -> StoredVersion {
         let metric = record.metric
         try MetricName.validate(metric)
@@ -225,6 +260,15 @@ public struct PullGet {
         let key = record[3] ?? layout.key(metric: metric, time: time, hash: hash)
         guard key.hasPrefix(layout.metricPrefix(metric)), !key.contains("/../") else {
             throw RecordError("key \(key) is not a version of \(metric) in this store")
+        }
+        if key.hasSuffix(StoreLayout.deltaSuffix) {
+            guard let v = layout.parse(key), v.isDelta, v.metric == layout.directory(metric) else {
+                throw RecordError("key \(key) is not a delta version of \(metric) in this store")
+            }
+            guard v.time == time, v.hash == hash else {
+                throw RecordError("key \(key) is not the version of TIME \(timeText) and SHA-256 \(hash)")
+            }
+            return StoredVersion(metric: metric, time: time, hash: hash, key: key, base: v.base)
         }
         return StoredVersion(metric: metric, time: time, hash: hash, key: key, legacy: hash.utf8.count == 40)
     }

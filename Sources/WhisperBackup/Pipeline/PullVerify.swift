@@ -8,6 +8,22 @@ import Glibc
 /// bad one is also reported on stderr as `wsp-pull: METRIC: KEY: reason`, and the run fails.
 /// A version whose content is damaged is marked bad in the store (`KEY.bad`), so that the
 /// next backup replaces it.
+///
+/// Delta versions are checked along their chains (`VersionChain`): each is rebuilt and its
+/// SHA-256 checked, starting from the version checked before it, so a chain checked oldest
+/// first costs one download per object. Every version that depends on a broken link is
+/// reported bad, with the link.
+///
+/// The rule for marks: only a version whose own object is damaged is marked bad (a full
+/// version that does not unpack or hash right, a delta that does not unpack, or that does
+/// not produce its key's SHA-256 from a base that checked out). A version that is sound
+/// itself but whose base is missing, marked bad or damaged is reported, never marked. A mark
+/// is leave for a backup to delete the object: the next backup of the same content stores it
+/// again and removes the marked one (Push `removeReplaced`). Marking a sound delta for its
+/// base's sake would have a backup delete an object that becomes restorable again as soon as
+/// the base is put back (from another copy of the store), and would mark every later delta of
+/// the chain for one break. The break itself is marked where it is (a damaged base); a
+/// missing base has nothing to mark.
 /// With `samplePercent` below 100, each version is checked with that probability.
 public struct PullVerify {
     public var store: Store
@@ -34,15 +50,18 @@ public struct PullVerify {
         func visit(_ objects: MetricObjects, _ chosen: [StoredVersion]) {
             let incomplete = Set(objects.incomplete.map(\.key))
             let all = chosen + objects.incomplete.filter { before == nil || $0.time <= before! }
+            let chain = VersionChain(objects: objects, store: store, layout: layout, scratch: spool.dir)
             for v in all.sorted(by: Versions.isOlder) {
                 if Signals.stopRequested || output.closed { return }
                 listed += 1
                 if sampled() {
                     checked += 1
-                    check(v, incomplete: incomplete.contains(v.key), get: get, output: output, diagnostics: diagnostics)
+                    check(v, incomplete: incomplete.contains(v.key), get: get, chain: chain, output: output, diagnostics: diagnostics)
                 }
             }
         }
+        // Version records: the chain of the last metric read, listed at its first delta.
+        var chain: VersionChain? = nil
         if let input {
             // Metric names (every version of each), or version records with their KEY.
             for record in input.records(until: output) {
@@ -55,9 +74,16 @@ public struct PullVerify {
                     var v = try PullGet.version(from: record, layout: layout)
                     v.size = Int64(record[4] ?? "") ?? 0
                     listed += 1
+                    if chain?.objects.metric != v.metric {
+                        chain = nil
+                        if v.isDelta {
+                            let objects = try StoreListing.metric(v.metric, in: store, layout: layout)
+                            chain = VersionChain(objects: objects, store: store, layout: layout, scratch: spool.dir)
+                        }
+                    }
                     if sampled() {
                         checked += 1
-                        check(v, get: get, output: output, diagnostics: diagnostics)
+                        check(v, get: get, chain: chain, output: output, diagnostics: diagnostics)
                     }
                 } catch {
                     diagnostics.fail(record.metric, error)
@@ -91,7 +117,8 @@ public struct PullVerify {
 
     /// Downloads and checks one version, and writes its record. A legacy version's hash is
     /// read from its `.sha1` unless the record gave it.
-    func check(_ version: StoredVersion, incomplete: Bool = false, get: PullGet, output: RecordWriter, diagnostics: Diagnostics) {
+    func check(_ version: StoredVersion, incomplete: Bool = false, get: PullGet, chain: VersionChain?,
+               output: RecordWriter, diagnostics: Diagnostics) {
         var v = version
         var problem: String? = nil
         var damaged = false
@@ -104,7 +131,21 @@ public struct PullVerify {
                 problem = "\(layout.legacyHashKey(v.key)): \(error)"
             }
         }
-        if problem == nil {
+        if problem == nil, v.isDelta, let chain {
+            // Rebuilt from the version checked before it where the chain allows.
+            let before = chain.bytesIn
+            do {
+                _ = try chain.rebuild(v)
+            } catch let e as ChainError {
+                problem = e.description
+                damaged = e.kind == .damaged && e.dependent == nil   // its own object; see the rule above
+            } catch is Interrupted {
+                return
+            } catch {
+                problem = "download failed: \(error)"
+            }
+            diagnostics.bytesIn += chain.bytesIn - before
+        } else if problem == nil {
             do {
                 let path = try get.fetch(v, size: v.size, diagnostics: diagnostics)
                 defer { Spool.discard(path) }
@@ -112,10 +153,12 @@ public struct PullVerify {
                     problem = "downloaded \(st.st_size) bytes, the listing said \(v.size)"
                 } else {
                     do {
-                        _ = try VersionCheck.verify(gzPath: path, expectedHash: v.hash)
+                        let content = try VersionCheck.verify(gzPath: path, expectedHash: v.hash).bytes
+                        chain?.remember(v, content: content)
                     } catch let e as RecordError {
                         problem = e.reason
                         damaged = true
+                        chain?.remember(v, damaged: e.reason)
                     }
                 }
             } catch let e as RecordError {

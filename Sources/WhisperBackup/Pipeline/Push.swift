@@ -245,8 +245,21 @@ extension Push {
     }
 
     /// Downloads `version` beside `scratch` and checks it as a restore would; the reason it
-    /// is damaged, or nil. A download that fails is an error (nothing is known).
+    /// is damaged, or nil. A download that fails is an error (nothing is known). A delta
+    /// version is rebuilt from its chain (the metric listed again): a chain broken anywhere
+    /// makes it damaged too, since no restore can produce it. Unlike verify (see PullVerify),
+    /// the mark that follows is at once made good by this upload of the same content.
     func damage(_ version: StoredVersion, scratch: String) throws -> String? {
+        if version.isDelta {
+            let listing = try StoreListing.metric(version.metric, in: store, layout: layout)
+            do {
+                _ = try VersionChain.materialize(version, objects: listing, store: store, layout: layout,
+                                                 scratch: Path.directory(of: scratch))
+                return nil
+            } catch let e as ChainError {
+                return e.description
+            }
+        }
         let tmp = AtomicFile.tempPath(for: scratch)
         TempFiles.register(tmp)
         defer { _ = try? system_unlink(tmp); TempFiles.unregister(tmp) }
