@@ -10,6 +10,12 @@
 /// Page `i`'s data is bytes `[i*pageSize, min((i+1)*pageSize, newSize))` of the new file.
 /// Applying: the base truncated or zero-extended to newSize, then every page copied in; the
 /// base must hash to baseSHA256 before and the result to newSHA256 after.
+public struct PageDeltaError: Error, CustomStringConvertible {
+    public var reason: String
+    init(_ reason: String) { self.reason = reason }
+    public var description: String { reason }
+}
+
 public enum PageDelta {
     public static let magic: [UInt8] = Array("WSPDELTA".utf8)
     public static let format: UInt32 = 1
@@ -35,26 +41,26 @@ public enum PageDelta {
         /// `fixedBytes` plus the page index).
         public static func parse(_ bytes: UnsafeRawBufferPointer) throws -> Header {
             guard bytes.count >= fixedBytes, Array(bytes[0..<8]) == PageDelta.magic else {
-                throw RecordError("not a delta version (no WSPDELTA header)")
+                throw PageDeltaError("not a delta version (no WSPDELTA header)")
             }
             let format = bytes.loadLE32(8)
-            guard format == PageDelta.format else { throw RecordError("delta format \(format) is not known to this version") }
+            guard format == PageDelta.format else { throw PageDeltaError("delta format \(format) is not known to this version") }
             let pageSize = Int(bytes.loadLE32(12))
             let baseSize = bytes.loadLE64(16), newSize = bytes.loadLE64(24)
             guard pageSize > 0, pageSize % 512 == 0, baseSize < 1 << 40, newSize < 1 << 40 else {
-                throw RecordError("delta header out of range (page size \(pageSize), sizes \(baseSize), \(newSize))")
+                throw PageDeltaError("delta header out of range (page size \(pageSize), sizes \(baseSize), \(newSize))")
             }
             let count = Int(bytes.loadLE32(96))
             let pageCount = (Int(newSize) + pageSize - 1) / pageSize
             guard count <= pageCount, bytes.count >= fixedBytes + 4 * count else {
-                throw RecordError("delta header names \(count) pages of a \(newSize)-byte file")
+                throw PageDeltaError("delta header names \(count) pages of a \(newSize)-byte file")
             }
             var pages: [Int] = []
             pages.reserveCapacity(count)
             for i in 0..<count {
                 let p = Int(bytes.loadLE32(fixedBytes + 4 * i))
                 guard p < pageCount, pages.last.map({ $0 < p }) ?? true else {
-                    throw RecordError("delta page index is not ascending within the file")
+                    throw PageDeltaError("delta page index is not ascending within the file")
                 }
                 pages.append(p)
             }
@@ -121,10 +127,10 @@ public enum PageDelta {
     public static func apply(_ delta: [UInt8], to file: inout [UInt8]) throws {
         let header = try delta.withUnsafeBytes { try Header.parse($0) }
         guard delta.count == header.dataOffset + header.dataBytes else {
-            throw RecordError("delta holds \(delta.count - header.dataOffset) bytes of page data, its header says \(header.dataBytes)")
+            throw PageDeltaError("delta holds \(delta.count - header.dataOffset) bytes of page data, its header says \(header.dataBytes)")
         }
         guard file.count == header.baseSize, Digest.hash(.sha256, file) == header.baseHash else {
-            throw RecordError("delta does not apply to this base (it wants \(header.baseSize) bytes hashing to \(Hex.encode(header.baseHash).prefix(12))…)")
+            throw PageDeltaError("delta does not apply to this base (it wants \(header.baseSize) bytes hashing to \(Hex.encode(header.baseHash).prefix(12))…)")
         }
         if header.newSize < file.count {
             file.removeLast(file.count - header.newSize)
@@ -142,7 +148,7 @@ public enum PageDelta {
             }
         }
         guard Digest.hash(.sha256, file) == header.newHash else {
-            throw RecordError("delta applied, but the result does not hash to \(Hex.encode(header.newHash).prefix(12))…")
+            throw PageDeltaError("delta applied, but the result does not hash to \(Hex.encode(header.newHash).prefix(12))…")
         }
     }
 }
