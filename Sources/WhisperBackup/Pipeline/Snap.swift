@@ -113,12 +113,12 @@ public struct Snap {
         diagnostics.bytesOut += Int64(gzBuffer.count)
         let dest = try spool.write(gzBuffer.bytes)
         if let dir = pageIndexDir, delta?.index.hash != rawHash {
-            // The content unchanged (a file touched): the index already describes it.
+            // The content unchanged (a file touched): the index already describes it. An index
+            // not written (a full state disk, which wsp-push reports) names other content than
+            // the state's entry: the next version is stored full, nothing worse.
             let index = PageIndex(pageSize: PageDelta.pageSize, depth: delta.map { $0.index.depth + 1 } ?? 0,
                                   fileSize: snap.bytes.count, hash: rawHash, pages: pages)
-            do { try index.write(stateDir: dir, metric: metric) } catch {
-                diagnostics.warn("\(Diagnostics.shown(metric)): page index not written (\(error)); its next version is stored full")
-            }
+            try? index.write(stateDir: dir, metric: metric)
         }
         let st = snap.stat
         let settled = snap.timeNs - max(st.mtimeNanoseconds, st.ctimeNanoseconds) >= Snap.settleNs
