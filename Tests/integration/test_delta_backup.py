@@ -6,6 +6,7 @@ a base gone from the store)."""
 import gzip
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -217,6 +218,16 @@ def test_a_base_gone_from_the_store_makes_the_next_version_full(tmp_path, store,
     snaps = {r[0]: r for r in records(open(f"{spool}.snaps").read())}
     base = out["g.raced"]
     assert snaps["g.raced"][8] == f"{base[1]}.{base[2]}"
+    # A delta record is checked against its spool file's delta header, not its gzip trailer:
+    # a full gzip, or a delta against another base, stores nothing.
+    rec = list(snaps["g.raced"])
+    shutil.copy(os.path.join(store_dir(store), base[3]), tmp_path / "full.gz")
+    p = run("wsp-push", store, input="\t".join(rec[:4] + [str(tmp_path / "full.gz")] + rec[5:]) + "\n")
+    assert p.returncode == 1 and "not the delta the record describes (not a delta version" in p.stderr, p.stderr
+    shutil.copy(rec[4], tmp_path / "delta.gz")
+    p = run("wsp-push", store, input="\t".join(rec[:4] + [str(tmp_path / "delta.gz")] + rec[5:8] + [f"{base[1]}.{'0' * 64}"]) + "\n")
+    assert p.returncode == 1 and "that the record describes" in p.stderr, p.stderr
+    assert len(os.listdir(os.path.join(store_dir(store), "g.raced"))) == 1
     os.remove(os.path.join(store_dir(store), base[3]))
     p = sh(f"wsp-push --state {state} {store} < {spool}.snaps", check=False)
     assert p.returncode == 1

@@ -213,7 +213,7 @@ public struct Push {
             // A delta needs its base, sound, in the store, and stamped before it.
             let found = objects.versions.contains { $0.time == base.time && $0.hash == base.hash && bad[$0.key] == nil }
             guard found, base.time < t else {
-                if !dryRun { try state?.forget(metric) }
+                if !dryRun { try? state?.forget(metric) }   // a state not written: its check finds the base gone
                 throw RecordError("base version \(Timestamp.format(base.time)).\(base.hash.prefix(12))… is not in the store (or is damaged); the next run stores a full version")
             }
         }
