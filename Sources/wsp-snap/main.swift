@@ -21,7 +21,8 @@ struct WspSnap: RecordArguments {
               wsp-push's state (- when the file was written too recently to trust its stat).
               With --state, a file whose stat matches its last push is not read: GZFILE is -,
               TIME and SHA256 name the stored version, STORED is its object size and STOREID
-              the id of the store the state vouches for (wsp-push checks it is its store).
+              the id of the store the state vouches for (wsp-push checks it is its store),
+              and BASE follows when that version is a delta.
               METRIC  TIME  SHA256  SIZE  GZFILE  STAT  -  -  BASE
               A delta version: GZFILE holds the gzipped pages that differ from the
               version BASE (BASETIME.BASESHA256), SIZE is still the whole file's size.

@@ -111,6 +111,11 @@ def test_changed_files_are_stored_as_deltas_and_rebuild_byte_for_byte(tmp_path, 
         assert p.returncode == 0, p.stderr
         assert open(tmp_path / "new.wsp", "rb").read() == open(paths[m], "rb").read()
         assert open(paths[m], "rb").read() != files1[m]
+    # Unchanged since: not read, and the record names the delta version's key.
+    again, snaps = backup(paths.values(), root, store, spool, state)
+    assert all(s[4] == "-" for s in snaps.values())
+    assert {m: r[3] for m, r in again.items() if m != "web.c"} == {m: r[3] for m, r in out.items() if m != "web.c"}
+    assert {r[5] for r in again.values()} == {"unchanged"}
     # A delta applied to another base: nothing written, one line, exit 1.
     gunzip(day1["web.c"][2], tmp_path / "other.wsp")
     open(tmp_path / "other.wsp", "r+b").write(b"\0")

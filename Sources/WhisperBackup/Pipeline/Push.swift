@@ -164,7 +164,8 @@ public struct Push {
             guard let id = record[7], id == (try storeId()) else {
                 throw RecordError("wsp-snap skipped this file on the word of a state for another store; run wsp-snap with this store's --state (or --full)")
             }
-            var v = StoredVersion(metric: metric, time: time, hash: hash, key: layout.key(metric: metric, time: time, hash: hash))
+            var v = StoredVersion(metric: metric, time: time, hash: hash, key: "", base: base)
+            v.key = layout.key(of: v)
             v.size = Int64(record[6] ?? "") ?? 0
             return .done(v.recordFields + ["unchanged"], "unchanged")
         }
@@ -303,7 +304,8 @@ extension Push {
                   _ version: StoredVersion) throws {
         guard let state, let s = stat else { return }
         try state.record(metric, StateEntry(size: s.size, inode: s.inode, device: s.device, mtimeNs: s.mtimeNs,
-                                            ctimeNs: s.ctimeNs, hash: version.hash, time: version.time, storedSize: version.size))
+                                            ctimeNs: s.ctimeNs, hash: version.hash, time: version.time, storedSize: version.size,
+                                            base: version.base?.description))
     }
 }
 

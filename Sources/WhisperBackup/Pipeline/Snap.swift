@@ -92,7 +92,7 @@ public struct Snap {
             if entry.matches(st) {
                 diagnostics.skipped += 1
                 return [metric, Timestamp.format(entry.time), entry.hash, String(entry.size), "-", entry.statField,
-                        String(entry.storedSize), state.owner()?.id ?? ""]
+                        String(entry.storedSize), state.owner()?.id ?? ""] + (entry.base.map { [$0] } ?? [])
             }
         }
         let snap = try Snap.read(path: path, lockTimeout: lockTimeout, maxReads: maxReads, into: readBuffer)
