@@ -49,8 +49,9 @@ def settle(paths):
         time.sleep(left / 1e9)
 
 
-def backup(paths, root, store, spool, state, extra=""):
-    settle(paths)
+def backup(paths, root, store, spool, state, extra="", settled=True):
+    if settled:
+        settle(paths)
     sh(f"wsp-find --root {root} | wsp-snap --spool {spool} --state {state} {extra} > {spool}.snaps")
     snaps = records(open(f"{spool}.snaps").read())
     p = sh(f"wsp-push --state {state} {store} < {spool}.snaps")
@@ -240,3 +241,22 @@ def test_a_base_gone_from_the_store_makes_the_next_version_full(tmp_path, store,
     assert os.listdir(os.path.join(store_dir(store), "g.raced")) == [], "nothing stored"
     out3, snaps = backup(paths.values(), root, store, spool, state)
     assert out3["g.raced"][5] == "stored" and out3["g.raced"][3].endswith(".wsp.gz")
+
+
+def test_a_file_read_right_after_a_write_is_still_the_next_deltas_base(tmp_path, store, spool):
+    root, state = tmp_path / "w", tmp_path / "state"
+    paths = make_tree(root, ["live.a"])
+    backup(paths.values(), root, store, spool, state)
+    # Read within 2 s of carbon's write: its stat is not trusted, but its version is recorded.
+    add_points(paths["live.a"], 2)
+    out, snaps = backup(paths.values(), root, store, spool, state, settled=False)
+    assert snaps["live.a"][5] == "-" and out["live.a"][3].endswith(".wspd.gz")
+    day2 = out["live.a"]
+    # The next change is a delta against it (the state's entry matches no stat, so the
+    # file is read, but names the version).
+    add_points(paths["live.a"], 3)
+    out, snaps = backup(paths.values(), root, store, spool, state)
+    assert out["live.a"][3].endswith(f".{day2[1]}.{day2[2]}.wspd.gz")
+    # Unchanged since, and now settled: read once more, then trusted.
+    out, snaps = backup(paths.values(), root, store, spool, state)
+    assert snaps["live.a"][4] == "-" and out["live.a"][5] == "unchanged"

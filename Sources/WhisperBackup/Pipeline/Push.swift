@@ -302,7 +302,11 @@ extension Push {
     /// Records in the state that `version` holds the file as `stat` saw it.
     func remember(_ metric: String, _ stat: (inode: UInt64, device: UInt64, mtimeNs: Int64, ctimeNs: Int64, size: Int64)?,
                   _ version: StoredVersion) throws {
-        guard let state, let s = stat else { return }
+        guard let state else { return }
+        // A stat not to be trusted (a file written in the 2 s before its read): an entry whose
+        // stat matches no file (size -1), so the file is read again, but its version can be
+        // the base of the next one's delta.
+        let s = stat ?? (inode: 0, device: 0, mtimeNs: 0, ctimeNs: 0, size: -1)
         try state.record(metric, StateEntry(size: s.size, inode: s.inode, device: s.device, mtimeNs: s.mtimeNs,
                                             ctimeNs: s.ctimeNs, hash: version.hash, time: version.time, storedSize: version.size,
                                             base: version.base?.description))
