@@ -14,6 +14,7 @@ import time
 import whisper
 
 from conftest import REPO, records, run, sh, wrap
+from test_state_truth import Node, be  # noqa: F401 (be: the store fixture, file, S3 and Swift)
 
 APPLY = os.path.join(REPO, "scripts", "wsp-apply-delta.py")
 BACKUP = os.path.join(REPO, "scripts", "backup.sh")
@@ -260,3 +261,24 @@ def test_a_file_read_right_after_a_write_is_still_the_next_deltas_base(tmp_path,
     # Unchanged since, and now settled: read once more, then trusted.
     out, snaps = backup(paths.values(), root, store, spool, state)
     assert snaps["live.a"][4] == "-" and out["live.a"][5] == "unchanged"
+
+
+def test_deltas_on_every_store(be, tmp_path):
+    paths = make_tree(tmp_path / "mine", ["s.a", "s.b"])
+    n = Node(be, tmp_path, 1)   # waits until the files are settled
+    n.root = tmp_path / "mine"
+    out, _, _ = n.backup()
+    full = {r[0]: r[3][r[3].index(r[0] + "/"):] for r in out}   # keys under the store's prefix
+    add_points(paths["s.a"], 2)
+    settle(paths.values())
+    out, snaps, _ = n.backup()
+    out = {r[0]: r for r in out}
+    assert out["s.b"][5] == "unchanged"
+    key = out["s.a"][3][out["s.a"][3].index("s.a/"):]
+    assert out["s.a"][5] == "stored" and key.endswith(".wspd.gz") and key in be.keys()
+    (tmp_path / "full.gz").write_bytes(be.get(full["s.a"]))
+    (tmp_path / "delta.gz").write_bytes(be.get(key))
+    gunzip(tmp_path / "full.gz", tmp_path / "base.wsp")
+    p = apply_delta(tmp_path / "base.wsp", tmp_path / "delta.gz", tmp_path / "new.wsp")
+    assert p.returncode == 0, p.stderr
+    assert open(tmp_path / "new.wsp", "rb").read() == open(paths["s.a"], "rb").read()
