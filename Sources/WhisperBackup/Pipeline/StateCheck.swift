@@ -111,7 +111,8 @@ public enum StateCheck {
 
     /// Why the store does not hold what `entry` vouches for, or nil if it does.
     static func problem(_ entry: StateEntry, metric: String, _ n: Newest?, layout: StoreLayout) -> String? {
-        let key = layout.key(metric: metric, time: entry.time, hash: entry.hash)
+        let key = layout.key(of: StoredVersion(metric: metric, time: entry.time, hash: entry.hash, key: "",
+                                               base: entry.base.flatMap { VersionRef(Substring($0)) }))
         guard let n else { return "the store holds no version of it (\(key) vouched for)" }
         // By time and hash: the newest may be a delta version, whose key names its base too.
         if n.ref != VersionRef(time: entry.time, hash: entry.hash) {
