@@ -4,6 +4,7 @@ byte from its base with scripts/wsp-apply-delta.py; and stored full whenever a d
 unsafe or not worth it (no state, --full, --full-every, half the file changed, a long name,
 a base gone from the store)."""
 import gzip
+import hashlib
 import os
 import random
 import shutil
@@ -14,6 +15,7 @@ import time
 import whisper
 
 from conftest import REPO, records, run, sh, wrap
+from test_live import carbon, live, valid_for_whisper  # noqa: F401 (fixtures: a real carbon-cache)
 from test_state_truth import Node, be  # noqa: F401 (be: the store fixture, file, S3 and Swift)
 
 APPLY = os.path.join(REPO, "scripts", "wsp-apply-delta.py")
@@ -282,3 +284,47 @@ def test_deltas_on_every_store(be, tmp_path):
     p = apply_delta(tmp_path / "base.wsp", tmp_path / "delta.gz", tmp_path / "new.wsp")
     assert p.returncode == 0, p.stderr
     assert open(tmp_path / "new.wsp", "rb").read() == open(paths["s.a"], "rb").read()
+
+
+def test_deltas_while_carbon_writes(live, tmp_path, store, spool):
+    """Carbon writes every file all the time, so no stat is ever settled: the state still
+    names each stored version, and the next runs store deltas, each of which rebuilds along
+    its chain into the file content its name promises."""
+    feeder, wdir, prefix = live
+    state = tmp_path / "state"
+    feeder.start(rate=50)
+    stored = []
+    try:
+        for _ in range(4):
+            p = sh(f"wsp-find --root {wdir} '{prefix}.*' | wsp-snap --spool {spool} --state {state} | wsp-push --state {state} {store}")
+            stored.append([r[3] for r in records(p.stdout) if r[5] == "stored"])
+    finally:
+        feeder.stop()
+    assert len(stored[0]) == len(feeder.metrics) and all(k.endswith(".wsp.gz") for k in stored[0])
+    later = sum(stored[1:], [])
+    assert later and all(k.endswith(".wspd.gz") for k in later), "every later version is a delta"
+    root = store_dir(store)
+    keys = {os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs
+            if f.endswith((".wsp.gz", ".wspd.gz"))}
+    deltas = sorted(k for k in keys if k.endswith(".wspd.gz"))
+    assert sorted(later) == deltas
+    built = {}
+
+    def build(key):
+        if key not in built:
+            metric, name = key.split("/")
+            if name.endswith(".wsp.gz"):
+                gunzip(os.path.join(root, key), tmp_path / "v.wsp")
+            else:
+                base = name[:-len(".wspd.gz")][82:]
+                [base_key] = [k for k in keys if k.startswith(f"{metric}/{base}.")]
+                open(tmp_path / "b.wsp", "wb").write(build(base_key))
+                p = apply_delta(tmp_path / "b.wsp", os.path.join(root, key), tmp_path / "v.wsp")
+                assert p.returncode == 0, p.stderr
+            data = open(tmp_path / "v.wsp", "rb").read()
+            assert hashlib.sha256(data).hexdigest() == name[17:81], key
+            built[key] = data
+        return built[key]
+
+    for key in deltas:
+        valid_for_whisper(build(key), str(tmp_path))
