@@ -81,7 +81,8 @@ struct WhisperBackupCommand: ParsableCommand {
     @Option(name: .customLong("spool-max"), help: "Spool bound; batch sizes are chosen so it cannot stall.") var spoolMax = "1G"
     @Option(help: "S3 endpoint URL.") var endpoint: String?
     @Option(help: "State directory of this store.") var state: String?
-    @Flag(help: "Read every file, ignoring the state.") var full = false
+    @Flag(help: "Read every file, ignoring the state, and store every changed one full.") var full = false
+    @Option(name: .customLong("full-every"), help: "With a state: a full version at least every K versions of a metric, deltas between (default 16; 1: always full).") var fullEvery: Int?
     @Flag(name: [.customLong("create-bucket"), .customLong("create-container")], help: "Create the bucket if missing.") var createBucket = false
     @Flag(help: "Let a purge remove more than half of the store's metrics.") var force = false
     @Option(name: .customLong("metrics-file"), help: "node_exporter textfile for the run's figures.") var metricsFile: String?
@@ -100,7 +101,7 @@ struct WhisperBackupCommand: ParsableCommand {
         s.quiet = quiet; s.nolog = nolog || printPipeline; s.logfile = logfile; s.syslog = syslog
         s.nolock = nolock || printPipeline; s.lockfile = lockfile; s.locktimeout = locktimeout
         s.splay = printPipeline ? 0 : splay; s.nostamp = nostamp; s.stampfile = stampfile; s.spool = spool
-        s.spoolMax = spoolMax; s.endpoint = endpoint; s.state = state; s.full = full; s.createBucket = createBucket
+        s.spoolMax = spoolMax; s.endpoint = endpoint; s.state = state; s.full = full; s.fullEvery = fullEvery; s.createBucket = createBucket
         s.force = force; s.metricsFile = metricsFile; s.carbon = carbon; s.carbonPrefix = carbonPrefix
         s.progress = noProgress ? false : progress ? true : nil; s.printPipeline = printPipeline
         let plan = try RunPlan(s)

@@ -10,10 +10,14 @@ struct WspPush: RecordArguments {
             newest stored version has the same SHA-256, then removes the spool file.
 
             INPUT RECORDS (stdin, or one per argument)
-              METRIC  TIME  SHA256  SIZE  GZFILE  [STAT  [STORED  STOREID]]    (wsp-snap's output)
+              METRIC  TIME  SHA256  SIZE  GZFILE  [STAT  [STORED  STOREID  [BASE]]]    (wsp-snap's output)
               GZFILE - means wsp-snap found the file unchanged since its last push: it is
               reported unchanged without any request to the store, provided STOREID is this
               store's id (a state written against another store is refused).
+              BASE (BASETIME.BASESHA256) makes GZFILE a delta version: it is stored under
+              METRIC/TIME.SHA256.BASE.wspd.gz if the version BASE is in the store and not
+              marked damaged; otherwise the record fails and the state forgets the metric,
+              so that the next run stores it full.
 
             OUTPUT RECORDS
               METRIC  TIME  SHA256  KEY  SIZE  STATUS

@@ -21,7 +21,18 @@ struct WspSnap: RecordArguments {
               wsp-push's state (- when the file was written too recently to trust its stat).
               With --state, a file whose stat matches its last push is not read: GZFILE is -,
               TIME and SHA256 name the stored version, STORED is its object size and STOREID
-              the id of the store the state vouches for (wsp-push checks it is its store).
+              the id of the store the state vouches for (wsp-push checks it is its store),
+              and BASE follows when that version is a delta.
+              METRIC  TIME  SHA256  SIZE  GZFILE  STAT  -  -  BASE
+              A delta version: GZFILE holds the gzipped pages that differ from the
+              version BASE (BASETIME.BASESHA256), SIZE is still the whole file's size.
+
+            DELTA VERSIONS
+              With --state (and not --full), a changed file whose stored version the
+              state vouches for is written as a delta against it when its changed 4 KiB
+              pages hold at most half of the file, its name is at most 600 bytes, and
+              the chain since the last full version stays shorter than --full-every.
+              The page hashes of every snapshot are kept in STATE/pages.
 
             STATE
               Before trusting the state, wsp-snap lists the store once per run (the processes
@@ -52,8 +63,11 @@ struct WspSnap: RecordArguments {
     @Option(help: ArgumentHelp("State directory of the store these snapshots go to (the same as wsp-push --state): files unchanged since their last push are not read.", valueName: "dir"))
     var state: String?
 
-    @Flag(help: "Read every file, ignoring the state.")
+    @Flag(help: "Read every file, ignoring the state, and store every changed one as a full version.")
     var full = false
+
+    @Option(help: ArgumentHelp("With --state, a full version at least every K versions of a metric (the others are deltas); 1 makes every version full.", valueName: "K"))
+    var fullEvery: Int = Snap.defaultFullEvery
 
     @OptionGroup(title: "Output") var output: OutputOptions
 
@@ -62,6 +76,7 @@ struct WspSnap: RecordArguments {
 
     func validate() throws {
         guard (1...12).contains(level) else { throw ValidationError("--level must be 1 to 12") }
+        guard fullEvery >= 1 else { throw ValidationError("--full-every must be 1 or more") }
     }
 
     func run() throws {
@@ -69,6 +84,8 @@ struct WspSnap: RecordArguments {
         try Seconds.check(lockTimeout, option: "--lock-timeout")
         let diagnostics = output.diagnostics("wsp-snap")
         var snap = Snap(spool: try spool.open(), root: root, lockTimeout: lockTimeout, level: level)
+        snap.fullEvery = fullEvery
+        snap.pageIndexDir = state   // with --full too: the next run can make a delta
         if let state, !full {
             do { snap.state = try Snap.trustedState(dir: state, diagnostics: diagnostics) } catch { throw ConfigError("--state \(state): \(error)") }
         }

@@ -99,6 +99,14 @@ final class OrchestratorTests: XCTestCase {
         XCTAssertEqual(c.snap, ["wsp-snap", "--state", "/st", "--spool", "/sp", "--spool-max", "1073741824"])
         let full = StageCommands(plan: try plan(settings("backup", "disk") { $0.full = true }), spool: "/sp", progress: [])
         XCTAssertEqual(full.push.prefix(4), ["wsp-push", "--state", "/st", "--full"])
+        // --full-every goes to wsp-snap only, and only where a state is used.
+        let every = StageCommands(plan: try plan(settings("backup", "disk") { $0.fullEvery = 3 }), spool: "/sp", progress: [])
+        XCTAssertEqual(every.snap.prefix(5), ["wsp-snap", "--state", "/st", "--full-every", "3"])
+        XCTAssertFalse(every.push.contains("--full-every"))
+        XCTAssertTrue(every.pipeline.contains("wsp-snap --state /st --full-every 3 --spool"), every.pipeline)
+        let dryEvery = StageCommands(plan: try plan(settings("backup", "disk") { $0.fullEvery = 3; $0.noop = true }), spool: "/sp", progress: [])
+        XCTAssertFalse(dryEvery.snap.contains("--full-every"))
+        XCTAssertThrowsError(try plan(settings("backup", "disk") { $0.fullEvery = 0 })) { XCTAssert("\($0)".contains("--full-every")) }
         XCTAssertEqual(c.batched("7", ["wsp-push"]), ["xargs", "-d", "\n", "-r", "-P", "4", "-s", "1000000", "-n", "7", "wsp-push"])
         // -n: every changing stage dry, and no state used (its check would rewrite journals).
         let dry = StageCommands(plan: try plan(settings("backup", "disk") { $0.noop = true }), spool: "/sp", progress: [])

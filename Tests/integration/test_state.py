@@ -30,7 +30,7 @@ last_stderr = ""
 
 
 def objects(store_dir):
-    return sorted(os.path.join(d, f) for d, _, fs in os.walk(store_dir) for f in fs if f.endswith(".wsp.gz"))
+    return sorted(os.path.join(d, f) for d, _, fs in os.walk(store_dir) for f in fs if f.endswith((".wsp.gz", ".wspd.gz")))
 
 
 def test_unchanged_run_reads_nothing_and_changes_are_seen(tmp_path, store, spool):

@@ -220,6 +220,28 @@ public enum Gzip {
         }
     }
 
+    /// The first `count` bytes (fewer if the content is shorter) of the content of the gzip
+    /// file at `path`, inflating no more than needed.
+    public static func head(ofFile path: String, count: Int) throws -> [UInt8] {
+        struct Enough: Error {}
+        let fd = try FileDescriptor.open(path, O_RDONLY)
+        return try fd.closeAfter {
+            var out: [UInt8] = []
+            var offset: Int64 = 0
+            do {
+                try decompress(read: { buf in
+                    let n = try fd.read(into: UnsafeMutableRawBufferPointer(rebasing: buf[0..<min(buf.count, 4096)]), at: offset)
+                    offset += Int64(n)
+                    return n
+                }, write: { chunk in
+                    out.append(contentsOf: chunk.prefix(count - out.count))
+                    if out.count >= count { throw Enough() }
+                })
+            } catch is Enough {}
+            return out
+        }
+    }
+
     /// The ISIZE field of a file that starts like a gzip member (magic, deflate): the
     /// uncompressed size mod 2^32 of its last member; nil for anything else.
     public static func trailerSize(ofFile path: String) -> UInt32? {

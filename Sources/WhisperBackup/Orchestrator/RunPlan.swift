@@ -45,6 +45,7 @@ public struct RunPlan: Sendable {
         guard retention >= 1 else { throw ValidationError("--retention must be at least 1") }
         guard purgeDays >= -1 else { throw ValidationError("--purge takes DAYS or -1 (disabled)") }
         guard s.locktimeout >= 0 else { throw ValidationError("--locktimeout needs a whole number of seconds, 0 or more") }
+        if let k = s.fullEvery, k < 1 { throw ValidationError("--full-every must be at least 1 (1: every version full)") }
         guard s.splay >= 0 else { throw ValidationError("--splay needs a whole number of seconds, 0 or more") }
 
         // Monitoring: where the run's figures go.
@@ -165,6 +166,12 @@ public struct RunPlan: Sendable {
     public var stageState: [String] {
         guard let state, !noop else { return [] }
         return ["--state", state] + (settings.full ? ["--full"] : [])
+    }
+
+    /// wsp-snap's state options: the stages' and how often a version is full.
+    public var snapState: [String] {
+        guard !stageState.isEmpty, let k = settings.fullEvery else { return stageState }
+        return stageState + ["--full-every", String(k)]
     }
 
     /// wsp-prune's (purge) state option: a purged metric leaves the state too.

@@ -31,6 +31,8 @@ public struct RunSettings: Sendable {
     public var region: String? = nil
     public var state: String? = nil
     public var full = false
+    /// wsp-snap --full-every (nil: its default).
+    public var fullEvery: Int? = nil
     public var createBucket = false
     public var force = false
     public var metricsFile: String? = nil

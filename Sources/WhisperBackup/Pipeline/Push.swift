@@ -2,7 +2,8 @@
 /// `METRIC TIME SHA256 SIZE GZFILE`, a version whose hash equals the metric's newest stored
 /// version is not stored again. Writes `METRIC TIME SHA256 KEY SIZE STATUS` (STATUS `stored`,
 /// `would-store` or `unchanged`; TIME and KEY name the version that holds the content), and removes the
-/// spool file once its content is safely in the store.
+/// spool file once its content is safely in the store. A snapshot record with field 9 BASE
+/// holds a delta: it is stored under a delta key when its base is in the store.
 public struct Push {
     public var store: Store
     public var layout: StoreLayout
@@ -150,6 +151,11 @@ public struct Push {
             throw RecordError("snapshot record needs a SHA-256 in field 3")
         }
         guard let gzPath = record[4] else { throw RecordError("snapshot record has no GZFILE (field 5)") }
+        var base: VersionRef? = nil
+        if let text = record[8], text != "-" {
+            guard let b = VersionRef(Substring(text)) else { throw RecordError("snapshot record's BASE (field 9) is not BASETIME.BASESHA256") }
+            base = b
+        }
         let stat = record[5].flatMap(StateEntry.parseStat)
 
         if gzPath == "-" {
@@ -158,7 +164,8 @@ public struct Push {
             guard let id = record[7], id == (try storeId()) else {
                 throw RecordError("wsp-snap skipped this file on the word of a state for another store; run wsp-snap with this store's --state (or --full)")
             }
-            var v = StoredVersion(metric: metric, time: time, hash: hash, key: layout.key(metric: metric, time: time, hash: hash))
+            var v = StoredVersion(metric: metric, time: time, hash: hash, key: "", base: base)
+            v.key = layout.key(of: v)
             v.size = Int64(record[6] ?? "") ?? 0
             return .done(v.recordFields + ["unchanged"], "unchanged")
         }
@@ -193,14 +200,26 @@ public struct Push {
         let st: Glibc.stat
         do { st = try system_stat(gzPath) } catch { throw RecordError("spool file \(gzPath): \(error)") }
         // A cheap check that the file is what wsp-snap wrote for this record (a gzip whose
-        // trailer holds SIZE): a record that names another file stores nothing.
-        if let size = record[3].flatMap({ Int64($0) }), Gzip.trailerSize(ofFile: gzPath) != UInt32(truncatingIfNeeded: size) {
+        // trailer holds SIZE, or a delta whose header names this content and base): a record
+        // that names another file stores nothing.
+        if let base {
+            try checkDeltaHeader(gzPath, hash: hash, size: record[3].flatMap { Int($0) }, base: base)
+        } else if let size = record[3].flatMap({ Int64($0) }), Gzip.trailerSize(ofFile: gzPath) != UInt32(truncatingIfNeeded: size) {
             throw RecordError("spool file \(gzPath): not the gzip of \(size) bytes that the record describes")
         }
         // A version's time is when it was read. Only one taken in the same second as the newest
         // before it is stored a second later, so "newest" never depends on how two hashes sort.
         let t = newest.map { $0.time >= time ? $0.time + 1 : time } ?? time
-        var v = StoredVersion(metric: metric, time: t, hash: hash, key: layout.key(metric: metric, time: t, hash: hash))
+        if let base {
+            // A delta needs its base, sound, in the store, and stamped before it.
+            let found = objects.versions.contains { $0.time == base.time && $0.hash == base.hash && bad[$0.key] == nil }
+            guard found, base.time < t else {
+                if !dryRun { try? state?.forget(metric) }   // a state not written: its check finds the base gone
+                throw RecordError("base version \(Timestamp.format(base.time)).\(base.hash.prefix(12))… is not in the store (or is damaged); the next run stores a full version")
+            }
+        }
+        var v = StoredVersion(metric: metric, time: t, hash: hash, key: layout.key(metric: metric, time: t, hash: hash), base: base)
+        v.key = layout.key(of: v)
         v.size = Int64(st.st_size)
         // A name too long for the store: its whole name goes first, beside its versions (StoreLayout).
         if !dryRun, layout.isLong(metric) { try store.put(layout.fullNameKey(metric), body: .bytes(Array(metric.utf8))) }
@@ -272,12 +291,38 @@ extension Push {
         }
     }
 
+    /// Checks that the spool file `gzPath` starts like the delta a record describes: content
+    /// `hash` of `size` bytes, made against `base`.
+    func checkDeltaHeader(_ gzPath: String, hash: String, size: Int?, base: VersionRef) throws {
+        guard let size, size >= 0 else { throw RecordError("snapshot record of a delta needs SIZE (field 4)") }
+        // The fixed header and the page index of a delta that holds every page.
+        let headerBytes = PageDelta.Header.fixedBytes + 4 * ((size + PageDelta.pageSize - 1) / PageDelta.pageSize)
+        let head: [UInt8]
+        do { head = try Gzip.head(ofFile: gzPath, count: headerBytes) } catch {
+            throw RecordError("spool file \(gzPath): not the delta the record describes (\(error))")
+        }
+        let header: PageDelta.Header
+        do {
+            header = try head.withUnsafeBytes { try PageDelta.Header.parse($0) }
+        } catch {
+            throw RecordError("spool file \(gzPath): not the delta the record describes (\(error))")
+        }
+        guard Hex.encode(header.newHash) == hash, Hex.encode(header.baseHash) == base.hash, header.newSize == size else {
+            throw RecordError("spool file \(gzPath): not the delta of \(hash.prefix(12))… against \(base.hash.prefix(12))… that the record describes")
+        }
+    }
+
     /// Records in the state that `version` holds the file as `stat` saw it.
     func remember(_ metric: String, _ stat: (inode: UInt64, device: UInt64, mtimeNs: Int64, ctimeNs: Int64, size: Int64)?,
                   _ version: StoredVersion) throws {
-        guard let state, let s = stat else { return }
+        guard let state else { return }
+        // A stat not to be trusted (a file written in the 2 s before its read): an entry whose
+        // stat matches no file (size -1), so the file is read again, but its version can be
+        // the base of the next one's delta.
+        let s = stat ?? (inode: 0, device: 0, mtimeNs: 0, ctimeNs: 0, size: -1)
         try state.record(metric, StateEntry(size: s.size, inode: s.inode, device: s.device, mtimeNs: s.mtimeNs,
-                                            ctimeNs: s.ctimeNs, hash: version.hash, time: version.time, storedSize: version.size))
+                                            ctimeNs: s.ctimeNs, hash: version.hash, time: version.time, storedSize: version.size,
+                                            base: version.base?.description))
     }
 }
 

@@ -18,6 +18,9 @@ public struct Snapshot {
 /// STAT is the file's `ino:dev:mtime:ctime:size` for the state (or `-`), and a file the state
 /// shows unchanged since its last push is not read: GZFILE is `-`, TIME and SHA256 name the
 /// stored version, STORED its object size, STOREID the id of the store the state vouches for.
+/// A changed file whose last version the state vouches for may be written as a delta against
+/// it (`PageIndex`, `PageDelta`): GZFILE then holds the gzipped delta and field 9 BASE names
+/// the version it applies to (`METRIC TIME SHA256 SIZE GZFILE STAT - - BASE`).
 public struct Snap {
     public var spool: Spool
     public var root: String?
@@ -28,6 +31,13 @@ public struct Snap {
     /// The state of the store the snapshots go to, when it can be trusted: files whose stat
     /// matches what was pushed are not read at all.
     public var state: BackupState?
+    /// The state directory the page indexes go to (`--state`, with `--full` too): nil for a
+    /// dry run, which writes nothing.
+    public var pageIndexDir: String?
+    /// Versions per full version: a delta is made only while the chain from the last full
+    /// version stays shorter (`--full-every`; 1 makes every version full).
+    public var fullEvery = 16
+    public static let defaultFullEvery = 16
     /// A file whose change time is this close to the read is not recorded in the state: a
     /// write in the same timestamp tick right after the read would leave its stat unchanged.
     public static let settleNs: Int64 = 2_000_000_000
@@ -75,27 +85,63 @@ public struct Snap {
         } else {
             throw RecordError("record has no PATH field (and no --root to derive it)")
         }
-        if let state, let entry = state.lookup(metric) {
+        let vouched = state?.lookup(metric)
+        if let state, let entry = vouched {
             let st: Glibc.stat
             do { st = try system_stat(path) } catch { throw RecordError("\(error)") }
             if entry.matches(st) {
                 diagnostics.skipped += 1
                 return [metric, Timestamp.format(entry.time), entry.hash, String(entry.size), "-", entry.statField,
-                        String(entry.storedSize), state.owner()?.id ?? ""]
+                        String(entry.storedSize), state.owner()?.id ?? ""] + (entry.base.map { [$0] } ?? [])
             }
         }
         let snap = try Snap.read(path: path, lockTimeout: lockTimeout, maxReads: maxReads, into: readBuffer)
         _ = try WhisperHeader(snap.bytes, fileSize: snap.bytes.count)
-        let hash = Hex.encode(Digest.hash(.sha256, snap.bytes))
-        compressor.compress(snap.bytes, into: gzBuffer)
+        let rawHash = Digest.hash(.sha256, snap.bytes)
+        let hash = Hex.encode(rawHash)
+        // Page hashes only where an index is kept: a dry run pays nothing.
+        let pages = pageIndexDir == nil ? [] : PageDelta.pageHashes(snap.bytes)
+        let delta = deltaBase(metric, vouched, pages: pages, size: snap.bytes.count)
+        if let delta {
+            let raw = PageDelta.encode(new: snap.bytes, baseSize: delta.index.fileSize, baseHash: delta.index.hash,
+                                       newHash: rawHash, pages: delta.changed)
+            raw.withUnsafeBytes { compressor.compress($0, into: gzBuffer) }
+        } else {
+            compressor.compress(snap.bytes, into: gzBuffer)
+        }
         diagnostics.bytesIn += Int64(snap.bytes.count)
         diagnostics.bytesOut += Int64(gzBuffer.count)
         let dest = try spool.write(gzBuffer.bytes)
+        if let dir = pageIndexDir, delta?.index.hash != rawHash {
+            // The content unchanged (a file touched): the index already describes it. An index
+            // not written (a full state disk, which wsp-push reports) names other content than
+            // the state's entry: the next version is stored full, nothing worse.
+            let index = PageIndex(pageSize: PageDelta.pageSize, depth: delta.map { $0.index.depth + 1 } ?? 0,
+                                  fileSize: snap.bytes.count, hash: rawHash, pages: pages)
+            try? index.write(stateDir: dir, metric: metric)
+        }
         let st = snap.stat
         let settled = snap.timeNs - max(st.mtimeNanoseconds, st.ctimeNanoseconds) >= Snap.settleNs
         let entry = StateEntry(size: Int64(st.st_size), inode: UInt64(st.st_ino), device: UInt64(st.st_dev),
                                mtimeNs: st.mtimeNanoseconds, ctimeNs: st.ctimeNanoseconds, hash: hash, time: 0, storedSize: 0)
-        return [metric, Timestamp.format(snap.time), hash, String(snap.bytes.count), dest, settled ? entry.statField : "-"]
+        let fields = [metric, Timestamp.format(snap.time), hash, String(snap.bytes.count), dest, settled ? entry.statField : "-"]
+        return delta.map { fields + ["-", "-", $0.base.description] } ?? fields
+    }
+
+    /// The version a snapshot of `metric` is stored as a delta against, with the base's page
+    /// index and the pages that differ; nil to store it full. A delta needs the trusted
+    /// state's entry for the metric (the version the store holds as its newest), a page index
+    /// of that very content, a chain shorter than `fullEvery`, a name of at most
+    /// `StoreLayout.maxDeltaMetricBytes`, and changed pages of at most `PageDelta.maxFraction`
+    /// of the file.
+    func deltaBase(_ metric: String, _ entry: StateEntry?, pages: [UInt64], size: Int)
+        -> (base: VersionRef, index: PageIndex, changed: [Int])? {
+        guard state != nil, let entry, let dir = pageIndexDir, metric.utf8.count <= StoreLayout.maxDeltaMetricBytes,
+              let index = PageIndex.read(stateDir: dir, metric: metric), index.pageSize == PageDelta.pageSize,
+              Hex.encode(index.hash) == entry.hash, index.depth + 1 < fullEvery else { return nil }
+        let changed = PageDelta.changedPages(old: index.pages, new: pages)
+        guard Double(PageDelta.bytes(of: changed, fileSize: size)) <= PageDelta.maxFraction * Double(size) else { return nil }
+        return (VersionRef(time: entry.time, hash: entry.hash), index, changed)
     }
 
     /// The state at `dir` if it can be trusted: it names a store whose marker is still the one

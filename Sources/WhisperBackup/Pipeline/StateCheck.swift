@@ -13,6 +13,7 @@ public enum StateCheck {
     /// What a listing says of one metric's newest version.
     struct Newest {
         var key: String
+        var ref: VersionRef
         var size: Int64
         /// Marked bad, or a delta whose chain of bases is not whole in the listing.
         var bad: Bool
@@ -24,6 +25,7 @@ public enum StateCheck {
             let now = Int64(system_now())
             guard let v = objects.versions.last(where: { $0.time <= now + Versions.clockSlack }) else { return nil }
             key = v.key
+            ref = v.ref
             size = v.size
             bad = !objects.isIntact(v)
         }
@@ -110,11 +112,11 @@ public enum StateCheck {
 
     /// Why the store does not hold what `entry` vouches for, or nil if it does.
     static func problem(_ entry: StateEntry, metric: String, _ n: Newest?, layout: StoreLayout) -> String? {
-        let base = entry.base.flatMap { VersionRef(Substring($0)) }
-        let key = base.map { layout.deltaKey(metric: metric, time: entry.time, hash: entry.hash, base: $0) }
-            ?? layout.key(metric: metric, time: entry.time, hash: entry.hash)
+        let key = layout.key(of: StoredVersion(metric: metric, time: entry.time, hash: entry.hash, key: "",
+                                               base: entry.base.flatMap { VersionRef(Substring($0)) }))
         guard let n else { return "the store holds no version of it (\(key) vouched for)" }
-        if n.key != key {
+        // By time and hash: the newest may be a delta version, whose key names its base too.
+        if n.ref != VersionRef(time: entry.time, hash: entry.hash) {
             return "the store's newest version is \(Path.lastComponent(n.key)), not \(Path.lastComponent(key)) as vouched for"
         }
         if n.size != entry.storedSize { return "\(n.key) holds \(n.size) bytes, not \(entry.storedSize) as stored" }

@@ -13,7 +13,8 @@ public struct StateEntry: Equatable, Sendable {
     /// The stored version's time (seconds since the epoch) and object size.
     public var time: Int64
     public var storedSize: Int64
-    /// For a delta version, the version it applies to (`BASETIME.BASESHA256`, as in its key).
+    /// For a delta version, the version it applies to as `BASETIME.BASESHA256` (so that an
+    /// unchanged file's record names the version's key); nil for a full version.
     public var base: String?
 
     public init(size: Int64, inode: UInt64, device: UInt64, mtimeNs: Int64, ctimeNs: Int64,
@@ -27,6 +28,11 @@ public struct StateEntry: Equatable, Sendable {
         self.time = time
         self.storedSize = storedSize
         self.base = base
+    }
+
+    /// The journal line of `metric` (before its checksum): nine fields, ten for a delta.
+    func line(_ metric: String) -> String {
+        "\(metric)\t\(size)\t\(inode)\t\(device)\t\(mtimeNs)\t\(ctimeNs)\t\(hash)\t\(time)\t\(storedSize)" + (base.map { "\t" + $0 } ?? "")
     }
 
     /// Whether `st` is the stat this entry was taken from: then the file was not written since.
@@ -141,7 +147,7 @@ public final class BackupState {
     }
 
     public func record(_ metric: String, _ e: StateEntry) throws {
-        try append(BackupState.sealed(BackupState.line(metric, e)), shard: BackupState.shardName(metric))
+        try append(BackupState.sealed(e.line(metric)), shard: BackupState.shardName(metric))
         if cachedShard == BackupState.shardName(metric) { cachedEntries[metric] = e }
     }
 
@@ -150,13 +156,6 @@ public final class BackupState {
     public func forget(_ metric: String) throws {
         try append(BackupState.sealed("\(metric)\t-"), shard: BackupState.shardName(metric))
         if cachedShard == BackupState.shardName(metric) { cachedEntries[metric] = nil }
-    }
-
-    /// An entry's journal text: nine tab-separated fields, and a tenth, the base, for a delta
-    /// version (earlier versions of this tool ignore such a line: it costs them a re-read).
-    static func line(_ metric: String, _ e: StateEntry) -> String {
-        "\(metric)\t\(e.size)\t\(e.inode)\t\(e.device)\t\(e.mtimeNs)\t\(e.ctimeNs)\t\(e.hash)\t\(e.time)\t\(e.storedSize)"
-            + (e.base.map { "\t" + $0 } ?? "")
     }
 
     static func sealed(_ line: String) -> [UInt8] {
@@ -290,7 +289,7 @@ public final class BackupState {
             guard !dropped.isEmpty || (superseded ? lines > kept.count : BackupState.needsCompaction(lines: lines, live: kept.count)) else { return [] }
             var text: [UInt8] = []
             for (metric, e) in kept {
-                text += BackupState.sealed(BackupState.line(metric, e))
+                text += BackupState.sealed(e.line(metric))
             }
             // Not synced: a journal a power loss empties or damages costs re-reads, never a lie.
             do {
@@ -308,7 +307,8 @@ public final class BackupState {
         ((try? system_readdir(Path.join(dir, "shards"))) ?? []).map(\.name).filter { !$0.hasPrefix(".") }
     }
 
-    /// One journal line: nine tab-separated fields and the checksum of the text before it.
+    /// One journal line: nine tab-separated fields (ten for a delta version: its base) and the
+    /// checksum of the text before it. Earlier versions ignore a line of ten fields: a re-read.
     enum Line {
         case entry(String, StateEntry)
         /// `METRIC -`: the metric's versions were removed; the state vouches for nothing.
@@ -320,7 +320,7 @@ public final class BackupState {
         let body = UnsafeBufferPointer(rebasing: line[..<lastTab])
         guard line[(lastTab + 1)...].elementsEqual(checksum(UnsafeRawBufferPointer(body)).utf8) else { return nil }
         var fields: [UnsafeBufferPointer<UInt8>] = []
-        fields.reserveCapacity(10)
+        fields.reserveCapacity(9)
         var from = 0
         for i in 0...body.count where i == body.count || body[i] == 9 {
             fields.append(UnsafeBufferPointer(rebasing: body[from..<i]))
@@ -329,12 +329,13 @@ public final class BackupState {
         if fields.count == 2, fields[1].count == 1, fields[1][0] == UInt8(ascii: "-") {
             return .forget(String(decoding: fields[0], as: UTF8.self))
         }
-        guard fields.count == 9 || fields.count == 10, let size = integer(fields[1]), let ino = integer(fields[2]), let dev = integer(fields[3]),
+        let base = fields.count == 10 ? String(decoding: fields[9], as: UTF8.self) : nil
+        if let base, base.utf8.count != 16 + 1 + 64 { return nil }
+        guard fields.count == 9 || base != nil, let size = integer(fields[1]), let ino = integer(fields[2]), let dev = integer(fields[3]),
               let m = integer(fields[4]), let c = integer(fields[5]), Hex.isHex(fields[6], length: 64),
               let t = integer(fields[7]), let gz = integer(fields[8]) else { return nil }
         let entry = StateEntry(size: size, inode: UInt64(bitPattern: ino), device: UInt64(bitPattern: dev), mtimeNs: m, ctimeNs: c,
-                               hash: String(decoding: fields[6], as: UTF8.self), time: t, storedSize: gz,
-                               base: fields.count == 10 ? String(decoding: fields[9], as: UTF8.self) : nil)
+                               hash: String(decoding: fields[6], as: UTF8.self), time: t, storedSize: gz, base: base)
         return .entry(String(decoding: fields[0], as: UTF8.self), entry)
     }
 
