@@ -16,7 +16,7 @@ import whisper
 
 from conftest import REPO, records, run, sh, wrap
 from test_live import carbon, live, valid_for_whisper  # noqa: F401 (fixtures: a real carbon-cache)
-from test_state_truth import Node, be  # noqa: F401 (be: the store fixture, file, S3 and Swift)
+from backends import Node, be  # noqa: F401 (be: the store fixture, file, S3 and Swift)
 
 APPLY = os.path.join(REPO, "scripts", "wsp-apply-delta.py")
 BACKUP = os.path.join(REPO, "scripts", "backup.sh")

@@ -173,20 +173,22 @@ public struct Push {
         // or take `Versions.clockSlack` (same-second bumps below, runs in quick succession): a
         // version stamped later was taken while the clock ran ahead, and neither hides this
         // one nor moves its time.
-        let objects = try StoreListing.metric(metric, in: store, layout: layout)
-        var bad = objects.bad
+        // A version is deduplicated against, or built on, only while it is intact: not marked
+        // bad, and for a delta every version its chain reaches listed and not marked bad.
+        var objects = try StoreListing.metric(metric, in: store, layout: layout)
         let newest = objects.versions.last { $0.time <= time + Versions.clockSlack }
-        if let newest, newest.hash == hash, bad[newest.key] == nil, checkNewest, let reason = try damage(newest, scratch: gzPath) {
+        if let newest, newest.hash == hash, objects.isIntact(newest), checkNewest, let reason = try damage(newest, scratch: gzPath) {
             // --full: the version this content would be deduplicated against is damaged.
             diagnostics?.warn("\(Diagnostics.shown(metric)): \(newest.key): \(reason); storing this content again")
             if !dryRun { try store.put(layout.badKey(newest.key), body: .bytes([])) }
-            bad[newest.key] = layout.badKey(newest.key)
+            objects.bad[newest.key] = layout.badKey(newest.key)
         }
+        let bad = objects.bad
         // Damaged versions of this content: replaced by this upload, or left over from a
         // replacement that was interrupted before it removed them.
         let replaces = objects.versions.filter { $0.hash == hash && bad[$0.key] != nil }.map { ($0.key, bad[$0.key]!) }
         if !dryRun, !objects.strayBadKeys.isEmpty { _ = try? store.delete(objects.strayBadKeys) }
-        if let newest, newest.hash == hash, bad[newest.key] == nil {
+        if let newest, newest.hash == hash, objects.isIntact(newest) {
             if Spool.isSpoolFile(gzPath) { Spool.discard(gzPath) }
             if !dryRun {
                 removeReplaced(metric, replaces, by: newest, diagnostics: diagnostics)
@@ -194,8 +196,9 @@ public struct Push {
             }
             return .done(newest.recordFields + ["unchanged"], "unchanged")
         }
-        if let newest, bad[newest.key] != nil, newest.hash == hash {
-            diagnostics?.warn("\(Diagnostics.shown(metric)): \(newest.key) was found damaged; storing this content again")
+        if let newest, newest.hash == hash {
+            let why = bad[newest.key] != nil ? "was found damaged" : "is a delta whose chain is not whole in the store"
+            diagnostics?.warn("\(Diagnostics.shown(metric)): \(newest.key) \(why); storing this content again")
         }
         let st: Glibc.stat
         do { st = try system_stat(gzPath) } catch { throw RecordError("spool file \(gzPath): \(error)") }
@@ -212,8 +215,7 @@ public struct Push {
         let t = newest.map { $0.time >= time ? $0.time + 1 : time } ?? time
         if let base {
             // A delta needs its base, sound, in the store, and stamped before it.
-            let found = objects.versions.contains { $0.time == base.time && $0.hash == base.hash && bad[$0.key] == nil }
-            guard found, base.time < t else {
+            guard let b = objects.version(base), objects.isIntact(b), base.time < t else {
                 if !dryRun { try? state?.forget(metric) }   // a state not written: its check finds the base gone
                 throw RecordError("base version \(Timestamp.format(base.time)).\(base.hash.prefix(12))… is not in the store (or is damaged); the next run stores a full version")
             }
