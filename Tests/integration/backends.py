@@ -5,6 +5,7 @@ is skipped with the reason."""
 import os
 import shlex
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -116,15 +117,24 @@ class SwiftBackend:
         self.container = f"wsp-st-{uuid.uuid4().hex[:10]}"
         self.url = f"swift://{self.container}/node1/"
         self.create = "--create-container"
+        self.auth()
+
+    def auth(self):
         req = urllib.request.Request(self.env["ST_AUTH"], headers={"X-Auth-User": self.env["ST_USER"], "X-Auth-Key": self.env["ST_KEY"]})
         with urllib.request.urlopen(req, timeout=30) as r:
             self.token, self.storage = r.headers["X-Auth-Token"], r.headers["X-Storage-Url"]
 
     def http(self, method, path, data=None):
-        req = urllib.request.Request(f"{self.storage}/{self.container}{path}", data=data, method=method,
-                                     headers={"X-Auth-Token": self.token})
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.read()
+        for attempt in (1, 2):
+            req = urllib.request.Request(f"{self.storage}/{self.container}{path}", data=data, method=method,
+                                         headers={"X-Auth-Token": self.token})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    return r.read()
+            except urllib.error.HTTPError as e:
+                if e.code != 401 or attempt == 2:
+                    raise
+                self.auth()   # the test servers' tokens live seconds (SWIFT_TOKEN_LIFE)
 
     def keys(self):
         out, marker = [], ""
