@@ -36,7 +36,7 @@ public struct Snap {
     public var pageIndexDir: String?
     /// Versions per full version: a delta is made only while the chain from the last full
     /// version stays shorter (`--full-every`; 1 makes every version full).
-    public var fullEvery = 16
+    public var fullEvery = Snap.defaultFullEvery
     public static let defaultFullEvery = 16
     /// A file whose change time is this close to the read is not recorded in the state: a
     /// write in the same timestamp tick right after the read would leave its stat unchanged.
