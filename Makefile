@@ -105,6 +105,7 @@ install-files:
 	$(INSTALL) -m 644 README.md $(DESTDIR)$(DOCDIR)/README.md
 	$(INSTALL) -d $(DESTDIR)$(DOCDIR)/docs
 	$(INSTALL) -m 644 docs/*.md $(DESTDIR)$(DOCDIR)/docs/
+	$(INSTALL) -m 755 scripts/wsp-apply-delta.py $(DESTDIR)$(DOCDIR)/wsp-apply-delta.py
 	@# The settings the service reads and the log rotation: created once, never overwritten.
 	@for f in $(ETCFILES); do \
 	    if [ ! -e $(DESTDIR)$(SYSCONFDIR)/$$f ]; then \

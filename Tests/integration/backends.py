@@ -163,14 +163,27 @@ class SwiftBackend:
             pass
 
 
+def backend(kind, tmp_path):
+    """A fresh store of `kind`: file, swift-s3api, radosgw or swift (skipped when its server is absent)."""
+    if kind == "file":
+        return FileBackend(tmp_path)
+    if kind == "swift":
+        return SwiftBackend(tmp_path)
+    return S3Backend(kind, tmp_path)
+
+
 @pytest.fixture(params=["file", "swift-s3api", "radosgw", "swift"])
 def be(request, tmp_path):
-    if request.param == "file":
-        b = FileBackend(tmp_path)
-    elif request.param == "swift":
-        b = SwiftBackend(tmp_path)
-    else:
-        b = S3Backend(request.param, tmp_path)
+    b = backend(request.param, tmp_path)
+    yield b
+    b.cleanup()
+
+
+@pytest.fixture(params=["file", "swift-s3api", "swift"])
+def be3(request, tmp_path):
+    """One store of each API (file://, S3, Swift): for the longer suites, which radosgw, a
+    second S3 server, would only repeat."""
+    b = backend(request.param, tmp_path)
     yield b
     b.cleanup()
 

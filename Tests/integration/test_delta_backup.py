@@ -16,7 +16,7 @@ import whisper
 
 from conftest import REPO, records, run, sh, wrap
 from test_live import carbon, live, valid_for_whisper  # noqa: F401 (fixtures: a real carbon-cache)
-from backends import Node, be  # noqa: F401 (be: the store fixture, file, S3 and Swift)
+from backends import Node, be3  # noqa: F401 (be3: the store fixture, file, S3 and Swift)
 
 APPLY = os.path.join(REPO, "scripts", "wsp-apply-delta.py")
 BACKUP = os.path.join(REPO, "scripts", "backup.sh")
@@ -265,7 +265,8 @@ def test_a_file_read_right_after_a_write_is_still_the_next_deltas_base(tmp_path,
     assert snaps["live.a"][4] == "-" and out["live.a"][5] == "unchanged"
 
 
-def test_deltas_on_every_store(be, tmp_path):
+def test_deltas_on_every_store(be3, tmp_path):
+    be = be3
     paths = make_tree(tmp_path / "mine", ["s.a", "s.b"])
     n = Node(be, tmp_path, 1)   # waits until the files are settled
     n.root = tmp_path / "mine"

@@ -14,7 +14,7 @@ import time
 
 import whisper
 
-from backends import Node, be, q, versions  # noqa: F401 (be: a fixture)
+from backends import Node, be, be3, q, versions  # noqa: F401 (be, be3: fixtures)
 from conftest import BIN, NOW, read, records, run, sh, wsp_files
 from safetylib import temp_files
 
@@ -89,7 +89,8 @@ def test_daily_versions_are_deltas_and_every_day_restores(be, tmp_path):
     assert run("wsp-pull", "verify", "--spool", n.spool, n.be.url, "*", env=n.be.env).returncode == 0
 
 
-def test_a_broken_chain_fails_by_name_restores_nothing_and_heals(be, tmp_path):
+def test_a_broken_chain_fails_by_name_restores_nothing_and_heals(be3, tmp_path):
+    be = be3
     n = Node(be, tmp_path, 3, schemas="bench")
     hist = daily(n, 3)
     keys = versions(be)
@@ -115,7 +116,8 @@ def test_a_broken_chain_fails_by_name_restores_nothing_and_heals(be, tmp_path):
     assert shas(tmp_path / "healed") == shas(n.root)
 
 
-def test_prune_keeps_what_kept_versions_depend_on(be, tmp_path):
+def test_prune_keeps_what_kept_versions_depend_on(be3, tmp_path):
+    be = be3
     n = Node(be, tmp_path, 2, schemas="bench")
     hist = daily(n, 4)
     before = set(versions(be))
@@ -151,7 +153,8 @@ def killed(cmd, env, rnd, span):
         return True
 
 
-def test_sigkill_during_a_delta_backup_and_a_chain_restore(be, tmp_path):
+def test_sigkill_during_a_delta_backup_and_a_chain_restore(be3, tmp_path):
+    be = be3
     rnd = random.Random(7)
     n = Node(be, tmp_path, 6, schemas="bench")
     n.backup()
