@@ -132,8 +132,23 @@ public final class VersionChain {
         return e.seen(from: asked)
     }
 
-    /// The content of `version`, rebuilt and checked; the whisper header too.
+    /// The content of `version`, rebuilt and checked; the whisper header too. The deltas are
+    /// applied checking only the SHA-256 of the end of the chain (each object's gzip CRC is
+    /// checked as it is unpacked); when that does not match, the chain is applied again
+    /// checking every step's, to name the link at fault.
     public func rebuild(_ version: StoredVersion) throws -> [UInt8] {
+        let saved = last
+        do {
+            return try rebuild(version, everyStep: false)
+        } catch let e as ChainError where e.kind == .damaged && e.key == version.key && e.link.hasSuffix(Self.endMismatch) {
+            last = saved
+            return try rebuild(version, everyStep: true)
+        }
+    }
+
+    static let endMismatch = "(found checking the end of its chain)"
+
+    func rebuild(_ version: StoredVersion, everyStep: Bool) throws -> [UInt8] {
         let (start, cached, deltas) = try plan(version)
         var content: [UInt8]
         if cached {
@@ -152,13 +167,16 @@ public final class VersionChain {
         var base = start
         for d in deltas {
             do {
-                try apply(d, to: &content, base: base)
+                try apply(d, to: &content, base: base, hashes: everyStep)
             } catch var e as ChainError {
                 failed[d.ref] = e
                 e = e.seen(from: version)
                 throw e
             }
             base = d
+        }
+        if !everyStep, !deltas.isEmpty, Hex.encode(Digest.hash(.sha256, content)) != version.hash {
+            throw ChainError(kind: .damaged, key: version.key, link: "delta \(version.key): rebuilt, it does not hash to \(version.hash) \(Self.endMismatch)")
         }
         if version.isDelta {
             do {
@@ -211,8 +229,9 @@ public final class VersionChain {
         }
     }
 
-    /// Applies delta `d` to `content`, which holds `base` (checked).
-    func apply(_ d: StoredVersion, to content: inout [UInt8], base: StoredVersion) throws {
+    /// Applies delta `d` to `content`, which holds `base` (its SHA-256 and the result's
+    /// checked with `hashes`).
+    func apply(_ d: StoredVersion, to content: inout [UInt8], base: StoredVersion, hashes: Bool) throws {
         let delta: [UInt8] = try download(d) { path in
             do {
                 return try Gzip.decompressFile(path, sizeHint: Gzip.sizeHint(ofFile: path))
@@ -234,7 +253,7 @@ public final class VersionChain {
             throw damaged("applied to \(base.key), it wants a base of SHA-256 \(Hex.encode(header.baseHash)), not \(base.hash)")
         }
         do {
-            try PageDelta.apply(delta, to: &content)
+            try PageDelta.apply(delta, to: &content, hashes: hashes)
         } catch {
             let produced = Hex.encode(Digest.hash(.sha256, content))
             if content.count == header.newSize && produced != d.hash {
