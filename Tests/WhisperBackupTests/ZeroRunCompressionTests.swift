@@ -57,9 +57,9 @@ final class ZeroRunCompressionTests: XCTestCase {
     func testEveryLevelRoundTripsThroughZlibAndLibdeflateAsOneMember() throws {
         var g = Generator(state: 42)
         var spliced = 0
-        for round in 0..<60 {
+        for round in 0..<70 {
             let input = sample(&g)
-            let level = Int32([1, 2, 5, 6, 9, 12][round % 6])
+            let level = Int32([0, 1, 2, 5, 6, 9, 12][round % 7])
             let c = Gzip.Compressor(level: level)
             let out = ByteBuffer(capacity: 0)
             let runs = input.withUnsafeBytes { ZeroRuns.find(in: $0, minimum: Gzip.Compressor.zeroRunMinimum) }

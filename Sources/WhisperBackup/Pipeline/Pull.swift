@@ -197,9 +197,11 @@ public struct PullGet {
 
     /// What rebuilding delta versions keeps between records: the chain of the last metric
     /// (so `list --all | get` downloads each object of a chain once) and one compressor.
+    /// Level 0 (stored blocks, zero runs still encoded): the spool file lives only until
+    /// wsp-merge reads it, and compressing it again would cost more than the whole rebuild.
     final class Rebuilt {
         var chain: VersionChain?
-        lazy var compressor = Gzip.Compressor(level: 1)
+        lazy var compressor = Gzip.Compressor(level: 0)
         let buffer = ByteBuffer(capacity: 0)
     }
 
