@@ -166,7 +166,7 @@ def main():
     ap.add_argument("--filled", action="store_true", help="every archive full (gen-tree.py --filled)")
     ap.add_argument("--daily", action="store_true", help="the daily-versions scenario (see daily())")
     ap.add_argument("--days", type=int, default=5, help="days of --daily (default 5)")
-    ap.add_argument("--full-every", type=int, default=16, help="wsp-snap --full-every in --daily, when it has it")
+    ap.add_argument("--full-every", type=int, default=10, help="wsp-snap --full-every in --daily, when it has it (its default)")
     a = ap.parse_args()
     work = a.work or tempfile.mkdtemp(prefix="wsp-bench.", dir=os.environ.get("TMPDIR", "/var/tmp"))
     os.makedirs(work, exist_ok=True)

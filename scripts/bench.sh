@@ -9,7 +9,7 @@
 #                                 restic back up each day; store growth per day, restore of the
 #                                 oldest and newest version (--filled: the full-archive tree)
 #   scripts/bench.sh --daily --days N --full-every K   N days (default 5); K is passed to
-#                                 wsp-snap when it has --full-every (delta versions; default 16)
+#                                 wsp-snap when it has --full-every (delta versions; default 10, as the tools)
 #   scripts/bench.sh --daily --files 30 --days 3       a quick check
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)

@@ -82,7 +82,7 @@ struct WhisperBackupCommand: ParsableCommand {
     @Option(help: "S3 endpoint URL.") var endpoint: String?
     @Option(help: "State directory of this store.") var state: String?
     @Flag(help: "Read every file, ignoring the state, and store every changed one full.") var full = false
-    @Option(name: .customLong("full-every"), help: "With a state: a full version at least every K versions of a metric, deltas between (default 16; 1: always full).") var fullEvery: Int?
+    @Option(name: .customLong("full-every"), help: "With a state: a full version at least every K versions of a metric, deltas between (default 10; 1: always full).") var fullEvery: Int?
     @Flag(name: [.customLong("create-bucket"), .customLong("create-container")], help: "Create the bucket if missing.") var createBucket = false
     @Flag(help: "Let a purge remove more than half of the store's metrics.") var force = false
     @Option(name: .customLong("metrics-file"), help: "node_exporter textfile for the run's figures.") var metricsFile: String?

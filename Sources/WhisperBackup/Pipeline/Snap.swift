@@ -37,7 +37,7 @@ public struct Snap {
     /// Versions per full version: a delta is made only while the chain from the last full
     /// version stays shorter (`--full-every`; 1 makes every version full).
     public var fullEvery = Snap.defaultFullEvery
-    public static let defaultFullEvery = 16
+    public static let defaultFullEvery = 10
     /// A file whose change time is this close to the read is not recorded in the state: a
     /// write in the same timestamp tick right after the read would leave its stat unchanged.
     public static let settleNs: Int64 = 2_000_000_000
