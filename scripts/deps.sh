@@ -25,8 +25,9 @@ if [ "${1:-}" = "--test" ]; then
     # dependencies, a real node_exporter to read the textfile. apt_ensure keeps their
     # services from starting (no systemd here, and none of them should listen).
     . "$(dirname "$0")/servers/lib.sh"
-    # faketime runs a stage with its clock ahead (the clock test of test_hostile.py).
-    ops=(man-db groff-base zsh dpkg-dev bsdutils prometheus-node-exporter faketime)
+    # faketime runs a stage with its clock ahead (the clock test of test_hostile.py); GNU time
+    # measures one tool's peak memory (a child forked from pytest inherits its high-water mark).
+    ops=(man-db groff-base zsh dpkg-dev bsdutils prometheus-node-exporter faketime time)
     command -v systemd-analyze >/dev/null || ops+=(systemd)
     apt_ensure "${ops[@]}"
     py() { python3 -c "$1" 2>/dev/null; }
