@@ -27,11 +27,14 @@ final class PageIndexTests: XCTestCase {
         let h = Digest.sha256Hex(Array("a.b".utf8))
         XCTAssertEqual(PageIndex.path(stateDir: dir, metric: "a.b"), "\(dir)/pages/\(h.prefix(2))/\(h.prefix(32))")
         XCTAssertEqual(index.encoded.count, 8 + 4 + 4 + 8 + 32 + 8 * 4 + 8)
-        // Replaced whole; an empty file has no page.
+        // Replaced whole, in place (no new inode per run); an empty file has no page.
+        let inode = try system_stat(PageIndex.path(stateDir: dir, metric: "a.b")).st_ino
         let empty = sample(size: 0, depth: 0)
         try empty.write(stateDir: dir, metric: "a.b")
         XCTAssertEqual(PageIndex.read(stateDir: dir, metric: "a.b"), empty)
         XCTAssertEqual(empty.pages, [])
+        XCTAssertEqual(Int(try system_stat(PageIndex.path(stateDir: dir, metric: "a.b")).st_size), empty.encoded.count)
+        XCTAssertEqual(try system_stat(PageIndex.path(stateDir: dir, metric: "a.b")).st_ino, inode)
     }
 
     func testTornShortAndGarbageFilesReadAsNone() throws {

@@ -28,6 +28,35 @@ final class SpoolTests: XCTestCase {
         XCTAssertEqual(spool.usage(), 900)
     }
 
+    /// A small discarded file keeps its blocks, and the next file written into it holds its own
+    /// bytes only (no tail of the old one); a large one is emptied before it waits for reuse.
+    /// Every producer replaces the whole content: `write`, and a store's `get` into the path.
+    func testReusedFilesHoldOnlyTheNewContent() throws {
+        let spool = try makeSpool(max: 1 << 30)
+        let small = try [UInt8](repeating: 7, count: 40_000).withUnsafeBytes { try spool.write($0) }
+        Spool.discard(small)
+        let free = spool.dir + "/.wsp-free.0"
+        XCTAssertEqual(try system_stat(free).st_size, 40_000, "a small file keeps its blocks")
+        let shorter = try [UInt8](repeating: 8, count: 10).withUnsafeBytes { try spool.write($0) }
+        XCTAssertEqual(FileManager.default.contents(atPath: shorter).map { [UInt8]($0) }, [UInt8](repeating: 8, count: 10))
+        Spool.discard(shorter)
+        // A store's get into a reused file: the object's bytes, nothing after them.
+        let storeDir = spool.dir + "-store"
+        try Path.makeDirectories(storeDir)
+        let store = FileStore(root: storeDir, location: "file://" + storeDir)
+        _ = try [UInt8](repeating: 9, count: 30_000).withUnsafeBytes { try spool.write($0) }
+        Spool.discard(try [UInt8](repeating: 1, count: 30_000).withUnsafeBytes { try spool.write($0) })
+        try store.put("m/obj", body: .bytes(Array("object".utf8)))
+        let got = try spool.add(reserving: 6) { try store.get("m/obj", to: $0) }
+        XCTAssertEqual(FileManager.default.contents(atPath: got).map { [UInt8]($0) }, Array("object".utf8))
+        let large = try [UInt8](repeating: 3, count: 100_000).withUnsafeBytes { try spool.write($0) }
+        let inode = try system_stat(large).st_ino
+        Spool.discard(large)
+        let emptied = try system_readdir(spool.dir).map(\.name).filter { $0.hasPrefix(".wsp-free.") }
+            .map { spool.dir + "/" + $0 }.first { (try? system_stat($0).st_ino) == inode }
+        XCTAssertEqual(try system_stat(try XCTUnwrap(emptied)).st_size, 0, "a large file is emptied")
+    }
+
     /// Files the ledger does not know of still count (found by the scan at a process's first
     /// reservation), and a damaged ledger is rebuilt from the directory.
     func testForeignFilesAndADamagedLedgerAreMeasured() throws {

@@ -330,3 +330,19 @@ def test_a_batch_creating_a_file_twice_backfills_the_second_into_the_first(tmp_p
         new = whisper.fetch(str(path), NOW - 3600, NOW + 600)
         got = whisper.fetch(str(out), NOW - 3600, NOW + 600)
         assert got == new, rel
+
+
+def test_a_restore_of_many_small_files_holds_no_descriptor_per_new_file(tmp_path, store, spool):
+    """wsp-merge links new files into place in batches of up to 1024 per sync, and a waiting
+    new file holds no descriptor: one process restores 1100 files under `ulimit -n 64`."""
+    root = gen_tree(tmp_path / "w", files=1100, schemas="small")
+    backup(root, store, spool)
+    out = tmp_path / "restored"
+    x = "xargs -d '\\n' -r -s 1000000 -n 5000"
+    r = sh(f"wsp-pull list {store} '*' | {x} wsp-pull get --spool {spool} {store} > {tmp_path}/got && "
+           f"ulimit -n 64 && {x} wsp-merge --root {out} < {tmp_path}/got")
+    assert [x[1] for x in records(r.stdout)] == ["created"] * 1100
+    src, dst = wsp_files(root), wsp_files(out)
+    assert sorted(src) == sorted(dst)
+    assert all(read(src[rel]) == read(dst[rel]) for rel in src)
+    assert not [f for d, _, fs in os.walk(out) for f in fs if f.startswith(".wsp-tmp")]

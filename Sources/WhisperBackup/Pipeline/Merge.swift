@@ -30,6 +30,8 @@ public struct Merge {
     /// Records from arguments (as xargs passes them) are backfilled in batches of this many
     /// files, which share two filesystem syncs; records from stdin are made durable one by one.
     public static let batchSize = 64
+    /// New files per batch (they hold no descriptor or lock while they wait).
+    public static let createBatchSize = 1024
 
     public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
         let realRoot: String
@@ -40,7 +42,8 @@ public struct Merge {
         } catch {
             throw ConfigError("--root \(root): \(error)")
         }
-        let batch = MergeBatch(limit: input.isBuffered ? Merge.batchSize : 1, output: output, diagnostics: diagnostics)
+        let batch = MergeBatch(limit: input.isBuffered ? Merge.batchSize : 1,
+                               createLimit: input.isBuffered ? Merge.createBatchSize : 1, output: output, diagnostics: diagnostics)
         diagnostics.expect(input)
         for record in input.records(until: output) {
             do {

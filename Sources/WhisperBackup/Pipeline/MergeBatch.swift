@@ -23,15 +23,25 @@ final class MergeBatch {
     }
 
     /// A new file written to a temp file beside its target, linked into place at the flush,
-    /// once the batch's data is durable.
+    /// once the batch's data is durable. Its descriptor is closed once written: a batch of
+    /// new files holds no descriptors, so it can be far larger than one of backfills.
     struct PendingCreate {
         var metric: String
         var target: String
-        var temp: FileDescriptor
+        var temp: String
         var size: Int
     }
 
     let limit: Int
+    /// New files per sync: restoring small files into an empty directory costs mostly the
+    /// syncs, and a sync's cost grows far slower than the data it writes. Bounded in bytes
+    /// too, so a batch's dirty data stays modest.
+    let createLimit: Int
+    static let createBytesLimit = 256 << 20
+    private var createBytes = 0
+    /// Smaller new files are written back by the batch's sync alone: starting writeback file
+    /// by file submits one small write each, where the sync merges neighbours.
+    static let startWritebackBytes = 1 << 20
     let output: RecordWriter
     let diagnostics: Diagnostics
     private(set) var pending: [Pending] = []
@@ -49,8 +59,9 @@ final class MergeBatch {
     private var scratch: [UInt8] = []
     private var runBuffer: [UInt8] = []
 
-    init(limit: Int, output: RecordWriter, diagnostics: Diagnostics) {
+    init(limit: Int, createLimit: Int, output: RecordWriter, diagnostics: Diagnostics) {
         self.limit = max(limit, 1)
+        self.createLimit = max(createLimit, 1)
         self.output = output
         self.diagnostics = diagnostics
     }
@@ -59,23 +70,26 @@ final class MergeBatch {
 
     func holds(_ target: String) -> Bool { pending.contains { $0.target == target } || creates.contains { $0.target == target } }
 
-    /// Writes a new file for `target` into a temp file in its directory (writeback started at
-    /// once) and links it into place at the flush; flushes when the batch is full.
+    /// Writes a new file for `target` into a temp file in its directory (writeback of a large
+    /// one started at once) and links it into place at the flush; flushes when the batch is
+    /// full.
     func addCreate(metric: String, target: String, bytes: UnsafeRawBufferPointer) throws {
         let tmp = AtomicFile.tempPath(for: target)
         let fd = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_EXCL)
         TempFiles.register(tmp)
         do {
-            try fd.writeAllocated(bytes)
-            system_start_writeback(fd.rawValue, path: tmp)
+            try fd.closeAfter {
+                try fd.writeAllocated(bytes)
+                if bytes.count >= MergeBatch.startWritebackBytes { system_start_writeback(fd.rawValue, path: tmp) }
+            }
         } catch {
-            fd.close()
             _ = try? system_unlink(tmp)
             TempFiles.unregister(tmp)
             throw error
         }
-        creates.append(PendingCreate(metric: metric, target: target, temp: fd, size: bytes.count))
-        if pending.count + creates.count >= limit { flush() }
+        creates.append(PendingCreate(metric: metric, target: target, temp: tmp, size: bytes.count))
+        createBytes += bytes.count
+        if pending.count >= limit || creates.count >= createLimit || createBytes >= MergeBatch.createBytesLimit { flush() }
     }
 
     /// Links every pending new file into place once the batch's data is durable. A target
@@ -84,17 +98,21 @@ final class MergeBatch {
         guard !creates.isEmpty else { return [] }
         let batch = creates
         creates.removeAll()
+        createBytes = 0
         var appeared: [PendingCreate] = []
         var synced = true
         do {
-            if batch.count == 1 { try batch[0].temp.sync() } else { try system_syncfs(batch[0].temp.rawValue, path: batch[0].temp.path) }
+            let fd = try FileDescriptor.open(batch[0].temp, O_RDONLY)
+            try fd.closeAfter {
+                if batch.count == 1 { try fd.sync() } else { try system_syncfs(fd.rawValue, path: batch[0].temp) }
+            }
         } catch {
             synced = false
             for c in batch { fail(c.metric, error) }
         }
         for c in batch where synced {
             do {
-                try system_link(c.temp.path, c.target)
+                try system_link(c.temp, c.target)
                 diagnostics.bytesOut += Int64(c.size)
                 report(c.metric, "created", c.target, "\(c.size)")
             } catch Errno.fileExists {
@@ -104,10 +122,9 @@ final class MergeBatch {
                 fail(c.metric, error)
             }
         }
-        for c in batch where !appeared.contains(where: { $0.temp.rawValue == c.temp.rawValue }) {
-            c.temp.close()
-            _ = try? system_unlink(c.temp.path)
-            TempFiles.unregister(c.temp.path)
+        for c in batch where !appeared.contains(where: { $0.temp == c.temp }) {
+            _ = try? system_unlink(c.temp)
+            TempFiles.unregister(c.temp)
         }
         return appeared
     }
@@ -196,12 +213,11 @@ final class MergeBatch {
     private func keepAppeared(_ created: [PendingCreate]) {
         for c in created {
             defer {
-                c.temp.close()
-                _ = try? system_unlink(c.temp.path)
-                TempFiles.unregister(c.temp.path)
+                _ = try? system_unlink(c.temp)
+                TempFiles.unregister(c.temp)
             }
             do {
-                let src = try FileDescriptor.open(c.temp.path, O_RDONLY)
+                let src = try FileDescriptor.open(c.temp, O_RDONLY)
                 let bytes = try src.closeAfter { try src.readAll(sizeHint: c.size) }
                 appeared.append(Appeared(metric: c.metric, target: c.target, source: bytes))
             } catch {

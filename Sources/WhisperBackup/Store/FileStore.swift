@@ -99,8 +99,9 @@ public final class FileStore: Store {
         try classify(key) {
             let fd = try FileDescriptor.open(src, O_RDONLY)
             try fd.closeAfter {
-                let out = try FileDescriptor.open(dest, O_WRONLY | O_CREAT | O_TRUNC)
-                try out.closeAfter { try FileStore.copy(from: fd, to: out) }
+                // Written over whatever `dest` held and cut to length (a reused spool file).
+                let out = try FileDescriptor.open(dest, O_WRONLY | O_CREAT)
+                try out.closeAfter { try out.truncate(to: try FileStore.copy(from: fd, to: out)) }
             }
         }
     }
@@ -209,7 +210,11 @@ public final class FileStore: Store {
         try fd.closeAfter { try copy(from: fd, to: out) }
     }
 
-    static func copy(from fd: FileDescriptor, to out: FileDescriptor) throws {
-        try fd.forEachChunk { try out.writeAll($0) }
+    /// Copies `fd` to `out`'s position; returns the bytes copied.
+    @discardableResult
+    static func copy(from fd: FileDescriptor, to out: FileDescriptor) throws -> Int64 {
+        var copied: Int64 = 0
+        try fd.forEachChunk { copied += Int64($0.count); try out.writeAll($0) }
+        return copied
     }
 }

@@ -27,6 +27,19 @@ public struct FileDescriptor: Sendable {
 
     public func stat() throws -> Glibc.stat { try system_fstat(rawValue, path: path) }
 
+    /// Cuts or extends the file to `length` bytes.
+    public func truncate(to length: Int64) throws { try system_ftruncate(rawValue, length, path: path) }
+
+    /// Replaces the file's content with `bytes` in place: written over the old content from
+    /// offset 0, then cut to length. Unlike opening with O_TRUNC, the blocks the new content
+    /// reuses are neither freed nor allocated again (on a filesystem mounted with `discard`,
+    /// each free is a device request), and ext4 does not flush the file on close as it does a
+    /// file truncated to zero and rewritten.
+    public func overwrite(with bytes: UnsafeRawBufferPointer) throws {
+        try write(bytes, at: 0)
+        try truncate(to: Int64(bytes.count))
+    }
+
     /// Reads `count` bytes at `offset`, looping on short reads; fewer only at end of file.
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws -> Int {
         var done = 0

@@ -11,8 +11,9 @@ import Glibc
 ///     "WSPPAGES" u32 pageSize u32 depth u64 fileSize SHA256[32] u64 pageHash[pageCount]
 ///     checksum[8] (the first 8 bytes of the SHA-256 of everything before it)
 ///
-/// A cache: written temp + rename without fsync; a torn, short or damaged file reads as
-/// none, which only costs a full version.
+/// A cache: rewritten in place without fsync (a new inode and a rename per metric and run
+/// cost more than the rest of a first backup's state); a torn, short or damaged file reads
+/// as none, which only costs a full version.
 public struct PageIndex: Equatable, Sendable {
     public var pageSize: Int
     /// 0 for a full version, n for the n-th delta since the last full one.
@@ -76,9 +77,16 @@ public struct PageIndex: Equatable, Sendable {
         return decode(bytes)
     }
 
-    /// Replaces the index of `metric` (not synced: a cache).
+    /// Replaces the index of `metric` in place (not synced: a cache).
     public func write(stateDir: String, metric: String) throws {
-        try AtomicFile.write(PageIndex.path(stateDir: stateDir, metric: metric), bytes: encoded, mode: 0o600,
-                             placement: .replace, durable: false)
+        let path = PageIndex.path(stateDir: stateDir, metric: metric)
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT, mode: 0o600)
+        } catch Errno.noSuchFileOrDirectory {
+            try Path.makeDirectories(Path.directory(of: path))
+            fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT, mode: 0o600)
+        }
+        try fd.closeAfter { try encoded.withUnsafeBytes { try fd.overwrite(with: $0) } }
     }
 }

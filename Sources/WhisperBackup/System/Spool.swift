@@ -35,10 +35,14 @@ public struct SpoolFull: Error, CustomStringConvertible {
 /// seconds: a ledger left wrong by a crash, or files put there by others, cost a scan, never
 /// a stall or more than a few seconds' overshoot.
 ///
-/// Consumers empty a finished file and rename it to `.wsp-free.N` rather than unlink it, and
-/// producers write into such a file: a run then creates and frees no inodes in the spool,
-/// which on filesystems that delay the reuse of freed inodes (ext4 without a journal) made
-/// every new file slower than the last.
+/// Consumers rename a finished file to `.wsp-free.N` rather than unlink it, and producers
+/// write into such a file: a run then creates and frees no inodes in the spool, which on
+/// filesystems that delay the reuse of freed inodes (ext4 without a journal) made every new
+/// file slower than the last. A free file of at most `keepBlocksBytes` keeps its blocks too
+/// (the next file is written over them and cut to length): freeing and allocating them again
+/// for every small file cost more than the rest of the spool's work on a filesystem mounted
+/// with `discard`. Larger ones are emptied. So emptied files hold at most `maxFree` x
+/// `keepBlocksBytes` (256 MiB) of disk beyond the bound.
 ///
 /// A producer that waited `waitSeconds` in vain marks the ledger stalled: until the spool
 /// drains (a reservation is granted or a file discarded), every other reservation that does
@@ -52,6 +56,8 @@ public struct Spool: Sendable {
     static let freePrefix = ".wsp-free."
     /// Emptied files kept for reuse at most; more are unlinked.
     static let maxFree = 4096
+    /// Free files up to this size keep their blocks (see above).
+    static let keepBlocksBytes: Int64 = 64 << 10
     /// Seconds between scans of the directory while the ledger says there is room.
     static let scanInterval: Int64 = 5
     /// Whether this process has scanned the spool (single-threaded tools).
@@ -150,7 +156,7 @@ public struct Spool: Sendable {
     func cancel(_ r: SpoolReservation) {
         _ = try? withLedger { ledger in
             ledger.reservations.removeAll { $0.pid == system_getpid() && $0.token == r.token }
-            recycle(r.path, &ledger)
+            recycle(r.path, size: nil, &ledger)
         }
         TempFiles.unregister(r.path)
     }
@@ -173,7 +179,7 @@ public struct Spool: Sendable {
             let done: Void? = try? spool.withLedger { ledger in
                 ledger.stalled = false
                 for (f, size) in zip(files, sizes) {
-                    spool.recycle(f, &ledger)
+                    spool.recycle(f, size: size, &ledger)
                     ledger.spooled = max(0, ledger.spooled - size)
                 }
             }
@@ -188,9 +194,11 @@ public struct Spool: Sendable {
         waitSeconds = 0
     }
 
-    /// Under the ledger's lock: empties `path` and renames it into the free pool.
-    private func recycle(_ path: String, _ ledger: inout SpoolLedger) {
-        guard ledger.free < Spool.maxFree, (try? system_truncate(path, 0)) != nil,
+    /// Under the ledger's lock: renames `path` into the free pool, emptied unless it is small
+    /// (`size`, when the caller knows it).
+    private func recycle(_ path: String, size: Int64?, _ ledger: inout SpoolLedger) {
+        let keep = (size ?? Int64.max) <= Spool.keepBlocksBytes
+        guard ledger.free < Spool.maxFree, keep || (try? system_truncate(path, 0)) != nil,
               (try? system_rename(path, Path.join(dir, "\(Spool.freePrefix)\(ledger.free)"))) != nil else {
             _ = try? system_unlink(path)
             return
@@ -300,8 +308,9 @@ public struct Interrupted: Error, CustomStringConvertible {
 extension Spool {
     /// Waits for room for `bytes`, has `fill` write the file at the path it is given (under a
     /// temp name, so the next stage never sees part of one), and publishes it as a new spool
-    /// file, whose path it returns. If anything fails, the room and the file go back to the
-    /// spool. No fsync: the spool is scratch.
+    /// file, whose path it returns. The path may hold an earlier file's bytes: `fill` replaces
+    /// the whole content (O_TRUNC, or `FileDescriptor.overwrite`). If anything fails, the room
+    /// and the file go back to the spool. No fsync: the spool is scratch.
     public func add(reserving bytes: Int64, suffix: String = ".wsp.gz", _ fill: (String) throws -> Void) throws -> String {
         let r = try reserve(bytes)
         let dest = newPath(suffix: suffix)
@@ -318,8 +327,8 @@ extension Spool {
     /// `add` for bytes in memory.
     public func write(_ bytes: UnsafeRawBufferPointer, suffix: String = ".wsp.gz") throws -> String {
         try add(reserving: Int64(bytes.count), suffix: suffix) { path in
-            let fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
-            try fd.closeAfter { try fd.writeAll(bytes) }
+            let fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT, mode: 0o600)
+            try fd.closeAfter { try fd.overwrite(with: bytes) }
         }
     }
 }
