@@ -36,7 +36,8 @@ struct WspSnap: RecordArguments {
 
             STATE
               Before trusting the state, wsp-snap lists the store once per run (the processes
-              of a run share it through WSP_RUN_ID) and drops every entry whose version is not
+              of a run share it through WSP_RUN_ID, or else the processes one xargs starts
+              share it) and drops every entry whose version is not
               the metric's newest in the store, with the size stored, and unmarked by
               wsp-pull verify; those files are read again, and stderr says which and why.
 

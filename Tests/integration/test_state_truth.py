@@ -273,6 +273,9 @@ def test_requests_of_an_unchanged_run(kind, tmp_path, proxies):
             by_kind[e[0]] = by_kind.get(e[0], 0) + 1
         print(f"\n{kind}, unchanged run of 20 metrics in 8 processes: {len(first)} requests {by_kind}, {pages} listing page(s) of the store")
         assert "PUT" not in by_kind and pages == 1
+        # Without WSP_RUN_ID, the processes one xargs starts are one run as well.
+        bare, bare_pages = unchanged_run("")
+        assert bare_pages == 1 and len(bare) == len(first), bare
         # nothing per metric: 2 per process, the listing (and on Swift its /info, read once)
         assert len(first) == 8 * 2 + pages + (1 if kind == "swift" else 0), first
         # More objects in the store: one listing page more per 1000 on S3 (shown on radosgw,
@@ -290,6 +293,30 @@ def test_requests_of_an_unchanged_run(kind, tmp_path, proxies):
         assert pages2 == (2 if kind != "swift" else 3) and len(second) == len(first) + pages2 - pages
     finally:
         be.cleanup()
+
+
+def test_the_processes_one_xargs_starts_share_a_check_and_the_next_xargs_checks_again(tmp_path):
+    """Without WSP_RUN_ID (the README's bare pipeline), the wsp-snap processes one xargs starts
+    are one run: one check of the store, not one per process. A later pipeline (another
+    xargs) checks again and catches what changed in the store between the two; a wsp-snap
+    started by the shell itself checks on its own."""
+    be = FileBackend(tmp_path)
+    n = Node(be, tmp_path, 20)
+    n.backup()
+    metrics = sorted(r[0] for r in records(sh(f"wsp-find --root {q(n.root)}").stdout))
+
+    def run(victim, xargs=True):
+        for k in metric_keys(be, victim):
+            be.delete(k)
+        snap = f"wsp-snap --spool {q(n.spool)} --state {q(n.state)}"
+        p = sh(f"wsp-find --root {q(n.root)} | " + (f"xargs -d '\\n' -n 5 -P 2 {snap}" if xargs else snap)
+               + f" | wsp-push --state {q(n.state)} {q(be.url)}", env={"WSP_RUN_ID": ""})
+        assert by_status(records(p.stdout))["stored"] == {victim}, p.stderr
+        return p.stderr.count("file(s) the state vouched for are missing")
+
+    assert run(metrics[2]) == 1     # 4 processes, one check
+    assert run(metrics[7]) == 1     # the next xargs checked again: the deleted versions are found
+    assert run(metrics[11], xargs=False) == 1
 
 
 def test_metrics_purged_while_their_directory_was_away_are_stored_again(be, tmp_path):

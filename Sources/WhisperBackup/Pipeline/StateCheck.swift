@@ -7,8 +7,9 @@ import Glibc
 /// its version is the metric's newest in the store, with the size recorded, and not marked
 /// bad by `wsp-pull verify`; every other entry is dropped from its journal (which is compacted
 /// on the way), so the file is read and stored again. Done once per run: the run's id
-/// (`WSP_RUN_ID`, set by the wrappers) is recorded once the check is done, and the other
-/// processes of the run trust it; without a run id every process checks.
+/// (`WSP_RUN_ID`, set by the wrappers; else the xargs that started the process) is recorded
+/// once the check is done, and the other processes of the run trust it; a process with
+/// neither checks on its own.
 public enum StateCheck {
     /// What a listing says of one metric's newest version.
     struct Newest {
@@ -51,7 +52,7 @@ public enum StateCheck {
     /// Checks `state` against `store` unless this run did already. Throws when the check
     /// could not be completed: the state must not be trusted then.
     public static func ensure(state: BackupState, store: Store, layout: StoreLayout, diagnostics: Diagnostics) throws -> Result {
-        let run = system_getenv(runVariable).flatMap { $0.isEmpty ? nil : $0 }
+        let run = runID()
         let fd = try FileDescriptor.open(Path.join(state.dir, "check.lock"), O_RDWR | O_CREAT, mode: 0o600)
         return try fd.closeAfter {
             try FileLock.lock(fd, .exclusive, timeout: lockTimeout)
@@ -72,6 +73,26 @@ public enum StateCheck {
             }
             return result
         }
+    }
+
+    /// The run this process is part of: `WSP_RUN_ID`, or else, when xargs started it, that
+    /// xargs: one xargs hands out the records of one pass of a pipeline, so its processes are
+    /// one run (named by its pid and start time, and the boot: pids are reused). Nil
+    /// otherwise: a process started by a shell or a script checks on its own, since two runs
+    /// from one shell must not share a check.
+    static func runID() -> String? {
+        if let run = system_getenv(runVariable), !run.isEmpty { return run }
+        let parent = system_getppid()
+        func read(_ path: String) -> String? {
+            (try? FileDescriptor.open(path, O_RDONLY).closeAfterRead()).map { String(decoding: $0, as: UTF8.self) }
+        }
+        guard parent > 1, read("/proc/\(parent)/comm") == "xargs\n", let stat = read("/proc/\(parent)/stat"),
+              let boot = read("/proc/sys/kernel/random/boot_id"), let end = stat.lastIndex(of: ")") else { return nil }
+        // proc(5): after the command name in parentheses, field 3 (state) onwards; field 22
+        // is the start time.
+        let fields = stat[stat.index(after: end)...].split(separator: " ")
+        guard fields.count > 19 else { return nil }
+        return "xargs \(parent) \(fields[19]) \(boot.split(separator: "\n").first ?? "")"
     }
 
     /// One listing pass, then every journal compared with it (and compacted).

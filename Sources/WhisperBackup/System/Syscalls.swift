@@ -161,6 +161,9 @@ public func system_getpid() -> Int32 { processID }
 /// The tools never fork, so the id is read once (glibc makes every getpid a system call).
 private let processID = getpid()
 
+/// The corresponding C function is `getppid(2)`.
+public func system_getppid() -> Int32 { getppid() }
+
 /// Whether a process with this id exists (`kill(pid, 0)` does not fail with ESRCH).
 /// The corresponding C function is `kill(2)`.
 public func system_processExists(_ pid: Int32) -> Bool {
