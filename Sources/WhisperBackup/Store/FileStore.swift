@@ -138,7 +138,7 @@ public final class FileStore: Store {
         let dir = rel.isEmpty ? root : Path.join(root, rel)
         let entries: [DirectoryEntry]
         do {
-            entries = try system_readdir(dir)
+            entries = try system_readdir(dir, sizes: true)
         } catch Errno.noSuchFileOrDirectory {
             if rel.isEmpty { throw StoreError(.notFound, "\(location): directory \(root) does not exist") }
             return
@@ -149,16 +149,10 @@ public final class FileStore: Store {
         }
         var items: [(sortKey: String, name: String, isDir: Bool, size: Int64)] = []
         for e in entries where e.name.hasPrefix(namePrefix) && !e.name.hasPrefix(AtomicFile.tempPrefix) {
-            let full = Path.join(dir, e.name)
-            var isDir = e.kind == .directory
-            var size: Int64 = 0
-            if e.kind == .file || e.kind == .unknown {
-                guard let st = try? system_lstat(full) else { continue }
-                if st.isDirectory { isDir = true } else if st.isRegularFile { size = Int64(st.st_size) } else { continue }
-            } else if e.kind != .directory {
-                continue
-            }
-            items.append((isDir ? e.name + "/" : e.name, e.name, isDir, size))
+            // Kinds are exact here (readdir with sizes): symlinks and others are not objects.
+            guard e.kind == .directory || e.kind == .file else { continue }
+            let isDir = e.kind == .directory
+            items.append((isDir ? e.name + "/" : e.name, e.name, isDir, e.size ?? 0))
         }
         items.sort { $0.sortKey.utf8.lexicographicallyPrecedes($1.sortKey.utf8) }
         for it in items {

@@ -177,11 +177,16 @@ public struct DirectoryEntry: Sendable {
     public var kind: Kind
     /// Whether the name's bytes are valid UTF-8 (`name` holds a repaired copy otherwise).
     public var isUTF8: Bool = true
+    /// A regular file's size, with `system_readdir(_:sizes: true)`.
+    public var size: Int64? = nil
 }
 
-/// Lists a directory's entries except `.` and `..`, in no particular order.
+/// Lists a directory's entries except `.` and `..`, in no particular order. With `sizes`,
+/// each file (and each entry of unknown kind) is looked at with `fstatat(2)` relative to the
+/// open directory, which walks no path: its kind is then exact (a file that went away is
+/// left out) and a regular file has its size.
 /// The corresponding C functions are `opendir(3)`, `readdir(3)` and `closedir(3)`.
-public func system_readdir(_ path: String) throws -> [DirectoryEntry] {
+public func system_readdir(_ path: String, sizes: Bool = false) throws -> [DirectoryEntry] {
     guard let dir = opendir(path) else { throw Errno(errno, call: "opendir", path: path) }
     defer { closedir(dir) }
     var out: [DirectoryEntry] = []
@@ -201,7 +206,21 @@ public func system_readdir(_ path: String) throws -> [DirectoryEntry] {
         case Int32(DT_UNKNOWN): kind = .unknown
         default: kind = .other
         }
-        out.append(DirectoryEntry(name: name, kind: kind, isUTF8: isUTF8))
+        var entry = DirectoryEntry(name: name, kind: kind, isUTF8: isUTF8)
+        if sizes && (kind == .file || kind == .unknown) {
+            var st = stat()
+            let found = withUnsafePointer(to: ent.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { fstatat(dirfd(dir), $0, &st, AT_SYMLINK_NOFOLLOW) == 0 }
+            }
+            guard found else { continue }
+            switch st.st_mode & S_IFMT {
+            case S_IFREG: entry.kind = .file; entry.size = Int64(st.st_size)
+            case S_IFDIR: entry.kind = .directory
+            case S_IFLNK: entry.kind = .symlink
+            default: entry.kind = .other
+            }
+        }
+        out.append(entry)
     }
     return out
 }
