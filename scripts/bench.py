@@ -241,16 +241,21 @@ def scale_sample(work, P):
 
 
 def scale_room(work, per, n):
-    """(fits, one line): the bytes and inodes n files need (with a 10% margin) against what
-    the file system of work has free."""
-    need = n * sum(b for b, _ in per.values()) + SPOOL
-    inodes = n * sum(i for _, i in per.values())
+    """(mode, one line): whether n files fit on the file system of work with a 10% margin,
+    in bytes and inodes: "keep" with the tree kept beside its restored copy, "remove" when
+    only if the tree and the state are removed before the restore, None when not at all."""
+    b = {k: n * v[0] for k, v in per.items()}
+    i = {k: n * v[1] for k, v in per.items()}
+    keep = (sum(b.values()) + SPOOL, sum(i.values()))
+    remove = (max(b["root"] + b["store"] + b["state"], b["store"] + b["restore"]) + SPOOL,
+              max(i["root"] + i["store"] + i["state"], i["store"] + i["restore"]))
     free = shutil.disk_usage(work).free
     ifree = os.statvfs(work).f_favail
-    fits = 1.1 * need <= free and 1.1 * inodes <= ifree
-    return fits, (f"{n} files need about {need / 1e9:.1f} GB ({1.1 * need / 1e9:.1f} GB with a 10% margin) and "
-                  f"{inodes / 1e6:.2f} M inodes ({1.1 * inodes / 1e6:.2f} M); {work} has {free / 1e9:.1f} GB and "
-                  f"{ifree / 1e6:.2f} M inodes free")
+    mode = next((m for m, (nb, ni) in (("keep", keep), ("remove", remove)) if 1.1 * nb <= free and 1.1 * ni <= ifree), None)
+    return mode, (f"{n} files need about {keep[0] / 1e9:.1f} GB and {keep[1] / 1e6:.2f} M inodes ({1.1 * keep[0] / 1e9:.1f} GB "
+                  f"and {1.1 * keep[1] / 1e6:.2f} M with a 10% margin), or {remove[0] / 1e9:.1f} GB and {remove[1] / 1e6:.2f} M "
+                  f"({1.1 * remove[0] / 1e9:.1f} GB and {1.1 * remove[1] / 1e6:.2f} M) with the tree and the state removed before "
+                  f"the restore; {work} has {free / 1e9:.1f} GB and {ifree / 1e6:.2f} M inodes free")
 
 
 def scale(a, work):
@@ -258,12 +263,14 @@ def scale(a, work):
     backup's pipeline (--state), its unchanged re-run, `find -printf ''` over the same tree,
     and the restore into an empty directory, each timed whole, with the peak RSS of every
     process of every stage (GNU time around each, inside xargs). The restore is checked: every
-    file present at its size, and CHECKED files picked at random byte for byte (reading the
-    whole tree twice would cost minutes at a million files). The disk needed is estimated
-    first, from a SAMPLE-file tree; the run refuses (exit 2) when the largest size would not
-    fit with a 10% margin. Each size works in a directory of its own, removed before the next
-    size is generated; the measurements wait --delete-wait seconds after the last removal
-    (see main(): creating files right after many were deleted is slow on this machine)."""
+    file present at its size, and CHECKED files picked at random by SHA-256 (reading the whole
+    tree twice would cost minutes at a million files). The disk needed is estimated first,
+    from a SAMPLE-file tree; the run refuses (exit 2) when the largest size would not fit with
+    a 10% margin even with the tree and the state removed before the restore (which it does
+    when only that fits, or with --restore-alone). Each size works in a directory of its own,
+    removed before the next size is generated; the measurements wait --delete-wait seconds
+    after the last removal (see main(): creating files right after many were deleted is slow
+    on this machine)."""
     try:
         sizes = sorted({int(x) for x in a.scale.split(",")})
     except ValueError:
@@ -277,15 +284,15 @@ def scale(a, work):
     print(f"Disk, measured on a {SAMPLE}-file small-schema sample: a file takes {per['root'][0] / 1e3:.1f} KB in the tree "
           f"(its directories included), {per['store'][0] / 1e3:.1f} KB in the store, {per['state'][0] / 1e3:.1f} KB of state "
           f"and {per['restore'][0] / 1e3:.1f} KB restored; plus the spool, {SPOOL >> 30} GiB at most.")
-    fits, line = scale_room(work, per, sizes[-1])
+    mode, line = scale_room(work, per, sizes[-1])
     print(f"Disk: {line}.", flush=True)
-    if not fits:
+    if not mode:
         print(f"bench: not enough room: {line}", file=sys.stderr)
         sys.exit(2)
     rows = []
     for n in sizes:
-        fits, line = scale_room(work, per, n)   # the machine is shared: ask again
-        if not fits:
+        mode, line = scale_room(work, per, n)   # the machine is shared: ask again
+        if not mode:
             scale_report(rows, P)
             print(f"bench: not enough room: {line}", file=sys.stderr)
             sys.exit(2)
@@ -304,16 +311,27 @@ def scale(a, work):
         row["first"] = timed(scale_pipeline("backup", d, P, K, "first"))[0]
         row["unchanged"] = timed(scale_pipeline("backup", d, P, K, "unchanged"))[0]
         row["find"] = timed(f"find {d['root']} -name '*.wsp' -printf ''")[0]
-        row["restore"] = timed(scale_pipeline("restore", d, P, K, "restore"))[0]
+        # What the restore must give back: every file at its size, CHECKED of them (picked at
+        # random) with these SHA-256 digests.
         want = {os.path.relpath(os.path.join(p, f), d["root"]): os.lstat(os.path.join(p, f)).st_size
                 for p, _, fs in os.walk(d["root"]) for f in fs}
+        checked = {}
+        for rel in random.Random(n).sample(sorted(want), min(CHECKED, n)):
+            with open(os.path.join(d["root"], rel), "rb") as f:
+                checked[rel] = hashlib.file_digest(f, "sha256").hexdigest()
+        row["removed"] = "--restore-alone" if a.restore_alone else ("too little disk for both copies" if mode == "remove" else None)
+        if row["removed"]:
+            shutil.rmtree(d["root"])
+            shutil.rmtree(d["state"])
+            time.sleep(a.delete_wait)
+        row["restore"] = timed(scale_pipeline("restore", d, P, K, "restore"))[0]
         got = {os.path.relpath(os.path.join(p, f), d["restore"]): os.lstat(os.path.join(p, f)).st_size
                for p, _, fs in os.walk(d["restore"]) for f in fs}
         if len(want) != n or got != want:
             sys.exit(f"bench: the restore of {n} files differs from the tree ({len(got)} files restored, {len(want)} in the tree)")
-        for rel in random.Random(n).sample(sorted(want), min(CHECKED, n)):
-            with open(os.path.join(d["root"], rel), "rb") as f1, open(os.path.join(d["restore"], rel), "rb") as f2:
-                if f1.read() != f2.read():
+        for rel, digest in checked.items():
+            with open(os.path.join(d["restore"], rel), "rb") as f:
+                if hashlib.file_digest(f, "sha256").hexdigest() != digest:
                     sys.exit(f"bench: restored {rel} differs from the tree")
         for run, _, _ in RUNS:
             row[run + " peaks"] = peaks(d["logs"], run)
@@ -336,7 +354,9 @@ def scale_report(rows, P):
     stage_max = [{s: max(v for run, _, _ in RUNS for v in r[run + " peaks"].get(s, [0])) for s in STAGES} for r in rows]
     print(f"\nSmall-schema trees (gen-tree.py --schemas small, 21.6 and 25.9 KB files); {P} processes per stage, "
           f"records per process max(50, min(4000, files / {4 * P})); {os.cpu_count()} cores. Restores checked: every file "
-          f"present at its size, {CHECKED} picked at random byte for byte (not all: that would read the tree twice).\n")
+          f"present at its size, up to {CHECKED} picked at random checked by SHA-256 (not all: that would read the tree twice)."
+          + "".join(f" At {r['files']} files the tree and the state were removed before the restore ({r['removed']})."
+                    for r in rows if r["removed"]) + "\n")
     print("| files | tree GB | first backup s | µs per file | unchanged s | find s | unchanged / find | restore s | µs per file | "
           + " | ".join(f"{s} peak MB" for s in STAGES) + " |")
     print("|" + "---:|" * (9 + len(STAGES)))
@@ -391,6 +411,8 @@ def main():
     ap.add_argument("--scale", metavar="N1,N2,...", help="first backup, unchanged re-run and restore of small-schema trees of these sizes (see scale())")
     ap.add_argument("--million", action="store_const", dest="scale", const="1000000", help="--scale 1000000")
     ap.add_argument("--delete-wait", type=float, default=65, help="--scale: seconds between removing a tree and the next measurement (default 65)")
+    ap.add_argument("--restore-alone", action="store_true",
+                    help="--scale: remove the tree and the state before the restore (done anyway when the disk holds no more)")
     a = ap.parse_args()
     work = a.work or tempfile.mkdtemp(prefix="wsp-bench.", dir=os.environ.get("TMPDIR", "/var/tmp"))
     os.makedirs(work, exist_ok=True)
