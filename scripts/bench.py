@@ -4,12 +4,15 @@
 Times whole runs (wall, user, sys, peak RSS of the largest process) and reports medians over
 --runs and ratios to restic measured in the same run. --daily: the daily-versions scenario
 (store growth per day while carbon writes, restore of the oldest and newest version). Called
-by scripts/bench.sh."""
+by scripts/bench.sh. --scale N1,N2,... (--million: 1000000): the first backup, unchanged
+re-run and restore of small-schema trees of those sizes, with the peak memory of every
+process (see scale())."""
 import argparse
 import hashlib
 import json
 import math
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -155,6 +158,244 @@ def daily(a, work):
         print(f"- {what}: {value} (target {target}: {'met' if ok else 'NOT met'})")
     shutil.rmtree(rundir, ignore_errors=True)
 
+SAMPLE = 1000         # files of the sample tree --scale measures the disk estimate on
+SPOOL = 1 << 30       # the spool's bound (the tools' --spool-max default), counted whole
+CHECKED = 1000        # restored files --scale compares byte for byte
+MEM_TARGET = 64       # MB: the peak memory any one process may reach, at any tree size
+STAGES = ("wsp-find", "wsp-snap", "wsp-push", "wsp-pull list", "wsp-pull get", "wsp-merge")
+RUNS = (("first", "first backup", STAGES[:3]), ("unchanged", "unchanged re-run", STAGES[:3]),
+        ("restore", "restore", STAGES[3:]))
+
+
+def usage(path):
+    """(bytes in its files, bytes allocated to its files and directories, inodes) under path."""
+    size = alloc = inodes = 0
+    for d, _, fs in os.walk(path):
+        st = os.lstat(d)
+        alloc, inodes = alloc + 512 * st.st_blocks, inodes + 1
+        for f in fs:
+            st = os.lstat(os.path.join(d, f))
+            size, alloc, inodes = size + st.st_size, alloc + 512 * st.st_blocks, inodes + 1
+    return size, alloc, inodes
+
+
+def scale_dirs(rundir):
+    d = {k: os.path.join(rundir, k) for k in ("root", "store", "state", "spool", "restore", "logs")}
+    os.makedirs(d["store"])
+    os.makedirs(d["logs"])
+    return d
+
+
+def scale_pipeline(kind, d, P, K, run):
+    """The first backup's pipeline (wsp-find | wsp-snap --state | wsp-push --state) or the
+    restore (wsp-pull list | wsp-pull get | wsp-merge into d["restore"]) as main() runs them,
+    every process under GNU time: one line per process, STAGE<TAB>peak RSS KB<TAB>wall s, in
+    a log per run and stage (logs/RUN.STAGE). The label is fixed: %C would be every record."""
+    xargs = f"xargs -d '\\n' -r -P {P} -s 1000000 -n {K}"
+
+    def t(stage):
+        return f"/usr/bin/time -a -o {os.path.join(d['logs'], run + '.' + stage.replace(' ', '-'))} -f '{stage}\\t%M\\t%e'"
+    store = f"file://{d['store']}"
+    if kind == "backup":
+        return (f"{t('wsp-find')} wsp-find --root {d['root']}"
+                f" | {xargs} {t('wsp-snap')} wsp-snap --spool {d['spool']} --state {d['state']}"
+                f" | {xargs} {t('wsp-push')} wsp-push --state {d['state']} {store} > {os.path.join(d['logs'], run + '.pushed')}")
+    return (f"{t('wsp-pull list')} wsp-pull list {store} '*'"
+            f" | {xargs} {t('wsp-pull get')} wsp-pull get --spool {d['spool']} {store}"
+            f" | {xargs} {t('wsp-merge')} wsp-merge --root {d['restore']}")
+
+
+def peaks(logs, run):
+    """{stage: [peak RSS in KB of each of its processes]} of one run."""
+    out = {}
+    for stage in STAGES:
+        path = os.path.join(logs, run + "." + stage.replace(" ", "-"))
+        if os.path.exists(path):
+            with open(path) as f:
+                out[stage] = [int(p[1]) for p in (line.rstrip("\n").split("\t") for line in f) if len(p) == 3 and p[0] == stage]
+    return out
+
+
+def records_per_process(n, P):
+    # as main() chooses them: about four batches per process, at least 50, at most 4000
+    return max(50, min(4000, n // (4 * P)))
+
+
+def scale_sample(work, P):
+    """What one small-schema file costs on this disk: its bytes and inodes in the tree (its
+    directories included), the store, the state and the restored copy, measured on a
+    SAMPLE-file tree through the same pipelines: {part: (bytes, inodes) per file}."""
+    rundir = os.path.join(work, "scale-sample")
+    d = scale_dirs(rundir)
+    subprocess.run([sys.executable, GEN, d["root"], "--files", str(SAMPLE), "--schemas", "small", "--now", str(NOW)],
+                   check=True, stderr=subprocess.DEVNULL)
+    K = records_per_process(SAMPLE, P)
+    timed(scale_pipeline("backup", d, P, K, "sample"))
+    timed(scale_pipeline("restore", d, P, K, "sample"))
+    per = {}
+    for part in ("root", "store", "state", "restore"):
+        _, alloc, inodes = usage(d[part])
+        per[part] = (alloc / SAMPLE, inodes / SAMPLE)
+    shutil.rmtree(rundir)
+    return per
+
+
+def scale_room(work, per, n):
+    """(mode, one line): whether n files fit on the file system of work with a 10% margin,
+    in bytes and inodes: "keep" with the tree kept beside its restored copy, "remove" when
+    only if the tree and the state are removed before the restore, None when not at all."""
+    b = {k: n * v[0] for k, v in per.items()}
+    i = {k: n * v[1] for k, v in per.items()}
+    keep = (sum(b.values()) + SPOOL, sum(i.values()))
+    remove = (max(b["root"] + b["store"] + b["state"], b["store"] + b["restore"]) + SPOOL,
+              max(i["root"] + i["store"] + i["state"], i["store"] + i["restore"]))
+    free = shutil.disk_usage(work).free
+    ifree = os.statvfs(work).f_favail
+    mode = next((m for m, (nb, ni) in (("keep", keep), ("remove", remove)) if 1.1 * nb <= free and 1.1 * ni <= ifree), None)
+    return mode, (f"{n} files need about {keep[0] / 1e9:.1f} GB and {keep[1] / 1e6:.2f} M inodes ({1.1 * keep[0] / 1e9:.1f} GB "
+                  f"and {1.1 * keep[1] / 1e6:.2f} M with a 10% margin), or {remove[0] / 1e9:.1f} GB and {remove[1] / 1e6:.2f} M "
+                  f"({1.1 * remove[0] / 1e9:.1f} GB and {1.1 * remove[1] / 1e6:.2f} M) with the tree and the state removed before "
+                  f"the restore; {work} has {free / 1e9:.1f} GB and {ifree / 1e6:.2f} M inodes free")
+
+
+def scale(a, work):
+    """Small-schema trees of each size in --scale (gen-tree.py --schemas small): the first
+    backup's pipeline (--state), its unchanged re-run, `find -printf ''` over the same tree,
+    and the restore into an empty directory, each timed whole, with the peak RSS of every
+    process of every stage (GNU time around each, inside xargs). The restore is checked: every
+    file present at its size, and CHECKED files picked at random by SHA-256 (reading the whole
+    tree twice would cost minutes at a million files). The disk needed is estimated first,
+    from a SAMPLE-file tree; the run refuses (exit 2) when the largest size would not fit with
+    a 10% margin even with the tree and the state removed before the restore (which it does
+    when only that fits, or with --restore-alone). Each size works in a directory of its own,
+    removed before the next size is generated; the measurements wait --delete-wait seconds
+    after the last removal (see main(): creating files right after many were deleted is slow
+    on this machine)."""
+    try:
+        sizes = sorted({int(x) for x in a.scale.split(",")})
+    except ValueError:
+        sizes = []
+    if not sizes or sizes[0] < 1:
+        print(f"bench: --scale {a.scale}: want a comma-separated list of file counts, such as 100000,250000,500000", file=sys.stderr)
+        sys.exit(2)
+    P = a.processes
+    per = scale_sample(work, P)
+    deleted = time.monotonic()
+    print(f"Disk, measured on a {SAMPLE}-file small-schema sample: a file takes {per['root'][0] / 1e3:.1f} KB in the tree "
+          f"(its directories included), {per['store'][0] / 1e3:.1f} KB in the store, {per['state'][0] / 1e3:.1f} KB of state "
+          f"and {per['restore'][0] / 1e3:.1f} KB restored; plus the spool, {SPOOL >> 30} GiB at most.")
+    mode, line = scale_room(work, per, sizes[-1])
+    print(f"Disk: {line}.", flush=True)
+    if not mode:
+        print(f"bench: not enough room: {line}", file=sys.stderr)
+        sys.exit(2)
+    rows = []
+    for n in sizes:
+        mode, line = scale_room(work, per, n)   # the machine is shared: ask again
+        if not mode:
+            scale_report(rows, P)
+            print(f"bench: not enough room: {line}", file=sys.stderr)
+            sys.exit(2)
+        rundir = os.path.join(work, f"scale-{n}")
+        d = scale_dirs(rundir)
+        t0 = time.monotonic()
+        subprocess.run([sys.executable, GEN, d["root"], "--files", str(n), "--schemas", "small", "--now", str(NOW)],
+                       check=True, stderr=subprocess.DEVNULL)
+        generated = time.monotonic() - t0
+        tree_bytes, _, _ = usage(d["root"])
+        # let the files settle, so the state may trust their stat, and the kernel stop
+        # protecting the inodes freed by the last removal
+        time.sleep(max(2.5, a.delete_wait - (time.monotonic() - deleted)))
+        K = records_per_process(n, P)
+        row = {"files": n, "bytes": tree_bytes, "K": K}
+        row["first"] = timed(scale_pipeline("backup", d, P, K, "first"))[0]
+        row["unchanged"] = timed(scale_pipeline("backup", d, P, K, "unchanged"))[0]
+        row["find"] = timed(f"find {d['root']} -name '*.wsp' -printf ''")[0]
+        # What the restore must give back: every file at its size, CHECKED of them (picked at
+        # random) with these SHA-256 digests.
+        want = {os.path.relpath(os.path.join(p, f), d["root"]): os.lstat(os.path.join(p, f)).st_size
+                for p, _, fs in os.walk(d["root"]) for f in fs}
+        checked = {}
+        for rel in random.Random(n).sample(sorted(want), min(CHECKED, n)):
+            with open(os.path.join(d["root"], rel), "rb") as f:
+                checked[rel] = hashlib.file_digest(f, "sha256").hexdigest()
+        row["removed"] = "--restore-alone" if a.restore_alone else ("too little disk for both copies" if mode == "remove" else None)
+        if row["removed"]:
+            shutil.rmtree(d["root"])
+            shutil.rmtree(d["state"])
+            time.sleep(a.delete_wait)
+        row["restore"] = timed(scale_pipeline("restore", d, P, K, "restore"))[0]
+        got = {os.path.relpath(os.path.join(p, f), d["restore"]): os.lstat(os.path.join(p, f)).st_size
+               for p, _, fs in os.walk(d["restore"]) for f in fs}
+        if len(want) != n or got != want:
+            sys.exit(f"bench: the restore of {n} files differs from the tree ({len(got)} files restored, {len(want)} in the tree)")
+        for rel, digest in checked.items():
+            with open(os.path.join(d["restore"], rel), "rb") as f:
+                if hashlib.file_digest(f, "sha256").hexdigest() != digest:
+                    sys.exit(f"bench: restored {rel} differs from the tree")
+        for run, _, _ in RUNS:
+            row[run + " peaks"] = peaks(d["logs"], run)
+        for run in ("first", "unchanged"):
+            with open(os.path.join(d["logs"], run + ".pushed")) as f:
+                row[run + " stored"] = sum(1 for line in f if line.rstrip("\n").split("\t")[5:6] == ["stored"])
+        rows.append(row)
+        sys.stdout.flush()
+        print(f"bench: {n} files generated in {generated:.0f} s; first backup {row['first']:.1f} s, unchanged {row['unchanged']:.1f} s, "
+              f"restore {row['restore']:.1f} s", file=sys.stderr, flush=True)
+        shutil.rmtree(rundir)
+        deleted = time.monotonic()
+    scale_report(rows, P)
+
+
+def scale_report(rows, P):
+    if not rows:
+        return
+    mb = lambda kb: kb / 1024   # noqa: E731
+    stage_max = [{s: max(v for run, _, _ in RUNS for v in r[run + " peaks"].get(s, [0])) for s in STAGES} for r in rows]
+    print(f"\nSmall-schema trees (gen-tree.py --schemas small, 21.6 and 25.9 KB files); {P} processes per stage, "
+          f"records per process max(50, min(4000, files / {4 * P})); {os.cpu_count()} cores. Restores checked: every file "
+          f"present at its size, up to {CHECKED} picked at random checked by SHA-256 (not all: that would read the tree twice)."
+          + "".join(f" At {r['files']} files the tree and the state were removed before the restore ({r['removed']})."
+                    for r in rows if r["removed"]) + "\n")
+    print("| files | tree GB | first backup s | µs per file | unchanged s | find s | unchanged / find | restore s | µs per file | "
+          + " | ".join(f"{s} peak MB" for s in STAGES) + " |")
+    print("|" + "---:|" * (9 + len(STAGES)))
+    for r, m in zip(rows, stage_max):
+        n = r["files"]
+        print(f"| {n} | {r['bytes'] / 1e9:.3f} | {r['first']:.2f} | {1e6 * r['first'] / n:.0f} | {r['unchanged']:.2f} | "
+              f"{r['find']:.2f} | {r['unchanged'] / max(r['find'], 0.005):.1f}x | {r['restore']:.2f} | {1e6 * r['restore'] / n:.0f} | "
+              + " | ".join(f"{mb(m[s]):.1f}" for s in STAGES) + " |")
+    print("\n| files | run | stage | processes | peak RSS max MB | median MB |\n|---:|---|---|---:|---:|---:|")
+    for r in rows:
+        for run, label, stages in RUNS:
+            for s in stages:
+                ps = r[run + " peaks"].get(s, [])
+                if ps:
+                    print(f"| {r['files']} | {label} | {s} | {len(ps)} | {mb(max(ps)):.1f} | {mb(statistics.median(ps)):.1f} |")
+    print("\nVersions stored: " + "; ".join(f"{r['files']} files: first backup {r['first stored']}, unchanged re-run {r['unchanged stored']}"
+                                            for r in rows) + ".")
+    # Linearity: time per file and peak memory of each stage against the smallest size.
+    base, base_m = rows[0], stage_max[0]
+    keys = [("first backup µs/file", lambda r, m: r["first"] / r["files"]),
+            ("unchanged µs/file", lambda r, m: r["unchanged"] / r["files"]),
+            ("restore µs/file", lambda r, m: r["restore"] / r["files"])] + \
+           [(f"{s} MB", lambda r, m, s=s: m[s]) for s in STAGES]
+    outside = []
+    if len(rows) > 1:
+        print(f"\nAgainst the smallest size ({base['files']} files):\n")
+        print("| files | " + " | ".join(k for k, _ in keys) + " |\n|---:|" + "---:|" * len(keys))
+        for r, m in zip(rows, stage_max):
+            ratios = [f(r, m) / f(base, base_m) for _, f in keys]
+            outside += [f"{k} {x:.2f}x at {r['files']}" for (k, _), x in zip(keys, ratios) if abs(x - 1) > 0.10]
+            print(f"| {r['files']} | " + " | ".join(f"{x:.2f}x" for x in ratios) + " |")
+        print(f"\n- linear (time per file and peak memory of every stage within 10% of the smallest size's): "
+              + ("yes" if not outside else "no: " + "; ".join(outside)))
+    else:
+        print("\n- linear: one size only, nothing to compare")
+    top = max(((m[s], s, r["files"]) for r, m in zip(rows, stage_max) for s in STAGES))
+    print(f"- every process <= {MEM_TARGET} MB: {'yes' if mb(top[0]) <= MEM_TARGET else 'NO'} "
+          f"(the largest: {top[1]} {mb(top[0]):.1f} MB at {top[2]} files)", flush=True)
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -167,9 +408,21 @@ def main():
     ap.add_argument("--daily", action="store_true", help="the daily-versions scenario (see daily())")
     ap.add_argument("--days", type=int, default=5, help="days of --daily (default 5)")
     ap.add_argument("--full-every", type=int, default=10, help="wsp-snap --full-every in --daily, when it has it (its default)")
+    ap.add_argument("--scale", metavar="N1,N2,...", help="first backup, unchanged re-run and restore of small-schema trees of these sizes (see scale())")
+    ap.add_argument("--million", action="store_const", dest="scale", const="1000000", help="--scale 1000000")
+    ap.add_argument("--delete-wait", type=float, default=65, help="--scale: seconds between removing a tree and the next measurement (default 65)")
+    ap.add_argument("--restore-alone", action="store_true",
+                    help="--scale: remove the tree and the state before the restore (done anyway when the disk holds no more)")
     a = ap.parse_args()
     work = a.work or tempfile.mkdtemp(prefix="wsp-bench.", dir=os.environ.get("TMPDIR", "/var/tmp"))
     os.makedirs(work, exist_ok=True)
+    if a.scale:
+        try:
+            scale(a, work)
+        finally:
+            if not a.work:
+                shutil.rmtree(work, ignore_errors=True)
+        return
     if a.daily:
         daily(a, work)
         if not a.work:

@@ -11,6 +11,14 @@
 #   scripts/bench.sh --daily --days N --full-every K   N days (default 5); K is passed to
 #                                 wsp-snap when it has --full-every (delta versions; default 10, as the tools)
 #   scripts/bench.sh --daily --files 30 --days 3       a quick check
+#   scripts/bench.sh --scale 100000,250000,500000      small-schema trees of these sizes: first
+#                                 backup, unchanged re-run, find, restore (checked), peak RSS of
+#                                 every process of every stage, and whether time per file and
+#                                 peak memory stay within 10% of the smallest size's; estimates
+#                                 the disk needed first and exits 2 if it cannot fit
+#   scripts/bench.sh --million    --scale 1000000 (a ~24 GB tree; the disk check says what it needs)
+#   --processes P, --work DIR, --delete-wait S (65: after removing a tree), --restore-alone
+#                                 (remove the tree before the restore) apply to --scale
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
