@@ -41,6 +41,19 @@ final class StoreConformanceTests: XCTestCase {
             try store.list(prefix: layout.prefix + "m.a") { listed.append($0.key) }
             let expected = keys.filter { $0.hasPrefix(layout.prefix + "m.a") }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
             XCTAssertEqual(listed, expected, store.location)
+            // a listing that starts after a key (S3 start-after, Swift marker), whether or not
+            // the key exists, and one ended by its caller
+            for start in [expected[0], layout.prefix + "m.a b/0", layout.prefix + "m.a/1"] {
+                listed = []
+                try store.list(prefix: layout.prefix + "m.a", startAfter: start) { listed.append($0.key) }
+                XCTAssertEqual(listed, expected.filter { start.utf8.lexicographicallyPrecedes($0.utf8) }, "\(store.location) after \(start)")
+            }
+            struct Enough: Error {}
+            listed = []
+            XCTAssertThrowsError(try store.list(prefix: layout.prefix) { listed.append($0.key); if listed.count == 2 { throw Enough() } }) {
+                XCTAssertTrue($0 is Enough, "\($0)")
+            }
+            XCTAssertEqual(listed.count, 2)
             // replace is atomic and whole
             try store.put(keys[1], body: .bytes(Array("replaced".utf8)))
             XCTAssertEqual(try store.getBytes(keys[1], scratchDir: scratch), Array("replaced".utf8))

@@ -43,6 +43,47 @@ final class StoreListingTests: XCTestCase {
         XCTAssertEqual(seen, ["a.b.c", "a.b"])   // key order: "a.b.c/" sorts before "a.b/"
     }
 
+    /// A batch's metrics read from one listing of their range are what a listing of each
+    /// gives: both layouts, bad marks, markers, deltas; names in the range not asked for stay
+    /// out, a name the store lacks comes back empty, a long name (under HEAD~H/) is listed on
+    /// its own. One listing request for the range where the store lists ranges.
+    func testABatchListedAsOneRangeEqualsAListingPerMetric() throws {
+        let long = "x." + String(repeating: "l", count: 300)
+        let (fs, l) = try store([])
+        let v1 = l.key(metric: "a.b", time: 1_795_000_000, hash: h1)
+        let keys = [
+            "a/20261127T035433Z.\(h1).wsp.gz",
+            "a.b/2015-01-26T15:41:55+00:00.wsp.gz", "a.b/2015-01-26T15:41:55+00:00.sha1", v1, l.badKey(v1),
+            l.deltaKey(metric: "a.b", time: 1_795_000_100, hash: h2, base: VersionRef(time: 1_795_000_000, hash: h1)),
+            "a.b.c/20261127T035433Z.\(h1).wsp.gz", "a.b.c/gone-since.20261201T000000Z",
+            "a.bz/20261127T035433Z.\(h2).wsp.gz",
+            "b/20261127T035433Z.\(h2).wsp.gz", "c/20261127T035433Z.\(h2).wsp.gz",
+            l.key(metric: long, time: 1_795_000_000, hash: h1), l.fullNameKey(long), ".wsp-store-id",
+        ]
+        var objects: [String: [UInt8]] = [:]
+        for k in keys { objects[k] = Array(k.utf8) }
+        objects[l.fullNameKey(long)] = Array(long.utf8)
+        let mem = MemoryStore(objects)
+        for k in keys { try fs.put(k, body: .bytes(objects[k]!)) }
+        let asked = ["b", "a.b", "a.b.c", "a.bb", long]
+        let batch = try StoreListing.metrics(asked, in: mem, layout: l)
+        XCTAssertEqual(mem.calls.filter { $0 == "list" }.count, 2, "one range, and the long name on its own")
+        XCTAssertEqual(Set(batch.keys), Set(asked))
+        for m in asked {
+            let one = try StoreListing.metric(m, in: fs, layout: l)
+            let got = try XCTUnwrap(batch[m])
+            XCTAssertEqual(got.versions.map(\.key), one.versions.map(\.key), m)
+            XCTAssertEqual(got.allKeys(layout: l), one.allKeys(layout: l), m)
+            XCTAssertEqual(got.bad, one.bad, m)
+        }
+        XCTAssertEqual(batch["a.b"]?.versions.count, 3)
+        XCTAssertTrue(batch["a.bb"]?.isEmpty == true)
+        XCTAssertEqual(batch[long]?.versions.count, 1)
+        // Stores that walk everything before a start (file://) list metric by metric.
+        _ = try StoreListing.metrics(["b", "c"], in: fs, layout: l)
+        XCTAssertFalse(fs.listsRanges)
+    }
+
     func testADeltaIsIntactOnlyWhileItsWholeChainIsListedAndNotBad() throws {
         let m = "a.b", h3 = String(repeating: "3", count: 64), h4 = String(repeating: "4", count: 64)
         let l = StoreLayout(prefix: "")

@@ -295,6 +295,48 @@ def test_requests_of_an_unchanged_run(kind, tmp_path, proxies):
         be.cleanup()
 
 
+@pytest.mark.parametrize("kind", ["swift-s3api", "swift"])
+def test_requests_of_a_first_backup_and_its_prune(kind, tmp_path, proxies):
+    """Records from xargs are listed a batch at a time: one listing of the batch's range of
+    metrics (a page per 1000 keys), not one per metric, by wsp-push (before it stores or
+    deduplicates) and wsp-prune --keep. A store a round trip away then costs about one
+    request per new version. The listings are whole: a backup without the state finds every
+    version in them (all unchanged), and a restore is the tree."""
+    be = SwiftBackend(tmp_path) if kind == "swift" else S3Backend(kind, tmp_path)
+    try:
+        n = Node(be, tmp_path, 40, schemas="small")
+        if kind == "swift":
+            up = urllib.parse.urlsplit(be.storage)
+            px = Proxy(tmp_path, f"{up.scheme}://{up.netloc}")
+            env = dict(be.env, ST_AUTH="", ST_USER="", ST_KEY="", OS_AUTH_TOKEN=be.token, OS_STORAGE_URL=px.url + up.path)
+        else:
+            px = Proxy(tmp_path, be.endpoint)
+            env = dict(be.env, AWS_ENDPOINT_URL=px.url)
+        proxies.append(px)
+
+        def run(state):
+            start = px.mark()
+            s = f"--state {q(n.state)}" if state else ""
+            p = sh(f"wsp-find --root {q(n.root)} | xargs -d '\\n' -n 20 wsp-snap --spool {q(n.spool)} {s}"
+                   f" | xargs -d '\\n' -n 20 wsp-push {s} {be.create} {q(be.url)}"
+                   f" | xargs -d '\\n' -n 40 wsp-prune --keep 1 {q(be.url)}", env=env)
+            entries = px.entries()[start:]
+            lists = [e for e in entries if e[0] == "GET" and ("list-type=2" in e[1] or "format=json" in e[1])
+                     and "max-keys=1&" not in e[1] + "&" and "limit=1&" not in e[1] + "&"]
+            puts = [e for e in entries if e[0] == "PUT" and ".wsp.gz" in e[1]]
+            return p, entries, len(lists), len(puts)
+
+        p, first, lists, puts = run(state=True)
+        print(f"\n{kind}, first backup of 40 metrics (2 wsp-push batches of 20, one wsp-prune of 40): "
+              f"{len(first)} requests, {lists} listings, {puts} PUTs")
+        assert puts == 40 and lists == 3, first
+        p, again, lists, puts = run(state=False)
+        assert puts == 0 and lists == 3, again     # every version found in the batch listings
+        n.restore_and_compare()
+    finally:
+        be.cleanup()
+
+
 def test_the_processes_one_xargs_starts_share_a_check_and_the_next_xargs_checks_again(tmp_path):
     """Without WSP_RUN_ID (the README's bare pipeline), the wsp-snap processes one xargs starts
     are one run: one check of the store, not one per process. A later pipeline (another

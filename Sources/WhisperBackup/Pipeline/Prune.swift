@@ -14,9 +14,27 @@ public struct Prune {
         self.dryRun = dryRun
     }
 
+    /// Metrics listed together when records come from arguments.
+    public static let batchSize = 256
+
     public func run(input: RecordInput?, output: RecordWriter, diagnostics: Diagnostics) throws {
         if let input {
             var seen = Set<String>()
+            var batch: [String] = []
+            // Records from arguments (xargs) are listed a batch at a time (one listing of the
+            // batch's range where the store lists ranges cheaply); from stdin one at a time.
+            let limit = input.isBuffered ? Prune.batchSize : 1
+            func pruneBatch() {
+                let listed = batch.count > 1 ? try? StoreListing.metrics(batch, in: store, layout: layout) : nil
+                for metric in batch where !Signals.stopRequested && !output.closed {
+                    do {
+                        try prune(listed?[metric] ?? StoreListing.metric(metric, in: store, layout: layout), output: output, diagnostics: diagnostics)
+                    } catch {
+                        diagnostics.fail(metric, error)
+                    }
+                }
+                batch.removeAll(keepingCapacity: true)
+            }
             for record in input.records(until: output) {
                 let metric = record.metric
                 // Records of one metric often come in a run (wsp-push output); skip repeats.
@@ -24,11 +42,14 @@ public struct Prune {
                 if seen.count > 100_000 { seen = [metric] }
                 do {
                     try MetricName.validate(metric)
-                    try prune(StoreListing.metric(metric, in: store, layout: layout), output: output, diagnostics: diagnostics)
                 } catch {
                     diagnostics.fail(metric, error)
+                    continue
                 }
+                batch.append(metric)
+                if batch.count >= limit { pruneBatch() }
             }
+            if !batch.isEmpty && !Signals.stopRequested { pruneBatch() }
         } else {
             try StoreListing.forEachMetric(in: store, layout: layout, prefix: layout.prefix) { objects in
                 if Signals.stopRequested || output.closed { return }

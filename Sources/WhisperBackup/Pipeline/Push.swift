@@ -93,6 +93,10 @@ public struct Push {
     /// file again); once the store is down (`giveUpAfter`), records fail without a request.
     func pushBatch(_ records: [Record], output: RecordWriter, diagnostics: Diagnostics, health: StoreHealth) {
         var uploads: [Upload] = []
+        // The objects of the batch's metrics in one listing where the store lists ranges
+        // cheaply; a listing that fails leaves each record to list its own (and fail alone).
+        let toList = records.filter { $0[4] != nil && $0[4] != "-" && (try? MetricName.validate($0.metric)) != nil }.map(\.metric)
+        let listed = toList.count > 1 && !health.down ? try? StoreListing.metrics(toList, in: store, layout: layout) : nil
         for record in records {
             if health.down {
                 diagnostics.fail(record.metric, "not tried: the store failed \(health.failedInARow) records in a row through the retries (\(health.last))")
@@ -100,7 +104,7 @@ public struct Push {
                 continue
             }
             do {
-                switch try plan(record, diagnostics: diagnostics) {
+                switch try plan(record, listed: listed?[record.metric], diagnostics: diagnostics) {
                 case .done(let fields, let outcome):
                     output.write(Record(fields))
                     diagnostics.done(outcome)
@@ -141,7 +145,8 @@ public struct Push {
         case upload(Upload)
     }
 
-    func plan(_ record: Record, diagnostics: Diagnostics? = nil) throws -> Plan {
+    /// `listed`: the metric's objects from the batch's listing, if it was listed.
+    func plan(_ record: Record, listed: MetricObjects? = nil, diagnostics: Diagnostics? = nil) throws -> Plan {
         let metric = record.metric
         try MetricName.validate(metric)
         guard let timeText = record[1], let time = Timestamp.parseBasic(Substring(timeText)) else {
@@ -175,7 +180,7 @@ public struct Push {
         // one nor moves its time.
         // A version is deduplicated against, or built on, only while it is intact: not marked
         // bad, and for a delta every version its chain reaches listed and not marked bad.
-        var objects = try StoreListing.metric(metric, in: store, layout: layout)
+        var objects = try listed ?? StoreListing.metric(metric, in: store, layout: layout)
         let newest = objects.versions.last { $0.time <= time + Versions.clockSlack }
         if let newest, newest.hash == hash, objects.isIntact(newest), checkNewest, let reason = try damage(newest, scratch: gzPath) {
             // --full: the version this content would be deduplicated against is damaged.

@@ -106,8 +106,10 @@ public final class StrayKeys {
 /// Reading a store's listing metric by metric, for every layout alike.
 public enum StoreListing {
     /// One listing pass over `prefix`, calling `body` once per metric that `include` accepts,
-    /// with all its objects (the keys of one metric are contiguous in key order).
-    public static func forEachMetric(in store: Store, layout: StoreLayout, prefix: String,
+    /// with all its objects (the keys of one metric are contiguous in key order). A range:
+    /// from the first key after `startAfter` to the last key that starts with `through`.
+    public static func forEachMetric(in store: Store, layout: StoreLayout, prefix: String, startAfter: String? = nil,
+                                     through: String? = nil,
                                      include: (String) -> Bool = { _ in true }, strays: StrayKeys? = nil,
                                      _ body: (MetricObjects) throws -> Void) throws {
         var acc: Accumulator? = nil
@@ -128,7 +130,12 @@ public enum StoreListing {
             }
             try body(objects)
         }
-        try store.list(prefix: prefix) { obj in
+        struct PastTheRange: Error {}
+        do {
+          try store.list(prefix: prefix, startAfter: startAfter) { obj in
+            if let through, !obj.key.hasPrefix(through), through.utf8.lexicographicallyPrecedes(obj.key.utf8) {
+                throw PastTheRange()
+            }
             guard let (metric, entry) = layout.entry(obj.key) else {
                 // The store's marker and hidden temp files belong here; anything else is stray.
                 let name = obj.key.split(separator: "/", omittingEmptySubsequences: false).last ?? ""
@@ -151,7 +158,8 @@ public enum StoreListing {
                 acc = Accumulator(metric: metric)
             }
             acc!.add(obj, entry)
-        }
+          }
+        } catch is PastTheRange {}
         if let a = acc { try emit(a) }
     }
 
@@ -163,6 +171,25 @@ public enum StoreListing {
         guard bytes.count <= MetricName.maxLength, let name = String(validating: bytes, as: UTF8.self),
               (try? MetricName.validate(name)) != nil, layout.fullNameFits(name, directory: directory) else { return nil }
         return name
+    }
+
+    /// The objects of each of `metrics`: one listing of the range from the first to the last
+    /// in key order where the store lists ranges cheaply (S3, Swift: a request per page of
+    /// 1000 keys, where a listing per metric costs a request, a round trip, each; records
+    /// come sorted, so a batch is one stretch of the store), else one listing per metric.
+    /// Names too long for a key (listed under `HEAD~H/`) get a listing of their own.
+    public static func metrics(_ metrics: [String], in store: Store, layout: StoreLayout) throws -> [String: MetricObjects] {
+        var out: [String: MetricObjects] = [:]
+        let ranged = Set(metrics.filter { !layout.isLong($0) })
+        if store.listsRanges && ranged.count > 1 {
+            let prefixes = ranged.map { layout.metricPrefix($0) }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+            // Every key of the first metric sorts after its prefix without the slash.
+            try forEachMetric(in: store, layout: layout, prefix: layout.prefix, startAfter: String(prefixes[0].dropLast()),
+                              through: prefixes[prefixes.count - 1], include: { ranged.contains($0) }) { out[$0.metric] = $0 }
+            for m in ranged where out[m] == nil { out[m] = MetricObjects(metric: m) }
+        }
+        for m in metrics where out[m] == nil { out[m] = try metric(m, in: store, layout: layout) }
+        return out
     }
 
     /// The objects of one metric (one listing of its own prefix).

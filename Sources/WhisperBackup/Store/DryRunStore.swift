@@ -15,8 +15,9 @@ public final class DryRunStore: Store {
         try base.get(key, to: path)
     }
     public func head(_ key: String) throws -> StoreObject? { missing ? nil : try base.head(key) }
-    public func list(prefix: String, _ each: (StoreObject) throws -> Void) throws {
-        if !missing { try base.list(prefix: prefix, each) }
+    public var listsRanges: Bool { base.listsRanges }
+    public func list(prefix: String, startAfter: String?, _ each: (StoreObject) throws -> Void) throws {
+        if !missing { try base.list(prefix: prefix, startAfter: startAfter, each) }
     }
     public func delete(_ keys: [String]) throws -> [(key: String, error: Error)] { [] }
 }

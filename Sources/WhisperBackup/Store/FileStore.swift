@@ -120,7 +120,7 @@ public final class FileStore: Store {
         }
     }
 
-    public func list(prefix: String, _ each: (StoreObject) throws -> Void) throws {
+    public func list(prefix: String, startAfter: String?, _ each: (StoreObject) throws -> Void) throws {
         let dirPart: String, namePrefix: String
         if let slash = prefix.lastIndex(of: "/") {
             dirPart = String(prefix[..<slash])
@@ -129,7 +129,11 @@ public final class FileStore: Store {
             dirPart = ""
             namePrefix = prefix
         }
-        try walk(dirPart, namePrefix: namePrefix, each)
+        // Everything before `startAfter` is walked too (listsRanges is false).
+        try walk(dirPart, namePrefix: namePrefix) { obj in
+            if let startAfter, !startAfter.utf8.lexicographicallyPrecedes(obj.key.utf8) { return }
+            try each(obj)
+        }
     }
 
     /// Depth-first, children sorted by name with "/" appended to directories: that is the

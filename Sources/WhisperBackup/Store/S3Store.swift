@@ -89,14 +89,20 @@ public final class S3Store: Store {
         return StoreObject(key: key, size: r.header("content-length").flatMap { Int64($0) } ?? 0)
     }
 
-    public func list(prefix: String, _ each: (StoreObject) throws -> Void) throws {
+    public var listsRanges: Bool { true }
+
+    public func list(prefix: String, startAfter: String?, _ each: (StoreObject) throws -> Void) throws {
         var token: String? = nil
         var last: String? = nil
         var seen: Set<String> = []
         var emptyPages = 0
         repeat {
             var query = [("list-type", "2"), ("prefix", prefix), ("encoding-type", "url")]
-            if let token { query.append(("continuation-token", token)) }
+            if let token {
+                query.append(("continuation-token", token))
+            } else if let startAfter {
+                query.append(("start-after", startAfter))
+            }
             let what = "list \(prefix.isEmpty ? "(all)" : prefix)"
             let r = try send("GET", key: nil, query: query, what: what)
             guard r.isSuccess else { throw failure(r, what: what).error }
@@ -106,7 +112,7 @@ public final class S3Store: Store {
             } catch {
                 throw StoreError(.transient, "\(location): \(what): unreadable answer: \(error)")
             }
-            for obj in page.objects where obj.key.hasPrefix(prefix) {
+            for obj in page.objects where obj.key.hasPrefix(prefix) && startAfter.map({ $0.utf8.lexicographicallyPrecedes(obj.key.utf8) }) != false {
                 if let l = last, !l.utf8.lexicographicallyPrecedes(obj.key.utf8) {
                     throw StoreError(.permanent, "\(location): \(what): the server listed \(obj.key) after \(l), out of order")
                 }

@@ -46,9 +46,10 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
 ///   `StoreError` of kind `.notFound` when the key does not exist; any other failure is never
 ///   reported as not-found.
 /// - `head` returns nil only for a missing key.
-/// - `list` calls `each` once per object whose key starts with `prefix`, in ascending byte
-///   order of keys, skipping the backend's own temp objects; a listing that cannot be completed
-///   throws rather than ending early.
+/// - `list` calls `each` once per object whose key starts with `prefix` (and sorts after
+///   `startAfter`, when given), in ascending byte order of keys, skipping the backend's own
+///   temp objects; a listing that cannot be completed throws rather than ending early. An
+///   error `each` throws ends the listing and comes out of `list` unchanged.
 /// - `delete` removes the keys and returns the ones it could not remove with the reason; a key
 ///   that is already missing counts as removed.
 public protocol Store: AnyObject {
@@ -61,7 +62,11 @@ public protocol Store: AnyObject {
     func putMany(_ items: [(key: String, body: StoreBody)]) -> [Error?]
     func get(_ key: String, to path: String) throws
     func head(_ key: String) throws -> StoreObject?
-    func list(prefix: String, _ each: (StoreObject) throws -> Void) throws
+    func list(prefix: String, startAfter: String?, _ each: (StoreObject) throws -> Void) throws
+    /// Whether a listing that starts after a key skips what sorts before it at no cost (S3's
+    /// `start-after`, Swift's `marker`), so that one listing of a range of metrics costs its
+    /// pages only; false where everything before is walked (file://).
+    var listsRanges: Bool { get }
     func delete(_ keys: [String]) throws -> [(key: String, error: Error)]
     /// The opening probe: checks that the directory, bucket or container exists and that the
     /// credentials work, before any record is read. A missing one is a `.notFound`
@@ -74,6 +79,11 @@ public protocol Store: AnyObject {
 extension Store {
     public func prepare() throws {}
     public func create() throws {}
+    public var listsRanges: Bool { false }
+
+    public func list(prefix: String, _ each: (StoreObject) throws -> Void) throws {
+        try list(prefix: prefix, startAfter: nil, each)
+    }
 
     public func putMany(_ items: [(key: String, body: StoreBody)]) -> [Error?] {
         items.map { item in

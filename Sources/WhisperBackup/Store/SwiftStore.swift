@@ -208,9 +208,11 @@ public final class SwiftStore: Store {
         return StoreObject(key: key, size: r.header("content-length").flatMap { Int64($0) } ?? 0)
     }
 
-    public func list(prefix: String, _ each: (StoreObject) throws -> Void) throws {
+    public var listsRanges: Bool { true }
+
+    public func list(prefix: String, startAfter: String?, _ each: (StoreObject) throws -> Void) throws {
         let limit = try listLimit()
-        var marker: String? = nil
+        var marker: String? = startAfter
         let what = "list \(prefix.isEmpty ? "(all)" : prefix)"
         while true {
             var query = "format=json&limit=\(limit)"
