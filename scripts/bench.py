@@ -533,6 +533,8 @@ def main():
         print(f"| {k} | {v / 1e6:.1f} |")
     for run in range(a.runs):
         shutil.rmtree(os.path.join(work, f"run{run}"), ignore_errors=True)
+    if not a.work:
+        shutil.rmtree(work, ignore_errors=True)   # the generated tree too (kept with --work, for reuse)
 
 
 if __name__ == "__main__":

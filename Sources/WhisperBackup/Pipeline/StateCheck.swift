@@ -11,24 +11,65 @@ import Glibc
 /// once the check is done, and the other processes of the run trust it; a process with
 /// neither checks on its own.
 public enum StateCheck {
-    /// What a listing says of one metric's newest version.
-    struct Newest {
-        var key: String
-        var ref: VersionRef
-        var size: Int64
+    /// What a listing says of one metric's newest version, in 16 bytes: the version's time,
+    /// whether it is sound, and a digest of its content and size. The check keeps one per
+    /// metric of the store (with 8 bytes of the name's SHA-256: 24 bytes a metric, 24 MB for a
+    /// million; names, keys and hashes as strings took about 1 KB a metric).
+    struct Newest: Equatable {
+        var time: Int64
         /// Marked bad, or a delta whose chain of bases is not whole in the listing.
         var bad: Bool
+        var content: UInt64
 
         /// The newest version stamped at or before now (`Versions.clockSlack`), as `wsp-push`
         /// compares: a version stamped in the future (a run while the clock ran ahead) is not
         /// one the state may vouch for.
+        init(time: Int64, bad: Bool, content: UInt64) {
+            self.time = time
+            self.bad = bad
+            self.content = content
+        }
+
         init?(_ objects: MetricObjects) {
             let now = Int64(system_now())
             guard let v = objects.versions.last(where: { $0.time <= now + Versions.clockSlack }) else { return nil }
-            key = v.key
-            ref = v.ref
-            size = v.size
+            time = v.time
             bad = !objects.isIntact(v)
+            content = Newest.content(hash: v.hash, size: v.size)
+        }
+
+        /// The first 8 bytes of the SHA-256 (hex) mixed with the size.
+        static func content(hash: String, size: Int64) -> UInt64 {
+            let prefix = UInt64(hash.prefix(16), radix: 16) ?? 0
+            return prefix ^ (UInt64(bitPattern: size) &* 0x9E37_79B9_7F4A_7C15)
+        }
+    }
+
+    /// Every metric's `Newest`, by the first 8 bytes of the SHA-256 of its name, sorted.
+    struct NewestTable {
+        private var rows: [(name: UInt64, time: Int64, content: UInt64)] = []
+        static let badBit: Int64 = 1 << 62
+
+        static func name(_ metric: String) -> UInt64 {
+            Digest.hash(.sha256, Array(metric.utf8)).prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
+        }
+
+        mutating func add(_ metric: String, _ n: Newest) {
+            rows.append((NewestTable.name(metric), n.time | (n.bad ? NewestTable.badBit : 0), n.content))
+        }
+
+        mutating func seal() { rows.sort { $0.name < $1.name } }
+
+        subscript(metric: String) -> Newest? {
+            let name = NewestTable.name(metric)
+            var lo = 0, hi = rows.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if rows[mid].name < name { lo = mid + 1 } else { hi = mid }
+            }
+            guard lo < rows.count, rows[lo].name == name else { return nil }
+            let r = rows[lo]
+            return Newest(time: r.time & ~NewestTable.badBit, bad: r.time & NewestTable.badBit != 0, content: r.content)
         }
     }
 
@@ -95,16 +136,23 @@ public enum StateCheck {
         return "xargs \(parent) \(fields[19]) \(boot.split(separator: "\n").first ?? "")"
     }
 
-    /// One listing pass, then every journal compared with it (and compacted).
+    /// One listing pass, then every journal compared with it (and compacted). A store whose
+    /// listing would walk every metric's directory anyway (file://) is asked metric by
+    /// metric instead, as each journal is compared: the same directories read, and nothing
+    /// held for the whole store.
     static func check(state: BackupState, store: Store, layout: StoreLayout) throws -> Result {
         AtomicFile.removeStaleTempFiles(in: Path.join(state.dir, "shards"))   // a compaction killed
         // Lines written while the store is listed (concurrent pushes) record versions the
         // listing may not show: they are kept, and checked by the next run.
         let marks = state.marks()
-        var newest: [String: Newest] = [:]
-        try StoreListing.forEachMetric(in: store, layout: layout, prefix: layout.prefix) { objects in
-            if Signals.stopRequested { throw Interrupted() }
-            if let n = Newest(objects) { newest[objects.metric] = n }
+        let byMetric = !store.listsRanges
+        var newest = NewestTable()
+        if !byMetric {
+            try StoreListing.forEachMetric(in: store, layout: layout, prefix: layout.prefix) { objects in
+                if Signals.stopRequested { throw Interrupted() }
+                if let n = Newest(objects) { newest.add(objects.metric, n) }
+            }
+            newest.seal()
         }
         var result = Result()
         for shard in state.shards() {
@@ -112,11 +160,12 @@ public enum StateCheck {
             // Compacted as it is checked: after a run the state holds its live entries and
             // at most one line more per file that run changed.
             let dropped = try state.compact(shard, superseded: true, mark: .some(marks[shard])) { metric, entry, judgement in
-                guard var reason = problem(entry, metric: metric, newest[metric], layout: layout) else {
+                let listed = byMetric ? Newest(try StoreListing.metric(metric, in: store, layout: layout)) : newest[metric]
+                guard var reason = problem(entry, metric: metric, listed, layout: layout) else {
                     result.kept += 1
                     return nil
                 }
-                if judgement == .unsure {
+                if judgement == .unsure && !byMetric {
                     // The journal was rewritten since its mark: ask the store about this metric.
                     reason = problem(entry, metric: metric, Newest(try StoreListing.metric(metric, in: store, layout: layout)), layout: layout) ?? ""
                     if reason.isEmpty {
@@ -136,12 +185,16 @@ public enum StateCheck {
         let key = layout.key(of: StoredVersion(metric: metric, time: entry.time, hash: entry.hash, key: "",
                                                base: entry.base.flatMap { VersionRef(Substring($0)) }))
         guard let n else { return "the store holds no version of it (\(key) vouched for)" }
-        // By time and hash: the newest may be a delta version, whose key names its base too.
-        if n.ref != VersionRef(time: entry.time, hash: entry.hash) {
-            return "the store's newest version is \(Path.lastComponent(n.key)), not \(Path.lastComponent(key)) as vouched for"
+        let name = Path.lastComponent(key)
+        // By time, content and size: the newest may be a delta version, whose key names its
+        // base too.
+        if n.time != entry.time {
+            return "the store's newest version is of \(Timestamp.format(n.time)), not \(name) as vouched for"
         }
-        if n.size != entry.storedSize { return "\(n.key) holds \(n.size) bytes, not \(entry.storedSize) as stored" }
-        if n.bad { return "\(n.key) was found damaged (wsp-pull verify), or a version it is a delta of is missing or damaged" }
+        if n.content != Newest.content(hash: entry.hash, size: entry.storedSize) {
+            return "the store's newest version is of that time with another content or size than \(name) (\(entry.storedSize) bytes) as vouched for"
+        }
+        if n.bad { return "\(name) was found damaged (wsp-pull verify), or a version it is a delta of is missing or damaged" }
         return nil
     }
 

@@ -137,12 +137,22 @@ public final class FileStore: Store {
     }
 
     /// Depth-first, children sorted by name with "/" appended to directories: that is the
-    /// ascending order of the full keys.
+    /// ascending order of the full keys. A directory's entries are held packed (about 40
+    /// bytes each): a store's top directory holds one entry per metric.
     private func walk(_ rel: String, namePrefix: String, _ each: (StoreObject) throws -> Void) throws {
         let dir = rel.isEmpty ? root : Path.join(root, rel)
-        let entries: [DirectoryEntry]
+        var names = NameList()
+        var isDir: [Bool] = []
+        var sizes: [Int64] = []
         do {
-            entries = try system_readdir(dir, sizes: true)
+            try system_forEachEntry(dir, sizes: true) { e in
+                // Kinds are exact here (with sizes): symlinks and others are not objects.
+                guard e.name.hasPrefix(namePrefix), !e.name.hasPrefix(AtomicFile.tempPrefix),
+                      e.kind == .directory || e.kind == .file else { return }
+                names.append(e.name)
+                isDir.append(e.kind == .directory)
+                sizes.append(e.size ?? 0)
+            }
         } catch Errno.noSuchFileOrDirectory {
             if rel.isEmpty { throw StoreError(.notFound, "\(location): directory \(root) does not exist") }
             return
@@ -151,20 +161,17 @@ public final class FileStore: Store {
         } catch {
             throw StoreError(.permanent, "\(location): \(error)")
         }
-        var items: [(sortKey: String, name: String, isDir: Bool, size: Int64)] = []
-        for e in entries where e.name.hasPrefix(namePrefix) && !e.name.hasPrefix(AtomicFile.tempPrefix) {
-            // Kinds are exact here (readdir with sizes): symlinks and others are not objects.
-            guard e.kind == .directory || e.kind == .file else { continue }
-            let isDir = e.kind == .directory
-            items.append((isDir ? e.name + "/" : e.name, e.name, isDir, e.size ?? 0))
-        }
-        items.sort { $0.sortKey.utf8.lexicographicallyPrecedes($1.sortKey.utf8) }
-        for it in items {
-            let key = rel.isEmpty ? it.name : rel + "/" + it.name
-            if it.isDir {
+        let slash = UInt8(ascii: "/")
+        var order = (0..<Int32(names.count)).map { $0 }
+        order.sort { names.precedes(Int($0), isDir[Int($0)] ? slash : nil, Int($1), isDir[Int($1)] ? slash : nil) }
+        for o in order {
+            let i = Int(o)
+            let name = names[i]
+            let key = rel.isEmpty ? name : rel + "/" + name
+            if isDir[i] {
                 try walk(key, namePrefix: "", each)
             } else {
-                try each(StoreObject(key: key, size: it.size))
+                try each(StoreObject(key: key, size: sizes[i]))
             }
         }
     }

@@ -228,13 +228,36 @@ public final class BackupState {
         var size: Int64
     }
 
+    /// Every journal's mark, by the first 8 bytes of the SHA-256 of its name, sorted: 24 bytes
+    /// a journal, so a state of a million metrics takes a few MB (a dictionary of names took
+    /// ten times that).
+    public struct Marks {
+        fileprivate var rows: [(name: UInt64, inode: UInt64, size: Int64)] = []
+
+        static func name(_ shard: String) -> UInt64 {
+            Digest.hash(.sha256, Array(shard.utf8)).prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
+        }
+
+        public subscript(shard: String) -> Mark? {
+            let name = Marks.name(shard)
+            var lo = 0, hi = rows.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if rows[mid].name < name { lo = mid + 1 } else { hi = mid }
+            }
+            guard lo < rows.count, rows[lo].name == name else { return nil }
+            return Mark(inode: rows[lo].inode, size: rows[lo].size)
+        }
+    }
+
     /// Every journal's mark, taken before a listing of the store: lines written after it
     /// record versions stored after the listing began, which it need not show.
-    public func marks() -> [String: Mark] {
-        var out: [String: Mark] = [:]
+    public func marks() -> Marks {
+        var out = Marks()
         for shard in shards() {
-            if let st = try? system_stat(shardPath(shard)) { out[shard] = Mark(inode: UInt64(st.st_ino), size: Int64(st.st_size)) }
+            if let st = try? system_stat(shardPath(shard)) { out.rows.append((Marks.name(shard), UInt64(st.st_ino), Int64(st.st_size))) }
         }
+        out.rows.sort { $0.name < $1.name }
         return out
     }
 
@@ -302,9 +325,12 @@ public final class BackupState {
         }
     }
 
-    /// The journals of the state (names of `shards/`, temp files of a compaction excluded).
-    public func shards() -> [String] {
-        ((try? system_readdir(Path.join(dir, "shards"))) ?? []).map(\.name).filter { !$0.hasPrefix(".") }
+    /// The journals of the state (names of `shards/`, temp files of a compaction excluded),
+    /// packed: one journal a metric directory makes many for a large tree.
+    public func shards() -> NameList {
+        var out = NameList()
+        try? system_forEachEntry(Path.join(dir, "shards")) { if !$0.name.hasPrefix(".") { out.append($0.name) } }
+        return out
     }
 
     /// One journal line: nine tab-separated fields (ten for a delta version: its base) and the
@@ -369,5 +395,54 @@ public final class BackupState {
     /// A journal line's checksum: the first 16 hex digits of the SHA-256 of its text.
     static func checksum(_ text: UnsafeRawBufferPointer) -> String {
         Hex.encode(Array(Digest.hash(.sha256, text).prefix(8)))
+    }
+}
+
+/// Names packed in one buffer (a few bytes of overhead a name, not a String's 40 or more):
+/// lists of a directory's entries that can be large.
+public struct NameList: Sequence {
+    private var bytes: [UInt8] = []
+    private var ends: [UInt32] = []
+
+    public init() {}
+
+    public var count: Int { ends.count }
+
+    public mutating func append(_ name: String) {
+        bytes.append(contentsOf: name.utf8)
+        ends.append(UInt32(bytes.count))
+    }
+
+    public subscript(i: Int) -> String {
+        String(decoding: bytes[range(i)], as: UTF8.self)
+    }
+
+    private func range(_ i: Int) -> Range<Int> { (i == 0 ? 0 : Int(ends[i - 1]))..<Int(ends[i]) }
+
+    /// Whether name `i` (followed by `suffix`, if given) sorts before name `j` (with its
+    /// own), byte by byte.
+    public func precedes(_ i: Int, _ iSuffix: UInt8?, _ j: Int, _ jSuffix: UInt8?) -> Bool {
+        let a = range(i), b = range(j)
+        return bytes.withUnsafeBufferPointer { p in
+            var x = a.lowerBound, y = b.lowerBound
+            while true {
+                let cx: UInt8? = x < a.upperBound ? p[x] : (x == a.upperBound ? iSuffix : nil)
+                let cy: UInt8? = y < b.upperBound ? p[y] : (y == b.upperBound ? jSuffix : nil)
+                guard let c1 = cx else { return cy != nil }
+                guard let c2 = cy else { return false }
+                if c1 != c2 { return c1 < c2 }
+                x += 1
+                y += 1
+            }
+        }
+    }
+
+    public func makeIterator() -> AnyIterator<String> {
+        var i = 0
+        return AnyIterator {
+            guard i < ends.count else { return nil }
+            defer { i += 1 }
+            return self[i]
+        }
     }
 }

@@ -187,9 +187,15 @@ public struct DirectoryEntry: Sendable {
 /// left out) and a regular file has its size.
 /// The corresponding C functions are `opendir(3)`, `readdir(3)` and `closedir(3)`.
 public func system_readdir(_ path: String, sizes: Bool = false) throws -> [DirectoryEntry] {
+    var out: [DirectoryEntry] = []
+    try system_forEachEntry(path, sizes: sizes) { out.append($0) }
+    return out
+}
+
+/// `system_readdir` one entry at a time, holding none: for directories of any size.
+public func system_forEachEntry(_ path: String, sizes: Bool = false, _ body: (DirectoryEntry) throws -> Void) throws {
     guard let dir = opendir(path) else { throw Errno(errno, call: "opendir", path: path) }
     defer { closedir(dir) }
-    var out: [DirectoryEntry] = []
     while let ent = readdir(dir) {
         let (name, isUTF8) = withUnsafePointer(to: ent.pointee.d_name) {
             $0.withMemoryRebound(to: CChar.self, capacity: 256) { p -> (String, Bool) in
@@ -220,9 +226,8 @@ public func system_readdir(_ path: String, sizes: Bool = false) throws -> [Direc
             default: entry.kind = .other
             }
         }
-        out.append(entry)
+        try body(entry)
     }
-    return out
 }
 
 /// Sleeps for `seconds`. The corresponding C function is `nanosleep(2)`.
