@@ -235,7 +235,10 @@ public final class Orchestrator {
         try write("changed", changed.map { "\($0)\n" }.joined())
         try write("pruned", "")
         if !changed.isEmpty {
-            if try runStage(c.retention, input: "\(work)/changed", output: "\(work)/pruned") != 0 { rc = 1 }
+            // Under xargs like the other stages: each process lists its records' metrics a
+            // batch at a time, and P of them keep P listings in flight.
+            let k = String(max(1, min(4000, (changed.count + s.processes - 1) / s.processes)))
+            if try runStage(c.batched(k, c.retention), input: "\(work)/changed", output: "\(work)/pruned") != 0 { rc = 1 }
         }
         if plan.purgeDays >= 0 && !foundOK {
             // The purge needs the complete listing: a walk that failed would make metrics look gone.

@@ -64,7 +64,7 @@ public struct StageCommands: Sendable {
             var out = find + " \\\n"
             out += "  | " + j(x, "wsp-snap", q(plan.snapState), sp) + " \\\n"
             out += "  | " + j(x, "wsp-push", q(plan.dry + plan.stageState), st) + " \\\n"
-            out += "  | " + j("awk -F'\\t' '$6 == \"stored\" || $6 == \"would-store\"' | cut -f1 | wsp-prune",
+            out += "  | " + j("awk -F'\\t' '$6 == \"stored\" || $6 == \"would-store\"' | cut -f1 |", x, "wsp-prune",
                               q(plan.dry + ["--keep", String(plan.retention)]), st) + "\n"
             if plan.purgeDays >= 0 { out += purgeCmd + "\n" }
             return out
