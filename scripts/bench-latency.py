@@ -3,7 +3,7 @@
 Tests/integration/faultproxy.py --rtt, against the servers CI starts.
 
   scripts/bench-latency.py [--files 600] [--rtt 0,20,50] [--forks 4,8,16] [--stores s3,swift]
-                           [--no-direct] [--keep]
+                           [--no-direct] [--daily] [--push-only] [--keep]
 
 It generates a small-schema tree (scripts/gen-tree.py --schemas small --now 1795000000),
 starts swift-aio (S3 API `s3`, Swift API `swift`; `rgw` in --stores starts radosgw too) on
@@ -11,7 +11,10 @@ free ports in a run directory of its own, and for each store x RTT x -f runs, th
 `whisper-backup` executable, a first backup into a new bucket or container (--create-bucket,
 a new state directory), an unchanged re-run (same state) and a restore into an empty
 directory, whose files are compared byte for byte with the tree (a run that fails or restores
-wrong bytes stops the benchmark). RTT 0 is the proxy with no delay; `direct` (with -f 16
+wrong bytes stops the benchmark). With --daily, a daily run comes between the unchanged run and the restore:
+`gen-tree.py --advance 86400 --share 0.75` writes a day of carbon's points into 75% of the
+files (as scripts/bench.py --daily does), then the same backup runs again (delta versions,
+same state); the restore then restores that newest version. RTT 0 is the proxy with no delay; `direct` (with -f 16
 only, unless --no-direct) is the server without the proxy, to show the proxy's own cost.
 
 Batches: whisper-backup gives each process at least 200 records (`xargs -n K`), so on a
@@ -25,6 +28,11 @@ run, and the requests per object counted in the proxy's log (listings, PUTs, obj
 other: auth, HEADs, bucket creation), plus the requests of the busiest connection that made no
 PUT in the first backup: `wsp-prune --keep`, one process that lists each stored metric's
 versions one after another.
+
+With --push-only, each configuration also runs the backup's first two stages alone into
+another new bucket (`wsp-find | xargs -P f wsp-snap --state | xargs -P f wsp-push --state`,
+the same K): what -f processes, each with one kept-alive connection, sustain without the
+`wsp-prune --keep` that follows them in a whisper-backup run.
 
 Tools: $WSP_BIN, else .build-dist/release (`make build`), else .build/debug with a warning.
 """
@@ -170,6 +178,8 @@ def main():
     ap.add_argument("--forks", default="4,8,16", help="whisper-backup -f values")
     ap.add_argument("--stores", default="s3,swift", help="s3 and swift (swift-aio), rgw (radosgw's S3)")
     ap.add_argument("--no-direct", action="store_true", help="skip the runs without the proxy")
+    ap.add_argument("--daily", action="store_true", help="add a daily run (75%% of the files get a day of points)")
+    ap.add_argument("--push-only", action="store_true", help="also time wsp-find | wsp-snap | wsp-push alone")
     ap.add_argument("--keep", action="store_true", help="keep the work directory and leave the servers running")
     a = ap.parse_args()
     rtts = [float(x) for x in a.rtt.split(",")]
@@ -184,6 +194,7 @@ def main():
                        check=True, stderr=subprocess.DEVNULL)
         largest = max(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(tree) for f in fs)
         envs = {}
+        day, daily, pushonly = [0], [], []
         if {"s3", "swift"} & set(stores):
             rd = os.path.join(work, "swift-aio")
             envs["swift-aio"] = server_env("swift-aio.sh", rd, {"SWIFT_PORT": str(free_port())})
@@ -215,9 +226,17 @@ def main():
                 common = ["-f", str(f), "--spool-max", str(spool_max)]
                 phases = []
                 mark = 0
-                for label, args in (("first", ["-p", tree, "--state", state, "--create-bucket", *common, "backup", url]),
-                                    ("unchanged", ["-p", tree, "--state", state, *common, "backup", url]),
-                                    ("restore", ["-p", out, *common, "restore", url])):
+                steps = [("first", ["-p", tree, "--state", state, "--create-bucket", *common, "backup", url]),
+                         ("unchanged", ["-p", tree, "--state", state, *common, "backup", url])]
+                if a.daily:
+                    steps.append(("daily", ["-p", tree, "--state", state, *common, "backup", url]))
+                steps.append(("restore", ["-p", out, *common, "restore", url]))
+                for label, args in steps:
+                    if label == "daily":
+                        day[0] += 1
+                        subprocess.run([sys.executable, GEN, tree, "--advance", "86400", "--share", "0.75", "--seed", "1",
+                                        "--now", str(NOW + day[0] * 86400)], check=True, stderr=subprocess.DEVNULL)
+                        time.sleep(2)
                     wall, summary = run(bindir, args, tenv)
                     entries = proxy.lines() if proxy else []
                     phases.append((wall, summary, counts(entries[mark:])))
@@ -225,8 +244,30 @@ def main():
                 ok, n = same_tree(tree, out)
                 if not ok:
                     sys.exit(f"bench-latency: {name} rtt {rtt} -f {f}: the restore differs from the tree")
+                if a.push_only:
+                    url2, _ = store_setup(name, env, proxy.url if proxy else upstream)
+                    state2, spool2 = os.path.join(work, "state2-" + tag), os.path.join(work, "spool-" + tag)
+                    os.makedirs(spool2)
+                    x = f"xargs -d '\\n' -r -P {f} -s 1000000 -n {k}"
+                    cmd = (f"set -o pipefail; wsp-find --root {tree} | {x} wsp-snap --state {state2} --spool {spool2} "
+                           f"--spool-max {spool_max} | {x} wsp-push --state {state2} --create-bucket {url2} >/dev/null")
+                    mark = len(proxy.lines()) if proxy else 0
+                    e = dict(os.environ, **tenv)
+                    e["PATH"] = bindir + os.pathsep + e["PATH"]
+                    t0 = time.monotonic()
+                    p = subprocess.run(["bash", "-c", cmd], env=e, capture_output=True, text=True)
+                    wp = time.monotonic() - t0
+                    if p.returncode != 0:
+                        sys.exit(f"bench-latency: {cmd}: exit {p.returncode}\n{p.stderr}")
+                    cp, np_, _ = counts((proxy.lines() if proxy else [])[mark:])
+                    pushonly.append(f"| {name} | {'direct' if rtt is None else f'{rtt:g}'} | {f} | {a.files / wp:.0f} | {wp:.1f} | "
+                                    f"{f'{np_ / a.files:.2f}' if proxy else ''} |")
                 if proxy:
                     proxy.stop()
+                if a.daily:
+                    wd, sd, (cd, nd, keepd) = phases.pop(2)
+                    daily.append(f"| {name} | {'direct' if rtt is None else f'{rtt:g}'} | {f} | {a.files / wd:.0f} | {wd:.1f} | "
+                                 f"{nd if proxy else ''} | {cd['put'] if proxy else ''} | {keepd if proxy else ''} | {sd.split(': ', 2)[-1]} |")
                 (w1, s1, (c1, n1, keep)), (w2, s2, (c2, n2, _)), (w3, s3, (c3, n3, _)) = phases
                 fl = a.files
 
@@ -237,6 +278,16 @@ def main():
                       f"{n2 if proxy else ''} | {per(c3, n3, 'get')} |", flush=True)
                 if "unchanged" not in s2 or f"{fl} unchanged" not in s2:
                     print(f"  (unchanged run: {s2})", flush=True)
+        if daily:
+            print("\nDaily runs (75% of the files got a day of points; files seen / wall seconds):\n")
+            print("| store | RTT ms | -f | files/s | wall s | requests | PUTs | prune --keep requests | summary |")
+            print("|---|---|---|---|---|---|---|---|---|")
+            print("\n".join(daily))
+        if pushonly:
+            print("\nFirst backup, wsp-find | wsp-snap | wsp-push alone (no wsp-prune --keep):\n")
+            print("| store | RTT ms | -f | obj/s | wall s | requests/obj |")
+            print("|---|---|---|---|---|---|")
+            print("\n".join(pushonly))
     finally:
         if not a.keep:
             for script, rd, ports in started:
