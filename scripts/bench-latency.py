@@ -31,7 +31,7 @@ versions one after another.
 
 With --push-only, each configuration also runs the backup's first two stages alone into
 another new bucket (`wsp-find | xargs -P f wsp-snap --state | xargs -P f wsp-push --state`,
-the same K): what -f processes, each with one kept-alive connection, sustain without the
+the same K, a WSP_RUN_ID as whisper-backup sets): what -f processes, each with one kept-alive connection, sustain without the
 `wsp-prune --keep` that follows them in a whisper-backup run.
 
 Tools: $WSP_BIN, else .build-dist/release (`make build`), else .build/debug with a warning.
@@ -254,6 +254,7 @@ def main():
                     mark = len(proxy.lines()) if proxy else 0
                     e = dict(os.environ, **tenv)
                     e["PATH"] = bindir + os.pathsep + e["PATH"]
+                    e["WSP_RUN_ID"] = uuid.uuid4().hex   # one state check per run, as whisper-backup does
                     t0 = time.monotonic()
                     p = subprocess.run(["bash", "-c", cmd], env=e, capture_output=True, text=True)
                     wp = time.monotonic() - t0
