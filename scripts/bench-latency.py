@@ -31,7 +31,7 @@ versions one after another.
 
 With --push-only, each configuration also runs the backup's first two stages alone into
 another new bucket (`wsp-find | xargs -P f wsp-snap --state | xargs -P f wsp-push --state`,
-the same K, a WSP_RUN_ID as whisper-backup sets): what -f processes, each with one kept-alive connection, sustain without the
+the same K, a WSP_RUN_ID as whisper-backup sets, and a 1G spool): what -f processes, each with one kept-alive connection, sustain without the
 `wsp-prune --keep` that follows them in a whisper-backup run.
 
 Tools: $WSP_BIN, else .build-dist/release (`make build`), else .build/debug with a warning.
@@ -250,7 +250,7 @@ def main():
                     os.makedirs(spool2)
                     x = f"xargs -d '\\n' -r -P {f} -s 1000000 -n {k}"
                     cmd = (f"set -o pipefail; wsp-find --root {tree} | {x} wsp-snap --state {state2} --spool {spool2} "
-                           f"--spool-max {spool_max} | {x} wsp-push --state {state2} --create-bucket {url2} >/dev/null")
+                           f"--spool-max 1G | {x} wsp-push --state {state2} --create-bucket {url2} >/dev/null")
                     mark = len(proxy.lines()) if proxy else 0
                     e = dict(os.environ, **tenv)
                     e["PATH"] = bindir + os.pathsep + e["PATH"]
