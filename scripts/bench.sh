@@ -11,10 +11,10 @@
 #   scripts/bench.sh --daily --days N --full-every K   N days (default 5); K is passed to
 #                                 wsp-snap when it has --full-every (delta versions; default 10, as the tools)
 #   scripts/bench.sh --daily --files 30 --days 3       a quick check
-#   scripts/bench.sh --latency [...]  objects/s through a proxy with a round trip (scripts/bench-latency.py)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
+# scripts/bench.sh --latency [...]: objects/s through a proxy with a round trip (scripts/bench-latency.py)
 if [ "${1:-}" = --latency ]; then shift; make build >/dev/null; WSP_BIN="$repo/.build-dist/release" exec python3 scripts/bench-latency.py "$@"; fi
 bash scripts/deps.sh
 command -v restic >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic >/dev/null; }
