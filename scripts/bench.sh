@@ -22,6 +22,8 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
+# scripts/bench.sh --latency [...]: objects/s through a proxy with a round trip (scripts/bench-latency.py)
+if [ "${1:-}" = --latency ]; then shift; make build >/dev/null; WSP_BIN="$repo/.build-dist/release" exec python3 scripts/bench-latency.py "$@"; fi
 bash scripts/deps.sh
 command -v restic >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic >/dev/null; }
 [ -x /usr/bin/time ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null

@@ -7,7 +7,7 @@ logs one line per request. Faults are a sequence applied to the attempts of each
 request (method + target): with --faults drop,503 the first attempt of every request is
 dropped, the second answered 503 SlowDown, the third and later forwarded.
 
-  faultproxy.py --upstream http://127.0.0.1:8080 [--faults drop,503] [--match REGEX]
+  faultproxy.py --upstream http://127.0.0.1:8080 [--faults drop,503] [--match REGEX] [--rtt MS]
                 [--log FILE] [--port-file FILE] [--port N] [--tls CERT KEY]
   faultproxy.py --memory [--max-keys N] [--listing-bug no-token|repeat-token|unsorted]
                 [--corrupt-get] [--no-multi-delete] ...   # a minimal path-style S3 in memory
@@ -27,6 +27,15 @@ the way), badetag (forward, answer with an ETag that is not the body's MD5), big
 ends), trickle (forward, send the answer's body a byte every 0.4 s), cycle (an S3 listing
 whose continuation tokens go round: the first page is forwarded and marked truncated, later
 pages are answered here, empty, with the tokens A, B, A, B..., on every attempt).
+
+Latency (--rtt MS): a store MS milliseconds away. Each request waits MS/2 before it is
+forwarded upstream (or answered here) and its answer MS/2 before it is sent back, so every
+exchange costs one round trip more; a new client connection first waits one whole round trip
+before its first request is read (the TCP and TLS handshakes a distant store costs). The waits
+are sleeps in the connection's own thread (one thread per client connection), so concurrent
+connections overlap as they would over a long wire, and each client connection keeps one
+upstream connection alive for all its requests (the proxy adds no connection setups of its
+own). It composes with --faults and --log: a fault's answer is delayed the same way.
 
 With --random P, each attempt of each request instead gets a fault drawn from --faults with
 probability P (else pass), from a generator seeded by --seed.
@@ -67,6 +76,12 @@ class State:
         self.connections = 0
         self.random = args.random
         self.rng = __import__("random").Random(args.seed)
+        self.half_rtt = args.rtt / 2000.0
+
+    def delay(self):
+        """Half a round trip (--rtt), slept in the calling connection's thread."""
+        if self.half_rtt:
+            time.sleep(self.half_rtt)
 
     def fault_for(self, method, target):
         if self.match and not self.match.search(f"{method} {target}"):
@@ -118,6 +133,9 @@ class Handler(socketserver.BaseRequestHandler):
             self.upstream.close()
 
     def handle(self):
+        st = self.server.state
+        st.delay()   # a new connection: one round trip before its first request arrives
+        st.delay()
         while True:
             try:
                 req = self.read_request()
@@ -161,6 +179,7 @@ class Handler(socketserver.BaseRequestHandler):
             self.rfile.readline()
 
     def send(self, status, reason, headers, body, cut=False, head=False):
+        self.server.state.delay()   # the answer on its way back
         lines = [f"HTTP/1.1 {status} {reason}"]
         # A HEAD answer keeps the upstream's Content-Length (the size of what a GET would send).
         keep_length = head and any(n.lower() == "content-length" for n, _ in headers)
@@ -175,6 +194,7 @@ class Handler(socketserver.BaseRequestHandler):
 
     def serve(self, method, target, headers, body):
         st = self.server.state
+        st.delay()   # the request on its way to the store
         fault = st.fault_for(method, target)
         if fault == "drop":
             st.record(method, target, "-", fault, self.conn_id)
@@ -185,6 +205,7 @@ class Handler(socketserver.BaseRequestHandler):
             return False
         if fault == "endless":
             st.record(method, target, 200, fault, self.conn_id)
+            st.delay()
             self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n")
             chunk = b"[" + b" " * 65535
             try:
@@ -240,6 +261,7 @@ class Handler(socketserver.BaseRequestHandler):
             lines = [f"HTTP/1.1 {status} {reason}"] + [f"{n}: {v}" for n, v in rheaders if n.lower() not in ("transfer-encoding", "connection", "content-length")]
             lines.append(f"Content-Length: {len(rbody)}")
             try:
+                st.delay()
                 self.request.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
                 for b in rbody:
                     self.request.sendall(bytes([b]))
@@ -369,6 +391,7 @@ class Handler(socketserver.BaseRequestHandler):
 class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
     allow_reuse_address = True
     daemon_threads = True
+    request_queue_size = 128   # many clients connecting at once are not refused (and retried 1 s later)
 
 
 def main():
@@ -385,6 +408,9 @@ def main():
                    help="--memory: answer listings wrongly in this way")
     p.add_argument("--corrupt-get", action="store_true", help="--memory: flip a bit of every GET body (ETag unchanged)")
     p.add_argument("--no-multi-delete", action="store_true", help="--memory: answer DeleteObjects 501 NotImplemented")
+    p.add_argument("--rtt", type=float, default=0, metavar="MS",
+                   help="add a round trip of MS milliseconds: MS/2 before forwarding each request, MS/2 before "
+                        "sending each answer, and one more round trip before a new connection's first request")
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     p.add_argument("--port-file", help="write the bound port here once listening")
     p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve HTTPS with this certificate and key")

@@ -14,7 +14,7 @@ FAULTPROXY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "faultprox
 class Proxy:
     """One faultproxy.py process; its log counts and classifies the requests it passed."""
 
-    def __init__(self, tmp_path, upstream, faults="", match=None, rand=None, seed=1):
+    def __init__(self, tmp_path, upstream, faults="", match=None, rand=None, seed=1, rtt=0):
         tag = uuid.uuid4().hex[:6]
         self.log = tmp_path / f"proxy-{tag}.log"
         port_file = tmp_path / f"proxy-{tag}.port"
@@ -24,6 +24,8 @@ class Proxy:
             args += ["--match", match]
         if rand is not None:
             args += ["--random", str(rand), "--seed", str(seed)]
+        if rtt:
+            args += ["--rtt", str(rtt)]
         self.process = subprocess.Popen(args)
         for _ in range(500):
             if port_file.exists():
