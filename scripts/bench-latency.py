@@ -17,11 +17,9 @@ files (as scripts/bench.py --daily does), then the same backup runs again (delta
 same state); the restore then restores that newest version. RTT 0 is the proxy with no delay; `direct` (with -f 16
 only, unless --no-direct) is the server without the proxy, to show the proxy's own cost.
 
-Batches: whisper-backup gives each process at least 200 records (`xargs -n K`), so on a
-small tree most of -f 16's processes would have nothing to do. A 143k-file node gets K = 2234
-with -f 16, about four batches per process; the benchmark keeps that shape by passing a
---spool-max that makes K = files / (4 x f) (K is chosen from the spool bound, see
-Orchestrator/BatchSize.swift).
+Batches: whisper-backup gives each of the -f processes records (`xargs -n K`, K at most
+files / f, see Orchestrator/BatchSize.swift), so a small tree keeps -f 16 requests in flight
+as a 143k-file node does (K = 2234 with -f 16).
 
 It prints a markdown table: objects per second (files / wall seconds) and wall seconds of each
 run, and the requests per object counted in the proxy's log (listings, PUTs, object GETs,
@@ -192,7 +190,6 @@ def main():
         tree = os.path.join(work, "tree")
         subprocess.run([sys.executable, GEN, tree, "--files", str(a.files), "--schemas", "small", "--now", str(NOW)],
                        check=True, stderr=subprocess.DEVNULL)
-        largest = max(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(tree) for f in fs)
         envs = {}
         day, daily, pushonly = [0], [], []
         if {"s3", "swift"} & set(stores):
@@ -219,11 +216,10 @@ def main():
             for rtt, f in configs:
                 proxy = Proxy(work, upstream, rtt) if rtt is not None else None
                 url, tenv = store_setup(name, env, proxy.url if proxy else upstream)
-                k = max(1, -(-a.files // (4 * f)))
-                spool_max = (k + 1) * (largest + largest // 100 + 4096) + 4096
+                k = max(1, -(-a.files // f))   # whisper-backup's K at most (BatchSize)
                 tag = uuid.uuid4().hex[:6]
                 state, out = os.path.join(work, "state-" + tag), os.path.join(work, "out-" + tag)
-                common = ["-f", str(f), "--spool-max", str(spool_max)]
+                common = ["-f", str(f)]
                 phases = []
                 mark = 0
                 steps = [("first", ["-p", tree, "--state", state, "--create-bucket", *common, "backup", url]),
