@@ -255,9 +255,9 @@ def test_requests_of_an_unchanged_run(kind, tmp_path, proxies):
             env = dict(be.env, AWS_ENDPOINT_URL=px.url)
         proxies.append(px)
 
-        def unchanged_run(run_id):
+        def unchanged_run(run_id, wrapper=""):
             start = px.mark()
-            p = sh(f"wsp-find --root {q(n.root)} | xargs -d '\\n' -n 5 -P 2 wsp-snap --spool {q(n.spool)} --state {q(n.state)}"
+            p = sh(f"wsp-find --root {q(n.root)} | xargs -d '\\n' -n 5 -P 2 {wrapper} wsp-snap --spool {q(n.spool)} --state {q(n.state)}"
                    f" | xargs -d '\\n' -n 5 -P 2 wsp-push --state {q(n.state)} {q(be.url)}", env=dict(env, WSP_RUN_ID=run_id))
             assert {r[5] for r in records(p.stdout)} == {"unchanged"} and len(records(p.stdout)) == 20, p.stderr
             entries = px.entries()[start:]
@@ -273,9 +273,12 @@ def test_requests_of_an_unchanged_run(kind, tmp_path, proxies):
             by_kind[e[0]] = by_kind.get(e[0], 0) + 1
         print(f"\n{kind}, unchanged run of 20 metrics in 8 processes: {len(first)} requests {by_kind}, {pages} listing page(s) of the store")
         assert "PUT" not in by_kind and pages == 1
-        # Without WSP_RUN_ID, the processes one xargs starts are one run as well.
+        # Without WSP_RUN_ID, the processes one xargs starts are one run as well, also through
+        # GNU time (which forks).
         bare, bare_pages = unchanged_run("")
         assert bare_pages == 1 and len(bare) == len(first), bare
+        timed, timed_pages = unchanged_run("", wrapper="/usr/bin/time -o /dev/null")
+        assert timed_pages == 1 and len(timed) == len(first), timed
         # nothing per metric: 2 per process, the listing (and on Swift its /info, read once)
         assert len(first) == 8 * 2 + pages + (1 if kind == "swift" else 0), first
         # More objects in the store: one listing page more per 1000 on S3 (shown on radosgw,

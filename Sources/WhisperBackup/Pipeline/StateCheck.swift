@@ -116,24 +116,35 @@ public enum StateCheck {
         }
     }
 
-    /// The run this process is part of: `WSP_RUN_ID`, or else, when xargs started it, that
-    /// xargs: one xargs hands out the records of one pass of a pipeline, so its processes are
-    /// one run (named by its pid and start time, and the boot: pids are reused). Nil
-    /// otherwise: a process started by a shell or a script checks on its own, since two runs
-    /// from one shell must not share a check.
+    /// The run this process is part of: `WSP_RUN_ID`, or else, when xargs started it
+    /// (directly, or through `time` or `timeout`, which fork), that xargs: one xargs hands out
+    /// the records of one pass of a pipeline, so its processes are one run (named by its pid
+    /// and start time, and the boot: pids are reused). Nil otherwise: a process started by a
+    /// shell or a script checks on its own, since two runs from one shell must not share a
+    /// check.
     static func runID() -> String? {
         if let run = system_getenv(runVariable), !run.isEmpty { return run }
-        let parent = system_getppid()
         func read(_ path: String) -> String? {
             (try? FileDescriptor.open(path, O_RDONLY).closeAfterRead()).map { String(decoding: $0, as: UTF8.self) }
         }
-        guard parent > 1, read("/proc/\(parent)/comm") == "xargs\n", let stat = read("/proc/\(parent)/stat"),
-              let boot = read("/proc/sys/kernel/random/boot_id"), let end = stat.lastIndex(of: ")") else { return nil }
-        // proc(5): after the command name in parentheses, field 3 (state) onwards; field 22
-        // is the start time.
-        let fields = stat[stat.index(after: end)...].split(separator: " ")
-        guard fields.count > 19 else { return nil }
-        return "xargs \(parent) \(fields[19]) \(boot.split(separator: "\n").first ?? "")"
+        // proc(5): after the command name in parentheses, field 3 (state) onwards; field 4
+        // is the parent, field 22 the start time.
+        func fields(_ pid: Int32) -> [Substring]? {
+            guard let stat = read("/proc/\(pid)/stat"), let end = stat.lastIndex(of: ")") else { return nil }
+            let f = stat[stat.index(after: end)...].split(separator: " ")
+            return f.count > 19 ? f : nil
+        }
+        var pid = system_getppid()
+        for _ in 0..<2 {
+            guard pid > 1, let comm = read("/proc/\(pid)/comm"), let f = fields(pid) else { return nil }
+            if comm == "xargs\n" {
+                guard let boot = read("/proc/sys/kernel/random/boot_id") else { return nil }
+                return "xargs \(pid) \(f[19]) \(boot.split(separator: "\n").first ?? "")"
+            }
+            guard comm == "time\n" || comm == "timeout\n", let parent = Int32(f[1]) else { return nil }
+            pid = parent
+        }
+        return nil
     }
 
     /// One listing pass, then every journal compared with it (and compacted). A store whose
