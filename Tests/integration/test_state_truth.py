@@ -236,6 +236,20 @@ def filler(be, count):
         list(pool.map(lambda k: be.put(k, b""), keys))
 
 
+def counting_proxy(kind, be, tmp_path, proxies):
+    """A pass-through proxy in front of `be`, whose log counts the requests, and the
+    environment that sends the tools through it."""
+    if kind == "swift":
+        up = urllib.parse.urlsplit(be.storage)
+        px = Proxy(tmp_path, f"{up.scheme}://{up.netloc}")
+        env = dict(be.env, ST_AUTH="", ST_USER="", ST_KEY="", OS_AUTH_TOKEN=be.token, OS_STORAGE_URL=px.url + up.path)
+    else:
+        px = Proxy(tmp_path, be.endpoint)
+        env = dict(be.env, AWS_ENDPOINT_URL=px.url)
+    proxies.append(px)
+    return px, env
+
+
 @pytest.mark.parametrize("kind", ["swift-s3api", "radosgw", "swift"])
 def test_requests_of_an_unchanged_run(kind, tmp_path, proxies):
     """An unchanged run with a state asks nothing per metric: each process opens the store
@@ -246,14 +260,7 @@ def test_requests_of_an_unchanged_run(kind, tmp_path, proxies):
         n = Node(be, tmp_path, 20)
         out, _, _ = n.backup()
         assert {r[5] for r in out} == {"stored"}
-        if kind == "swift":
-            up = urllib.parse.urlsplit(be.storage)
-            px = Proxy(tmp_path, f"{up.scheme}://{up.netloc}")
-            env = dict(be.env, ST_AUTH="", ST_USER="", ST_KEY="", OS_AUTH_TOKEN=be.token, OS_STORAGE_URL=px.url + up.path)
-        else:
-            px = Proxy(tmp_path, be.endpoint)
-            env = dict(be.env, AWS_ENDPOINT_URL=px.url)
-        proxies.append(px)
+        px, env = counting_proxy(kind, be, tmp_path, proxies)
 
         def unchanged_run(run_id, wrapper=""):
             start = px.mark()
@@ -308,14 +315,7 @@ def test_requests_of_a_first_backup_and_its_prune(kind, tmp_path, proxies):
     be = SwiftBackend(tmp_path) if kind == "swift" else S3Backend(kind, tmp_path)
     try:
         n = Node(be, tmp_path, 40, schemas="small")
-        if kind == "swift":
-            up = urllib.parse.urlsplit(be.storage)
-            px = Proxy(tmp_path, f"{up.scheme}://{up.netloc}")
-            env = dict(be.env, ST_AUTH="", ST_USER="", ST_KEY="", OS_AUTH_TOKEN=be.token, OS_STORAGE_URL=px.url + up.path)
-        else:
-            px = Proxy(tmp_path, be.endpoint)
-            env = dict(be.env, AWS_ENDPOINT_URL=px.url)
-        proxies.append(px)
+        px, env = counting_proxy(kind, be, tmp_path, proxies)
 
         def run(state):
             start = px.mark()

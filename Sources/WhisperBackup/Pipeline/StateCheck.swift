@@ -13,28 +13,24 @@ import Glibc
 public enum StateCheck {
     /// What a listing says of one metric's newest version, in 16 bytes: the version's time,
     /// whether it is sound, and a digest of its content and size. The check keeps one per
-    /// metric of the store (with 8 bytes of the name's SHA-256: 24 bytes a metric, 24 MB for a
-    /// million; names, keys and hashes as strings took about 1 KB a metric).
+    /// metric of the store in a `NameTable` (24 bytes a metric, 24 MB for a million; names,
+    /// keys and hashes as strings took about 1 KB a metric).
     struct Newest: Equatable {
-        var time: Int64
-        /// Marked bad, or a delta whose chain of bases is not whole in the listing.
-        var bad: Bool
+        /// The version's time; bit 62 set when it is marked bad, or a delta whose chain of
+        /// bases is not whole in the listing.
+        private var timeAndBad: Int64
         var content: UInt64
+        var time: Int64 { timeAndBad & ~Newest.badBit }
+        var bad: Bool { timeAndBad & Newest.badBit != 0 }
+        static let badBit: Int64 = 1 << 62
 
         /// The newest version stamped at or before now (`Versions.clockSlack`), as `wsp-push`
         /// compares: a version stamped in the future (a run while the clock ran ahead) is not
         /// one the state may vouch for.
-        init(time: Int64, bad: Bool, content: UInt64) {
-            self.time = time
-            self.bad = bad
-            self.content = content
-        }
-
         init?(_ objects: MetricObjects) {
             let now = Int64(system_now())
             guard let v = objects.versions.last(where: { $0.time <= now + Versions.clockSlack }) else { return nil }
-            time = v.time
-            bad = !objects.isIntact(v)
+            timeAndBad = v.time | (objects.isIntact(v) ? 0 : Newest.badBit)
             content = Newest.content(hash: v.hash, size: v.size)
         }
 
@@ -42,34 +38,6 @@ public enum StateCheck {
         static func content(hash: String, size: Int64) -> UInt64 {
             let prefix = UInt64(hash.prefix(16), radix: 16) ?? 0
             return prefix ^ (UInt64(bitPattern: size) &* 0x9E37_79B9_7F4A_7C15)
-        }
-    }
-
-    /// Every metric's `Newest`, by the first 8 bytes of the SHA-256 of its name, sorted.
-    struct NewestTable {
-        private var rows: [(name: UInt64, time: Int64, content: UInt64)] = []
-        static let badBit: Int64 = 1 << 62
-
-        static func name(_ metric: String) -> UInt64 {
-            Digest.hash(.sha256, Array(metric.utf8)).prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
-        }
-
-        mutating func add(_ metric: String, _ n: Newest) {
-            rows.append((NewestTable.name(metric), n.time | (n.bad ? NewestTable.badBit : 0), n.content))
-        }
-
-        mutating func seal() { rows.sort { $0.name < $1.name } }
-
-        subscript(metric: String) -> Newest? {
-            let name = NewestTable.name(metric)
-            var lo = 0, hi = rows.count
-            while lo < hi {
-                let mid = (lo + hi) / 2
-                if rows[mid].name < name { lo = mid + 1 } else { hi = mid }
-            }
-            guard lo < rows.count, rows[lo].name == name else { return nil }
-            let r = rows[lo]
-            return Newest(time: r.time & ~NewestTable.badBit, bad: r.time & NewestTable.badBit != 0, content: r.content)
         }
     }
 
@@ -157,11 +125,11 @@ public enum StateCheck {
         // listing may not show: they are kept, and checked by the next run.
         let marks = state.marks()
         let byMetric = !store.listsRanges
-        var newest = NewestTable()
+        var newest = NameTable<Newest>()
         if !byMetric {
             try StoreListing.forEachMetric(in: store, layout: layout, prefix: layout.prefix) { objects in
                 if Signals.stopRequested { throw Interrupted() }
-                if let n = Newest(objects) { newest.add(objects.metric, n) }
+                if let n = Newest(objects) { newest.append(objects.metric, n) }
             }
             newest.seal()
         }

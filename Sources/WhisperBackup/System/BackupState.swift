@@ -228,36 +228,14 @@ public final class BackupState {
         var size: Int64
     }
 
-    /// Every journal's mark, by the first 8 bytes of the SHA-256 of its name, sorted: 24 bytes
-    /// a journal, so a state of a million metrics takes a few MB (a dictionary of names took
-    /// ten times that).
-    public struct Marks {
-        fileprivate var rows: [(name: UInt64, inode: UInt64, size: Int64)] = []
-
-        static func name(_ shard: String) -> UInt64 {
-            Digest.hash(.sha256, Array(shard.utf8)).prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
-        }
-
-        public subscript(shard: String) -> Mark? {
-            let name = Marks.name(shard)
-            var lo = 0, hi = rows.count
-            while lo < hi {
-                let mid = (lo + hi) / 2
-                if rows[mid].name < name { lo = mid + 1 } else { hi = mid }
-            }
-            guard lo < rows.count, rows[lo].name == name else { return nil }
-            return Mark(inode: rows[lo].inode, size: rows[lo].size)
-        }
-    }
-
     /// Every journal's mark, taken before a listing of the store: lines written after it
     /// record versions stored after the listing began, which it need not show.
-    public func marks() -> Marks {
-        var out = Marks()
+    public func marks() -> NameTable<Mark> {
+        var out = NameTable<Mark>()
         for shard in shards() {
-            if let st = try? system_stat(shardPath(shard)) { out.rows.append((Marks.name(shard), UInt64(st.st_ino), Int64(st.st_size))) }
+            if let st = try? system_stat(shardPath(shard)) { out.append(shard, Mark(inode: UInt64(st.st_ino), size: Int64(st.st_size))) }
         }
-        out.rows.sort { $0.name < $1.name }
+        out.seal()
         return out
     }
 
@@ -444,5 +422,33 @@ public struct NameList: Sequence {
             defer { i += 1 }
             return self[i]
         }
+    }
+}
+
+/// Values by the first 8 bytes of the SHA-256 of a name, sorted for binary search: 8 bytes a
+/// name besides the value (a dictionary of String keys takes ten times that), for tables of
+/// every journal or every metric of a store.
+public struct NameTable<Value> {
+    private var rows: [(name: UInt64, value: Value)] = []
+
+    public init() {}
+
+    static func key(_ name: String) -> UInt64 {
+        Digest.hash(.sha256, Array(name.utf8)).prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
+    public mutating func append(_ name: String, _ value: Value) { rows.append((NameTable.key(name), value)) }
+
+    /// Sorts the rows; lookups come after.
+    public mutating func seal() { rows.sort { $0.name < $1.name } }
+
+    public subscript(name: String) -> Value? {
+        let key = NameTable.key(name)
+        var lo = 0, hi = rows.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if rows[mid].name < key { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < rows.count && rows[lo].name == key ? rows[lo].value : nil
     }
 }
