@@ -23,9 +23,8 @@ as a 143k-file node does (K = 2234 with -f 16).
 
 It prints a markdown table: objects per second (files / wall seconds) and wall seconds of each
 run, and the requests per object counted in the proxy's log (listings, PUTs, object GETs,
-other: auth, HEADs, bucket creation), plus the requests of the busiest connection that made no
-PUT in the first backup: `wsp-prune --keep`, one process that lists each stored metric's
-versions one after another.
+other: auth, HEADs, bucket creation), plus the requests of the busiest connection that made no PUT in the first backup (a
+`wsp-prune --keep` process: its openings and a listing per batch of its records).
 
 With --push-only, each configuration also runs the backup's first two stages alone into
 another new bucket (`wsp-find | xargs -P f wsp-snap --state | xargs -P f wsp-push --state`,
