@@ -317,13 +317,18 @@ def test_requests_of_a_first_backup_and_its_prune(kind, tmp_path, proxies):
         n = Node(be, tmp_path, 40, schemas="small")
         px, env = counting_proxy(kind, be, tmp_path, proxies)
 
+        if kind == "swift":
+            # The test servers' tokens live seconds (SWIFT_TOKEN_LIFE): with the credentials
+            # set, a rejected token is renewed (at the server, not through the proxy).
+            env.update(ST_AUTH=be.env["ST_AUTH"], ST_USER=be.env["ST_USER"], ST_KEY=be.env["ST_KEY"])
+
         def run(state):
             start = px.mark()
             s = f"--state {q(n.state)}" if state else ""
             p = sh(f"wsp-find --root {q(n.root)} | xargs -d '\\n' -n 20 wsp-snap --spool {q(n.spool)} {s}"
                    f" | xargs -d '\\n' -n 20 wsp-push {s} {be.create} {q(be.url)}"
                    f" | xargs -d '\\n' -n 40 wsp-prune --keep 1 {q(be.url)}", env=env)
-            entries = px.entries()[start:]
+            entries = [e for e in px.entries()[start:] if e[2] != "401"]   # a request its renewed token repeats
             lists = [e for e in entries if e[0] == "GET" and ("list-type=2" in e[1] or "format=json" in e[1])
                      and "max-keys=1&" not in e[1] + "&" and "limit=1&" not in e[1] + "&"]
             puts = [e for e in entries if e[0] == "PUT" and ".wsp.gz" in e[1]]
