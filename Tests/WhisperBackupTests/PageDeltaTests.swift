@@ -72,4 +72,19 @@ final class PageDeltaTests: XCTestCase {
         XCTAssertEqual(h[0], h[1])
         XCTAssertNotEqual(h[1], h[2])
     }
+
+    /// Zero pages take a shortcut to the same hash: every page hashes as its SHA-256 says,
+    /// zero or not, whole or the last part of one.
+    func testZeroPagesHashAsTheirSHA256() {
+        var bytes = [UInt8](repeating: 0, count: 3 * PageDelta.pageSize + 100)
+        bytes[PageDelta.pageSize + 7] = 1   // page 1 not zero; pages 0 and 2 zero, page 3 a zero tail
+        let hashes = bytes.withUnsafeBytes { PageDelta.pageHashes($0) }
+        XCTAssertEqual(hashes.count, 4)
+        for (i, h) in hashes.enumerated() {
+            let page = Array(bytes[(i * PageDelta.pageSize)..<min((i + 1) * PageDelta.pageSize, bytes.count)])
+            XCTAssertEqual(h, Digest.hash(.sha256, page).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }, "page \(i)")
+        }
+        XCTAssertEqual(hashes[0], hashes[2])
+        XCTAssertNotEqual(hashes[0], hashes[1])
+    }
 }
