@@ -2,12 +2,13 @@
 """Object stores at real latency: objects per second of whole `whisper-backup` runs through
 Tests/integration/faultproxy.py --rtt, against the servers CI starts.
 
-  scripts/bench-latency.py [--files 600] [--rtt 0,20,50] [--forks 4,8,16] [--stores s3,swift]
-                           [--no-direct] [--daily] [--push-only] [--keep]
+  scripts/bench-latency.py [--files 600] [--rtt 0,20,50] [--forks 4,8,16] [--connections 4]
+                           [--stores s3,swift] [--no-direct] [--daily] [--push-only] [--keep]
 
 It generates a small-schema tree (scripts/gen-tree.py --schemas small --now 1795000000),
 starts swift-aio (S3 API `s3`, Swift API `swift`; `rgw` in --stores starts radosgw too) on
-free ports in a run directory of its own, and for each store x RTT x -f runs, through the
+free ports in a run directory of its own, and for each store x RTT x -f x --connections (the
+uploads each wsp-push keeps in flight, column `conn`) runs, through the
 `whisper-backup` executable, a first backup into a new bucket or container (--create-bucket,
 a new state directory), an unchanged re-run (same state) and a restore into an empty
 directory, whose files are compared byte for byte with the tree (a run that fails or restores
@@ -173,6 +174,7 @@ def main():
     ap.add_argument("--files", type=int, default=600)
     ap.add_argument("--rtt", default="0,20,50", help="round trips in ms, comma-separated (0: the proxy, no delay)")
     ap.add_argument("--forks", default="4,8,16", help="whisper-backup -f values")
+    ap.add_argument("--connections", default="4", help="whisper-backup --connections values (uploads in flight per process)")
     ap.add_argument("--stores", default="s3,swift", help="s3 and swift (swift-aio), rgw (radosgw's S3)")
     ap.add_argument("--no-direct", action="store_true", help="skip the runs without the proxy")
     ap.add_argument("--daily", action="store_true", help="add a daily run (75%% of the files get a day of points)")
@@ -181,6 +183,7 @@ def main():
     a = ap.parse_args()
     rtts = [float(x) for x in a.rtt.split(",")]
     forks = [int(x) for x in a.forks.split(",")]
+    conns = [int(x) for x in a.connections.split(",")]
     stores = a.stores.split(",")
     bindir = find_bin()
     work = tempfile.mkdtemp(prefix="wsp-bench-latency-")
@@ -203,22 +206,22 @@ def main():
         time.sleep(2)   # files changed less than 2 s before they are read are not vouched for by the state
         print(f"{a.files} small-schema files, {sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(tree) for f in fs) / 1e6:.1f} MB; tools: {bindir}; "
               f"{os.cpu_count()} cores\n")
-        print("| store | RTT ms | -f | first obj/s | first s | unchanged obj/s | unchanged s | restore obj/s | restore s | "
+        print("| store | RTT ms | -f | conn | first obj/s | first s | unchanged obj/s | unchanged s | restore obj/s | restore s | "
               "req/obj first (list+PUT+other) | prune --keep requests | req unchanged | req/obj restore (list+GET+other) |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for name in stores:
             env = envs["radosgw" if name == "rgw" else "swift-aio"]
             upstream = env["WSP_TEST_RGW_ENDPOINT"] if name == "rgw" else env["WSP_TEST_S3_ENDPOINT"]
-            configs = [(r, f) for r in rtts for f in forks]
+            configs = [(r, f, c) for r in rtts for f in forks for c in conns]
             if not a.no_direct:
-                configs = [(None, max(forks))] + configs
-            for rtt, f in configs:
+                configs = [(None, max(forks), max(conns))] + configs
+            for rtt, f, c in configs:
                 proxy = Proxy(work, upstream, rtt) if rtt is not None else None
                 url, tenv = store_setup(name, env, proxy.url if proxy else upstream)
                 k = max(1, -(-a.files // f))   # whisper-backup's K at most (BatchSize)
                 tag = uuid.uuid4().hex[:6]
                 state, out = os.path.join(work, "state-" + tag), os.path.join(work, "out-" + tag)
-                common = ["-f", str(f)]
+                common = ["-f", str(f), "--connections", str(c)]
                 phases = []
                 mark = 0
                 steps = [("first", ["-p", tree, "--state", state, "--create-bucket", *common, "backup", url]),
@@ -245,7 +248,7 @@ def main():
                     os.makedirs(spool2)
                     x = f"xargs -d '\\n' -r -P {f} -s 1000000 -n {k}"
                     cmd = (f"set -o pipefail; wsp-find --root {tree} | {x} wsp-snap --state {state2} --spool {spool2} "
-                           f"--spool-max 1G | {x} wsp-push --state {state2} --create-bucket {url2} >/dev/null")
+                           f"--spool-max 1G | {x} wsp-push --state {state2} --connections {c} --create-bucket {url2} >/dev/null")
                     mark = len(proxy.lines()) if proxy else 0
                     e = dict(os.environ, **tenv)
                     e["PATH"] = bindir + os.pathsep + e["PATH"]
@@ -256,33 +259,33 @@ def main():
                     if p.returncode != 0:
                         sys.exit(f"bench-latency: {cmd}: exit {p.returncode}\n{p.stderr}")
                     cp, np_, _ = counts((proxy.lines() if proxy else [])[mark:])
-                    pushonly.append(f"| {name} | {'direct' if rtt is None else f'{rtt:g}'} | {f} | {a.files / wp:.0f} | {wp:.1f} | "
+                    pushonly.append(f"| {name} | {'direct' if rtt is None else f'{rtt:g}'} | {f} | {c} | {a.files / wp:.0f} | {wp:.1f} | "
                                     f"{f'{np_ / a.files:.2f}' if proxy else ''} |")
                 if proxy:
                     proxy.stop()
                 if a.daily:
                     wd, sd, (cd, nd, keepd) = phases.pop(2)
-                    daily.append(f"| {name} | {'direct' if rtt is None else f'{rtt:g}'} | {f} | {a.files / wd:.0f} | {wd:.1f} | "
+                    daily.append(f"| {name} | {'direct' if rtt is None else f'{rtt:g}'} | {f} | {c} | {a.files / wd:.0f} | {wd:.1f} | "
                                  f"{nd if proxy else ''} | {cd['put'] if proxy else ''} | {keepd if proxy else ''} | {sd.split(': ', 2)[-1]} |")
                 (w1, s1, (c1, n1, keep)), (w2, s2, (c2, n2, _)), (w3, s3, (c3, n3, _)) = phases
                 fl = a.files
 
                 def per(c, n, main):
                     return f"{n / fl:.2f} ({c['list'] / fl:.2f}+{c[main] / fl:.2f}+{c['other'] / fl:.2f})" if proxy else ""
-                print(f"| {name} | {'direct' if rtt is None else f'{rtt:g}'} | {f} | {fl / w1:.0f} | {w1:.1f} | {fl / w2:.0f} | "
+                print(f"| {name} | {'direct' if rtt is None else f'{rtt:g}'} | {f} | {c} | {fl / w1:.0f} | {w1:.1f} | {fl / w2:.0f} | "
                       f"{w2:.1f} | {fl / w3:.0f} | {w3:.1f} | {per(c1, n1, 'put')} | {keep if proxy else ''} | "
                       f"{n2 if proxy else ''} | {per(c3, n3, 'get')} |", flush=True)
                 if "unchanged" not in s2 or f"{fl} unchanged" not in s2:
                     print(f"  (unchanged run: {s2})", flush=True)
         if daily:
             print("\nDaily runs (75% of the files got a day of points; files seen / wall seconds):\n")
-            print("| store | RTT ms | -f | files/s | wall s | requests | PUTs | prune --keep requests | summary |")
-            print("|---|---|---|---|---|---|---|---|---|")
+            print("| store | RTT ms | -f | conn | files/s | wall s | requests | PUTs | prune --keep requests | summary |")
+            print("|---|---|---|---|---|---|---|---|---|---|")
             print("\n".join(daily))
         if pushonly:
             print("\nFirst backup, wsp-find | wsp-snap | wsp-push alone (no wsp-prune --keep):\n")
-            print("| store | RTT ms | -f | obj/s | wall s | requests/obj |")
-            print("|---|---|---|---|---|---|")
+            print("| store | RTT ms | -f | conn | obj/s | wall s | requests/obj |")
+            print("|---|---|---|---|---|---|---|")
             print("\n".join(pushonly))
     finally:
         if not a.keep:

@@ -14,6 +14,14 @@ static struct {
     void (*slist_free_all)(struct curl_slist *);
     CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
     CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
+    CURLM *(*multi_init)(void);
+    CURLMcode (*multi_cleanup)(CURLM *);
+    CURLMcode (*multi_add_handle)(CURLM *, CURL *);
+    CURLMcode (*multi_remove_handle)(CURLM *, CURL *);
+    CURLMcode (*multi_perform)(CURLM *, int *);
+    CURLMcode (*multi_poll)(CURLM *, struct curl_waitfd *, unsigned int, int, int *);
+    CURLMsg *(*multi_info_read)(CURLM *, int *);
+    const char *(*multi_strerror)(CURLMcode);
 } lib;
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -40,6 +48,14 @@ static void load(void) {
     SYM(slist_free_all, "curl_slist_free_all")
     SYM(easy_setopt, "curl_easy_setopt")
     SYM(easy_getinfo, "curl_easy_getinfo")
+    SYM(multi_init, "curl_multi_init")
+    SYM(multi_cleanup, "curl_multi_cleanup")
+    SYM(multi_add_handle, "curl_multi_add_handle")
+    SYM(multi_remove_handle, "curl_multi_remove_handle")
+    SYM(multi_perform, "curl_multi_perform")
+    SYM(multi_poll, "curl_multi_poll")
+    SYM(multi_info_read, "curl_multi_info_read")
+    SYM(multi_strerror, "curl_multi_strerror")
     SYM(global_init, "curl_global_init")   /* last: non-NULL means all are loaded */
 #undef SYM
 }
@@ -70,3 +86,23 @@ CURLcode CCurl_easy_setopt_seek(CURL *h, int (*f)(void *, curl_off_t, int)) { re
 CURLcode CCurl_easy_setopt_xferinfo(CURL *h, int (*f)(void *, curl_off_t, curl_off_t, curl_off_t, curl_off_t)) { return lib.easy_setopt(h, CURLOPT_XFERINFOFUNCTION, f); }
 CURLcode CCurl_easy_getinfo_long(CURL *h, CURLINFO i, long *v) { return lib.easy_getinfo(h, i, v); }
 CURLcode CCurl_easy_getinfo_off(CURL *h, CURLINFO i, curl_off_t *v) { return lib.easy_getinfo(h, i, v); }
+
+CURLM *CCurl_multi_init(void) { return lib.multi_init(); }
+void CCurl_multi_cleanup(CURLM *m) { lib.multi_cleanup(m); }
+CURLMcode CCurl_multi_add_handle(CURLM *m, CURL *h) { return lib.multi_add_handle(m, h); }
+CURLMcode CCurl_multi_remove_handle(CURLM *m, CURL *h) { return lib.multi_remove_handle(m, h); }
+CURLMcode CCurl_multi_perform(CURLM *m, int *running) { return lib.multi_perform(m, running); }
+CURLMcode CCurl_multi_poll(CURLM *m, int timeout_ms) { return lib.multi_poll(m, NULL, 0, timeout_ms, NULL); }
+const char *CCurl_multi_strerror(CURLMcode code) { return lib.multi_strerror(code); }
+
+CURL *CCurl_multi_next_done(CURLM *m, CURLcode *result) {
+    int left = 0;
+    CURLMsg *msg;
+    while ((msg = lib.multi_info_read(m, &left)) != NULL) {
+        if (msg->msg == CURLMSG_DONE) {
+            *result = msg->data.result;
+            return msg->easy_handle;
+        }
+    }
+    return NULL;
+}

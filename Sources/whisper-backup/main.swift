@@ -80,6 +80,7 @@ struct WhisperBackupCommand: ParsableCommand {
     @Option(help: "Spool directory (default: a new one in the work directory).") var spool: String?
     @Option(name: .customLong("spool-max"), help: "Spool bound; batch sizes are chosen so it cannot stall.") var spoolMax = "1G"
     @Option(help: "S3 endpoint URL.") var endpoint: String?
+    @Option(help: "Uploads each wsp-push keeps in flight at once, S3 and Swift (default 4).") var connections: Int?
     @Option(help: "State directory of this store.") var state: String?
     @Flag(help: "Read every file, ignoring the state, and store every changed one full.") var full = false
     @Option(name: .customLong("full-every"), help: "With a state: a full version at least every K versions of a metric, deltas between (default 10; 1: always full).") var fullEvery: Int?
@@ -101,7 +102,7 @@ struct WhisperBackupCommand: ParsableCommand {
         s.quiet = quiet; s.nolog = nolog || printPipeline; s.logfile = logfile; s.syslog = syslog
         s.nolock = nolock || printPipeline; s.lockfile = lockfile; s.locktimeout = locktimeout
         s.splay = printPipeline ? 0 : splay; s.nostamp = nostamp; s.stampfile = stampfile; s.spool = spool
-        s.spoolMax = spoolMax; s.endpoint = endpoint; s.state = state; s.full = full; s.fullEvery = fullEvery; s.createBucket = createBucket
+        s.spoolMax = spoolMax; s.endpoint = endpoint; s.connections = connections; s.state = state; s.full = full; s.fullEvery = fullEvery; s.createBucket = createBucket
         s.force = force; s.metricsFile = metricsFile; s.carbon = carbon; s.carbonPrefix = carbonPrefix
         s.progress = noProgress ? false : progress ? true : nil; s.printPipeline = printPipeline
         let plan = try RunPlan(s)

@@ -52,6 +52,9 @@ struct WspPush: RecordArguments {
     @Flag(help: "Download and check each metric's newest version before deduplicating against it; a damaged one is marked bad and stored again.")
     var full = false
 
+    @Option(help: ArgumentHelp("Uploads of a batch of records kept in flight at once, each on a connection of its own (S3, Swift).", valueName: "n"))
+    var connections = ConcurrentPuts.defaultWidth
+
     @OptionGroup(title: "Output") var output: OutputOptions
 
     @Argument(help: ArgumentHelp("Store URL: file:///dir, s3://bucket/prefix, swift://container/prefix.", valueName: "store"))
@@ -60,9 +63,16 @@ struct WspPush: RecordArguments {
     @Argument(help: ArgumentHelp("Records (default: read from stdin).", valueName: "record"))
     var records: [String] = []
 
+    func validate() throws {
+        guard (1...ConcurrentPuts.maxWidth).contains(connections) else {
+            throw ValidationError("--connections \(connections): not a number from 1 to \(ConcurrentPuts.maxWidth)")
+        }
+    }
+
     func run() throws {
         let diagnostics = output.diagnostics("wsp-push")
-        let settings = storeOptions.settings(dryRun: dryRun)
+        var settings = storeOptions.settings(dryRun: dryRun)
+        settings.connections = connections
         var backupState: BackupState? = nil
         let opened: Store, layout: StoreLayout
         do {

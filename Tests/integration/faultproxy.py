@@ -20,7 +20,8 @@ send it), short (forward, answer half the body with a Content-Length that says s
 truncation only a checksum can tell), flip (forward, flip one bit in the middle of the body),
 flipx (flip, and drop the ETag: a corruption nothing in HTTP can tell), pass (forward).
 
-Misbehaving stores: 405 (answer 405 Method Not Allowed), flipput (flip one bit in the middle
+Misbehaving stores: 405 (answer 405 Method Not Allowed), 401 (answer 401 Unauthorized, as to
+an expired token), flipput (flip one bit in the middle
 of the request body and drop its ETag header before forwarding: a Swift upload corrupted on
 the way), badetag (forward, answer with an ETag that is not the body's MD5), bigheader
 (forward, add a 300 KB header to the answer), endless (answer 200 and a body that never
@@ -114,7 +115,8 @@ def skew(amz_date, seconds):
 
 
 def error_body(status):
-    code = {503: "SlowDown", 500: "InternalError", 429: "TooManyRequests", 405: "MethodNotAllowed"}.get(status, "Error")
+    code = {503: "SlowDown", 500: "InternalError", 429: "TooManyRequests", 405: "MethodNotAllowed",
+            401: "Unauthorized"}.get(status, "Error")
     return (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
             f"<Message>injected by faultproxy</Message></Error>").encode()
 
@@ -226,7 +228,7 @@ class Handler(socketserver.BaseRequestHandler):
             i = len(body) // 2
             body = body[:i] + bytes([body[i] ^ 0x10]) + body[i + 1:]
             headers = [(n, v) for n, v in headers if n.lower() != "etag"]
-        if fault in ("503", "500", "429", "405"):
+        if fault in ("503", "500", "429", "405", "401"):
             status = int(fault)
             st.record(method, target, status, fault, self.conn_id)
             eb = error_body(status)

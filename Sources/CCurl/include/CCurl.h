@@ -29,6 +29,18 @@ CURLcode CCurl_easy_setopt_xferinfo(CURL *h, int (*f)(void *, curl_off_t, curl_o
 CURLcode CCurl_easy_getinfo_long(CURL *h, CURLINFO i, long *v);
 CURLcode CCurl_easy_getinfo_off(CURL *h, CURLINFO i, curl_off_t *v);
 
+/* The multi interface: several transfers at once in one thread. */
+CURLM *CCurl_multi_init(void);
+void CCurl_multi_cleanup(CURLM *m);
+CURLMcode CCurl_multi_add_handle(CURLM *m, CURL *h);
+CURLMcode CCurl_multi_remove_handle(CURLM *m, CURL *h);
+CURLMcode CCurl_multi_perform(CURLM *m, int *running);
+/* Waits up to timeout_ms for activity on the multi handle's transfers. */
+CURLMcode CCurl_multi_poll(CURLM *m, int timeout_ms);
+const char *CCurl_multi_strerror(CURLMcode code);
+/* The next transfer that ended (its result in `result`), or NULL when none is waiting. */
+CURL *CCurl_multi_next_done(CURLM *m, CURLcode *result);
+
 /* Values Swift cannot import as constants (macros built from expressions). */
 static inline size_t CCurl_READFUNC_ABORT(void) { return CURL_READFUNC_ABORT; }
 static inline int CCurl_SEEKFUNC_OK(void) { return CURL_SEEKFUNC_OK; }

@@ -3,8 +3,9 @@ import CCurl
 import Glibc
 #endif
 
-/// The project's one HTTP client, over one libcurl easy handle. The handle is reused for every
-/// request, so connections (and TLS sessions) are kept alive between requests to a host.
+/// The project's one HTTP client, over libcurl easy handles that are reused for every request,
+/// so connections (and TLS sessions) are kept alive between requests to a host: one for
+/// requests one at a time, and a few for batches sent at once (`performMany`).
 /// Not thread-safe: one client per thread (the tools are single-threaded processes).
 ///
 /// It neither retries nor follows redirects: a store classifies each outcome (status codes,
@@ -39,8 +40,12 @@ public final class HTTPClient {
     public let options: Options
     /// Requests performed so far (each attempt counts).
     public private(set) var requestCount = 0
-    private let handle: UnsafeMutableRawPointer
-    private let errorBuffer: UnsafeMutablePointer<CChar>
+    /// The handle of `perform`, one request at a time.
+    private let main: EasyHandle
+    /// The handles of `performMany` and the multi handle that runs them (made at its first
+    /// use); their connections stay open in the multi handle between batches.
+    private var lanes: [EasyHandle] = []
+    private var multi: UnsafeMutableRawPointer?
     private let trace: Bool
 
     /// nil once libcurl is loaded and initialised, else why not.
@@ -55,40 +60,142 @@ public final class HTTPClient {
         if let text = system_getenv("WSP_HTTP_DEADLINE"), !text.isEmpty, Double(text).map({ $0 > 0 && $0.isFinite }) != true {
             throw ConfigError("WSP_HTTP_DEADLINE=\(text): not a positive number of seconds")
         }
-        guard let h = CCurl_easy_init() else { throw HTTPError(.other, "libcurl could not be initialised") }
         self.options = options
-        handle = h
-        errorBuffer = .allocate(capacity: Int(CCurl_ERROR_SIZE()) + 1)
-        errorBuffer.initialize(repeating: 0, count: Int(CCurl_ERROR_SIZE()) + 1)
+        main = try EasyHandle()
         // WSP_HTTP_TRACE=1: one line per request on stderr (method, URL, status, bytes, time).
         // URLs carry no credentials (they travel in headers), so nothing secret is printed.
         trace = (system_getenv("WSP_HTTP_TRACE") ?? "").isEmpty == false
     }
 
     deinit {
-        CCurl_easy_cleanup(handle)
-        errorBuffer.deallocate()
+        if let multi {
+            // The lanes are out of the multi handle between batches: cleaned up first.
+            lanes.removeAll()
+            CCurl_multi_cleanup(multi)
+        }
+    }
+
+    /// One libcurl easy handle and the buffer its errors are written to.
+    final class EasyHandle {
+        let handle: UnsafeMutableRawPointer
+        let errorBuffer: UnsafeMutablePointer<CChar>
+        init() throws {
+            guard let h = CCurl_easy_init() else { throw HTTPError(.other, "libcurl could not be initialised") }
+            handle = h
+            errorBuffer = .allocate(capacity: Int(CCurl_ERROR_SIZE()) + 1)
+            errorBuffer.initialize(repeating: 0, count: Int(CCurl_ERROR_SIZE()) + 1)
+        }
+        deinit {
+            CCurl_easy_cleanup(handle)
+            errorBuffer.deallocate()
+        }
+    }
+
+    /// A request set up on a handle, until its answer is read.
+    private struct Call {
+        let easy: EasyHandle
+        let transfer: Transfer
+        let headerList: UnsafeMutablePointer<curl_slist>?
+        let method: String
+        let url: String
+        let started: Double
     }
 
     /// Sends `request` and returns the final response, whatever its status.
     /// - Throws: `HTTPError` when no complete response arrived.
     public func perform(_ request: HTTPRequest) throws -> HTTPResponse {
+        let call = try start(request, on: main)
+        return try finish(call, CCurl_easy_perform(main.handle))
+    }
+
+    /// Sends `requests` with up to `width` of them in flight at once (over as many kept-alive
+    /// connections, in this thread: libcurl's multi interface), and returns each one's response
+    /// or error, in order. Over a store a round trip away, a batch takes about
+    /// `requests.count / width` round trips instead of `requests.count`.
+    public func performMany(_ requests: [HTTPRequest], width: Int) -> [Result<HTTPResponse, Error>] {
+        let width = min(width, requests.count)
+        if width > 1 && multi == nil { multi = CCurl_multi_init() }
+        while lanes.count < width, let easy = try? EasyHandle() { lanes.append(easy) }
+        guard width > 1, let multi, lanes.count > 1 else {
+            return requests.map { r in Result { try perform(r) } }
+        }
+        var results = [Result<HTTPResponse, Error>?](repeating: nil, count: requests.count)
+        var idle = Array(lanes.prefix(width))
+        var running: [UnsafeMutableRawPointer: (index: Int, call: Call)] = [:]
+        var next = 0
+        while next < requests.count || !running.isEmpty {
+            while next < requests.count, let easy = idle.popLast() {
+                let i = next
+                next += 1
+                if Signals.stopRequested {
+                    results[i] = .failure(HTTPError(.interrupted, "\(requests[i].method) \(requests[i].url): not sent: interrupted"))
+                    idle.append(easy)
+                    continue
+                }
+                do {
+                    let call = try start(requests[i], on: easy)
+                    let mc = CCurl_multi_add_handle(multi, easy.handle)
+                    if mc != CURLM_OK {
+                        results[i] = .failure(HTTPError(.other, "\(call.method) \(call.url): libcurl: \(String(cString: CCurl_multi_strerror(mc)))"))
+                        release(call)
+                        idle.append(easy)
+                        continue
+                    }
+                    running[easy.handle] = (i, call)
+                } catch {
+                    results[i] = .failure(error)
+                    idle.append(easy)
+                }
+            }
+            if running.isEmpty { continue }
+            var active: Int32 = 0
+            let mc = CCurl_multi_perform(multi, &active)
+            var rc = CURLE_OK
+            var ended = 0
+            while let h = CCurl_multi_next_done(multi, &rc) {
+                guard let (i, call) = running.removeValue(forKey: h) else { continue }
+                CCurl_multi_remove_handle(multi, h)
+                results[i] = Result { try finish(call, rc) }
+                idle.append(call.easy)
+                ended += 1
+            }
+            if mc != CURLM_OK {
+                // The multi handle itself failed: whatever is still running fails with it.
+                for (h, (i, call)) in running {
+                    CCurl_multi_remove_handle(multi, h)
+                    release(call)
+                    results[i] = .failure(HTTPError(.other, "\(call.method) \(call.url): libcurl: \(String(cString: CCurl_multi_strerror(mc)))"))
+                    idle.append(call.easy)
+                }
+                running.removeAll()
+            } else if ended == 0 && !running.isEmpty {
+                // A short wait, so that signals and deadlines are seen within a fraction of a
+                // second even when nothing moves.
+                _ = CCurl_multi_poll(multi, 200)
+            }
+        }
+        return results.map { $0! }
+    }
+
+    /// Sets `easy` up to send `request`.
+    private func start(_ request: HTTPRequest, on easy: EasyHandle) throws -> Call {
         requestCount += 1
         let started = system_monotonic()
         let transfer = try Transfer(request)
         transfer.limits = (options.deadline, options.deadlineRate, options.maxMemoryBody, started)
-        defer { transfer.close() }
         let ctx = Unmanaged.passUnretained(transfer).toOpaque()
+        let handle = easy.handle
 
         CCurl_easy_reset(handle)  // keeps the connection cache
-        errorBuffer[0] = 0
+        easy.errorBuffer[0] = 0
         var headerList: UnsafeMutablePointer<curl_slist>? = nil
-        defer { CCurl_slist_free_all(headerList) }
         for h in request.headers { headerList = CCurl_slist_append(headerList, "\(h.name): \(h.value)") }
         // No `Expect: 100-continue` round trip; no form content type on POST.
         for h in ["Expect:", "Content-Type:"] where !request.headers.contains(where: { $0.name.lowercased() == h.dropLast().lowercased() }) {
             headerList = CCurl_slist_append(headerList, h)
         }
+        let method = request.method.uppercased()
+        let call = Call(easy: easy, transfer: transfer, headerList: headerList, method: method, url: request.url, started: started)
 
         var rc = CURLE_OK
         func set(_ o: CURLoption, _ v: Int) { if rc == CURLE_OK { rc = CCurl_easy_setopt_long(handle, o, v) } }
@@ -108,7 +215,7 @@ public final class HTTPClient {
         if let ca = options.caBundle { set(CURLOPT_CAINFO, ca) }
         set(CURLOPT_USERAGENT, options.userAgent)
         set(CURLOPT_HTTPHEADER, UnsafeRawPointer(headerList))
-        set(CURLOPT_ERRORBUFFER, UnsafeRawPointer(errorBuffer))
+        set(CURLOPT_ERRORBUFFER, UnsafeRawPointer(easy.errorBuffer))
         set(CURLOPT_WRITEDATA, UnsafeRawPointer(ctx))
         set(CURLOPT_HEADERDATA, UnsafeRawPointer(ctx))
         set(CURLOPT_XFERINFODATA, UnsafeRawPointer(ctx))
@@ -117,7 +224,6 @@ public final class HTTPClient {
         if rc == CURLE_OK { rc = CCurl_easy_setopt_header(handle, httpHeaderCallback) }
         if rc == CURLE_OK { rc = CCurl_easy_setopt_xferinfo(handle, httpProgressCallback) }
 
-        let method = request.method.uppercased()
         switch (method, transfer.uploadSize) {
         case ("GET", nil):
             set(CURLOPT_HTTPGET, 1)
@@ -135,27 +241,39 @@ public final class HTTPClient {
             if method != "PUT" { set(CURLOPT_CUSTOMREQUEST, method) }
         }
         if rc != CURLE_OK {
+            release(call)
             throw HTTPError(.other, "\(method) \(request.url): libcurl option rejected: \(String(cString: CCurl_easy_strerror(rc)))", code: Int(rc.rawValue))
         }
+        return call
+    }
 
-        rc = CCurl_easy_perform(handle)
+    private func release(_ call: Call) {
+        CCurl_slist_free_all(call.headerList)
+        call.transfer.close()
+    }
+
+    /// The response of a call whose transfer ended with `rc`.
+    private func finish(_ call: Call, _ rc: CURLcode) throws -> HTTPResponse {
+        defer { release(call) }
         var status = 0
-        CCurl_easy_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+        CCurl_easy_getinfo_long(call.easy.handle, CURLINFO_RESPONSE_CODE, &status)
+        let transfer = call.transfer
         if trace {
-            let ms = Int((system_monotonic() - started) * 1000)
+            let ms = Int((system_monotonic() - call.started) * 1000)
             let outcome = rc == CURLE_OK ? String(status) : "error \(rc.rawValue)"
-            let line = "wsp-http: \(method) \(request.url) -> \(outcome) (\(transfer.received) B, \(ms) ms)\n"
+            let line = "wsp-http: \(call.method) \(call.url) -> \(outcome) (\(transfer.received) B, \(ms) ms)\n"
             system_write_stderr(line)
         }
         if rc != CURLE_OK {
-            throw error(rc, method: method, url: request.url, transfer: transfer)
+            throw error(rc, call: call)
         }
         transfer.close()
         return HTTPResponse(status: status, headers: transfer.headers, body: transfer.memory,
                             bodyBytes: transfer.received, bodyMD5: transfer.takeMD5())
     }
 
-    private func error(_ rc: CURLcode, method: String, url: String, transfer: Transfer) -> HTTPError {
+    private func error(_ rc: CURLcode, call: Call) -> HTTPError {
+        let (method, url, transfer, errorBuffer) = (call.method, call.url, call.transfer, call.easy.errorBuffer)
         let detail = errorBuffer[0] != 0 ? String(cString: errorBuffer) : String(cString: CCurl_easy_strerror(rc))
         if let local = transfer.localError {
             return HTTPError(.local, "\(method) \(url): \(local)", code: Int(rc.rawValue))

@@ -13,6 +13,8 @@ public struct RunPlan: Sendable {
     /// The store URL; nil for the noop backend.
     public var store: String?
     public var storeOptions: [String] = []
+    /// wsp-push's own options.
+    public var pushOptions: [String] = []
     public var globs: [String]
     public var state: String?
     public var noop: Bool
@@ -131,6 +133,12 @@ public struct RunPlan: Sendable {
         }
         if let endpoint { storeOptions += ["--endpoint", endpoint] }
         if s.createBucket { storeOptions.append("--create-bucket") }
+        if let c = s.connections {
+            guard (1...ConcurrentPuts.maxWidth).contains(c) else {
+                throw ValidationError("--connections \(c): not a number from 1 to \(ConcurrentPuts.maxWidth)")
+            }
+            pushOptions = ["--connections", String(c)]
+        }
         self.noop = noop
         globs = GlobList.split(s.metrics)
         _ = try MetricGlob.parseArguments(globs)

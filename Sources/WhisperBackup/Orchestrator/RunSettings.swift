@@ -28,6 +28,8 @@ public struct RunSettings: Sendable {
     public var spool: String? = nil
     public var spoolMax = "1G"
     public var endpoint: String? = nil
+    /// wsp-push --connections (nil: its default).
+    public var connections: Int? = nil
     public var region: String? = nil
     public var state: String? = nil
     public var full = false

@@ -25,7 +25,7 @@ public struct StageCommands: Sendable {
     public var noopSnap: [String] { ["wsp-snap"] + progress + spoolOptions }
     /// The store check before a backup reads anything.
     public var pushCheck: [String] { ["wsp-push"] + progress + plan.stageState + store }
-    public var push: [String] { ["wsp-push"] + progress + plan.dry + plan.stageState + store }
+    public var push: [String] { ["wsp-push"] + progress + plan.dry + plan.stageState + plan.pushOptions + store }
     public var retention: [String] { ["wsp-prune"] + progress + plan.dry + plan.storeOptions + ["--keep", String(plan.retention), plan.store ?? ""] }
     public var purge: [String] {
         ["wsp-prune"] + progress + plan.dry + plan.storeOptions + plan.purgeOptions + plan.pruneState + ["--gone-after", String(plan.purgeDays), plan.store ?? ""]
@@ -63,7 +63,7 @@ public struct StageCommands: Sendable {
         case .backup:
             var out = find + " \\\n"
             out += "  | " + j(x, "wsp-snap", q(plan.snapState), sp) + " \\\n"
-            out += "  | " + j(x, "wsp-push", q(plan.dry + plan.stageState), st) + " \\\n"
+            out += "  | " + j(x, "wsp-push", q(plan.dry + plan.stageState + plan.pushOptions), st) + " \\\n"
             out += "  | " + j("awk -F'\\t' '$6 == \"stored\" || $6 == \"would-store\"' | cut -f1 |", x, "wsp-prune",
                               q(plan.dry + ["--keep", String(plan.retention)]), st) + "\n"
             if plan.purgeDays >= 0 { out += purgeCmd + "\n" }

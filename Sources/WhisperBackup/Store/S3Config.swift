@@ -41,6 +41,8 @@ public struct S3Config: Sendable {
     public var credentials: AWSCredentials
     public var insecure: Bool
     public var caBundle: String?
+    /// PUTs in flight at once for a batch (`--connections`).
+    public var connections = ConcurrentPuts.defaultWidth
 
     /// - Parameters:
     ///   - environment: looks up a variable (tests pass their own; default: the process's).
@@ -128,6 +130,7 @@ public struct S3Config: Sendable {
         }
 
         insecure = settings.insecure
+        connections = settings.connections
         caBundle = env("AWS_CA_BUNDLE") ?? setting("ca_bundle")
     }
 

@@ -7,7 +7,8 @@ import Glibc
 /// kept-alive `HTTPClient`.
 ///
 /// - `put`: one PUT with `Content-MD5` and the payload's SHA-256 (the server checks both);
-///   the returned ETag must be the MD5 sent. An S3 PUT is atomic.
+///   the returned ETag must be the MD5 sent. An S3 PUT is atomic. `putMany` keeps up to
+///   `--connections` of them in flight at once.
 /// - `get`: the body streams into the file; its length and, for plain objects, its MD5
 ///   against the ETag are checked, and a mismatch is a transient error (retried).
 /// - `list`: ListObjectsV2 pages of up to 1000 keys, followed by continuation token; a
@@ -43,6 +44,21 @@ public final class S3Store: Store {
     // MARK: Store
 
     public func put(_ key: String, body: StoreBody) throws {
+        let (request, md5) = try putRequest(key, body: body)
+        try checkPut(key, md5: md5, try perform(request, what: "PUT \(key)"))
+    }
+
+    /// Puts a batch with up to `config.connections` PUTs in flight at once, each made and
+    /// checked as `put` does.
+    public func putMany(_ items: [(key: String, body: StoreBody)]) -> [Error?] {
+        ConcurrentPuts.run(items, width: config.connections, send: http.performMany,
+                           prepare: putRequest, check: { key, md5, result in
+            try self.checkPut(key, md5: md5, try self.response(result, what: "PUT \(key)"))
+        })
+    }
+
+    /// The signed PUT of `key`, and the MD5 of its body.
+    func putRequest(_ key: String, body: StoreBody) throws -> (HTTPRequest, [UInt8]) {
         let (md5, sha256) = try S3Store.digests(of: body, location: location)
         let headers = [("Content-MD5", Base64.encode(md5)),
                        ("Content-Type", key.hasSuffix(".gz") ? "application/gzip" : "application/octet-stream")]
@@ -51,7 +67,11 @@ public final class S3Store: Store {
         case .file(let path): httpBody = .file(path)
         case .bytes(let b): httpBody = .bytes(b)
         }
-        let r = try send("PUT", key: key, headers: headers, body: httpBody, payloadHash: Hex.encode(sha256), what: "PUT \(key)")
+        return (request("PUT", key: key, headers: headers, body: httpBody, payloadHash: Hex.encode(sha256)), md5)
+    }
+
+    /// Whether the answer to the PUT of `key` says the object holds the bytes sent.
+    func checkPut(_ key: String, md5: [UInt8], _ r: HTTPResponse) throws {
         guard r.isSuccess else { throw failure(r, what: "PUT \(key)").error }
         if let etag = S3Store.plainETag(r), etag != Hex.encode(md5) {
             // Never keep what failed its check: a listing would offer it as a stored version.
@@ -241,6 +261,14 @@ public final class S3Store: Store {
     func send(_ method: String, key: String?, query: [(name: String, value: String)] = [],
               headers: [(name: String, value: String)] = [], body: HTTPBody = .empty,
               payloadHash: String = SigV4.emptyPayloadHash, responseFile: String? = nil, what: String) throws -> HTTPResponse {
+        try perform(request(method, key: key, query: query, headers: headers, body: body, payloadHash: payloadHash,
+                            responseFile: responseFile), what: what)
+    }
+
+    /// A signed request.
+    func request(_ method: String, key: String?, query: [(name: String, value: String)] = [],
+                 headers: [(name: String, value: String)] = [], body: HTTPBody = .empty,
+                 payloadHash: String = SigV4.emptyPayloadHash, responseFile: String? = nil) -> HTTPRequest {
         let host: String, path: String
         if config.pathStyle {
             host = config.endpoint.authority
@@ -253,8 +281,17 @@ public final class S3Store: Store {
                                  payloadHash: payloadHash, time: Int64(system_now()))
         var url = config.endpoint.scheme + "://" + host + signed.encodedPath
         if !signed.encodedQuery.isEmpty { url += "?" + signed.encodedQuery }
+        return HTTPRequest(method: method, url: url, headers: signed.headers, body: body, responseFile: responseFile)
+    }
+
+    func perform(_ request: HTTPRequest, what: String) throws -> HTTPResponse {
+        try response(Result { try http.perform(request) }, what: what)
+    }
+
+    /// The response, or the transfer's failure as a classified `StoreError`.
+    func response(_ result: Result<HTTPResponse, Error>, what: String) throws -> HTTPResponse {
         do {
-            return try http.perform(HTTPRequest(method: method, url: url, headers: signed.headers, body: body, responseFile: responseFile))
+            return try result.get()
         } catch let e as HTTPError {
             throw StoreError(e.isTransient ? .transient : .permanent, "\(location): \(what): \(e.message)")
         }

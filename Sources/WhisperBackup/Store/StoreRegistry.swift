@@ -7,6 +7,8 @@ public struct StoreSettings: Sendable {
     public var createMissing = false
     public var dryRun = false
     public var retries = 5
+    /// Uploads of a batch in flight at once over HTTP (S3, Swift).
+    public var connections = ConcurrentPuts.defaultWidth
     public init() {}
 }
 

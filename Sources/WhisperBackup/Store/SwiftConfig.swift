@@ -30,6 +30,8 @@ public struct SwiftConfig: Sendable {
     /// `OS_CACERT`: a CA bundle for TLS verification.
     public var caBundle: String?
     public var insecure = false
+    /// PUTs in flight at once for a batch (`--connections`).
+    public var connections = ConcurrentPuts.defaultWidth
     /// `WSP_SWIFT_LIST_LIMIT`: objects per listing page, to go under the default (1000, or
     /// the cluster's `container_listing_limit` from `/info` if lower).
     public var listLimit: Int?
@@ -51,6 +53,7 @@ public struct SwiftConfig: Sendable {
             throw ConfigError("\(location): \(container) is not a valid Swift container name")
         }
         insecure = settings.insecure
+        connections = settings.connections
         caBundle = get("OS_CACERT")
         if let l = get("WSP_SWIFT_LIST_LIMIT") {
             guard let n = Int(l), n > 0 else { throw ConfigError("WSP_SWIFT_LIST_LIMIT=\(l): not a positive number") }
@@ -85,7 +88,8 @@ public struct SwiftConfig: Sendable {
         options.insecure = insecure
         options.caBundle = caBundle
         let client = try HTTPClient(options: options)
-        return SwiftStore(config: self, location: location, perform: { try client.perform($0) })
+        return SwiftStore(config: self, location: location, perform: { try client.perform($0) },
+                          performMany: { client.performMany($0, width: $1) })
     }
 
     static func isHTTP(_ u: String) -> Bool {

@@ -5,7 +5,8 @@ import Glibc
 /// An OpenStack Swift container (or radosgw's Swift API) over the project's one HTTP client.
 ///
 /// - Uploads are single `PUT`s with an `ETag` (the body's MD5), so the cluster refuses (422)
-///   a body that changed on the way; downloads are checked against the object's `ETag`.
+///   a body that changed on the way (`putMany`: up to `--connections` in flight at once);
+///   downloads are checked against the object's `ETag`.
 /// - Listings are `format=json` pages by `prefix`, `limit` and `marker`, in the cluster's
 ///   ascending byte order (checked).
 /// - Deletes use the `bulk` middleware when `/info` offers it (per-object errors are read;
@@ -18,6 +19,8 @@ public final class SwiftStore: Store {
     let config: SwiftConfig
     let auth: SwiftAuth
     let perform: (HTTPRequest) throws -> HTTPResponse
+    /// Requests sent with up to a number of them in flight at once (`HTTPClient.performMany`).
+    let performMany: ([HTTPRequest], Int) -> [Result<HTTPResponse, Error>]
 
     /// What the cluster's `/info` says, once asked.
     struct Capabilities {
@@ -32,10 +35,12 @@ public final class SwiftStore: Store {
     /// `/info` says 10000), so a short page always means the end of the listing.
     static let maxListLimit = 1000
 
-    public init(config: SwiftConfig, location: String, perform: @escaping (HTTPRequest) throws -> HTTPResponse) {
+    public init(config: SwiftConfig, location: String, perform: @escaping (HTTPRequest) throws -> HTTPResponse,
+                performMany: (([HTTPRequest], Int) -> [Result<HTTPResponse, Error>])? = nil) {
         self.config = config
         self.location = location
         self.perform = perform
+        self.performMany = performMany ?? { requests, _ in requests.map { r in Result { try perform(r) } } }
         auth = SwiftAuth(config: config, location: location, perform: perform)
     }
 
@@ -58,18 +63,22 @@ public final class SwiftStore: Store {
             let url = session.storageURL + path + (query.isEmpty ? "" : "?" + query)
             let request = HTTPRequest(method: method, url: url, headers: [("X-Auth-Token", session.token.value)] + headers,
                                       body: body, responseFile: responseFile)
-            let r: HTTPResponse
-            do {
-                r = try perform(request)
-            } catch let e as HTTPError {
-                throw StoreError(e.isTransient ? .transient : .permanent, "\(location): \(what): \(e)")
-            }
+            let r = try response(Result { try perform(request) }, what: what)
             if r.status == 401 {
                 try renewAfter401(renewed, what: what)
                 renewed = true
                 continue
             }
             return r
+        }
+    }
+
+    /// The response, or the transfer's failure as a classified `StoreError`.
+    func response(_ result: Result<HTTPResponse, Error>, what: String) throws -> HTTPResponse {
+        do {
+            return try result.get()
+        } catch let e as HTTPError {
+            throw StoreError(e.isTransient ? .transient : .permanent, "\(location): \(what): \(e)")
         }
     }
 
@@ -144,6 +153,27 @@ public final class SwiftStore: Store {
     // MARK: Store
 
     public func put(_ key: String, body: StoreBody) throws {
+        let (headers, httpBody, md5) = try putParts(body)
+        try checkPut(key, md5: md5, try send("PUT", objectPath(key), headers: headers, body: httpBody, what: "PUT \(key)"))
+    }
+
+    /// Puts a batch with up to `config.connections` PUTs in flight at once, each checked as
+    /// `put` does; one refused for its token (401) is put again alone, with a new token.
+    public func putMany(_ items: [(key: String, body: StoreBody)]) -> [Error?] {
+        ConcurrentPuts.run(items, width: config.connections, send: performMany, prepare: { key, body in
+            let (headers, httpBody, md5) = try self.putParts(body)
+            let session = try self.auth.current()
+            return (HTTPRequest(method: "PUT", url: session.storageURL + self.objectPath(key),
+                                headers: [("X-Auth-Token", session.token.value)] + headers, body: httpBody), (md5, body))
+        }, check: { key, expected, result in
+            let r = try self.response(result, what: "PUT \(key)")
+            if r.status == 401 { return try self.put(key, body: expected.1) }
+            try self.checkPut(key, md5: expected.0, r)
+        })
+    }
+
+    /// The headers and body of a PUT, and the body's MD5.
+    private func putParts(_ body: StoreBody) throws -> ([(name: String, value: String)], HTTPBody, String) {
         let md5: String, httpBody: HTTPBody
         switch body {
         case .bytes(let b):
@@ -153,10 +183,12 @@ public final class SwiftStore: Store {
             md5 = try SwiftStore.md5(ofFile: path, location: location)
             httpBody = .file(path)
         }
+        return ([("ETag", md5), ("Content-Type", "application/octet-stream")], httpBody, md5)
+    }
+
+    /// Whether the answer to the PUT of `key` says the object holds the bytes sent.
+    private func checkPut(_ key: String, md5: String, _ r: HTTPResponse) throws {
         let what = "PUT \(key)"
-        let r = try send("PUT", objectPath(key),
-                         headers: [("ETag", md5), ("Content-Type", "application/octet-stream")],
-                         body: httpBody, what: what)
         switch r.status {
         case 200..<300:
             if let etag = r.header("etag").map(SwiftStore.unquote), etag.lowercased() != md5 {

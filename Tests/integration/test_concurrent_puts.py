@@ -1,0 +1,124 @@
+"""wsp-push --connections N: a batch of records (from xargs) is uploaded with up to N PUTs in
+flight at once, each over a kept-alive connection of its own, in one process; each upload is
+still checked on its own, and one that fails fails alone. Real S3 (swift-aio's s3api) and
+Swift servers, behind Tests/integration/faultproxy.py (--rtt: a store a round trip away;
+--faults: one upload of the batch failing).
+"""
+import re
+import time
+import urllib.parse
+
+import pytest
+
+from backends import Node, S3Backend, SwiftBackend, by_status, q, versions
+from conftest import records, sh
+from proxylib import Proxy, proxies  # noqa: F401 (a fixture)
+
+
+def through_proxy(kind, be, tmp_path, proxies, **proxy_args):
+    """A proxy in front of `be` and the environment that sends the tools through it."""
+    if kind == "swift":
+        up = urllib.parse.urlsplit(be.storage)
+        px = Proxy(tmp_path, f"{up.scheme}://{up.netloc}", **proxy_args)
+        env = dict(be.env, ST_AUTH="", ST_USER="", ST_KEY="", OS_AUTH_TOKEN=be.token, OS_STORAGE_URL=px.url + up.path)
+    else:
+        px = Proxy(tmp_path, be.endpoint, **proxy_args)
+        env = dict(be.env, AWS_ENDPOINT_URL=px.url)
+    proxies.append(px)
+    return px, env
+
+
+def backend(kind, tmp_path):
+    return SwiftBackend(tmp_path) if kind == "swift" else S3Backend(kind, tmp_path)
+
+
+def snap(n, name, state=True):
+    """Snapshot records of the node's tree (spool files in its spool) in a file."""
+    path = n.tmp / name
+    with_state = f"--state {q(n.state)}" if state else ""
+    sh(f"wsp-find --root {q(n.root)} | wsp-snap --spool {q(n.spool)} {with_state} > {q(path)}")
+    return path
+
+
+def object_puts(entries):
+    return [e for e in entries if e[0] == "PUT" and ".wsp" in e[1]]
+
+
+@pytest.mark.parametrize("kind", ["swift-s3api", "swift"])
+def test_a_batch_goes_up_over_n_connections_at_once(kind, tmp_path, proxies):
+    be = backend(kind, tmp_path)
+    try:
+        n = Node(be, tmp_path, 24, schemas="small")
+        sh(f"wsp-push --create-bucket {q(be.url)} < /dev/null", env=be.env)
+        px, env = through_proxy(kind, be, tmp_path, proxies, rtt=200)
+        walls = {}
+        for conns in (1, 6):
+            for key in be.keys():   # a first backup each time: every record uploaded
+                be.delete(key)
+            snaps = snap(n, f"snaps-{conns}", state=False)
+            start = px.mark()
+            t0 = time.monotonic()
+            # One process, all 24 records as arguments: one batch.
+            p = sh(f"xargs -d '\\n' -n 100 wsp-push --connections {conns} {q(be.url)} < {q(snaps)}", env=env)
+            walls[conns] = time.monotonic() - t0
+            out = records(p.stdout)
+            assert len(out) == 24 and {r[5] for r in out} == {"stored"}, p.stderr
+            puts = object_puts(px.entries()[start:])
+            assert len(puts) == 24
+            # Each in-flight upload has a connection of its own, kept alive for the next.
+            assert len({e[4] for e in puts}) == conns
+        print(f"24 uploads at 200 ms: --connections 1 {walls[1]:.2f} s, --connections 6 {walls[6]:.2f} s")
+        # One after another 24 round trips (4.8 s at least); six at once about four.
+        assert walls[1] >= 4.8
+        assert walls[6] < walls[1] / 2
+        n.restore_and_compare()
+    finally:
+        be.cleanup()
+
+
+@pytest.mark.parametrize("kind", ["swift-s3api", "swift"])
+def test_an_upload_that_fails_in_a_batch_fails_alone_and_is_stored_by_the_next_run(kind, tmp_path, proxies):
+    be = backend(kind, tmp_path)
+    try:
+        n = Node(be, tmp_path, 20, schemas="small")
+        sh(f"wsp-push --create-bucket {q(be.url)} < /dev/null", env=be.env)
+        snaps = snap(n, "snaps")
+        metrics = sorted(r[0] for r in records(open(snaps).read()))
+        failing = metrics[3:5]
+        # Every attempt at the two metrics' uploads is dropped; the others pass.
+        pattern = "|".join(re.escape(m) for m in failing)
+        px, env = through_proxy(kind, be, tmp_path, proxies, faults="drop," * 9 + "drop", match=f"PUT .*({pattern})/")
+        p = sh(f"xargs -d '\\n' -n 100 wsp-push --retries 1 --connections 8 --state {q(n.state)} {q(be.url)} < {q(snaps)}",
+               env=env, check=False)
+        assert p.returncode == 123, p.stderr   # xargs: a wsp-push exited 1 (some records failed)
+        out = by_status(records(p.stdout))
+        assert out == {"stored": set(metrics) - set(failing)}, p.stderr
+        named = [m for line in p.stderr.splitlines() for m in metrics if line.startswith(f"wsp-push: {m}: ")]
+        assert sorted(named) == failing, p.stderr
+        assert len(versions(be)) == 18
+        # The state vouches only for what was stored: the next run stores the two, and
+        # leaves the rest unchanged.
+        out, _, _ = n.backup()
+        assert by_status(out) == {"stored": set(failing), "unchanged": set(metrics) - set(failing)}
+        n.restore_and_compare()
+    finally:
+        be.cleanup()
+
+
+def test_uploads_of_a_batch_refused_for_their_token_go_again(tmp_path, proxies):
+    """A Swift token that expires while a batch is in flight: each upload answered 401 is
+    put again alone, as `put` does (a new token on a second 401)."""
+    be = SwiftBackend(tmp_path)
+    try:
+        n = Node(be, tmp_path, 12, schemas="small")
+        sh(f"wsp-push --create-container {q(be.url)} < /dev/null", env=be.env)
+        snaps = snap(n, "snaps", state=False)
+        px, env = through_proxy("swift", be, tmp_path, proxies, faults="401", match=r"^PUT .*\.wsp\.gz")
+        p = sh(f"xargs -d '\\n' -n 100 wsp-push --connections 4 {q(be.url)} < {q(snaps)}", env=env)
+        out = records(p.stdout)
+        assert len(out) == 12 and {r[5] for r in out} == {"stored"}, p.stderr
+        puts = object_puts(px.entries())
+        assert sorted(e[2] for e in puts) == ["201"] * 12 + ["401"] * 12
+        n.restore_and_compare()
+    finally:
+        be.cleanup()
