@@ -212,7 +212,7 @@ public final class FileStore: Store {
 
     static func copy(from src: String, to out: FileDescriptor) throws {
         let fd = try FileDescriptor.open(src, O_RDONLY)
-        try fd.closeAfter { try copy(from: fd, to: out) }
+        try fd.closeAfter { _ = try copy(from: fd, to: out) }
     }
 
     /// Copies `fd` to `out`'s position; returns the bytes copied.
