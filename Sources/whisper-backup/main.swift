@@ -83,6 +83,7 @@ struct WhisperBackupCommand: ParsableCommand {
     @Option(help: "Uploads each wsp-push keeps in flight at once, S3 and Swift (default 4).") var connections: Int?
     @Option(help: "State directory of this store.") var state: String?
     @Flag(help: "Read every file, ignoring the state, and store every changed one full.") var full = false
+    @Option(help: "gzip level of wsp-snap, 1 (fast) to 12 (small) (default 2).") var level: Int?
     @Option(name: .customLong("full-every"), help: "With a state: a full version at least every K versions of a metric, deltas between (default 10; 1: always full).") var fullEvery: Int?
     @Flag(name: [.customLong("create-bucket"), .customLong("create-container")], help: "Create the bucket if missing.") var createBucket = false
     @Flag(help: "Let a purge remove more than half of the store's metrics.") var force = false
@@ -102,7 +103,7 @@ struct WhisperBackupCommand: ParsableCommand {
         s.quiet = quiet; s.nolog = nolog || printPipeline; s.logfile = logfile; s.syslog = syslog
         s.nolock = nolock || printPipeline; s.lockfile = lockfile; s.locktimeout = locktimeout
         s.splay = printPipeline ? 0 : splay; s.nostamp = nostamp; s.stampfile = stampfile; s.spool = spool
-        s.spoolMax = spoolMax; s.endpoint = endpoint; s.connections = connections; s.state = state; s.full = full; s.fullEvery = fullEvery; s.createBucket = createBucket
+        s.spoolMax = spoolMax; s.endpoint = endpoint; s.connections = connections; s.state = state; s.full = full; s.fullEvery = fullEvery; s.level = level; s.createBucket = createBucket
         s.force = force; s.metricsFile = metricsFile; s.carbon = carbon; s.carbonPrefix = carbonPrefix
         s.progress = noProgress ? false : progress ? true : nil; s.printPipeline = printPipeline
         let plan = try RunPlan(s)

@@ -56,10 +56,10 @@ struct WspSnap: RecordArguments {
     @Option(help: ArgumentHelp("Seconds to wait for a shared lock on a file.", valueName: "s"))
     var lockTimeout: Double = 30
 
-    // 5, not zlib's customary 6: on whisper data libdeflate's level 6 costs about 20% more
-    // time for 0.1% less output (README, "Benchmark").
+    // 2: libdeflate's greedy parser; its lazy ones (5 and up) cost 20 to 40% more time for
+    // 2% less output on whisper data, its level 1 7% more output (docs/decisions.md).
     @Option(help: ArgumentHelp("gzip level, 1 (fast) to 12 (small).", valueName: "n"))
-    var level: Int32 = 5
+    var level: Int32 = 2
 
     @Option(help: ArgumentHelp("State directory of the store these snapshots go to (the same as wsp-push --state): files unchanged since their last push are not read.", valueName: "dir"))
     var state: String?

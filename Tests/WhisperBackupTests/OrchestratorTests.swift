@@ -109,6 +109,15 @@ final class OrchestratorTests: XCTestCase {
         let dryEvery = StageCommands(plan: try plan(settings("backup", "disk") { $0.fullEvery = 3; $0.noop = true }), spool: "/sp", progress: [])
         XCTAssertFalse(dryEvery.snap.contains("--full-every"))
         XCTAssertThrowsError(try plan(settings("backup", "disk") { $0.fullEvery = 0 })) { XCTAssert("\($0)".contains("--full-every")) }
+        // --level goes to wsp-snap, --connections to wsp-push; each only when given.
+        let tuned = StageCommands(plan: try plan(settings("backup", "disk") { $0.level = 6; $0.connections = 8 }), spool: "/sp", progress: [])
+        XCTAssertEqual(tuned.snap, ["wsp-snap", "--state", "/st", "--level", "6", "--spool", "/sp", "--spool-max", "1073741824"])
+        XCTAssertEqual(tuned.push, ["wsp-push", "--state", "/st", "--connections", "8", "file:///cwd/graphite-backups/"])
+        XCTAssertTrue(tuned.pipeline.contains("wsp-snap --state /st --level 6 --spool"), tuned.pipeline)
+        XCTAssertTrue(tuned.pipeline.contains("wsp-push --state /st --connections 8 file://"), tuned.pipeline)
+        XCTAssertFalse(c.snap.contains("--level") || c.push.contains("--connections"))
+        XCTAssertThrowsError(try plan(settings("backup", "disk") { $0.level = 13 })) { XCTAssert("\($0)".contains("--level 13")) }
+        XCTAssertThrowsError(try plan(settings("backup", "disk") { $0.connections = 0 })) { XCTAssert("\($0)".contains("--connections 0")) }
         XCTAssertEqual(c.batched("7", ["wsp-push"]), ["xargs", "-d", "\n", "-r", "-P", "4", "-s", "1000000", "-n", "7", "wsp-push"])
         // -n: every changing stage dry, and no state used (its check would rewrite journals).
         let dry = StageCommands(plan: try plan(settings("backup", "disk") { $0.noop = true }), spool: "/sp", progress: [])

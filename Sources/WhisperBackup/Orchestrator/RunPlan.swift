@@ -47,6 +47,7 @@ public struct RunPlan: Sendable {
         guard retention >= 1 else { throw ValidationError("--retention must be at least 1") }
         guard purgeDays >= -1 else { throw ValidationError("--purge takes DAYS or -1 (disabled)") }
         guard s.locktimeout >= 0 else { throw ValidationError("--locktimeout needs a whole number of seconds, 0 or more") }
+        if let l = s.level, !(1...12).contains(l) { throw ValidationError("--level \(l): not a gzip level from 1 to 12") }
         if let k = s.fullEvery, k < 1 { throw ValidationError("--full-every must be at least 1 (1: every version full)") }
         guard s.splay >= 0 else { throw ValidationError("--splay needs a whole number of seconds, 0 or more") }
 
@@ -181,6 +182,9 @@ public struct RunPlan: Sendable {
         guard !stageState.isEmpty, let k = settings.fullEvery else { return stageState }
         return stageState + ["--full-every", String(k)]
     }
+
+    /// wsp-snap's options: its state options and the gzip level.
+    public var snapOptions: [String] { snapState + (settings.level.map { ["--level", String($0)] } ?? []) }
 
     /// wsp-prune's (purge) state option: a purged metric leaves the state too.
     public var pruneState: [String] { state.map { ["--state", $0] } ?? [] }

@@ -33,6 +33,8 @@ public struct RunSettings: Sendable {
     public var region: String? = nil
     public var state: String? = nil
     public var full = false
+    /// wsp-snap --level (nil: its default).
+    public var level: Int? = nil
     /// wsp-snap --full-every (nil: its default).
     public var fullEvery: Int? = nil
     public var createBucket = false

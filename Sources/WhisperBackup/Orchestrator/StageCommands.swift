@@ -21,7 +21,7 @@ public struct StageCommands: Sendable {
     }
 
     public var find: [String] { ["wsp-find", "--root", s.prefix] + plan.globs }
-    public var snap: [String] { ["wsp-snap"] + progress + plan.snapState + spoolOptions }
+    public var snap: [String] { ["wsp-snap"] + progress + plan.snapOptions + spoolOptions }
     public var noopSnap: [String] { ["wsp-snap"] + progress + spoolOptions }
     /// The store check before a backup reads anything.
     public var pushCheck: [String] { ["wsp-push"] + progress + plan.stageState + store }
@@ -62,7 +62,7 @@ public struct StageCommands: Sendable {
             return j(find, "|", x, "wsp-snap", sp, "| cut -f5 | xargs -d '\\n' -r rm -f") + "\n"
         case .backup:
             var out = find + " \\\n"
-            out += "  | " + j(x, "wsp-snap", q(plan.snapState), sp) + " \\\n"
+            out += "  | " + j(x, "wsp-snap", q(plan.snapOptions), sp) + " \\\n"
             out += "  | " + j(x, "wsp-push", q(plan.dry + plan.stageState + plan.pushOptions), st) + " \\\n"
             out += "  | " + j("awk -F'\\t' '$6 == \"stored\" || $6 == \"would-store\"' | cut -f1 |", x, "wsp-prune",
                               q(plan.dry + ["--keep", String(plan.retention)]), st) + "\n"
