@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
 
 import pytest
@@ -58,3 +59,18 @@ def proxies():
     yield started
     for p in started:
         p.stop()
+
+
+def store_proxy(kind, be, tmp_path, proxies, **proxy_args):
+    """A proxy in front of the store of `be` (backends.py; `kind` swift or an S3 server), and
+    the environment that sends the tools through it: on Swift, with the backend's token and
+    its storage URL moved to the proxy."""
+    if kind == "swift":
+        up = urllib.parse.urlsplit(be.storage)
+        px = Proxy(tmp_path, f"{up.scheme}://{up.netloc}", **proxy_args)
+        env = dict(be.env, ST_AUTH="", ST_USER="", ST_KEY="", OS_AUTH_TOKEN=be.token, OS_STORAGE_URL=px.url + up.path)
+    else:
+        px = Proxy(tmp_path, be.endpoint, **proxy_args)
+        env = dict(be.env, AWS_ENDPOINT_URL=px.url)
+    proxies.append(px)
+    return px, env

@@ -6,26 +6,12 @@ Swift servers, behind Tests/integration/faultproxy.py (--rtt: a store a round tr
 """
 import re
 import time
-import urllib.parse
 
 import pytest
 
 from backends import Node, S3Backend, SwiftBackend, by_status, q, versions
 from conftest import records, sh
-from proxylib import Proxy, proxies  # noqa: F401 (a fixture)
-
-
-def through_proxy(kind, be, tmp_path, proxies, **proxy_args):
-    """A proxy in front of `be` and the environment that sends the tools through it."""
-    if kind == "swift":
-        up = urllib.parse.urlsplit(be.storage)
-        px = Proxy(tmp_path, f"{up.scheme}://{up.netloc}", **proxy_args)
-        env = dict(be.env, ST_AUTH="", ST_USER="", ST_KEY="", OS_AUTH_TOKEN=be.token, OS_STORAGE_URL=px.url + up.path)
-    else:
-        px = Proxy(tmp_path, be.endpoint, **proxy_args)
-        env = dict(be.env, AWS_ENDPOINT_URL=px.url)
-    proxies.append(px)
-    return px, env
+from proxylib import proxies, store_proxy  # noqa: F401 (a fixture)
 
 
 def backend(kind, tmp_path):
@@ -50,7 +36,7 @@ def test_a_batch_goes_up_over_n_connections_at_once(kind, tmp_path, proxies):
     try:
         n = Node(be, tmp_path, 24, schemas="small")
         sh(f"wsp-push --create-bucket {q(be.url)} < /dev/null", env=be.env)
-        px, env = through_proxy(kind, be, tmp_path, proxies, rtt=200)
+        px, env = store_proxy(kind, be, tmp_path, proxies, rtt=200)
         walls = {}
         for conns in (1, 6):
             for key in be.keys():   # a first backup each time: every record uploaded
@@ -87,7 +73,7 @@ def test_an_upload_that_fails_in_a_batch_fails_alone_and_is_stored_by_the_next_r
         failing = metrics[3:5]
         # Every attempt at the two metrics' uploads is dropped; the others pass.
         pattern = "|".join(re.escape(m) for m in failing)
-        px, env = through_proxy(kind, be, tmp_path, proxies, faults="drop," * 9 + "drop", match=f"PUT .*({pattern})/")
+        px, env = store_proxy(kind, be, tmp_path, proxies, faults="drop," * 9 + "drop", match=f"PUT .*({pattern})/")
         p = sh(f"xargs -d '\\n' -n 100 wsp-push --retries 1 --connections 8 --state {q(n.state)} {q(be.url)} < {q(snaps)}",
                env=env, check=False)
         assert p.returncode == 123, p.stderr   # xargs: a wsp-push exited 1 (some records failed)
@@ -113,7 +99,7 @@ def test_uploads_of_a_batch_refused_for_their_token_go_again(tmp_path, proxies):
         n = Node(be, tmp_path, 12, schemas="small")
         sh(f"wsp-push --create-container {q(be.url)} < /dev/null", env=be.env)
         snaps = snap(n, "snaps", state=False)
-        px, env = through_proxy("swift", be, tmp_path, proxies, faults="401", match=r"^PUT .*\.wsp\.gz")
+        px, env = store_proxy("swift", be, tmp_path, proxies, faults="401", match=r"^PUT .*\.wsp\.gz")
         p = sh(f"xargs -d '\\n' -n 100 wsp-push --connections 4 {q(be.url)} < {q(snaps)}", env=env)
         out = records(p.stdout)
         assert len(out) == 12 and {r[5] for r in out} == {"stored"}, p.stderr

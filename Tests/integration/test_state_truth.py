@@ -11,13 +11,12 @@ import shutil
 import signal
 import subprocess
 import time
-import urllib.parse
 
 import pytest
 
 from backends import FileBackend, Node, S3Backend, SwiftBackend, be, by_status, metric_keys, q, versions  # noqa: F401 (be: a fixture)
 from conftest import BIN, NOW, change_tree, gen_tree, read, records, sh, wsp_files
-from proxylib import Proxy, proxies  # noqa: F401 (a fixture)
+from proxylib import proxies, store_proxy  # noqa: F401 (a fixture)
 
 def test_versions_deleted_behind_the_states_back_are_stored_again(be, tmp_path):
     """One metric's versions deleted (as after `wsp-pull verify` called them bad), then
@@ -236,20 +235,6 @@ def filler(be, count):
         list(pool.map(lambda k: be.put(k, b""), keys))
 
 
-def counting_proxy(kind, be, tmp_path, proxies):
-    """A pass-through proxy in front of `be`, whose log counts the requests, and the
-    environment that sends the tools through it."""
-    if kind == "swift":
-        up = urllib.parse.urlsplit(be.storage)
-        px = Proxy(tmp_path, f"{up.scheme}://{up.netloc}")
-        env = dict(be.env, ST_AUTH="", ST_USER="", ST_KEY="", OS_AUTH_TOKEN=be.token, OS_STORAGE_URL=px.url + up.path)
-    else:
-        px = Proxy(tmp_path, be.endpoint)
-        env = dict(be.env, AWS_ENDPOINT_URL=px.url)
-    proxies.append(px)
-    return px, env
-
-
 @pytest.mark.parametrize("kind", ["swift-s3api", "radosgw", "swift"])
 def test_requests_of_an_unchanged_run(kind, tmp_path, proxies):
     """An unchanged run with a state asks nothing per metric: each process opens the store
@@ -260,7 +245,7 @@ def test_requests_of_an_unchanged_run(kind, tmp_path, proxies):
         n = Node(be, tmp_path, 20)
         out, _, _ = n.backup()
         assert {r[5] for r in out} == {"stored"}
-        px, env = counting_proxy(kind, be, tmp_path, proxies)
+        px, env = store_proxy(kind, be, tmp_path, proxies)
 
         def unchanged_run(run_id, wrapper=""):
             start = px.mark()
@@ -315,7 +300,7 @@ def test_requests_of_a_first_backup_and_its_prune(kind, tmp_path, proxies):
     be = SwiftBackend(tmp_path) if kind == "swift" else S3Backend(kind, tmp_path)
     try:
         n = Node(be, tmp_path, 40, schemas="small")
-        px, env = counting_proxy(kind, be, tmp_path, proxies)
+        px, env = store_proxy(kind, be, tmp_path, proxies)
 
         if kind == "swift":
             # The test servers' tokens live seconds (SWIFT_TOKEN_LIFE): with the credentials
