@@ -8,6 +8,8 @@ import os
 import subprocess
 import uuid
 
+import pytest
+
 from backends import q
 from conftest import BIN, gen_tree, sh
 
@@ -43,7 +45,7 @@ def synthetic_state(tmp_path, journals):
     return state, spool, victim
 
 
-def checking_peak_kb(state, spool, tmp_path):
+def checking_peak_kb(state, spool, tmp_path, timeout=120):
     """The peak RSS (KB) of a wsp-snap that checks the state (a run of its own), and its
     stderr. Taken by GNU time, which forks from a small process: a child of this Python
     would count Python's memory from before its exec."""
@@ -51,7 +53,7 @@ def checking_peak_kb(state, spool, tmp_path):
     peak = tmp_path / "peak"
     p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(peak), os.path.join(BIN, "wsp-snap"),
                         "--spool", str(spool), "--state", str(state)],
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, timeout=timeout)
     assert p.returncode == 0, p.stderr
     return int(peak.read_text().split()[-1]), p.stderr
 
@@ -71,3 +73,30 @@ def test_the_checks_memory_does_not_grow_with_the_number_of_journals(tmp_path):
     # About 100 bytes a journal, as a table of marks and a list of names, would be 1.8 MB
     # more at 4N.
     assert peaks[4 * n] - peaks[n] < 600, peaks
+
+
+def test_a_check_that_finds_everything_in_place_takes_no_journal_lock(tmp_path):
+    """A journal held locked (another process compacting it, or stuck doing so): a check that
+    finds every entry in the store reads it without waiting, and a check that drops an entry
+    of it waits for the lock (no line appended meanwhile is lost)."""
+    import fcntl
+    state, spool, victim = synthetic_state(tmp_path, 50)
+    held = os.open(state / "shards" / "syn.d0000007", os.O_RDWR)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        # The victim's journal is not the one held: the check completes at once (a journal's
+        # lock is waited for a minute).
+        _, err = checking_peak_kb(state, spool, tmp_path, timeout=20)
+        assert f"{victim}: reading it again" in err and "50 entries confirmed" in err, err
+        # Now the store loses the held journal's version: the check must wait for the lock.
+        sh(f"rm -r {q(state.parent / 'store' / 'syn.d0000007.m')}")
+        p = subprocess.Popen([os.path.join(BIN, "wsp-snap"), "--spool", str(spool), "--state", str(state)],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, WSP_RUN_ID=uuid.uuid4().hex))
+        with pytest.raises(subprocess.TimeoutExpired):
+            p.wait(timeout=2)
+    finally:
+        fcntl.flock(held, fcntl.LOCK_UN)
+        os.close(held)
+    err = p.communicate(timeout=60)[1]
+    assert p.returncode == 0 and "syn.d0000007.m: reading it again: the store holds no version of it" in err, err

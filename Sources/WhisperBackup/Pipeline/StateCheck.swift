@@ -145,15 +145,26 @@ public enum StateCheck {
             for d in dropped { result.drop(d.metric, d.reason) }
         }
         if !store.listsRanges {
-            // Each metric is listed after its journal is read, under the journal's lock: a
-            // line read was written after its version was stored (wsp-push stores first), so
-            // the listing shows that version, or a newer one. Every line is asked.
+            // Each metric is listed after its journal is read: a line read was written after
+            // its version was stored (wsp-push stores first), so the listing shows that
+            // version, or a newer one. Every line is asked.
+            func asked(_ metric: String, _ entry: StateEntry) throws -> String? {
+                problem(entry, metric: metric, Newest(try StoreListing.metric(metric, in: store, layout: layout)), layout: layout)
+            }
             try state.forEachShard { shard in
                 if Signals.stopRequested { throw Interrupted() }
+                // Read first without the journal's lock (most of an unchanged run's journals
+                // are fine and need no rewrite: no lock then, and no append waits); a line
+                // appended meanwhile is news, as above.
+                if let (entries, lines) = state.peek(shard), lines == entries.count,
+                   try entries.allSatisfy({ try asked($0.key, $0.value) == nil }) {
+                    result.kept += entries.count
+                    return
+                }
                 // Compacted as it is checked: after a run the state holds its live entries and
                 // at most one line more per file that run changed.
                 checked(try state.compact(shard, superseded: true) { metric, entry, _ in
-                    let reason = problem(entry, metric: metric, Newest(try StoreListing.metric(metric, in: store, layout: layout)), layout: layout)
+                    let reason = try asked(metric, entry)
                     if reason == nil { result.kept += 1 }
                     return reason
                 })
