@@ -203,10 +203,13 @@ public enum StateCheck {
 
     /// Why the store does not hold what `entry` vouches for, or nil if it does.
     static func problem(_ entry: StateEntry, metric: String, _ n: Newest?, layout: StoreLayout) -> String? {
-        let key = layout.key(of: StoredVersion(metric: metric, time: entry.time, hash: entry.hash, key: "",
-                                               base: entry.base.flatMap { VersionRef(Substring($0)) }))
+        // The key is made only for a message: an unchanged run asks about every entry.
+        var key: String {
+            layout.key(of: StoredVersion(metric: metric, time: entry.time, hash: entry.hash, key: "",
+                                         base: entry.base.flatMap { VersionRef(Substring($0)) }))
+        }
         guard let n else { return "the store holds no version of it (\(key) vouched for)" }
-        let name = Path.lastComponent(key)
+        var name: String { Path.lastComponent(key) }
         // By time, content and size: the newest may be a delta version, whose key names its
         // base too.
         if n.time != entry.time {

@@ -207,6 +207,7 @@ public final class FileStore: Store {
 
         /// Sorts the page and keeps its first `limit` names.
         mutating func keepFirst(_ limit: Int) {
+            if count <= 1 && limit >= 1 { return }   // a metric's directory, often
             let slash = UInt8(ascii: "/")
             var order = (0..<Int32(count)).map { $0 }
             order.sort { names.precedes(Int($0), isDir[Int($0)] ? slash : nil, Int($1), isDir[Int($1)] ? slash : nil) }
