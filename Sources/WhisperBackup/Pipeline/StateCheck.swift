@@ -154,8 +154,9 @@ public enum StateCheck {
             try state.forEachShard { shard in
                 if Signals.stopRequested { throw Interrupted() }
                 // Read first without the journal's lock (most of an unchanged run's journals
-                // are fine and need no rewrite: no lock then, and no append waits); a line
-                // appended meanwhile is news, as above.
+                // are fine and need no rewrite: no lock then, and no append waits). A line
+                // appended after the read is not asked: its version was stored while the
+                // check ran, and the next run checks it.
                 if let (entries, lines) = state.peek(shard), lines == entries.count,
                    try entries.allSatisfy({ try asked($0.key, $0.value) == nil }) {
                     result.kept += entries.count
