@@ -100,3 +100,19 @@ def test_a_check_that_finds_everything_in_place_takes_no_journal_lock(tmp_path):
         os.close(held)
     err = p.communicate(timeout=60)[1]
     assert p.returncode == 0 and "syn.d0000007.m: reading it again: the store holds no version of it" in err, err
+
+
+def test_a_check_that_drops_many_entries_names_the_first_20_by_name(tmp_path):
+    """The check keeps only the dropped entries it names: the first 20 by name, whatever the
+    order the journals are read in, and counts the rest."""
+    state, spool, victim = synthetic_state(tmp_path, 60)
+    store = state.parent / "store"
+    gone = sorted(f"syn.d{i:07d}.m" for i in range(60) if i % 4 != 1)   # 45, the last one included
+    for metric in gone:
+        if metric != victim:
+            sh(f"rm -r {q(store / metric)}")
+    _, err = checking_peak_kb(state, spool, tmp_path)
+    named = [line.split(": ")[1] for line in err.splitlines() if ": reading it again: " in line]
+    assert named == gone[:20], err
+    assert "45 file(s) the state vouched for are missing, replaced or damaged in the store (25 not named above)" in err, err
+    assert "16 entries confirmed" in err, err
