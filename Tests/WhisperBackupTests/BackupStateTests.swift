@@ -108,7 +108,7 @@ final class BackupStateTests: XCTestCase {
         let dir = try tempDir()
         let s = try BackupState(dir: dir)
         try s.record("a.b.old", entry(1))
-        let marks = s.marks()
+        let marks = try s.marks()
         try s.record("a.b.new", entry(2))      // a push while the store is listed
         try s.record("c.d.first", entry(3))    // a journal that did not exist at the mark
         var asked: [String] = []
@@ -125,12 +125,34 @@ final class BackupStateTests: XCTestCase {
         XCTAssertEqual(r.lookup("a.b.new"), entry(2))
         XCTAssertEqual(r.lookup("c.d.first"), entry(3))
         // a journal rewritten since its mark: every entry is asked, as unsure
-        let marks2 = s.marks()
+        let marks2 = try s.marks()
         try s.record("a.b.new", entry(4))
         try s.compact(shardAB, superseded: true) { _, _, _ in nil }
         var judgements: [BackupState.Judgement] = []
         try s.compact(shardAB, mark: .some(marks2[shardAB])) { _, _, j in judgements.append(j); return nil }
         XCTAssertEqual(judgements, [.unsure])
+    }
+
+    func testEveryJournalIsNamedOnceWhileJournalsAreRewritten() throws {
+        let dir = try tempDir()
+        let s = try BackupState(dir: dir)
+        // Names of more than one spill block, each journal with a line to drop.
+        let count = 2 * BackupState.spillBlock / 60
+        var expected = Set<String>()
+        for i in 0..<count {
+            let metric = "host\(i).\(String(repeating: "x", count: 50)).m"
+            try s.record(metric, entry(Int64(i)))
+            expected.insert(BackupState.shardName(metric))
+        }
+        try AtomicFile.write(Path.join(Path.join(dir, "shards"), ".wsp-tmp.1.2"), bytes: [], placement: .replace)
+        var seen: [String] = []
+        try s.forEachShard { shard in
+            seen.append(shard)
+            XCTAssertEqual(try s.compact(shard) { _, _, _ in "gone" }.count, 1)   // rewritten by rename
+        }
+        XCTAssertEqual(seen.count, count)
+        XCTAssertEqual(Set(seen), expected)
+        XCTAssertEqual(try system_readdir(dir).map(\.name).sorted(), ["shards"])   // nothing left beside the journals
     }
 
     func testBadRecordsAreTheirOwnKind() {

@@ -65,6 +65,32 @@ final class StoreConformanceTests: XCTestCase {
         }
     }
 
+    /// A directory of more names than a page is read page by page (one pass over it each),
+    /// and the listing is the same: every key once, in ascending byte order.
+    func testAFileStoreListsADirectoryOfManyPagesInOrder() throws {
+        let dir = NSTemporaryDirectory() + "pages-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let store = FileStore(root: dir, location: "file://" + dir)
+        try store.create()
+        var keys: [String] = []
+        for i in 0..<40 {
+            // Directories ("m.5/") against files ("m.5.x", "m.5 x") that sort between them
+            // only with the slash: "/" sorts after "." and " ".
+            keys += ["m.\(i)/v", "m.\(i).x", "m.\(i) x", "é\(i)"]
+        }
+        for k in keys { try store.put(k, body: .bytes([1])) }
+        let expected = keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        for page in [1, 3, 7, 1000] {
+            store.pageEntries = page
+            var listed: [String] = []
+            try store.list(prefix: "") { listed.append($0.key) }
+            XCTAssertEqual(listed, expected, "page of \(page)")
+            listed = []
+            try store.list(prefix: "m.1", startAfter: "m.1 x") { listed.append($0.key) }
+            XCTAssertEqual(listed, expected.filter { $0.hasPrefix("m.1") && "m.1 x".utf8.lexicographicallyPrecedes($0.utf8) }, "page of \(page)")
+        }
+        _ = try store.delete(keys)
+    }
+
     func testPutFromFile() throws {
         for (store, layout) in try stores() {
             let src = NSTemporaryDirectory() + "src-\(getpid())"

@@ -130,5 +130,20 @@ final class StoreLayoutTests: XCTestCase {
         XCTAssertEqual(object.listPrefix(huge), "node1/" + String(repeating: "b", count: 200))
         XCTAssertEqual(StoreLayout(prefix: "p").listPrefix(huge), "p/" + huge)
     }
-}
 
+    /// Keys are split at their last "/" by bytes when ASCII: the same split as by characters.
+    func testAKeySplitsAsByCharacters() {
+        func byCharacters(_ rest: Substring) -> (Substring, Substring)? {
+            guard let slash = rest.lastIndex(of: "/") else { return nil }
+            let directory = rest[..<slash]
+            guard !directory.isEmpty, !directory.contains("/") else { return nil }
+            return (directory, rest[rest.index(after: slash)...])
+        }
+        let keys = ["a.b/20261127T035433Z.\(String(repeating: "0", count: 64)).wsp.gz", "a/b/c", "/x", "a/", "a", "", "//",
+                    "a\r\n/b", "a\r/\nb", "a/\r\n", "é.b/x", "e\u{301}/x", "a/\u{301}x", "a/b\u{301}/c", "m.é/1", "~/~"]
+        for key in keys {
+            let got = StoreLayout.split(Substring(key)), want = byCharacters(Substring(key))
+            XCTAssertEqual(got.map { [String($0.directory), String($0.name)] }, want.map { [String($0.0), String($0.1)] }, key.debugDescription)
+        }
+    }
+}

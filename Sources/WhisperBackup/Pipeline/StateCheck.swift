@@ -53,9 +53,25 @@ public enum StateCheck {
 
     public struct Result {
         public var kept = 0
+        /// How many entries were dropped; `dropped` names the first `namedLimit` of them by
+        /// name (a store emptied behind a large state's back drops every entry, and the check
+        /// holds no more for that).
+        public var droppedCount = 0
         public var dropped: [(metric: String, reason: String)] = []
         /// The run's check was already done by another process.
         public var reused = false
+
+        mutating func drop(_ metric: String, _ reason: String) {
+            droppedCount += 1
+            dropped.append((metric, reason))
+            if dropped.count > 2 * StateCheck.namedLimit { keepFirstNamed() }
+        }
+
+        /// Keeps the first `namedLimit` dropped entries by name.
+        mutating func keepFirstNamed() {
+            dropped.sort { $0.metric.utf8.lexicographicallyPrecedes($1.metric.utf8) }
+            if dropped.count > StateCheck.namedLimit { dropped.removeSubrange(StateCheck.namedLimit...) }
+        }
     }
 
     /// Checks `state` against `store` unless this run did already. Throws when the check
@@ -118,33 +134,61 @@ public enum StateCheck {
     /// One listing pass, then every journal compared with it (and compacted). A store whose
     /// listing would walk every metric's directory anyway (file://) is asked metric by
     /// metric instead, as each journal is compared: the same directories read, and nothing
-    /// held for the whole store.
+    /// held for the whole store or the whole state (the journals are named one at a time by
+    /// `BackupState.forEachShard`), so memory stays flat at any size.
     static func check(state: BackupState, store: Store, layout: StoreLayout) throws -> Result {
-        AtomicFile.removeStaleTempFiles(in: Path.join(state.dir, "shards"))   // a compaction killed
+        // A compaction killed, and names taken by a check killed.
+        AtomicFile.removeStaleTempFiles(in: Path.join(state.dir, "shards"))
+        AtomicFile.removeStaleTempFiles(in: state.dir)
+        var result = Result()
+        func checked(_ dropped: [(metric: String, entry: StateEntry, reason: String)]) {
+            for d in dropped { result.drop(d.metric, d.reason) }
+        }
+        if !store.listsRanges {
+            // Each metric is listed after its journal is read: a line read was written after
+            // its version was stored (wsp-push stores first), so the listing shows that
+            // version, or a newer one. Every line is asked.
+            func asked(_ metric: String, _ entry: StateEntry) throws -> String? {
+                problem(entry, metric: metric, Newest(try StoreListing.metric(metric, in: store, layout: layout)), layout: layout)
+            }
+            try state.forEachShard { shard in
+                if Signals.stopRequested { throw Interrupted() }
+                // Read first without the journal's lock (most of an unchanged run's journals
+                // are fine and need no rewrite: no lock then, and no append waits). A line
+                // appended after the read is not asked: its version was stored while the
+                // check ran, and the next run checks it.
+                if let (entries, lines) = state.peek(shard), lines == entries.count,
+                   try entries.allSatisfy({ try asked($0.key, $0.value) == nil }) {
+                    result.kept += entries.count
+                    return
+                }
+                // Compacted as it is checked: after a run the state holds its live entries and
+                // at most one line more per file that run changed.
+                checked(try state.compact(shard, superseded: true) { metric, entry, _ in
+                    let reason = try asked(metric, entry)
+                    if reason == nil { result.kept += 1 }
+                    return reason
+                })
+            }
+            return result
+        }
         // Lines written while the store is listed (concurrent pushes) record versions the
         // listing may not show: they are kept, and checked by the next run.
-        let marks = state.marks()
-        let byMetric = !store.listsRanges
+        let marks = try state.marks()
         var newest = NameTable<Newest>()
-        if !byMetric {
-            try StoreListing.forEachMetric(in: store, layout: layout, prefix: layout.prefix) { objects in
-                if Signals.stopRequested { throw Interrupted() }
-                if let n = Newest(objects) { newest.append(objects.metric, n) }
-            }
-            newest.seal()
-        }
-        var result = Result()
-        for shard in state.shards() {
+        try StoreListing.forEachMetric(in: store, layout: layout, prefix: layout.prefix) { objects in
             if Signals.stopRequested { throw Interrupted() }
-            // Compacted as it is checked: after a run the state holds its live entries and
-            // at most one line more per file that run changed.
-            let dropped = try state.compact(shard, superseded: true, mark: .some(marks[shard])) { metric, entry, judgement in
-                let listed = byMetric ? Newest(try StoreListing.metric(metric, in: store, layout: layout)) : newest[metric]
-                guard var reason = problem(entry, metric: metric, listed, layout: layout) else {
+            if let n = Newest(objects) { newest.append(objects.metric, n) }
+        }
+        newest.seal()
+        try state.forEachShard { shard in
+            if Signals.stopRequested { throw Interrupted() }
+            checked(try state.compact(shard, superseded: true, mark: .some(marks[shard])) { metric, entry, judgement in
+                guard var reason = problem(entry, metric: metric, newest[metric], layout: layout) else {
                     result.kept += 1
                     return nil
                 }
-                if judgement == .unsure && !byMetric {
+                if judgement == .unsure {
                     // The journal was rewritten since its mark: ask the store about this metric.
                     reason = problem(entry, metric: metric, Newest(try StoreListing.metric(metric, in: store, layout: layout)), layout: layout) ?? ""
                     if reason.isEmpty {
@@ -153,18 +197,20 @@ public enum StateCheck {
                     }
                 }
                 return reason
-            }
-            result.dropped += dropped.map { ($0.metric, $0.reason) }
+            })
         }
         return result
     }
 
     /// Why the store does not hold what `entry` vouches for, or nil if it does.
     static func problem(_ entry: StateEntry, metric: String, _ n: Newest?, layout: StoreLayout) -> String? {
-        let key = layout.key(of: StoredVersion(metric: metric, time: entry.time, hash: entry.hash, key: "",
-                                               base: entry.base.flatMap { VersionRef(Substring($0)) }))
+        // The key is made only for a message: an unchanged run asks about every entry.
+        var key: String {
+            layout.key(of: StoredVersion(metric: metric, time: entry.time, hash: entry.hash, key: "",
+                                         base: entry.base.flatMap { VersionRef(Substring($0)) }))
+        }
         guard let n else { return "the store holds no version of it (\(key) vouched for)" }
-        let name = Path.lastComponent(key)
+        var name: String { Path.lastComponent(key) }
         // By time, content and size: the newest may be a delta version, whose key names its
         // base too.
         if n.time != entry.time {
@@ -178,13 +224,15 @@ public enum StateCheck {
     }
 
     static func report(_ result: Result, state: BackupState, diagnostics: Diagnostics) {
-        guard !result.dropped.isEmpty else { return }
-        let sorted = result.dropped.sorted { $0.metric.utf8.lexicographicallyPrecedes($1.metric.utf8) }
-        for d in sorted.prefix(namedLimit) {
+        guard result.droppedCount > 0 else { return }
+        var named = result
+        named.keepFirstNamed()
+        for d in named.dropped {
             diagnostics.warn("\(Diagnostics.shown(d.metric)): reading it again: \(d.reason)")
         }
-        let more = sorted.count > namedLimit ? " (\(sorted.count - namedLimit) not named above)" : ""
-        diagnostics.warn("state \(state.dir): \(sorted.count) file(s) the state vouched for are missing, replaced or damaged in the store\(more); they are read and stored again; \(result.kept) entries confirmed")
+        let count = result.droppedCount
+        let more = count > namedLimit ? " (\(count - namedLimit) not named above)" : ""
+        diagnostics.warn("state \(state.dir): \(count) file(s) the state vouched for are missing, replaced or damaged in the store\(more); they are read and stored again; \(result.kept) entries confirmed")
     }
 }
 

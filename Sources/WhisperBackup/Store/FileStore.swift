@@ -137,42 +137,87 @@ public final class FileStore: Store {
     }
 
     /// Depth-first, children sorted by name with "/" appended to directories: that is the
-    /// ascending order of the full keys. A directory's entries are held packed (about 40
-    /// bytes each): a store's top directory holds one entry per metric.
+    /// ascending order of the full keys. A directory is read in pages of at most `pageEntries`
+    /// names, held packed (about 40 bytes each): a page is one pass over the directory that
+    /// keeps the smallest names after the last one handed out, as an object store's listing
+    /// goes page by page. A store's top directory holds one entry per metric: memory stays
+    /// that of a page however many metrics there are, and a directory of no more names than
+    /// a page is read once.
     private func walk(_ rel: String, namePrefix: String, _ each: (StoreObject) throws -> Void) throws {
         let dir = rel.isEmpty ? root : Path.join(root, rel)
+        var after: [UInt8]? = nil
+        while true {
+            var page = Page()
+            do {
+                try system_forEachEntry(dir, sizes: true) { e in
+                    // Kinds are exact here (with sizes): symlinks and others are not objects.
+                    guard e.name.hasPrefix(namePrefix), !e.name.hasPrefix(AtomicFile.tempPrefix),
+                          e.kind == .directory || e.kind == .file else { return }
+                    if after != nil || page.cutoff != nil {
+                        let key = Page.sortKey(e.name, isDir: e.kind == .directory)
+                        if let after, !after.lexicographicallyPrecedes(key) { return }
+                        if let cutoff = page.cutoff, !key.lexicographicallyPrecedes(cutoff) { return }
+                    }
+                    page.append(e.name, isDir: e.kind == .directory, size: e.size ?? 0)
+                    if page.count >= 2 * pageEntries { page.keepFirst(pageEntries) }
+                }
+            } catch Errno.noSuchFileOrDirectory {
+                if rel.isEmpty { throw StoreError(.notFound, "\(location): directory \(root) does not exist") }
+                return
+            } catch Errno.notDirectory {
+                return
+            } catch {
+                throw StoreError(.permanent, "\(location): \(error)")
+            }
+            page.keepFirst(pageEntries)
+            for i in 0..<page.count {
+                let name = page.names[i]
+                let key = rel.isEmpty ? name : rel + "/" + name
+                if page.isDir[i] {
+                    try walk(key, namePrefix: "", each)
+                } else {
+                    try each(StoreObject(key: key, size: page.sizes[i]))
+                }
+            }
+            // A pass that kept every name it met was the last.
+            guard page.cutoff != nil, page.count > 0 else { return }
+            after = Page.sortKey(page.names[page.count - 1], isDir: page.isDir[page.count - 1])
+        }
+    }
+
+    /// Names of a directory's page, in a walk (about 4 MB, held twice over at most).
+    var pageEntries = 100_000
+
+    /// One page of a directory's entries, and, once some were left out, the name (with "/"
+    /// for a directory) that every name kept sorts before.
+    struct Page {
         var names = NameList()
         var isDir: [Bool] = []
         var sizes: [Int64] = []
-        do {
-            try system_forEachEntry(dir, sizes: true) { e in
-                // Kinds are exact here (with sizes): symlinks and others are not objects.
-                guard e.name.hasPrefix(namePrefix), !e.name.hasPrefix(AtomicFile.tempPrefix),
-                      e.kind == .directory || e.kind == .file else { return }
-                names.append(e.name)
-                isDir.append(e.kind == .directory)
-                sizes.append(e.size ?? 0)
-            }
-        } catch Errno.noSuchFileOrDirectory {
-            if rel.isEmpty { throw StoreError(.notFound, "\(location): directory \(root) does not exist") }
-            return
-        } catch Errno.notDirectory {
-            return
-        } catch {
-            throw StoreError(.permanent, "\(location): \(error)")
+        var cutoff: [UInt8]? = nil
+        var count: Int { names.count }
+
+        static func sortKey(_ name: String, isDir: Bool) -> [UInt8] { Array(name.utf8) + (isDir ? [UInt8(ascii: "/")] : []) }
+
+        mutating func append(_ name: String, isDir dir: Bool, size: Int64) {
+            names.append(name)
+            isDir.append(dir)
+            sizes.append(size)
         }
-        let slash = UInt8(ascii: "/")
-        var order = (0..<Int32(names.count)).map { $0 }
-        order.sort { names.precedes(Int($0), isDir[Int($0)] ? slash : nil, Int($1), isDir[Int($1)] ? slash : nil) }
-        for o in order {
-            let i = Int(o)
-            let name = names[i]
-            let key = rel.isEmpty ? name : rel + "/" + name
-            if isDir[i] {
-                try walk(key, namePrefix: "", each)
-            } else {
-                try each(StoreObject(key: key, size: sizes[i]))
+
+        /// Sorts the page and keeps its first `limit` names.
+        mutating func keepFirst(_ limit: Int) {
+            if count <= 1 && limit >= 1 { return }   // a metric's directory, often
+            let slash = UInt8(ascii: "/")
+            var order = (0..<Int32(count)).map { $0 }
+            order.sort { names.precedes(Int($0), isDir[Int($0)] ? slash : nil, Int($1), isDir[Int($1)] ? slash : nil) }
+            var kept = Page()
+            kept.cutoff = cutoff
+            for o in order.prefix(limit) { kept.append(names[Int(o)], isDir: isDir[Int(o)], size: sizes[Int(o)]) }
+            if count > limit, let last = order.prefix(limit).last {
+                kept.cutoff = Page.sortKey(names[Int(last)], isDir: isDir[Int(last)])
             }
+            self = kept
         }
     }
 

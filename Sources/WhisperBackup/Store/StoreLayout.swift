@@ -180,15 +180,26 @@ public struct StoreLayout: Sendable {
     /// The listing prefix that covers every metric a glob can match.
     public func listPrefix(for glob: MetricGlob) -> String { listPrefix(glob.literalPrefix) }
 
+    /// A key's metric directory and object name (the key after the prefix, split at its last
+    /// "/"), or nil when the directory is empty or holds a "/". By bytes for an ASCII key
+    /// (the same split, without walking characters: every key of every listing comes here),
+    /// else by characters.
+    static func split(_ rest: Substring) -> (directory: Substring, name: Substring)? {
+        let ascii = rest.utf8.allSatisfy { $0 < 0x80 }
+        let slash = ascii ? rest.utf8.lastIndex(of: UInt8(ascii: "/")) : rest.lastIndex(of: "/")
+        guard let slash else { return nil }
+        let directory = rest[..<slash]
+        guard !directory.isEmpty, !(ascii ? directory.utf8.contains(UInt8(ascii: "/")) : directory.contains("/")) else { return nil }
+        return (directory, rest[rest.index(after: slash)...])
+    }
+
     /// The version a key names, or nil for keys that are not versions (markers, temp files,
     /// legacy `.sha1` companions).
     public func parse(_ key: String) -> StoredVersion? {
         guard key.hasPrefix(prefix) else { return nil }
         let rest = key.dropFirst(prefix.count)
-        guard let slash = rest.lastIndex(of: "/") else { return nil }
-        let metric = String(rest[..<slash])
-        let file = rest[rest.index(after: slash)...]
-        guard !metric.isEmpty, !metric.contains("/") else { return nil }
+        guard let (directory, file) = StoreLayout.split(rest) else { return nil }
+        let metric = String(directory)
         if file.hasSuffix(StoreLayout.deltaSuffix) {
             // TIME.SHA256.BASETIME.BASESHA256: two version names joined by a dot.
             let stem = file.dropLast(StoreLayout.deltaSuffix.count)
@@ -250,10 +261,8 @@ public struct StoreLayout: Sendable {
     public func entry(_ key: String) -> (metric: String, entry: Entry)? {
         guard key.hasPrefix(prefix) else { return nil }
         let rest = key.dropFirst(prefix.count)
-        guard let slash = rest.lastIndex(of: "/") else { return nil }
-        let metric = String(rest[..<slash])
-        guard !metric.isEmpty, !metric.contains("/") else { return nil }
-        let file = rest[rest.index(after: slash)...]
+        guard let (directory, file) = StoreLayout.split(rest) else { return nil }
+        let metric = String(directory)
         if let v = parse(key) { return (metric, .version(v)) }
         if file.hasPrefix(StoreLayout.markerName),
            let t = Timestamp.parseBasic(file.dropFirst(StoreLayout.markerName.count)) {

@@ -25,12 +25,14 @@ public enum AtomicFile {
     /// Removes temp files in `dir` left by processes that died without cleaning up (SIGKILL,
     /// power loss): their names carry the pid (after an optional tag such as `resv.`), and no
     /// process has it any more.
+    /// Only the temp files' names are held: `dir` may be large (a state's journals).
     public static func removeStaleTempFiles(in dir: String) {
-        guard let entries = try? system_readdir(dir) else { return }
-        for e in entries where e.name.hasPrefix(tempPrefix) {
-            let parts = e.name.dropFirst(tempPrefix.count).split(separator: ".")
+        var temps: [String] = []
+        guard (try? system_forEachEntry(dir) { if $0.name.hasPrefix(tempPrefix) { temps.append($0.name) } }) != nil else { return }
+        for name in temps {
+            let parts = name.dropFirst(tempPrefix.count).split(separator: ".")
             guard let pid = parts.prefix(2).lazy.compactMap({ Int32($0) }).first else { continue }
-            if !system_processExists(pid) { _ = try? system_unlink(Path.join(dir, e.name)) }
+            if !system_processExists(pid) { _ = try? system_unlink(Path.join(dir, name)) }
         }
     }
 

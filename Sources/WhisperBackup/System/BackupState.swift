@@ -198,6 +198,15 @@ public final class BackupState {
         return entries
     }
 
+    /// A journal's live entries and its number of lines, read without its lock (a line being
+    /// appended meanwhile may be left out, as a torn line is); nil when it cannot be read.
+    public func peek(_ shard: String) -> (entries: [String: StateEntry], lines: Int)? {
+        guard let fd = try? FileDescriptor.open(shardPath(shard), O_RDONLY),
+              let bytes = try? fd.closeAfter({ try fd.readAll() }) else { return nil }
+        let (entries, lines, _) = BackupState.parseJournal(bytes)
+        return (entries, lines)
+    }
+
     /// The live entries of a journal and its number of lines; with `offsets`, also where each
     /// live entry's line starts.
     static func parseJournal(_ bytes: [UInt8], offsets: Bool = false) -> (entries: [String: StateEntry], lines: Int, offsets: [String: Int]) {
@@ -230,9 +239,9 @@ public final class BackupState {
 
     /// Every journal's mark, taken before a listing of the store: lines written after it
     /// record versions stored after the listing began, which it need not show.
-    public func marks() -> NameTable<Mark> {
+    public func marks() throws -> NameTable<Mark> {
         var out = NameTable<Mark>()
-        for shard in shards() {
+        try forEachShard { shard in
             if let st = try? system_stat(shardPath(shard)) { out.append(shard, Mark(inode: UInt64(st.st_ino), size: Int64(st.st_size))) }
         }
         out.seal()
@@ -268,7 +277,7 @@ public final class BackupState {
             try FileLock.lock(fd, .exclusive, timeout: 60)
             // A journal replaced by another compaction while this one waited: nothing to do.
             guard let now = try? system_stat(path), let mine = try? fd.stat(), now.st_ino == mine.st_ino else { return [] }
-            let (entries, lines, offsets) = BackupState.parseJournal(try fd.readAll(), offsets: mark != nil)
+            let (entries, lines, offsets) = BackupState.parseJournal(try fd.readAll(sizeHint: Int(mine.st_size) + 1), offsets: mark != nil)
             // With a mark: lines past it (same journal) or a journal made since are news.
             let sameJournal = mark.map { $0.map { $0.inode == UInt64(mine.st_ino) } ?? false }
             var kept: [(String, StateEntry)] = []
@@ -303,13 +312,53 @@ public final class BackupState {
         }
     }
 
-    /// The journals of the state (names of `shards/`, temp files of a compaction excluded),
-    /// packed: one journal a metric directory makes many for a large tree.
-    public func shards() -> NameList {
-        var out = NameList()
-        try? system_forEachEntry(Path.join(dir, "shards")) { if !$0.name.hasPrefix(".") { out.append($0.name) } }
-        return out
+    /// Calls `body` with the name of every journal of the state (the names of `shards/`,
+    /// temp files of a compaction excluded), in directory order. The names are taken in one
+    /// pass over the directory first, into a file of their own (unlinked at once, so nothing
+    /// is left behind), and read back a block at a time: memory stays flat however many
+    /// journals a large tree makes (one a whisper directory), and `body` may rewrite journals
+    /// (a rename into the directory) without a name being missed or the pass disturbed.
+    /// Journals made after the pass began may be left out.
+    public func forEachShard(_ body: (String) throws -> Void) throws {
+        let spillPath = AtomicFile.tempPath(for: Path.join(dir, "journals"))
+        let spill = try FileDescriptor.open(spillPath, O_RDWR | O_CREAT | O_EXCL, mode: 0o600)
+        _ = try? system_unlink(spillPath)
+        try spill.closeAfter {
+            // Names end in a NUL, which no name holds.
+            var buffer: [UInt8] = []
+            buffer.reserveCapacity(BackupState.spillBlock)
+            try system_forEachEntry(Path.join(dir, "shards")) { e in
+                guard !e.name.hasPrefix(".") else { return }
+                buffer.append(contentsOf: e.name.utf8)
+                buffer.append(0)
+                if buffer.count >= BackupState.spillBlock {
+                    try buffer.withUnsafeBytes { try spill.writeAll($0) }
+                    buffer.removeAll(keepingCapacity: true)
+                }
+            }
+            try buffer.withUnsafeBytes { try spill.writeAll($0) }
+            var block = [UInt8](repeating: 0, count: BackupState.spillBlock)
+            var offset: Int64 = 0
+            var partial: [UInt8] = []
+            while true {
+                let n = try block.withUnsafeMutableBytes { try spill.read(into: $0, at: offset) }
+                if n == 0 { break }
+                offset += Int64(n)
+                var start = 0
+                for i in 0..<n where block[i] == 0 {
+                    let name = partial.isEmpty ? String(decoding: block[start..<i], as: UTF8.self)
+                                               : String(decoding: partial + block[start..<i], as: UTF8.self)
+                    partial.removeAll(keepingCapacity: true)
+                    start = i + 1
+                    try body(name)
+                }
+                partial += block[start..<n]
+            }
+        }
     }
+
+    /// The bytes of journal names written or read at a time by `forEachShard`.
+    static let spillBlock = 64 * 1024
 
     /// One journal line: nine tab-separated fields (ten for a delta version: its base) and the
     /// checksum of the text before it. Earlier versions ignore a line of ten fields: a re-read.
