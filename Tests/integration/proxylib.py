@@ -61,14 +61,19 @@ def proxies():
         p.stop()
 
 
-def store_proxy(kind, be, tmp_path, proxies, **proxy_args):
+def store_proxy(kind, be, tmp_path, proxies, credentials=False, **proxy_args):
     """A proxy in front of the store of `be` (backends.py; `kind` swift or an S3 server), and
-    the environment that sends the tools through it: on Swift, with the backend's token and
-    its storage URL moved to the proxy."""
+    the environment that sends the tools through it: on Swift, the storage URL moved to the
+    proxy, with the backend's token (counts without authentication requests) or, with
+    `credentials`, the credentials and auth URL through the proxy (the tools authenticate
+    and renew the token themselves: the test servers' tokens live seconds)."""
     if kind == "swift":
         up = urllib.parse.urlsplit(be.storage)
         px = Proxy(tmp_path, f"{up.scheme}://{up.netloc}", **proxy_args)
         env = dict(be.env, ST_AUTH="", ST_USER="", ST_KEY="", OS_AUTH_TOKEN=be.token, OS_STORAGE_URL=px.url + up.path)
+        if credentials:
+            env.update(ST_AUTH=px.url + urllib.parse.urlsplit(be.env["ST_AUTH"]).path, ST_USER=be.env["ST_USER"],
+                       ST_KEY=be.env["ST_KEY"], OS_AUTH_TOKEN="")
     else:
         px = Proxy(tmp_path, be.endpoint, **proxy_args)
         env = dict(be.env, AWS_ENDPOINT_URL=px.url)

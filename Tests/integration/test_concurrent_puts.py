@@ -36,7 +36,7 @@ def test_a_batch_goes_up_over_n_connections_at_once(kind, tmp_path, proxies):
     try:
         n = Node(be, tmp_path, 24, schemas="small")
         sh(f"wsp-push --create-bucket {q(be.url)} < /dev/null", env=be.env)
-        px, env = store_proxy(kind, be, tmp_path, proxies, rtt=200)
+        px, env = store_proxy(kind, be, tmp_path, proxies, credentials=True, rtt=150)
         walls = {}
         for conns in (1, 6):
             for key in be.keys():   # a first backup each time: every record uploaded
@@ -50,13 +50,16 @@ def test_a_batch_goes_up_over_n_connections_at_once(kind, tmp_path, proxies):
             out = records(p.stdout)
             assert len(out) == 24 and {r[5] for r in out} == {"stored"}, p.stderr
             puts = object_puts(px.entries()[start:])
-            assert len(puts) == 24
+            # (A Swift token that expires while uploads are in flight has them sent again.)
+            stored = [e for e in puts if e[2] in ("200", "201")]
+            assert len(stored) == 24 and len(puts) - 24 == len([e for e in puts if e[2] == "401"])
             # Each in-flight upload has a connection of its own, kept alive for the next.
-            assert len({e[4] for e in puts}) == conns
-        print(f"24 uploads at 200 ms: --connections 1 {walls[1]:.2f} s, --connections 6 {walls[6]:.2f} s")
-        # One after another 24 round trips (4.8 s at least); six at once about four.
-        assert walls[1] >= 4.8
-        assert walls[6] < walls[1] / 2
+            assert len({e[4] for e in stored}) >= conns
+        print(f"24 uploads at 150 ms: --connections 1 {walls[1]:.2f} s, --connections 6 {walls[6]:.2f} s")
+        # One after another 24 round trips (3.6 s at least); six at once about four, plus the
+        # openings (and on Swift, a token that expires in the batch: a new one, a round more).
+        assert walls[1] >= 3.6
+        assert walls[6] < walls[1] * 0.65
         n.restore_and_compare()
     finally:
         be.cleanup()
@@ -73,7 +76,8 @@ def test_an_upload_that_fails_in_a_batch_fails_alone_and_is_stored_by_the_next_r
         failing = metrics[3:5]
         # Every attempt at the two metrics' uploads is dropped; the others pass.
         pattern = "|".join(re.escape(m) for m in failing)
-        px, env = store_proxy(kind, be, tmp_path, proxies, faults="drop," * 9 + "drop", match=f"PUT .*({pattern})/")
+        px, env = store_proxy(kind, be, tmp_path, proxies, credentials=True, faults="drop," * 9 + "drop",
+                              match=f"PUT .*({pattern})/")
         p = sh(f"xargs -d '\\n' -n 100 wsp-push --retries 1 --connections 8 --state {q(n.state)} {q(be.url)} < {q(snaps)}",
                env=env, check=False)
         assert p.returncode == 123, p.stderr   # xargs: a wsp-push exited 1 (some records failed)
@@ -91,20 +95,23 @@ def test_an_upload_that_fails_in_a_batch_fails_alone_and_is_stored_by_the_next_r
         be.cleanup()
 
 
-def test_uploads_of_a_batch_refused_for_their_token_go_again(tmp_path, proxies):
-    """A Swift token that expires while a batch is in flight: each upload answered 401 is
-    put again alone, as `put` does (a new token on a second 401)."""
+def test_uploads_of_a_batch_refused_for_their_token_go_again_with_one_new_token(tmp_path, proxies):
+    """A Swift token that expires while a batch is in flight: every upload answered 401 goes
+    again, together, after the process got one new token."""
     be = SwiftBackend(tmp_path)
     try:
         n = Node(be, tmp_path, 12, schemas="small")
         sh(f"wsp-push --create-container {q(be.url)} < /dev/null", env=be.env)
         snaps = snap(n, "snaps", state=False)
-        px, env = store_proxy("swift", be, tmp_path, proxies, faults="401", match=r"^PUT .*\.wsp\.gz")
+        px, env = store_proxy("swift", be, tmp_path, proxies, credentials=True, faults="401", match=r"^PUT .*\.wsp\.gz")
         p = sh(f"xargs -d '\\n' -n 100 wsp-push --connections 4 {q(be.url)} < {q(snaps)}", env=env)
         out = records(p.stdout)
         assert len(out) == 12 and {r[5] for r in out} == {"stored"}, p.stderr
-        puts = object_puts(px.entries())
+        entries = px.entries()
+        puts = object_puts(entries)
         assert sorted(e[2] for e in puts) == ["201"] * 12 + ["401"] * 12
+        # The opening's token, and one more for the whole batch.
+        assert len([e for e in entries if e[1].startswith("/auth/")]) == 2
         n.restore_and_compare()
     finally:
         be.cleanup()

@@ -158,17 +158,37 @@ public final class SwiftStore: Store {
     }
 
     /// Puts a batch with up to `config.connections` PUTs in flight at once, each checked as
-    /// `put` does; one refused for its token (401) is put again alone, with a new token.
+    /// `put` does. Uploads refused for their token (401: it expired while they were in
+    /// flight) go again together, after one new token; a second 401 fails them.
     public func putMany(_ items: [(key: String, body: StoreBody)]) -> [Error?] {
+        var results = putBatch(items, renewed: false)
+        let refused = results.indices.filter { results[$0] is TokenRefused }
+        if refused.isEmpty { return results }
+        do {
+            try renewAfter401(false, what: "PUT \(items[refused[0]].key)")
+            for (i, e) in zip(refused, putBatch(refused.map { items[$0] }, renewed: true)) { results[i] = e }
+        } catch {
+            for i in refused { results[i] = error }
+        }
+        return results
+    }
+
+    /// A 401 to an upload of a batch, before the token was renewed.
+    private struct TokenRefused: Error {}
+
+    private func putBatch(_ items: [(key: String, body: StoreBody)], renewed: Bool) -> [Error?] {
         ConcurrentPuts.run(items, width: config.connections, send: performMany, prepare: { key, body in
             let (headers, httpBody, md5) = try self.putParts(body)
             let session = try self.auth.current()
             return (HTTPRequest(method: "PUT", url: session.storageURL + self.objectPath(key),
-                                headers: [("X-Auth-Token", session.token.value)] + headers, body: httpBody), (md5, body))
-        }, check: { key, expected, result in
+                                headers: [("X-Auth-Token", session.token.value)] + headers, body: httpBody), md5)
+        }, check: { key, md5, result in
             let r = try self.response(result, what: "PUT \(key)")
-            if r.status == 401 { return try self.put(key, body: expected.1) }
-            try self.checkPut(key, md5: expected.0, r)
+            if r.status == 401 {
+                if !renewed { throw TokenRefused() }
+                try self.renewAfter401(true, what: "PUT \(key)")
+            }
+            try self.checkPut(key, md5: md5, r)
         })
     }
 
