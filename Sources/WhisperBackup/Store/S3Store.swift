@@ -288,15 +288,6 @@ public final class S3Store: Store {
         try response(Result { try http.perform(request) }, what: what)
     }
 
-    /// The response, or the transfer's failure as a classified `StoreError`.
-    func response(_ result: Result<HTTPResponse, Error>, what: String) throws -> HTTPResponse {
-        do {
-            return try result.get()
-        } catch let e as HTTPError {
-            throw StoreError(e.isTransient ? .transient : .permanent, "\(location): \(what): \(e.message)")
-        }
-    }
-
     static let transientCodes: Set<String> = [
         "SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "OperationAborted",
         "BadDigest", "XAmzContentSHA256Mismatch", "IncompleteBody", "RequestTimeoutException",

@@ -102,6 +102,18 @@ extension Store {
     }
 }
 
+extension Store {
+    /// The response of an HTTP store's request, or the transfer's failure as a classified
+    /// `StoreError` naming the store and the operation.
+    func response(_ result: Result<HTTPResponse, Error>, what: String) throws -> HTTPResponse {
+        do {
+            return try result.get()
+        } catch let e as HTTPError {
+            throw StoreError(e.isTransient ? .transient : .permanent, "\(location): \(what): \(e.message)")
+        }
+    }
+}
+
 extension Result where Failure == Error {
     /// The error, or nil on success.
     var error: Error? {

@@ -59,10 +59,7 @@ public final class SwiftStore: Store {
               body: HTTPBody = .empty, responseFile: String? = nil, what: String) throws -> HTTPResponse {
         var renewed = false
         while true {
-            let session = try auth.current()
-            let url = session.storageURL + path + (query.isEmpty ? "" : "?" + query)
-            let request = HTTPRequest(method: method, url: url, headers: [("X-Auth-Token", session.token.value)] + headers,
-                                      body: body, responseFile: responseFile)
+            let request = try self.request(method, path, query: query, headers: headers, body: body, responseFile: responseFile)
             let r = try response(Result { try perform(request) }, what: what)
             if r.status == 401 {
                 try renewAfter401(renewed, what: what)
@@ -73,13 +70,12 @@ public final class SwiftStore: Store {
         }
     }
 
-    /// The response, or the transfer's failure as a classified `StoreError`.
-    func response(_ result: Result<HTTPResponse, Error>, what: String) throws -> HTTPResponse {
-        do {
-            return try result.get()
-        } catch let e as HTTPError {
-            throw StoreError(e.isTransient ? .transient : .permanent, "\(location): \(what): \(e)")
-        }
+    /// A request to the account URL + `path`, with the current token.
+    func request(_ method: String, _ path: String, query: String = "", headers: [(name: String, value: String)] = [],
+                 body: HTTPBody = .empty, responseFile: String? = nil) throws -> HTTPRequest {
+        let session = try auth.current()
+        return HTTPRequest(method: method, url: session.storageURL + path + (query.isEmpty ? "" : "?" + query),
+                           headers: [("X-Auth-Token", session.token.value)] + headers, body: body, responseFile: responseFile)
     }
 
     /// After a 401: a first one gets a new token; a second (or one with nothing to renew
@@ -179,9 +175,7 @@ public final class SwiftStore: Store {
     private func putBatch(_ items: [(key: String, body: StoreBody)], renewed: Bool) -> [Error?] {
         ConcurrentPuts.run(items, width: config.connections, send: performMany, prepare: { key, body in
             let (headers, httpBody, md5) = try self.putParts(body)
-            let session = try self.auth.current()
-            return (HTTPRequest(method: "PUT", url: session.storageURL + self.objectPath(key),
-                                headers: [("X-Auth-Token", session.token.value)] + headers, body: httpBody), md5)
+            return (try self.request("PUT", self.objectPath(key), headers: headers, body: httpBody), md5)
         }, check: { key, md5, result in
             let r = try self.response(result, what: "PUT \(key)")
             if r.status == 401 {
