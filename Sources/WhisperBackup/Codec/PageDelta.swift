@@ -81,7 +81,7 @@ public enum PageDelta {
         out.reserveCapacity((bytes.count + pageSize - 1) / pageSize)
         // Most pages of a young whisper file are zeros (preallocated, empty slots): their hash
         // is known, and finding a page zero costs a twentieth of hashing it.
-        let zero = [UInt8](repeating: 0, count: pageSize).withUnsafeBytes { hash($0) }
+        let zero = pageSize == PageDelta.pageSize ? zeroPageHash : zeroHash(pageSize)
         var start = 0
         while start < bytes.count {
             let page = UnsafeRawBufferPointer(rebasing: bytes[start..<min(start + pageSize, bytes.count)])
@@ -89,6 +89,13 @@ public enum PageDelta {
             start += pageSize
         }
         return out
+    }
+
+    /// The page hash of a zero page of `pageSize` bytes, hashed once per process.
+    static let zeroPageHash = zeroHash(pageSize)
+
+    static func zeroHash(_ size: Int) -> UInt64 {
+        [UInt8](repeating: 0, count: size).withUnsafeBytes { hash($0) }
     }
 
     /// The first 8 bytes of the SHA-256 of `page`.
