@@ -279,6 +279,9 @@ def test_usage_errors_exit_2_and_help_lists_columns():
     assert run("wsp-push", "nope://x").returncode == 2
     assert run("wsp-push", "file:///does/not/exist").returncode == 2
     assert run("wsp-prune", "--keep", "0", "file:///tmp").returncode == 2
+    for n in ("0", "65"):
+        p = run("wsp-push", "--connections", n, "file:///tmp")
+        assert p.returncode == 2 and f"--connections {n}: not a number from 1 to 64" in p.stderr, p.stderr
     # Each tool's --help is checked whole in test_help.py.
     for tool in ("wsp-find", "wsp-snap", "wsp-push", "wsp-pull", "wsp-merge", "wsp-prune"):
         v = run(tool, "--version")
