@@ -88,7 +88,12 @@ struct WspSnap: RecordArguments {
         snap.fullEvery = fullEvery
         snap.pageIndexDir = state   // with --full too: the next run can make a delta
         if let state, !full {
-            do { snap.state = try Snap.trustedState(dir: state, diagnostics: diagnostics) } catch { throw ConfigError("--state \(state): \(error)") }
+            do {
+                let trusted = try Snap.trustedState(dir: state, diagnostics: diagnostics)
+                (snap.state, snap.byJournal) = (trusted?.state, trusted?.byJournal)
+            } catch {
+                throw ConfigError("--state \(state): \(error)")
+            }
         }
         try snap.run(input: RecordInput(arguments: records), output: RecordWriter(), diagnostics: diagnostics)
     }

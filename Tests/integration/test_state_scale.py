@@ -1,8 +1,10 @@
-"""The check of a state against a file:// store holds nothing per journal or per metric: the
-checking wsp-snap's peak memory is the same for a state of N journals and of 4N (a large
-tree makes one journal per whisper directory, close to one per file). Measured as the peak
-RSS the kernel reports for the process, on synthetic states that are real ones: the
-journals' lines as wsp-push writes them, each vouching for an object that is in the store."""
+"""The check of a state against a file:// store, made journal by journal as the records reach
+them, holds nothing per journal or per metric: the peak memory of a wsp-snap given N records
+is the same for a state of N journals and of 4N (a large tree makes one journal per whisper
+directory, close to one per file). Measured as the peak RSS the kernel reports for the
+process, on synthetic states that are real ones: the journals' lines as wsp-push writes
+them, each vouching for an object that is in the store and for the stat of the file the
+record names (hard links of one whisper file, so that an unchanged file costs a stat)."""
 import hashlib
 import os
 import subprocess
@@ -23,37 +25,47 @@ def sealed(line):
 
 def synthetic_state(tmp_path, journals):
     """A state and its file:// store after a real backup of one file, then `journals` more
-    journals of one metric each, whose versions are in the store; one of them (the last by
-    name) has lost its version."""
+    journals of one metric each, whose versions are in the store and whose files are hard
+    links of that one file (so each entry matches its file's stat); one of them (the last by
+    name) has lost its version. Returns the state, the spool, that metric, and the records of
+    every metric (the one file's first)."""
     root, store, state, spool = (tmp_path / d for d in ("root", "store", "state", "spool"))
     for d in (store, spool):
         d.mkdir(parents=True)
     gen_tree(root, files=1)
+    first = sh(f"wsp-find --root {q(root)}").stdout
     sh(f"wsp-find --root {q(root)} | wsp-snap --spool {q(spool)} --state {q(state)}"
        f" | wsp-push --state {q(state)} file://{q(store)}")
+    src = first.split("\t")[1].rstrip("\n")
     shards = state / "shards"
     victim = f"syn.d{journals - 1:07d}.m"
-    for i in range(journals):
-        metric = f"syn.d{i:07d}.m"
+    metrics = [f"syn.d{i:07d}.m" for i in range(journals)]
+    paths = [root / "syn" / m.split(".")[1] / "m.wsp" for m in metrics]
+    for path in paths:
+        path.parent.mkdir(parents=True)
+        os.link(src, path)
+    st = os.stat(src)   # after the links, which change it
+    for i, (metric, path) in enumerate(zip(metrics, paths)):
         digest = hashlib.sha256(metric.encode()).hexdigest()
         body = digest.encode()
         if metric != victim:
             (store / metric).mkdir()
             (store / metric / f"{TIME}.{digest}.wsp.gz").write_bytes(body)
-        line = "\t".join(map(str, (metric, 25960, 1000 + i, 1, EPOCH * 10**9, EPOCH * 10**9, digest, EPOCH, len(body))))
+        line = "\t".join(map(str, (metric, st.st_size, st.st_ino, st.st_dev, st.st_mtime_ns, st.st_ctime_ns, digest, EPOCH, len(body))))
         (shards / metric.rsplit(".", 1)[0]).write_text(sealed(line))
-    return state, spool, victim
+    records = first + "".join(f"{m}\t{p}\n" for m, p in zip(metrics, paths))
+    return state, spool, victim, records
 
 
-def checking_peak_kb(state, spool, tmp_path, timeout=120):
-    """The peak RSS (KB) of a wsp-snap that checks the state (a run of its own), and its
-    stderr. Taken by GNU time, which forks from a small process: a child of this Python
-    would count Python's memory from before its exec."""
+def checking_peak_kb(state, spool, records, tmp_path, timeout=120):
+    """The peak RSS (KB) of a wsp-snap given `records`, which checks their journals (a run
+    of its own), and its stderr. Taken by GNU time, which forks from a small process: a child
+    of this Python would count Python's memory from before its exec."""
     env = dict(os.environ, WSP_RUN_ID=uuid.uuid4().hex)
     peak = tmp_path / "peak"
     p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(peak), os.path.join(BIN, "wsp-snap"),
                         "--spool", str(spool), "--state", str(state)],
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, timeout=timeout)
+                       input=records, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, timeout=timeout)
     assert p.returncode == 0, p.stderr
     return int(peak.read_text().split()[-1]), p.stderr
 
@@ -62,8 +74,8 @@ def test_the_checks_memory_does_not_grow_with_the_number_of_journals(tmp_path):
     n = 6000
     peaks = {}
     for journals in (n, 4 * n):
-        state, spool, victim = synthetic_state(tmp_path / str(journals), journals)
-        peak, err = checking_peak_kb(state, spool, tmp_path)
+        state, spool, victim, records = synthetic_state(tmp_path / str(journals), journals)
+        peak, err = checking_peak_kb(state, spool, records, tmp_path)
         # Every journal was read and compared: the one version missing is found, the others
         # confirmed.
         assert f"{victim}: reading it again: the store holds no version of it" in err, err
@@ -80,38 +92,41 @@ def test_a_check_that_finds_everything_in_place_takes_no_journal_lock(tmp_path):
     finds every entry in the store reads it without waiting, and a check that drops an entry
     of it waits for the lock (no line appended meanwhile is lost)."""
     import fcntl
-    state, spool, victim = synthetic_state(tmp_path, 50)
+    state, spool, victim, records = synthetic_state(tmp_path, 50)
     held = os.open(state / "shards" / "syn.d0000007", os.O_RDWR)
     fcntl.flock(held, fcntl.LOCK_EX)
     try:
         # The victim's journal is not the one held: the check completes at once (a journal's
         # lock is waited for a minute).
-        _, err = checking_peak_kb(state, spool, tmp_path, timeout=20)
+        _, err = checking_peak_kb(state, spool, records, tmp_path, timeout=20)
         assert f"{victim}: reading it again" in err and "50 entries confirmed" in err, err
         # Now the store loses the held journal's version: the check must wait for the lock.
         sh(f"rm -r {q(state.parent / 'store' / 'syn.d0000007.m')}")
         p = subprocess.Popen([os.path.join(BIN, "wsp-snap"), "--spool", str(spool), "--state", str(state)],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                              env=dict(os.environ, WSP_RUN_ID=uuid.uuid4().hex))
+        p.stdin.write(records)
+        p.stdin.close()
         with pytest.raises(subprocess.TimeoutExpired):
             p.wait(timeout=2)
     finally:
         fcntl.flock(held, fcntl.LOCK_UN)
         os.close(held)
-    err = p.communicate(timeout=60)[1]
+    p.wait(timeout=60)
+    err = p.stderr.read()
     assert p.returncode == 0 and "syn.d0000007.m: reading it again: the store holds no version of it" in err, err
 
 
 def test_a_check_that_drops_many_entries_names_the_first_20_by_name(tmp_path):
     """The check keeps only the dropped entries it names: the first 20 by name, whatever the
     order the journals are read in, and counts the rest."""
-    state, spool, victim = synthetic_state(tmp_path, 60)
+    state, spool, victim, records = synthetic_state(tmp_path, 60)
     store = state.parent / "store"
     gone = sorted(f"syn.d{i:07d}.m" for i in range(60) if i % 4 != 1)   # 45, the last one included
     for metric in gone:
         if metric != victim:
             sh(f"rm -r {q(store / metric)}")
-    _, err = checking_peak_kb(state, spool, tmp_path)
+    _, err = checking_peak_kb(state, spool, records, tmp_path)
     named = [line.split(": ")[1] for line in err.splitlines() if ": reading it again: " in line]
     assert named == gone[:20], err
     assert "45 file(s) the state vouched for are missing, replaced or damaged in the store (25 not named above)" in err, err

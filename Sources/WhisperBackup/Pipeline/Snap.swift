@@ -31,6 +31,8 @@ public struct Snap {
     /// The state of the store the snapshots go to, when it can be trusted: files whose stat
     /// matches what was pushed are not read at all.
     public var state: BackupState?
+    /// The check of `state` made journal by journal (file://), reported when the run ends.
+    public var byJournal: StateCheck.ByJournal?
     /// The state directory the page indexes go to (`--state`, with `--full` too): nil for a
     /// dry run, which writes nothing.
     public var pageIndexDir: String?
@@ -71,6 +73,7 @@ public struct Snap {
                 diagnostics.fail(record.metric, error)
             }
         }
+        byJournal?.report(diagnostics)
         try diagnostics.finish()
     }
 
@@ -145,10 +148,12 @@ public struct Snap {
     }
 
     /// The state at `dir` if it can be trusted: it names a store whose marker is still the one
-    /// the state was written against, and this run's listing of the store confirmed what it
-    /// vouches for (entries it did not confirm are dropped). Otherwise nil (every file is
-    /// read), with a note why.
-    public static func trustedState(dir: String, diagnostics: Diagnostics) throws -> BackupState? {
+    /// the state was written against, and what it vouches for is confirmed by the store before
+    /// it is used (entries it did not confirm are dropped): by this run's one listing pass, or
+    /// on a file:// store journal by journal as the records reach them (`byJournal`, whose
+    /// `report` says what it dropped). Otherwise nil (every file is read), with a note why.
+    public static func trustedState(dir: String, diagnostics: Diagnostics) throws
+        -> (state: BackupState, byJournal: StateCheck.ByJournal?)? {
         let state = try BackupState(dir: dir)
         guard let owner = state.owner() else { return nil }   // first run: nothing recorded yet
         let id: String?
@@ -164,8 +169,17 @@ public struct Snap {
             diagnostics.warn("state \(dir): \(owner.url) is not the store this state was written for (emptied or replaced); reading every file")
             return nil
         }
-        // What the state vouches for must be in the store: one listing pass per run.
         do {
+            if !store.listsRanges {
+                _ = try StateCheck.oncePerRun(state: state) {
+                    StateCheck.removeStaleTempFiles(state)
+                    return StateCheck.Result()
+                }
+                let byJournal = StateCheck.ByJournal(state: state, store: store, layout: layout)
+                state.checkJournal = byJournal.entries(of:)
+                return (state, byJournal)
+            }
+            // What the state vouches for must be in the store: one listing pass per run.
             _ = try StateCheck.ensure(state: state, store: store, layout: layout, diagnostics: diagnostics)
         } catch let e as Interrupted {
             throw e
@@ -173,7 +187,7 @@ public struct Snap {
             diagnostics.warn("state \(dir): cannot compare it with \(owner.url) (\(error)); reading every file")
             return nil
         }
-        return state
+        return (state, nil)
     }
 
     /// Reads `path` consistently: open, `flock(LOCK_SH)` within `lockTimeout`, check the path

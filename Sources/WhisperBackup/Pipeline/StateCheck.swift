@@ -9,7 +9,8 @@ import Glibc
 /// on the way), so the file is read and stored again. Done once per run: the run's id
 /// (`WSP_RUN_ID`, set by the wrappers; else the xargs that started the process) is recorded
 /// once the check is done, and the other processes of the run trust it; a process with
-/// neither checks on its own.
+/// neither checks on its own. On a file:// store the check is made journal by journal as the
+/// records reach them instead (`ByJournal`).
 public enum StateCheck {
     /// What a listing says of one metric's newest version, in 16 bytes: the version's time,
     /// whether it is sound, and a digest of its content and size. The check keeps one per
@@ -77,6 +78,16 @@ public enum StateCheck {
     /// Checks `state` against `store` unless this run did already. Throws when the check
     /// could not be completed: the state must not be trusted then.
     public static func ensure(state: BackupState, store: Store, layout: StoreLayout, diagnostics: Diagnostics) throws -> Result {
+        try oncePerRun(state: state) {
+            let result = try check(state: state, store: store, layout: layout)
+            report(result, state: state, diagnostics: diagnostics)
+            return result
+        }
+    }
+
+    /// Runs `pass` unless another process of this run did already, under the state's check
+    /// lock (the run's other processes wait for it); records the run as done.
+    static func oncePerRun(state: BackupState, _ pass: () throws -> Result) throws -> Result {
         let run = runID()
         let fd = try FileDescriptor.open(Path.join(state.dir, "check.lock"), O_RDWR | O_CREAT, mode: 0o600)
         return try fd.closeAfter {
@@ -90,14 +101,19 @@ public enum StateCheck {
                 r.reused = true
                 return r
             }
-            let result = try check(state: state, store: store, layout: layout)
-            report(result, state: state, diagnostics: diagnostics)
+            let result = try pass()
             if let run {
-                // Not recording it only costs another check in this run.
+                // Not recording it only costs another pass in this run.
                 try? AtomicFile.write(donePath, bytes: Array((run + "\n").utf8), mode: 0o600, placement: .replace)
             }
             return result
         }
+    }
+
+    /// Temp files of a compaction, or of a check, that was killed: once per run.
+    public static func removeStaleTempFiles(_ state: BackupState) {
+        AtomicFile.removeStaleTempFiles(in: Path.join(state.dir, "shards"))
+        AtomicFile.removeStaleTempFiles(in: state.dir)
     }
 
     /// The run this process is part of: `WSP_RUN_ID`, or else, when xargs started it
@@ -133,44 +149,23 @@ public enum StateCheck {
 
     /// One listing pass, then every journal compared with it (and compacted). A store whose
     /// listing would walk every metric's directory anyway (file://) is asked metric by
-    /// metric instead, as each journal is compared: the same directories read, and nothing
-    /// held for the whole store or the whole state (the journals are named one at a time by
-    /// `BackupState.forEachShard`), so memory stays flat at any size.
+    /// metric instead (`ByJournal`), every journal in turn: nothing held for the whole store or
+    /// the whole state (the journals are named one at a time by `BackupState.forEachShard`).
+    /// A run checks such a store journal by journal as its records reach them instead (see
+    /// `Snap.trustedState`).
     static func check(state: BackupState, store: Store, layout: StoreLayout) throws -> Result {
-        // A compaction killed, and names taken by a check killed.
-        AtomicFile.removeStaleTempFiles(in: Path.join(state.dir, "shards"))
-        AtomicFile.removeStaleTempFiles(in: state.dir)
+        removeStaleTempFiles(state)
         var result = Result()
         func checked(_ dropped: [(metric: String, entry: StateEntry, reason: String)]) {
             for d in dropped { result.drop(d.metric, d.reason) }
         }
         if !store.listsRanges {
-            // Each metric is listed after its journal is read: a line read was written after
-            // its version was stored (wsp-push stores first), so the listing shows that
-            // version, or a newer one. Every line is asked.
-            func asked(_ metric: String, _ entry: StateEntry) throws -> String? {
-                problem(entry, metric: metric, Newest(try StoreListing.metric(metric, in: store, layout: layout)), layout: layout)
-            }
+            let byJournal = ByJournal(state: state, store: store, layout: layout)
             try state.forEachShard { shard in
                 if Signals.stopRequested { throw Interrupted() }
-                // Read first without the journal's lock (most of an unchanged run's journals
-                // are fine and need no rewrite: no lock then, and no append waits). A line
-                // appended after the read is not asked: its version was stored while the
-                // check ran, and the next run checks it.
-                if let (entries, lines) = state.peek(shard), lines == entries.count,
-                   try entries.allSatisfy({ try asked($0.key, $0.value) == nil }) {
-                    result.kept += entries.count
-                    return
-                }
-                // Compacted as it is checked: after a run the state holds its live entries and
-                // at most one line more per file that run changed.
-                checked(try state.compact(shard, superseded: true) { metric, entry, _ in
-                    let reason = try asked(metric, entry)
-                    if reason == nil { result.kept += 1 }
-                    return reason
-                })
+                _ = try byJournal.check(shard)
             }
-            return result
+            return byJournal.result
         }
         // Lines written while the store is listed (concurrent pushes) record versions the
         // listing may not show: they are kept, and checked by the next run.
@@ -200,6 +195,76 @@ public enum StateCheck {
             })
         }
         return result
+    }
+
+    /// The check on a store that is asked metric by metric (file://, whose listing reads each
+    /// metric's directory anyway), made one journal at a time as a process's records reach it
+    /// (`BackupState.checkJournal`) rather than in one pass before the run: the run's processes
+    /// share the work instead of waiting for one of them to check the whole state, each
+    /// journal is read once instead of twice, and a run over part of the tree checks that
+    /// part only. The entries of a journal no record reaches are not trusted for anything in
+    /// this run. Each metric is listed after its journal is read: a line read was written
+    /// after its version was stored (wsp-push stores first), so the listing shows that
+    /// version, or a newer one.
+    public final class ByJournal {
+        let state: BackupState
+        let store: Store
+        let layout: StoreLayout
+        public private(set) var result = Result()
+        /// Journals that could not be checked (the store could not be read): none of their
+        /// entries is trusted, so their files are read and stored again.
+        var failures = 0
+        var firstFailure = ""
+
+        public init(state: BackupState, store: Store, layout: StoreLayout) {
+            self.state = state
+            self.store = store
+            self.layout = layout
+        }
+
+        /// The entries of journal `shard` the store confirms (the others dropped from it); none
+        /// when it cannot be checked.
+        public func entries(of shard: String) -> [String: StateEntry] {
+            do {
+                return try check(shard)
+            } catch {
+                failures += 1
+                if failures == 1 { firstFailure = "\(error)" }
+                return [:]
+            }
+        }
+
+        func check(_ shard: String) throws -> [String: StateEntry] {
+            func asked(_ metric: String, _ entry: StateEntry) throws -> String? {
+                problem(entry, metric: metric, Newest(try StoreListing.metric(metric, in: store, layout: layout)), layout: layout)
+            }
+            // Read first without the journal's lock (most of an unchanged run's journals are
+            // fine and need no rewrite: no lock then, and no append waits). A line appended
+            // after the read is not asked: its version was stored after the read began.
+            guard let (entries, lines) = state.peek(shard) else { return [:] }
+            if lines == entries.count, try entries.allSatisfy({ try asked($0.key, $0.value) == nil }) {
+                result.kept += entries.count
+                return entries
+            }
+            // Compacted as it is checked: after a run the state holds its live entries and at
+            // most one line more per file that run changed.
+            for d in try state.compact(shard, superseded: true, reject: { metric, entry, _ in
+                let reason = try asked(metric, entry)
+                if reason == nil { result.kept += 1 }
+                return reason
+            }) {
+                result.drop(d.metric, d.reason)
+            }
+            return state.peek(shard)?.entries ?? [:]
+        }
+
+        /// The dropped entries, as the one-pass check reports them, and journals not checked.
+        public func report(_ diagnostics: Diagnostics) {
+            StateCheck.report(result, state: state, diagnostics: diagnostics)
+            if failures > 0 {
+                diagnostics.warn("state \(state.dir): \(failures) journal(s) could not be compared with the store (\(firstFailure)); their files are read and stored again")
+            }
+        }
     }
 
     /// Why the store does not hold what `entry` vouches for, or nil if it does.

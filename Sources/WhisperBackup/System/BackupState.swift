@@ -63,6 +63,9 @@ public final class BackupState {
     public let dir: String
     private var cachedShard: String? = nil
     private var cachedEntries: [String: StateEntry] = [:]
+    /// Asked for a journal's entries before any is trusted, when the store confirms them
+    /// journal by journal (`StateCheck.ByJournal`): the entries to keep.
+    public var checkJournal: ((String) -> [String: StateEntry])?
 
     public init(dir: String) throws {
         self.dir = dir
@@ -140,7 +143,7 @@ public final class BackupState {
     public func lookup(_ metric: String) -> StateEntry? {
         let shard = BackupState.shardName(metric)
         if shard != cachedShard {
-            cachedEntries = load(shard)
+            cachedEntries = checkJournal?(shard) ?? load(shard)
             cachedShard = shard
         }
         return cachedEntries[metric]
