@@ -37,7 +37,8 @@ struct WspSnap: RecordArguments {
             STATE
               Before trusting the state, wsp-snap lists the store once per run (the processes
               of a run share it through WSP_RUN_ID, or else the processes one xargs starts
-              share it) and drops every entry whose version is not
+              share it; on file://, each process checks the journals its records reach) and
+              drops every entry whose version is not
               the metric's newest in the store, with the size stored, and unmarked by
               wsp-pull verify; those files are read again, and stderr says which and why.
 
@@ -90,7 +91,7 @@ struct WspSnap: RecordArguments {
         if let state, !full {
             do {
                 let trusted = try Snap.trustedState(dir: state, diagnostics: diagnostics)
-                (snap.state, snap.byJournal) = (trusted?.state, trusted?.byJournal)
+                (snap.state, snap.byMetric) = (trusted?.state, trusted?.byMetric)
             } catch {
                 throw ConfigError("--state \(state): \(error)")
             }

@@ -62,7 +62,7 @@ final class MemoryStore: Store {
 
     /// Lists ranges as S3 does (the tests of range listings run here too).
     var listsRanges: Bool { true }
-    func list(prefix: String, startAfter: String?, _ each: (StoreObject) throws -> Void) throws {
+    func list(prefix: String, startAfter: String?, sizes: Bool, _ each: (StoreObject) throws -> Void) throws {
         try call("list")
         for k in keys where k.hasPrefix(prefix) && startAfter.map({ $0.utf8.lexicographicallyPrecedes(k.utf8) }) != false {
             try each(StoreObject(key: k, size: Int64(objects[k]!.count)))

@@ -41,6 +41,14 @@ final class StoreConformanceTests: XCTestCase {
             try store.list(prefix: layout.prefix + "m.a") { listed.append($0.key) }
             let expected = keys.filter { $0.hasPrefix(layout.prefix + "m.a") }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
             XCTAssertEqual(listed, expected, store.location)
+            // without sizes: the same keys, each with its size or -1 (file:// stats none)
+            var sized: [(String, Int64)] = []
+            try store.list(prefix: layout.prefix + "m.a", startAfter: nil, sizes: false) { sized.append(($0.key, $0.size)) }
+            XCTAssertEqual(sized.map(\.0), expected, store.location)
+            for (key, size) in sized {
+                let real = Int64(("object \(keys.firstIndex(of: key)!)").utf8.count)
+                XCTAssertTrue(size == real || (size == -1 && store.location.hasPrefix("file://")), "\(store.location) \(key): \(size)")
+            }
             // a listing that starts after a key (S3 start-after, Swift marker), whether or not
             // the key exists, and one ended by its caller
             for start in [expected[0], layout.prefix + "m.a b/0", layout.prefix + "m.a/1"] {
@@ -78,6 +86,9 @@ final class StoreConformanceTests: XCTestCase {
             keys += ["m.\(i)/v", "m.\(i).x", "m.\(i) x", "é\(i)"]
         }
         for k in keys { try store.put(k, body: .bytes([1])) }
+        // Neither a symlink nor a FIFO is an object, with sizes or without.
+        XCTAssertEqual(symlink(dir + "/m.1/v", dir + "/m.1/link"), 0)
+        XCTAssertEqual(mkfifo(dir + "/m.1/fifo", 0o600), 0)
         let expected = keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
         for page in [1, 3, 7, 1000] {
             store.pageEntries = page
@@ -85,10 +96,13 @@ final class StoreConformanceTests: XCTestCase {
             try store.list(prefix: "") { listed.append($0.key) }
             XCTAssertEqual(listed, expected, "page of \(page)")
             listed = []
+            try store.list(prefix: "", startAfter: nil, sizes: false) { listed.append($0.key) }
+            XCTAssertEqual(listed, expected, "page of \(page), without sizes")
+            listed = []
             try store.list(prefix: "m.1", startAfter: "m.1 x") { listed.append($0.key) }
             XCTAssertEqual(listed, expected.filter { $0.hasPrefix("m.1") && "m.1 x".utf8.lexicographicallyPrecedes($0.utf8) }, "page of \(page)")
         }
-        _ = try store.delete(keys)
+        _ = try store.delete(keys + ["m.1/link", "m.1/fifo"])
     }
 
     func testPutFromFile() throws {

@@ -4,6 +4,7 @@ still checked on its own, and one that fails fails alone. Real S3 (swift-aio's s
 Swift servers, behind Tests/integration/faultproxy.py (--rtt: a store a round trip away;
 --faults: one upload of the batch failing).
 """
+import contextlib
 import re
 import time
 
@@ -14,8 +15,17 @@ from conftest import records, sh
 from proxylib import proxies, store_proxy  # noqa: F401 (a fixture)
 
 
-def backend(kind, tmp_path):
-    return SwiftBackend(tmp_path) if kind == "swift" else S3Backend(kind, tmp_path)
+@contextlib.contextmanager
+def node_and_bucket(kind, tmp_path, files):
+    """A node of `files` small-schema files and an empty bucket (container) on `kind`'s
+    server; the server's bucket removed at the end."""
+    be = SwiftBackend(tmp_path) if kind == "swift" else S3Backend(kind, tmp_path)
+    try:
+        n = Node(be, tmp_path, files, schemas="small")
+        sh(f"wsp-push --create-bucket {q(be.url)} < /dev/null", env=be.env)
+        yield be, n
+    finally:
+        be.cleanup()
 
 
 def snap(n, name, state=True):
@@ -32,10 +42,7 @@ def object_puts(entries):
 
 @pytest.mark.parametrize("kind", ["swift-s3api", "swift"])
 def test_a_batch_goes_up_over_n_connections_at_once(kind, tmp_path, proxies):
-    be = backend(kind, tmp_path)
-    try:
-        n = Node(be, tmp_path, 24, schemas="small")
-        sh(f"wsp-push --create-bucket {q(be.url)} < /dev/null", env=be.env)
+    with node_and_bucket(kind, tmp_path, 24) as (be, n):
         px, env = store_proxy(kind, be, tmp_path, proxies, credentials=True, rtt=150)
         walls = {}
         for conns in (1, 6):
@@ -61,16 +68,11 @@ def test_a_batch_goes_up_over_n_connections_at_once(kind, tmp_path, proxies):
         assert walls[1] >= 3.6
         assert walls[6] < walls[1] * 0.65
         n.restore_and_compare()
-    finally:
-        be.cleanup()
 
 
 @pytest.mark.parametrize("kind", ["swift-s3api", "swift"])
 def test_an_upload_that_fails_in_a_batch_fails_alone_and_is_stored_by_the_next_run(kind, tmp_path, proxies):
-    be = backend(kind, tmp_path)
-    try:
-        n = Node(be, tmp_path, 20, schemas="small")
-        sh(f"wsp-push --create-bucket {q(be.url)} < /dev/null", env=be.env)
+    with node_and_bucket(kind, tmp_path, 20) as (be, n):
         snaps = snap(n, "snaps")
         metrics = sorted(r[0] for r in records(open(snaps).read()))
         failing = metrics[3:5]
@@ -91,17 +93,12 @@ def test_an_upload_that_fails_in_a_batch_fails_alone_and_is_stored_by_the_next_r
         out, _, _ = n.backup()
         assert by_status(out) == {"stored": set(failing), "unchanged": set(metrics) - set(failing)}
         n.restore_and_compare()
-    finally:
-        be.cleanup()
 
 
 def test_uploads_of_a_batch_refused_for_their_token_go_again_with_one_new_token(tmp_path, proxies):
     """A Swift token that expires while a batch is in flight: every upload answered 401 goes
     again, together, after the process got one new token."""
-    be = SwiftBackend(tmp_path)
-    try:
-        n = Node(be, tmp_path, 12, schemas="small")
-        sh(f"wsp-push --create-container {q(be.url)} < /dev/null", env=be.env)
+    with node_and_bucket("swift", tmp_path, 12) as (be, n):
         snaps = snap(n, "snaps", state=False)
         px, env = store_proxy("swift", be, tmp_path, proxies, credentials=True, faults="401", match=r"^PUT .*\.wsp\.gz")
         p = sh(f"xargs -d '\\n' -n 100 wsp-push --connections 4 {q(be.url)} < {q(snaps)}", env=env)
@@ -113,5 +110,3 @@ def test_uploads_of_a_batch_refused_for_their_token_go_again_with_one_new_token(
         # The opening's token, and one more for the whole batch.
         assert len([e for e in entries if e[1].startswith("/auth/")]) == 2
         n.restore_and_compare()
-    finally:
-        be.cleanup()

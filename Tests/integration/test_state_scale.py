@@ -87,21 +87,30 @@ def test_the_checks_memory_does_not_grow_with_the_number_of_journals(tmp_path):
     assert peaks[4 * n] - peaks[n] < 600, peaks
 
 
-def test_a_check_that_finds_everything_in_place_takes_no_journal_lock(tmp_path):
-    """A journal held locked (another process compacting it, or stuck doing so): a check that
-    finds every entry in the store reads it without waiting, and a check that drops an entry
-    of it waits for the lock (no line appended meanwhile is lost)."""
+def test_the_check_takes_no_journal_lock_and_rewrites_no_journal(tmp_path):
+    """A journal held locked (another process compacting it, or stuck doing so): the check of
+    its entry reads it without waiting, whether the store confirms the entry or not, and an
+    entry dropped stays in its journal (the file's new version supersedes it). A journal
+    holding a superseded line is compacted, under its lock (no line appended meanwhile is
+    lost)."""
     import fcntl
     state, spool, victim, records = synthetic_state(tmp_path, 50)
-    held = os.open(state / "shards" / "syn.d0000007", os.O_RDWR)
+    journal = state / "shards" / "syn.d0000007"
+    line = journal.read_bytes()
+    held = os.open(journal, os.O_RDWR)
     fcntl.flock(held, fcntl.LOCK_EX)
     try:
-        # The victim's journal is not the one held: the check completes at once (a journal's
-        # lock is waited for a minute).
+        # (A journal's lock is waited for a minute.)
         _, err = checking_peak_kb(state, spool, records, tmp_path, timeout=20)
         assert f"{victim}: reading it again" in err and "50 entries confirmed" in err, err
-        # Now the store loses the held journal's version: the check must wait for the lock.
+        # The store loses the held journal's version: found at once, the journal untouched.
         sh(f"rm -r {q(state.parent / 'store' / 'syn.d0000007.m')}")
+        _, err = checking_peak_kb(state, spool, records, tmp_path, timeout=20)
+        assert "syn.d0000007.m: reading it again: the store holds no version of it" in err, err
+        assert "2 file(s) the state vouched for are missing" in err and "49 entries confirmed" in err, err
+        assert journal.read_bytes() == line
+        # A superseded line: the journal is compacted, once its lock is free.
+        journal.write_bytes(line + line)
         p = subprocess.Popen([os.path.join(BIN, "wsp-snap"), "--spool", str(spool), "--state", str(state)],
                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                              env=dict(os.environ, WSP_RUN_ID=uuid.uuid4().hex))
@@ -115,6 +124,7 @@ def test_a_check_that_finds_everything_in_place_takes_no_journal_lock(tmp_path):
     p.wait(timeout=60)
     err = p.stderr.read()
     assert p.returncode == 0 and "syn.d0000007.m: reading it again: the store holds no version of it" in err, err
+    assert journal.read_bytes() == line
 
 
 def test_a_check_that_drops_many_entries_names_the_first_20_by_name(tmp_path):

@@ -496,3 +496,71 @@ def test_sigkill_during_a_healing_run_loses_nothing(tmp_path):
         assert not [k for k in be.keys() if k.endswith(".bad")]
         n.restore_and_compare()
     print(f"\nhealing crash trials: {killed} of {CRASH_TRIALS} killed before the end")
+
+
+def test_on_file_each_process_checks_the_entries_of_its_own_records(tmp_path):
+    """On file:// each wsp-snap checks the entries of its own records as they come (README,
+    state): each process of one xargs names what it dropped, a run over part of the tree
+    checks that part only, and what it left out is found by the next whole run: nothing is
+    vouched for unchecked."""
+    be = FileBackend(tmp_path)
+    n = Node(be, tmp_path, 20)
+    out, _, _ = n.backup()
+    order = [r[0] for r in records(sh(f"wsp-find --root {q(n.root)}").stdout)]
+    assert len(order) == 20 and {r[5] for r in out} == {"stored"}
+    snap = f"xargs -d '\\n' -n 5 -P 2 wsp-snap --spool {q(n.spool)} --state {q(n.state)}"
+    push = f"xargs -d '\\n' -n 5 -P 2 wsp-push --state {q(n.state)} {q(be.url)}"
+
+    # One version lost in the first batch of five records and one in the last: two processes
+    # each find their own.
+    first, last = order[1], order[17]
+    for victim in (first, last):
+        for k in metric_keys(be, victim):
+            be.delete(k)
+    p = sh(f"wsp-find --root {q(n.root)} | {snap} | {push}")
+    assert by_status(records(p.stdout)) == {"stored": {first, last}, "unchanged": set(order) - {first, last}}, p.stderr
+    for victim in (first, last):
+        assert f"{victim}: reading it again: the store holds no version of it" in p.stderr, p.stderr
+    assert p.stderr.count("1 file(s) the state vouched for are missing") == 2, p.stderr
+
+    # host000's versions lost, and one of host001's: a run over host001 finds that one only...
+    inside, outside = "servers.host001.mem.free", sorted(m for m in order if m.startswith("servers.host000."))
+    for victim in [inside] + outside:
+        for k in metric_keys(be, victim):
+            be.delete(k)
+    p = sh(f"wsp-find --root {q(n.root)} 'servers.host001.*' | {snap} | {push}")
+    assert by_status(records(p.stdout))["stored"] == {inside}, p.stderr
+    assert f"{inside}: reading it again" in p.stderr and "servers.host000." not in p.stderr, p.stderr
+    # ...and the next whole run stores host000's files again, and only them.
+    p = sh(f"wsp-find --root {q(n.root)} | {snap} | {push}")
+    assert by_status(records(p.stdout)) == {"stored": set(outside), "unchanged": set(order) - set(outside)}, p.stderr
+    for victim in outside:
+        assert f"{victim}: reading it again: the store holds no version of it" in p.stderr, p.stderr
+    n.restore_and_compare()
+
+
+def test_on_file_an_entry_is_asked_about_once_however_the_records_are_split(tmp_path):
+    """One whisper directory of 40 metrics (one journal) split among 8 processes of 5 records:
+    each process asks the store about its own records' entries only (README, state), so the
+    run asks 40 times, not 8 x 40."""
+    be = FileBackend(tmp_path)
+    n = Node(be, tmp_path, 1)
+    src = records(sh(f"wsp-find --root {q(n.root)}").stdout)[0][1]
+    flat = n.root / "flat"
+    flat.mkdir()
+    for i in range(40):
+        shutil.copyfile(src, flat / f"m{i:02d}.wsp")
+    Node.settle()
+    out, _, _ = n.backup()
+    order = [r[0] for r in records(sh(f"wsp-find --root {q(n.root)} 'flat.*'").stdout)]
+    assert len(order) == 40 and len(out) == 41
+    victims = order[::5]   # the first record of each process
+    for victim in victims:
+        for k in metric_keys(be, victim):
+            be.delete(k)
+    p = sh(f"wsp-find --root {q(n.root)} 'flat.*' | xargs -d '\\n' -n 5 -P 2 wsp-snap --spool {q(n.spool)} --state {q(n.state)}"
+           f" | xargs -d '\\n' -n 5 -P 2 wsp-push --state {q(n.state)} {q(be.url)}")
+    assert by_status(records(p.stdout)) == {"stored": set(victims), "unchanged": set(order) - set(victims)}, p.stderr
+    summaries = [line for line in p.stderr.splitlines() if "the state vouched for are missing" in line]
+    assert len(summaries) == 8 and all("1 file(s)" in s and s.endswith("; 4 entries confirmed") for s in summaries), p.stderr
+    n.restore_and_compare()

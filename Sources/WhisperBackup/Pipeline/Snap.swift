@@ -31,8 +31,8 @@ public struct Snap {
     /// The state of the store the snapshots go to, when it can be trusted: files whose stat
     /// matches what was pushed are not read at all.
     public var state: BackupState?
-    /// The check of `state` made journal by journal (file://), reported when the run ends.
-    public var byJournal: StateCheck.ByJournal?
+    /// The check of `state` made entry by entry (file://), reported when the run ends.
+    public var byMetric: StateCheck.ByMetric?
     /// The state directory the page indexes go to (`--state`, with `--full` too): nil for a
     /// dry run, which writes nothing.
     public var pageIndexDir: String?
@@ -73,7 +73,7 @@ public struct Snap {
                 diagnostics.fail(record.metric, error)
             }
         }
-        byJournal?.report(diagnostics)
+        byMetric?.report(diagnostics)
         try diagnostics.finish()
     }
 
@@ -150,10 +150,10 @@ public struct Snap {
     /// The state at `dir` if it can be trusted: it names a store whose marker is still the one
     /// the state was written against, and what it vouches for is confirmed by the store before
     /// it is used (entries it did not confirm are dropped): by this run's one listing pass, or
-    /// on a file:// store journal by journal as the records reach them (`byJournal`, whose
-    /// `report` says what it dropped). Otherwise nil (every file is read), with a note why.
+    /// on a file:// store entry by entry as the records come (`byMetric`, whose `report`
+    /// says what it dropped). Otherwise nil (every file is read), with a note why.
     public static func trustedState(dir: String, diagnostics: Diagnostics) throws
-        -> (state: BackupState, byJournal: StateCheck.ByJournal?)? {
+        -> (state: BackupState, byMetric: StateCheck.ByMetric?)? {
         let state = try BackupState(dir: dir)
         guard let owner = state.owner() else { return nil }   // first run: nothing recorded yet
         let id: String?
@@ -175,9 +175,9 @@ public struct Snap {
                     StateCheck.removeStaleTempFiles(state)
                     return StateCheck.Result()
                 }
-                let byJournal = StateCheck.ByJournal(state: state, store: store, layout: layout)
-                state.checkJournal = byJournal.entries(of:)
-                return (state, byJournal)
+                let byMetric = StateCheck.ByMetric(state: state, store: store, layout: layout)
+                state.vouches = byMetric.vouches
+                return (state, byMetric)
             }
             // What the state vouches for must be in the store: one listing pass per run.
             _ = try StateCheck.ensure(state: state, store: store, layout: layout, diagnostics: diagnostics)

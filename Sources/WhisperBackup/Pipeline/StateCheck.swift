@@ -9,8 +9,8 @@ import Glibc
 /// on the way), so the file is read and stored again. Done once per run: the run's id
 /// (`WSP_RUN_ID`, set by the wrappers; else the xargs that started the process) is recorded
 /// once the check is done, and the other processes of the run trust it; a process with
-/// neither checks on its own. On a file:// store the check is made journal by journal as the
-/// records reach them instead (`ByJournal`).
+/// neither checks on its own. On a file:// store each entry is checked as its record comes
+/// instead (`ByMetric`).
 public enum StateCheck {
     /// What a listing says of one metric's newest version, in 16 bytes: the version's time,
     /// whether it is sound, and a digest of its content and size. The check keeps one per
@@ -27,12 +27,13 @@ public enum StateCheck {
 
         /// The newest version stamped at or before now (`Versions.clockSlack`), as `wsp-push`
         /// compares: a version stamped in the future (a run while the clock ran ahead) is not
-        /// one the state may vouch for.
-        init?(_ objects: MetricObjects) {
+        /// one the state may vouch for. `sizeOf` gives the size of that version (a listing
+        /// without sizes asks for the one it compares).
+        init?(_ objects: MetricObjects, sizeOf: (StoredVersion) -> Int64 = { $0.size }) {
             let now = Int64(system_now())
             guard let v = objects.versions.last(where: { $0.time <= now + Versions.clockSlack }) else { return nil }
             timeAndBad = v.time | (objects.isIntact(v) ? 0 : Newest.badBit)
-            content = Newest.content(hash: v.hash, size: v.size)
+            content = Newest.content(hash: v.hash, size: sizeOf(v))
         }
 
         /// The first 8 bytes of the SHA-256 (hex) mixed with the size.
@@ -147,25 +148,14 @@ public enum StateCheck {
         return nil
     }
 
-    /// One listing pass, then every journal compared with it (and compacted). A store whose
-    /// listing would walk every metric's directory anyway (file://) is asked metric by
-    /// metric instead (`ByJournal`), every journal in turn: nothing held for the whole store or
-    /// the whole state (the journals are named one at a time by `BackupState.forEachShard`).
-    /// A run checks such a store journal by journal as its records reach them instead (see
-    /// `Snap.trustedState`).
+    /// One listing pass, then every journal compared with it (and compacted): for a store
+    /// that lists ranges (S3, Swift). A store whose listing would walk every metric's
+    /// directory anyway (file://) is asked metric by metric instead (`ByMetric`).
     static func check(state: BackupState, store: Store, layout: StoreLayout) throws -> Result {
         removeStaleTempFiles(state)
         var result = Result()
         func checked(_ dropped: [(metric: String, entry: StateEntry, reason: String)]) {
             for d in dropped { result.drop(d.metric, d.reason) }
-        }
-        if !store.listsRanges {
-            let byJournal = ByJournal(state: state, store: store, layout: layout)
-            try state.forEachShard { shard in
-                if Signals.stopRequested { throw Interrupted() }
-                _ = try byJournal.check(shard)
-            }
-            return byJournal.result
         }
         // Lines written while the store is listed (concurrent pushes) record versions the
         // listing may not show: they are kept, and checked by the next run.
@@ -198,21 +188,22 @@ public enum StateCheck {
     }
 
     /// The check on a store that is asked metric by metric (file://, whose listing reads each
-    /// metric's directory anyway), made one journal at a time as a process's records reach it
-    /// (`BackupState.checkJournal`) rather than in one pass before the run: the run's processes
-    /// share the work instead of waiting for one of them to check the whole state, each
-    /// journal is read once instead of twice, and a run over part of the tree checks that
-    /// part only. The entries of a journal no record reaches are not trusted for anything in
-    /// this run. Each metric is listed after its journal is read: a line read was written
+    /// metric's directory anyway), made as a process's records come (`BackupState.lookup`)
+    /// rather than in one pass before the run: each entry is asked about by the process that
+    /// is about to skip its file, right before, so the run's processes share the work instead
+    /// of waiting for one of them to check the whole state, no entry is asked twice however
+    /// the records are split among processes, and a run over part of the tree checks that
+    /// part only. The metric is listed after its journal was read: a line read was written
     /// after its version was stored (wsp-push stores first), so the listing shows that
-    /// version, or a newer one.
-    public final class ByJournal {
+    /// version, or a newer one. A dropped entry stays in its journal (no lock, no rewrite):
+    /// the file's new version supersedes it, or the next run asks again.
+    public final class ByMetric {
         let state: BackupState
         let store: Store
         let layout: StoreLayout
         public private(set) var result = Result()
-        /// Journals that could not be checked (the store could not be read): none of their
-        /// entries is trusted, so their files are read and stored again.
+        /// Entries that could not be asked about (the store could not be read): not trusted,
+        /// so their files are read and stored again.
         var failures = 0
         var firstFailure = ""
 
@@ -222,47 +213,31 @@ public enum StateCheck {
             self.layout = layout
         }
 
-        /// The entries of journal `shard` the store confirms (the others dropped from it); none
-        /// when it cannot be checked.
-        public func entries(of shard: String) -> [String: StateEntry] {
+        /// Whether the store holds what `entry` vouches for `metric`. The metric's objects
+        /// are listed by name (a stat each would cost as many system calls as the metric has
+        /// versions), and the one version compared is looked at for its size: a version gone
+        /// meanwhile, or that cannot be looked at, has none, and is not vouched for.
+        public func vouches(_ metric: String, _ entry: StateEntry) -> Bool {
             do {
-                return try check(shard)
+                let objects = try StoreListing.metric(metric, in: store, layout: layout, sizes: false)
+                let newest = Newest(objects) { v in v.size >= 0 ? v.size : ((try? store.head(v.key)) ?? nil)?.size ?? -1 }
+                guard let reason = problem(entry, metric: metric, newest, layout: layout) else {
+                    result.kept += 1
+                    return true
+                }
+                result.drop(metric, reason)
             } catch {
                 failures += 1
                 if failures == 1 { firstFailure = "\(error)" }
-                return [:]
             }
+            return false
         }
 
-        func check(_ shard: String) throws -> [String: StateEntry] {
-            func asked(_ metric: String, _ entry: StateEntry) throws -> String? {
-                problem(entry, metric: metric, Newest(try StoreListing.metric(metric, in: store, layout: layout)), layout: layout)
-            }
-            // Read first without the journal's lock (most of an unchanged run's journals are
-            // fine and need no rewrite: no lock then, and no append waits). A line appended
-            // after the read is not asked: its version was stored after the read began.
-            guard let (entries, lines) = state.peek(shard) else { return [:] }
-            if lines == entries.count, try entries.allSatisfy({ try asked($0.key, $0.value) == nil }) {
-                result.kept += entries.count
-                return entries
-            }
-            // Compacted as it is checked: after a run the state holds its live entries and at
-            // most one line more per file that run changed.
-            for d in try state.compact(shard, superseded: true, reject: { metric, entry, _ in
-                let reason = try asked(metric, entry)
-                if reason == nil { result.kept += 1 }
-                return reason
-            }) {
-                result.drop(d.metric, d.reason)
-            }
-            return state.peek(shard)?.entries ?? [:]
-        }
-
-        /// The dropped entries, as the one-pass check reports them, and journals not checked.
+        /// The dropped entries, as the one-pass check reports them, and entries not asked.
         public func report(_ diagnostics: Diagnostics) {
             StateCheck.report(result, state: state, diagnostics: diagnostics)
             if failures > 0 {
-                diagnostics.warn("state \(state.dir): \(failures) journal(s) could not be compared with the store (\(firstFailure)); their files are read and stored again")
+                diagnostics.warn("state \(state.dir): \(failures) entries could not be compared with the store (\(firstFailure)); their files are read and stored again")
             }
         }
     }

@@ -108,8 +108,9 @@ public enum StoreListing {
     /// One listing pass over `prefix`, calling `body` once per metric that `include` accepts,
     /// with all its objects (the keys of one metric are contiguous in key order). A range:
     /// from the first key after `startAfter` to the last key that starts with `through`.
+    /// Without `sizes`, objects may come with size -1 (see `Store.list`).
     public static func forEachMetric(in store: Store, layout: StoreLayout, prefix: String, startAfter: String? = nil,
-                                     through: String? = nil,
+                                     through: String? = nil, sizes: Bool = true,
                                      include: (String) -> Bool = { _ in true }, strays: StrayKeys? = nil,
                                      _ body: (MetricObjects) throws -> Void) throws {
         var acc: Accumulator? = nil
@@ -132,7 +133,7 @@ public enum StoreListing {
         }
         struct PastTheRange: Error {}
         do {
-          try store.list(prefix: prefix, startAfter: startAfter) { obj in
+          try store.list(prefix: prefix, startAfter: startAfter, sizes: sizes) { obj in
             if let through, !obj.key.hasPrefix(through), through.utf8.lexicographicallyPrecedes(obj.key.utf8) {
                 throw PastTheRange()
             }
@@ -193,9 +194,9 @@ public enum StoreListing {
     }
 
     /// The objects of one metric (one listing of its own prefix).
-    public static func metric(_ metric: String, in store: Store, layout: StoreLayout) throws -> MetricObjects {
+    public static func metric(_ metric: String, in store: Store, layout: StoreLayout, sizes: Bool = true) throws -> MetricObjects {
         var out = MetricObjects(metric: metric)
-        try forEachMetric(in: store, layout: layout, prefix: layout.metricPrefix(metric), include: { $0 == metric }) { out = $0 }
+        try forEachMetric(in: store, layout: layout, prefix: layout.metricPrefix(metric), sizes: sizes, include: { $0 == metric }) { out = $0 }
         return out
     }
 

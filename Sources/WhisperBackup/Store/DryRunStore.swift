@@ -16,8 +16,8 @@ public final class DryRunStore: Store {
     }
     public func head(_ key: String) throws -> StoreObject? { missing ? nil : try base.head(key) }
     public var listsRanges: Bool { base.listsRanges }
-    public func list(prefix: String, startAfter: String?, _ each: (StoreObject) throws -> Void) throws {
-        if !missing { try base.list(prefix: prefix, startAfter: startAfter, each) }
+    public func list(prefix: String, startAfter: String?, sizes: Bool, _ each: (StoreObject) throws -> Void) throws {
+        if !missing { try base.list(prefix: prefix, startAfter: startAfter, sizes: sizes, each) }
     }
     public func delete(_ keys: [String]) throws -> [(key: String, error: Error)] { [] }
 }

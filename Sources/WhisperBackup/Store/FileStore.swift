@@ -120,7 +120,7 @@ public final class FileStore: Store {
         }
     }
 
-    public func list(prefix: String, startAfter: String?, _ each: (StoreObject) throws -> Void) throws {
+    public func list(prefix: String, startAfter: String?, sizes: Bool, _ each: (StoreObject) throws -> Void) throws {
         let dirPart: String, namePrefix: String
         if let slash = prefix.lastIndex(of: "/") {
             dirPart = String(prefix[..<slash])
@@ -130,7 +130,7 @@ public final class FileStore: Store {
             namePrefix = prefix
         }
         // Everything before `startAfter` is walked too (listsRanges is false).
-        try walk(dirPart, namePrefix: namePrefix) { obj in
+        try walk(dirPart, namePrefix: namePrefix, sizes: sizes) { obj in
             if let startAfter, !startAfter.utf8.lexicographicallyPrecedes(obj.key.utf8) { return }
             try each(obj)
         }
@@ -142,15 +142,16 @@ public final class FileStore: Store {
     /// keeps the smallest names after the last one handed out, as an object store's listing
     /// goes page by page. A store's top directory holds one entry per metric: memory stays
     /// that of a page however many metrics there are, and a directory of no more names than
-    /// a page is read once.
-    private func walk(_ rel: String, namePrefix: String, _ each: (StoreObject) throws -> Void) throws {
+    /// a page is read once. Without `sizes`, objects are not stat'ed (size -1), unless the
+    /// directory's entries do not say their kind.
+    private func walk(_ rel: String, namePrefix: String, sizes: Bool, _ each: (StoreObject) throws -> Void) throws {
         let dir = rel.isEmpty ? root : Path.join(root, rel)
         var after: [UInt8]? = nil
         while true {
             var page = Page()
             do {
-                try system_forEachEntry(dir, sizes: true) { e in
-                    // Kinds are exact here (with sizes): symlinks and others are not objects.
+                try system_forEachEntry(dir, sizes: sizes, exactKinds: true) { e in
+                    // Kinds are exact here: symlinks and others are not objects.
                     guard e.name.hasPrefix(namePrefix), !e.name.hasPrefix(AtomicFile.tempPrefix),
                           e.kind == .directory || e.kind == .file else { return }
                     if after != nil || page.cutoff != nil {
@@ -158,7 +159,7 @@ public final class FileStore: Store {
                         if let after, !after.lexicographicallyPrecedes(key) { return }
                         if let cutoff = page.cutoff, !key.lexicographicallyPrecedes(cutoff) { return }
                     }
-                    page.append(e.name, isDir: e.kind == .directory, size: e.size ?? 0)
+                    page.append(e.name, isDir: e.kind == .directory, size: e.size ?? (sizes ? 0 : -1))
                     if page.count >= 2 * pageEntries { page.keepFirst(pageEntries) }
                 }
             } catch Errno.noSuchFileOrDirectory {
@@ -174,7 +175,7 @@ public final class FileStore: Store {
                 let name = page.names[i]
                 let key = rel.isEmpty ? name : rel + "/" + name
                 if page.isDir[i] {
-                    try walk(key, namePrefix: "", each)
+                    try walk(key, namePrefix: "", sizes: sizes, each)
                 } else {
                     try each(StoreObject(key: key, size: page.sizes[i]))
                 }

@@ -56,12 +56,12 @@ public final class RetryStore: Store {
     /// A listing that fails part way is restarted whole; objects already passed to `each`
     /// are not passed again.
     public var listsRanges: Bool { base.listsRanges }
-    public func list(prefix: String, startAfter: String?, _ each: (StoreObject) throws -> Void) throws {
+    public func list(prefix: String, startAfter: String?, sizes: Bool, _ each: (StoreObject) throws -> Void) throws {
         var last: String? = nil
         try retrying {
             // A listing that failed part way resumes after the last key it gave, where the
             // store can start there.
-            try base.list(prefix: prefix, startAfter: base.listsRanges ? (last ?? startAfter) : startAfter) { obj in
+            try base.list(prefix: prefix, startAfter: base.listsRanges ? (last ?? startAfter) : startAfter, sizes: sizes) { obj in
                 if let l = last, !l.utf8.lexicographicallyPrecedes(obj.key.utf8) { return }
                 try each(obj)
                 last = obj.key

@@ -111,7 +111,8 @@ public final class S3Store: Store {
 
     public var listsRanges: Bool { true }
 
-    public func list(prefix: String, startAfter: String?, _ each: (StoreObject) throws -> Void) throws {
+    /// Sizes come with the listing: `sizes` changes nothing.
+    public func list(prefix: String, startAfter: String?, sizes: Bool, _ each: (StoreObject) throws -> Void) throws {
         var token: String? = nil
         var last: String? = nil
         var seen: Set<String> = []

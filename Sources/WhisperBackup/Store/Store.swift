@@ -62,7 +62,10 @@ public protocol Store: AnyObject {
     func putMany(_ items: [(key: String, body: StoreBody)]) -> [Error?]
     func get(_ key: String, to path: String) throws
     func head(_ key: String) throws -> StoreObject?
-    func list(prefix: String, startAfter: String?, _ each: (StoreObject) throws -> Void) throws
+    /// Every object whose key starts with `prefix` (after `startAfter`), in key order. With
+    /// `sizes` false the caller needs no object's size: a backend whose sizes cost a system
+    /// call each (file://) may give -1.
+    func list(prefix: String, startAfter: String?, sizes: Bool, _ each: (StoreObject) throws -> Void) throws
     /// Whether a listing that starts after a key skips what sorts before it at no cost (S3's
     /// `start-after`, Swift's `marker`), so that one listing of a range of metrics costs its
     /// pages only; false where everything before is walked (file://).
@@ -81,8 +84,12 @@ extension Store {
     public func create() throws {}
     public var listsRanges: Bool { false }
 
+    public func list(prefix: String, startAfter: String?, _ each: (StoreObject) throws -> Void) throws {
+        try list(prefix: prefix, startAfter: startAfter, sizes: true, each)
+    }
+
     public func list(prefix: String, _ each: (StoreObject) throws -> Void) throws {
-        try list(prefix: prefix, startAfter: nil, each)
+        try list(prefix: prefix, startAfter: nil, sizes: true, each)
     }
 
     public func putMany(_ items: [(key: String, body: StoreBody)]) -> [Error?] {

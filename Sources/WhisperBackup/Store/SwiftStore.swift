@@ -256,7 +256,8 @@ public final class SwiftStore: Store {
 
     public var listsRanges: Bool { true }
 
-    public func list(prefix: String, startAfter: String?, _ each: (StoreObject) throws -> Void) throws {
+    /// Sizes come with the listing: `sizes` changes nothing.
+    public func list(prefix: String, startAfter: String?, sizes: Bool, _ each: (StoreObject) throws -> Void) throws {
         let limit = try listLimit()
         var marker: String? = startAfter
         let what = "list \(prefix.isEmpty ? "(all)" : prefix)"

@@ -63,9 +63,10 @@ public final class BackupState {
     public let dir: String
     private var cachedShard: String? = nil
     private var cachedEntries: [String: StateEntry] = [:]
-    /// Asked for a journal's entries before any is trusted, when the store confirms them
-    /// journal by journal (`StateCheck.ByJournal`): the entries to keep.
-    public var checkJournal: ((String) -> [String: StateEntry])?
+    /// Asked about each entry before `lookup` trusts it, when the store confirms entries one
+    /// at a time (`StateCheck.ByMetric`); the journals a lookup reads are then also rid of
+    /// their superseded lines, as the one-pass check does.
+    public var vouches: ((String, StateEntry) -> Bool)?
 
     public init(dir: String) throws {
         self.dir = dir
@@ -143,10 +144,15 @@ public final class BackupState {
     public func lookup(_ metric: String) -> StateEntry? {
         let shard = BackupState.shardName(metric)
         if shard != cachedShard {
-            cachedEntries = checkJournal?(shard) ?? load(shard)
+            cachedEntries = load(shard, superseded: vouches != nil)
             cachedShard = shard
         }
-        return cachedEntries[metric]
+        guard let entry = cachedEntries[metric] else { return nil }
+        if let vouches, !vouches(metric, entry) {
+            cachedEntries[metric] = nil
+            return nil
+        }
+        return entry
     }
 
     public func record(_ metric: String, _ e: StateEntry) throws {
@@ -190,13 +196,14 @@ public final class BackupState {
 
     /// Reads a journal; later lines override earlier ones. Parsed on bytes: an unchanged run
     /// reads one journal per whisper directory, so this is most of its work. A journal that
-    /// holds more than twice its live entries (history of changed files) is compacted.
-    func load(_ shard: String) -> [String: StateEntry] {
+    /// holds more than twice its live entries (history of changed files) is compacted (with
+    /// `superseded`: any journal with a line that a later one overrides).
+    func load(_ shard: String, superseded: Bool = false) -> [String: StateEntry] {
         guard let fd = try? FileDescriptor.open(shardPath(shard), O_RDONLY),
               let bytes = try? fd.closeAfter({ try fd.readAll() }) else { return [:] }
         let (entries, lines, _) = BackupState.parseJournal(bytes)
-        if BackupState.needsCompaction(lines: lines, live: entries.count) {
-            _ = try? compact(shard) { _, _, _ in nil }
+        if superseded ? lines > entries.count : BackupState.needsCompaction(lines: lines, live: entries.count) {
+            _ = try? compact(shard, superseded: superseded) { _, _, _ in nil }
         }
         return entries
     }

@@ -192,8 +192,11 @@ public func system_readdir(_ path: String, sizes: Bool = false) throws -> [Direc
     return out
 }
 
-/// `system_readdir` one entry at a time, holding none: for directories of any size.
-public func system_forEachEntry(_ path: String, sizes: Bool = false, _ body: (DirectoryEntry) throws -> Void) throws {
+/// `system_readdir` one entry at a time, holding none: for directories of any size. With
+/// `exactKinds`, an entry whose kind the directory does not give (`DT_UNKNOWN`, on file
+/// systems without `d_type`) is stat'ed as with `sizes`.
+public func system_forEachEntry(_ path: String, sizes: Bool = false, exactKinds: Bool = false,
+                                _ body: (DirectoryEntry) throws -> Void) throws {
     guard let dir = opendir(path) else { throw Errno(errno, call: "opendir", path: path) }
     defer { closedir(dir) }
     while let ent = readdir(dir) {
@@ -213,7 +216,7 @@ public func system_forEachEntry(_ path: String, sizes: Bool = false, _ body: (Di
         default: kind = .other
         }
         var entry = DirectoryEntry(name: name, kind: kind, isUTF8: isUTF8)
-        if sizes && (kind == .file || kind == .unknown) {
+        if (sizes && kind == .file) || ((sizes || exactKinds) && kind == .unknown) {
             var st = stat()
             let found = withUnsafePointer(to: ent.pointee.d_name) {
                 $0.withMemoryRebound(to: CChar.self, capacity: 256) { fstatat(dirfd(dir), $0, &st, AT_SYMLINK_NOFOLLOW) == 0 }
