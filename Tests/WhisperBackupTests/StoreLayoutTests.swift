@@ -131,6 +131,22 @@ final class StoreLayoutTests: XCTestCase {
         XCTAssertEqual(StoreLayout(prefix: "p").listPrefix(huge), "p/" + huge)
     }
 
+    /// Object names are matched by bytes: a name that is a version only by bytes, not by
+    /// characters (a combining mark or a prepended character at a boundary), is none.
+    func testVersionNamesAreMatchedByBytesAsByCharacters() {
+        let layout = StoreLayout(prefix: "p")
+        let hash = String(repeating: "0", count: 64), base = String(repeating: "1", count: 64)
+        let full = "20261127T035433Z.\(hash)", old = "20261126T035433Z.\(base)"
+        XCTAssertEqual(layout.parse("p/m/\(full).wsp.gz")?.hash, hash)
+        XCTAssertEqual(layout.parse("p/m/\(full).\(old).wspd.gz")?.base?.hash, base)
+        for odd in ["\(full)\u{600}.wsp.gz", "\(full).\u{301}wsp.gz", "\(full)\u{301}.wsp.gz", "2026\r\n127T035433Z.\(hash).wsp.gz",
+                    "20261127T035433Z.\u{301}\(hash.dropFirst()).wsp.gz", "\(full).\u{301}\(old.dropFirst()).wspd.gz",
+                    "\(full)\u{600}.\(old).wspd.gz", "\(full).wsp.gz\u{301}", ".wsp.gz", "wsp.gz", ""] {
+            XCTAssertNil(layout.parse("p/m/" + odd), odd.debugDescription)
+            XCTAssertEqual(layout.entry("p/m/" + odd).map { "\($0.entry)" }, "other", odd.debugDescription)
+        }
+    }
+
     /// Keys are split at their last "/" by bytes when ASCII: the same split as by characters.
     func testAKeySplitsAsByCharacters() {
         func byCharacters(_ rest: Substring) -> (Substring, Substring)? {

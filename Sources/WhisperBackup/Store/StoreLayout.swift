@@ -48,10 +48,13 @@ public struct VersionRef: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses `TIME.SHA256` (TIME in basic form).
     public init?(_ text: Substring) {
-        guard text.utf8.count == 16 + 1 + 64 else { return nil }
-        let dot = text.index(text.startIndex, offsetBy: 16)
-        let h = text[text.index(after: dot)...]
-        guard text[dot] == ".", let t = Timestamp.parseBasic(text[..<dot]), Hex.isHex(h, length: 64) else { return nil }
+        // By bytes: every version key of every listing comes here.
+        let bytes = text.utf8
+        guard bytes.count == 16 + 1 + 64 else { return nil }
+        let dot = bytes.index(bytes.startIndex, offsetBy: 16)
+        guard bytes[dot] == UInt8(ascii: "."), bytes[..<dot].allSatisfy({ $0 < 0x80 }) else { return nil }
+        let h = text[bytes.index(after: dot)...]
+        guard let t = Timestamp.parseBasic(text[..<dot]), Hex.isHex(h, length: 64) else { return nil }
         self.init(time: t, hash: String(h))
     }
 }
@@ -182,10 +185,26 @@ public struct StoreLayout: Sendable {
 
     /// A key's metric directory and object name (the key after the prefix, split at its last
     /// "/"), or nil when the directory is empty or holds a "/". By bytes for an ASCII key
-    /// (the same split, without walking characters: every key of every listing comes here),
-    /// else by characters.
+    /// (the same split, without walking characters: every key of every listing comes here;
+    /// one pass over the bytes where they are contiguous, as a listing's keys are), else by
+    /// characters.
     static func split(_ rest: Substring) -> (directory: Substring, name: Substring)? {
-        let ascii = rest.utf8.allSatisfy { $0 < 0x80 }
+        // The offset of the only "/", -1 for none or more than one; nil when not ASCII.
+        let scanned: Int?? = rest.utf8.withContiguousStorageIfAvailable { bytes -> Int? in
+            var at = -1, slashes = 0
+            for i in bytes.indices {
+                let b = bytes[i]
+                if b >= 0x80 { return nil }
+                if b == UInt8(ascii: "/") { at = i; slashes += 1 }
+            }
+            return slashes == 1 ? at : -1
+        }
+        if case .some(.some(let at)) = scanned {
+            guard at > 0 else { return nil }
+            let slash = rest.utf8.index(rest.startIndex, offsetBy: at)
+            return (rest[..<slash], rest[rest.utf8.index(after: slash)...])
+        }
+        let ascii = scanned == nil && rest.utf8.allSatisfy { $0 < 0x80 }
         let slash = ascii ? rest.utf8.lastIndex(of: UInt8(ascii: "/")) : rest.lastIndex(of: "/")
         guard let slash else { return nil }
         let directory = rest[..<slash]
@@ -196,21 +215,33 @@ public struct StoreLayout: Sendable {
     /// The version a key names, or nil for keys that are not versions (markers, temp files,
     /// legacy `.sha1` companions).
     public func parse(_ key: String) -> StoredVersion? {
-        guard key.hasPrefix(prefix) else { return nil }
-        let rest = key.dropFirst(prefix.count)
-        guard let (directory, file) = StoreLayout.split(rest) else { return nil }
-        let metric = String(directory)
-        if file.hasSuffix(StoreLayout.deltaSuffix) {
+        guard key.hasPrefix(prefix), let (directory, file) = StoreLayout.split(key.dropFirst(prefix.count)) else { return nil }
+        return version(key: key, metric: String(directory), file: file)
+    }
+
+    /// `name` without `suffix` (ASCII), compared by bytes (a name that ends so by characters
+    /// does by bytes; one that ends so by bytes only leaves a stem no version name has);
+    /// nil when it does not end so.
+    static func stem(_ name: Substring, _ suffix: String) -> Substring? {
+        let bytes = name.utf8, n = suffix.utf8.count
+        guard bytes.count >= n else { return nil }
+        let cut = bytes.index(bytes.endIndex, offsetBy: -n)
+        guard bytes[cut...].elementsEqual(suffix.utf8) else { return nil }
+        return name[..<cut]
+    }
+
+    /// The version that object `file` of `metric`'s directory (key `key`) is, if any.
+    func version(key: String, metric: String, file: Substring) -> StoredVersion? {
+        if let stem = StoreLayout.stem(file, StoreLayout.deltaSuffix) {
             // TIME.SHA256.BASETIME.BASESHA256: two version names joined by a dot.
-            let stem = file.dropLast(StoreLayout.deltaSuffix.count)
-            guard stem.utf8.count == 2 * 81 + 1 else { return nil }
-            let mid = stem.index(stem.startIndex, offsetBy: 81)
-            guard stem[mid] == ".", let own = VersionRef(stem[..<mid]), let base = VersionRef(stem[stem.index(after: mid)...]),
+            let bytes = stem.utf8
+            guard bytes.count == 2 * 81 + 1 else { return nil }
+            let mid = bytes.index(bytes.startIndex, offsetBy: 81)
+            guard bytes[mid] == UInt8(ascii: "."), let own = VersionRef(stem[..<mid]), let base = VersionRef(stem[bytes.index(after: mid)...]),
                   base.time < own.time else { return nil }
             return StoredVersion(metric: metric, time: own.time, hash: own.hash, key: key, base: base)
         }
-        guard file.hasSuffix(StoreLayout.suffix) else { return nil }
-        let stem = file.dropLast(StoreLayout.suffix.count)
+        guard let stem = StoreLayout.stem(file, StoreLayout.suffix) else { return nil }
         // New layout: 16-char basic time, ".", 64 hex digits.
         if let v = VersionRef(stem) {
             return StoredVersion(metric: metric, time: v.time, hash: v.hash, key: key)
@@ -259,11 +290,9 @@ public struct StoreLayout: Sendable {
     /// The metric a key belongs to and what the key is, or nil for keys outside the prefix
     /// or not inside a metric's "directory".
     public func entry(_ key: String) -> (metric: String, entry: Entry)? {
-        guard key.hasPrefix(prefix) else { return nil }
-        let rest = key.dropFirst(prefix.count)
-        guard let (directory, file) = StoreLayout.split(rest) else { return nil }
+        guard key.hasPrefix(prefix), let (directory, file) = StoreLayout.split(key.dropFirst(prefix.count)) else { return nil }
         let metric = String(directory)
-        if let v = parse(key) { return (metric, .version(v)) }
+        if let v = version(key: key, metric: metric, file: file) { return (metric, .version(v)) }
         if file.hasPrefix(StoreLayout.markerName),
            let t = Timestamp.parseBasic(file.dropFirst(StoreLayout.markerName.count)) {
             return (metric, .marker(time: t))
