@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <stdio.h>
 #include <unistd.h>
 #include <sys/prctl.h>
 #include "CSystemShims.h"
@@ -9,5 +10,9 @@ int CSystemShims_syncfs(int fd) { return syncfs(fd); }
 int CSystemShims_start_writeback(int fd) { return sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE); }
 
 int CSystemShims_fallocate(int fd, long long offset, long long length) { return fallocate(fd, 0, (off_t)offset, (off_t)length); }
+
+int CSystemShims_rename_noreplace(const char *from, const char *to) {
+    return renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE);
+}
 
 int CSystemShims_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1); }

@@ -6,6 +6,9 @@ int CSystemShims_syncfs(int fd);
 int CSystemShims_start_writeback(int fd);
 /* Allocates blocks for [offset, offset+length) and extends the file (fallocate mode 0). */
 int CSystemShims_fallocate(int fd, long long offset, long long length);
+/* Renames `from` to `to` unless `to` exists (renameat2 RENAME_NOREPLACE): -1 with EEXIST
+   then; EINVAL where the filesystem cannot (NFS). */
+int CSystemShims_rename_noreplace(const char *from, const char *to);
 /* Makes this process the reaper of its orphaned descendants (prctl is variadic). */
 int CSystemShims_set_child_subreaper(void);
 #endif

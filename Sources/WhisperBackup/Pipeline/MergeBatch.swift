@@ -110,23 +110,43 @@ final class MergeBatch {
             synced = false
             for c in batch { fail(c.metric, error) }
         }
+        var left: [String] = []   // temp names still there, but for those of appeared targets
         for c in batch where synced {
             do {
-                try system_link(c.temp, c.target)
+                if try MergeBatch.placeWithoutReplacing(c.temp, c.target) { left.append(c.temp) }
                 diagnostics.bytesOut += Int64(c.size)
                 report(c.metric, "created", c.target, "\(c.size)")
             } catch Errno.fileExists {
                 appeared.append(c)
                 continue
             } catch {
+                left.append(c.temp)
                 fail(c.metric, error)
             }
         }
-        for c in batch where !appeared.contains(where: { $0.temp == c.temp }) {
-            _ = try? system_unlink(c.temp)
-            TempFiles.unregister(c.temp)
+        for temp in synced ? left : batch.map(\.temp) {
+            _ = try? system_unlink(temp)
         }
+        for c in batch where !appeared.contains(where: { $0.temp == c.temp }) { TempFiles.unregister(c.temp) }
         return appeared
+    }
+
+    /// Whether this filesystem renamed without replacing; false once it refused (NFS).
+    static var renamesWithoutReplacing = true
+
+    /// Puts the written file `temp` at `target` unless `target` exists (EEXIST): renamed in
+    /// one step where the filesystem can, else linked (then `temp` is left to remove: true).
+    static func placeWithoutReplacing(_ temp: String, _ target: String) throws -> Bool {
+        if renamesWithoutReplacing {
+            do {
+                try system_renameNoReplace(temp, target)
+                return false
+            } catch let e as Errno where e == .invalidArgument || e == .notSupported || e == .noSys {
+                renamesWithoutReplacing = false
+            }
+        }
+        try system_link(temp, target)
+        return true
     }
 
     func report(_ metric: String, _ status: String, _ path: String, _ detail: String) {

@@ -26,6 +26,9 @@ public struct Errno: Error, Equatable, CustomStringConvertible, Sendable {
     public static let noSpace = Errno(ENOSPC)
     public static let brokenPipe = Errno(EPIPE)
     public static let tooManyLinks = Errno(ELOOP)
+    public static let invalidArgument = Errno(EINVAL)
+    public static let notSupported = Errno(EOPNOTSUPP)
+    public static let noSys = Errno(ENOSYS)
 
     /// Two errnos are equal when their numbers are: `catch Errno.noSuchFileOrDirectory` ignores call and path.
     public static func == (a: Errno, b: Errno) -> Bool { a.rawValue == b.rawValue }

@@ -128,6 +128,13 @@ public func system_rename(_ from: String, _ to: String) throws {
     _ = try retrying("rename", to) { rename(from, to) }
 }
 
+/// Renames `from` to `to`, failing with EEXIST rather than replace `to` (and with EINVAL
+/// where the filesystem cannot tell, as NFS). The corresponding C function is `renameat2(2)`
+/// with `RENAME_NOREPLACE`.
+public func system_renameNoReplace(_ from: String, _ to: String) throws {
+    _ = try retrying("rename", to) { CSystemShims_rename_noreplace(from, to) }
+}
+
 /// The corresponding C function is `link(2)`: fails with EEXIST rather than replace `to`.
 public func system_link(_ from: String, _ to: String) throws {
     _ = try retrying("link", to) { link(from, to) }
