@@ -37,7 +37,7 @@ struct WspSnap: RecordArguments {
             STATE
               Before trusting the state, wsp-snap lists the store once per run (the processes
               of a run share it through WSP_RUN_ID, or else the processes one xargs starts
-              share it; on file://, each process checks the journals its records reach) and
+              share it; on file://, each process checks the entries of its own records) and
               drops every entry whose version is not
               the metric's newest in the store, with the size stored, and unmarked by
               wsp-pull verify; those files are read again, and stderr says which and why.

@@ -1,5 +1,5 @@
-"""The check of a state against a file:// store, made journal by journal as the records reach
-them, holds nothing per journal or per metric: the peak memory of a wsp-snap given N records
+"""The check of a state against a file:// store, made entry by entry as the records come,
+holds nothing per journal or per metric: the peak memory of a wsp-snap given N records
 is the same for a state of N journals and of 4N (a large tree makes one journal per whisper
 directory, close to one per file). Measured as the peak RSS the kernel reports for the
 process, on synthetic states that are real ones: the journals' lines as wsp-push writes

@@ -208,15 +208,6 @@ public final class BackupState {
         return entries
     }
 
-    /// A journal's live entries and its number of lines, read without its lock (a line being
-    /// appended meanwhile may be left out, as a torn line is); nil when it cannot be read.
-    public func peek(_ shard: String) -> (entries: [String: StateEntry], lines: Int)? {
-        guard let fd = try? FileDescriptor.open(shardPath(shard), O_RDONLY),
-              let bytes = try? fd.closeAfter({ try fd.readAll() }) else { return nil }
-        let (entries, lines, _) = BackupState.parseJournal(bytes)
-        return (entries, lines)
-    }
-
     /// The live entries of a journal and its number of lines; with `offsets`, also where each
     /// live entry's line starts.
     static func parseJournal(_ bytes: [UInt8], offsets: Bool = false) -> (entries: [String: StateEntry], lines: Int, offsets: [String: Int]) {
