@@ -99,54 +99,54 @@ final class MergeBatch {
         let batch = creates
         creates.removeAll()
         createBytes = 0
-        var appeared: [PendingCreate] = []
-        var synced = true
+        func discard(_ c: PendingCreate) {
+            _ = try? system_unlink(c.temp)
+            TempFiles.unregister(c.temp)
+        }
         do {
             let fd = try FileDescriptor.open(batch[0].temp, O_RDONLY)
             try fd.closeAfter {
                 if batch.count == 1 { try fd.sync() } else { try system_syncfs(fd.rawValue, path: batch[0].temp) }
             }
         } catch {
-            synced = false
-            for c in batch { fail(c.metric, error) }
+            for c in batch {
+                fail(c.metric, error)
+                discard(c)
+            }
+            return []
         }
-        var left: [String] = []   // temp names still there, but for those of appeared targets
-        for c in batch where synced {
+        var appeared: [PendingCreate] = []
+        for c in batch {
             do {
-                if try MergeBatch.placeWithoutReplacing(c.temp, c.target) { left.append(c.temp) }
+                try MergeBatch.placeWithoutReplacing(c.temp, c.target)
+                TempFiles.unregister(c.temp)
                 diagnostics.bytesOut += Int64(c.size)
                 report(c.metric, "created", c.target, "\(c.size)")
             } catch Errno.fileExists {
-                appeared.append(c)
-                continue
+                appeared.append(c)   // its temp file is read by keepAppeared
             } catch {
-                left.append(c.temp)
                 fail(c.metric, error)
+                discard(c)
             }
         }
-        for temp in synced ? left : batch.map(\.temp) {
-            _ = try? system_unlink(temp)
-        }
-        for c in batch where !appeared.contains(where: { $0.temp == c.temp }) { TempFiles.unregister(c.temp) }
         return appeared
     }
 
     /// Whether this filesystem renamed without replacing; false once it refused (NFS).
     static var renamesWithoutReplacing = true
 
-    /// Puts the written file `temp` at `target` unless `target` exists (EEXIST): renamed in
-    /// one step where the filesystem can, else linked (then `temp` is left to remove: true).
-    static func placeWithoutReplacing(_ temp: String, _ target: String) throws -> Bool {
+    /// Moves the written file `temp` to `target` unless `target` exists (EEXIST, `temp` kept):
+    /// renamed in one step where the filesystem can, else linked and `temp` removed.
+    static func placeWithoutReplacing(_ temp: String, _ target: String) throws {
         if renamesWithoutReplacing {
             do {
-                try system_renameNoReplace(temp, target)
-                return false
+                return try system_renameNoReplace(temp, target)
             } catch let e as Errno where e == .invalidArgument || e == .notSupported || e == .noSys {
                 renamesWithoutReplacing = false
             }
         }
         try system_link(temp, target)
-        return true
+        _ = try? system_unlink(temp)
     }
 
     func report(_ metric: String, _ status: String, _ path: String, _ detail: String) {
