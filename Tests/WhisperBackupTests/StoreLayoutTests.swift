@@ -147,19 +147,20 @@ final class StoreLayoutTests: XCTestCase {
         }
     }
 
-    /// Keys are split at their last "/" by bytes when ASCII: the same split as by characters.
-    func testAKeySplitsAsByCharacters() {
-        func byCharacters(_ rest: Substring) -> (Substring, Substring)? {
-            guard let slash = rest.lastIndex(of: "/") else { return nil }
-            let directory = rest[..<slash]
-            guard !directory.isEmpty, !directory.contains("/") else { return nil }
-            return (directory, rest[rest.index(after: slash)...])
+    /// Keys are split at their last "/" byte, a "/" before a combining mark included (the
+    /// store's directory is named by bytes).
+    func testAKeySplitsAtItsLastSlashByte() {
+        func byBytes(_ key: String) -> [String]? {
+            let b = Array(key.utf8)
+            guard let slash = b.lastIndex(of: UInt8(ascii: "/")), slash > 0, !b[..<slash].contains(UInt8(ascii: "/")) else { return nil }
+            return [String(decoding: b[..<slash], as: UTF8.self), String(decoding: b[(slash + 1)...], as: UTF8.self)]
         }
         let keys = ["a.b/20261127T035433Z.\(String(repeating: "0", count: 64)).wsp.gz", "a/b/c", "/x", "a/", "a", "", "//",
-                    "a\r\n/b", "a\r/\nb", "a/\r\n", "é.b/x", "e\u{301}/x", "a/\u{301}x", "a/b\u{301}/c", "m.é/1", "~/~"]
+                    "a\r\n/b", "a\r/\nb", "a/\r\n", "é.b/x", "e\u{301}/x", "a/\u{301}x", "a/b\u{301}/c", "m.é/1", "~/~", "\u{600}/x"]
         for key in keys {
-            let got = StoreLayout.split(Substring(key)), want = byCharacters(Substring(key))
-            XCTAssertEqual(got.map { [String($0.directory), String($0.name)] }, want.map { [String($0.0), String($0.1)] }, key.debugDescription)
+            let got = StoreLayout.split(Substring(key)).map { [String($0.directory), String($0.name)] }
+            XCTAssertEqual(got, byBytes(key), key.debugDescription)
         }
+        XCTAssertEqual(StoreLayout.split("a/\u{301}x").map { [String($0.directory), String($0.name)] }, ["a", "\u{301}x"])
     }
 }

@@ -67,6 +67,37 @@ def test_names_that_do_not_map_back_are_refused(tmp_path, store, spool):
     assert not (out / "x" / "a.b.wsp").exists() and not (out / "d").exists()
 
 
+def test_names_with_combining_marks_at_separators_restore_to_their_own_paths(tmp_path, store, spool):
+    """A '/' or '.' next to a combining mark (U+0301) or a prepended character (U+0600) is
+    still a separator: names are bytes, not characters. Each file comes back at its own path
+    with its own bytes; a directory whose name holds such a '.' is refused like any dotted
+    directory; `.wsp` after a prepended character is still a whisper file."""
+    root = gen_tree(tmp_path / "w", files=4, schemas="small")
+    files = sorted(wsp_files(root).values())
+    odd = {"a/\u0301b.wsp": files[0], "c\u0600/d.wsp": files[1], "e/f\u0600.wsp": files[2]}
+    for rel, src in odd.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, root / rel)
+    (root / "g.\u0301h").mkdir()
+    shutil.copyfile(files[3], root / "g.\u0301h" / "x.wsp")   # would restore under g/\u0301h/
+
+    p = sh(f"wsp-find --root {root} | wsp-snap --spool {spool} | wsp-push {store}", check=False)
+    assert p.returncode == 1, p.stderr
+    err = lines(p.stderr, "wsp-find")
+    assert len(err) == 1 and "g.\u0301h/" in err[0] and "g/\u0301h/" in err[0], p.stderr
+    stored = store_versions(store[len("file://"):])
+    assert {"a.\u0301b", "c\u0600.d", "e.f\u0600"} <= set(stored), sorted(stored)
+    assert not any(m.startswith("g.") for m in stored), sorted(stored)
+
+    out = tmp_path / "r"
+    sh(f"wsp-pull list {store} '*' | wsp-pull get --spool {spool} {store} | wsp-merge --root {out}")
+    for rel, src in odd.items():
+        assert read(out / rel) == read(src), rel
+    restored = {os.path.relpath(os.path.join(d, f), out) for d, _, fs in os.walk(out) for f in fs}
+    want = {os.path.relpath(p, root) for p in wsp_files(root).values()} - {"g.\u0301h/x.wsp"}
+    assert restored == want
+
+
 # ---- 2. globs: linear matching, fuzzed against a reference -------------------------------
 
 def run_measured(args, timeout=20):

@@ -35,8 +35,7 @@ public struct Find {
     private func refusal(name: DirectoryEntry, relPath: String, metric: String, inherited: String?, realRoot: String) -> String? {
         if let inherited { return inherited }
         if !name.isUTF8 { return Find.notUTF8(relPath) }
-        let stem = name.name.dropLast(4)
-        if stem.contains(".") {
+        if name.name.droppingLast(bytes: 4).contains(byte: UInt8(ascii: ".")) {
             let other = MetricName.relativePath(metric)
             let exists = (try? system_lstat(Path.join(realRoot, other))) != nil
             return "\(relPath): a '.' in a file name does not map back to one path: metric \(metric) restores to \(other)"
@@ -61,7 +60,7 @@ public struct Find {
         }
         for e in entries {
             if Signals.stopRequested || output.closed { return }
-            if e.name.hasPrefix(".") { continue }   // temp files, hidden directories
+            if e.name.hasPrefix(bytes: ".") { continue }   // temp files, hidden directories
             let path = Path.join(dir, e.name)
             let relPath = relDir.isEmpty ? e.name : relDir + "/" + e.name
             var kind = e.kind
@@ -75,21 +74,21 @@ public struct Find {
                 if couldMatch(prefix) {
                     var refusal = inherited
                     if refusal == nil && !e.isUTF8 { refusal = Find.notUTF8(relPath + "/") }
-                    if refusal == nil && e.name.contains(".") {
+                    if refusal == nil && e.name.contains(byte: UInt8(ascii: ".")) {
                         refusal = "\(relPath)/: a '.' in a directory name does not map back to one path: its files would restore under "
-                            + e.name.split(separator: ".", omittingEmptySubsequences: false).joined(separator: "/")
+                            + e.name.split(byte: UInt8(ascii: ".")).joined(separator: "/")
                             + "/; not backed up (rename it)"
                     }
                     try walk(dir: path, relDir: relPath, metricPrefix: prefix, refusal: refusal, realRoot: realRoot,
                              output: output, diagnostics: diagnostics)
                 }
             case .file, .symlink:
-                guard e.name.hasSuffix(".wsp"), e.name.count > 4 else { continue }
-                let metric = metricPrefix + String(e.name.dropLast(4))
+                guard e.name.hasSuffix(bytes: ".wsp"), e.name.utf8.count > 4 else { continue }
+                let metric = metricPrefix + e.name.droppingLast(bytes: 4)
                 guard matches(metric) else { continue }
                 if kind == .symlink {
                     guard let target = try? system_realpath(path),
-                          target.hasPrefix(realRoot + "/"),
+                          target.hasPrefix(bytes: realRoot + "/"),
                           (try? system_stat(target))?.isRegularFile == true else {
                         diagnostics.skipped += 1
                         diagnostics.warn("\(metric): skipped: symlink leads outside the root or to no file")

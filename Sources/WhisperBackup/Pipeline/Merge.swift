@@ -121,7 +121,7 @@ public struct Merge {
     /// A directory or file under the root may be a symlink that leads elsewhere: never write there.
     func checkInsideRoot(_ path: String, realRoot: String) throws {
         let real = try system_realpath(path)
-        guard real == realRoot || real.hasPrefix(realRoot + "/") else {
+        guard real.sameBytes(realRoot) || real.hasPrefix(bytes: realRoot + "/") else {
             throw RecordError("\(path) leads outside the root (\(real)); left untouched")
         }
     }

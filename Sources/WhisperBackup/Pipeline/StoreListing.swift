@@ -139,8 +139,8 @@ public enum StoreListing {
             }
             guard let (metric, entry) = layout.entry(obj.key) else {
                 // The store's marker and hidden temp files belong here; anything else is stray.
-                let name = obj.key.split(separator: "/", omittingEmptySubsequences: false).last ?? ""
-                if obj.key != marker && !name.hasPrefix(".") { strays?.add(obj.key) }
+                let name = obj.key.split(byte: UInt8(ascii: "/")).last ?? ""
+                if obj.key != marker && !name.hasPrefix(bytes: ".") { strays?.add(obj.key) }
                 return
             }
             if metric == skipping { return }

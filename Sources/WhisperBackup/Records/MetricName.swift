@@ -17,22 +17,22 @@ public enum MetricName {
             default: break
             }
         }
-        for part in name.split(separator: ".", omittingEmptySubsequences: false) {
+        for part in name.split(byte: UInt8(ascii: ".")) {
             if part.isEmpty { throw RecordError("metric name has an empty component") }
-            if part == ".." || part == "." { throw RecordError("metric name contains '..'") }
         }
     }
 
-    /// The path of `name`'s whisper file relative to the root.
+    /// The path of `name`'s whisper file relative to the root: each '.' byte a '/' (see
+    /// ByteText: a '.' before a combining mark is one too).
     public static func relativePath(_ name: String) -> String {
-        name.split(separator: ".", omittingEmptySubsequences: false).joined(separator: "/") + ".wsp"
+        String(decoding: name.utf8.map { $0 == UInt8(ascii: ".") ? UInt8(ascii: "/") : $0 }, as: UTF8.self) + ".wsp"
     }
 
     /// The metric name of a relative path `a/b/c.wsp`, or nil if it is not a whisper file path.
     public static func fromRelativePath(_ path: String) -> String? {
-        guard path.hasSuffix(".wsp") else { return nil }
-        let stem = path.dropLast(4)
+        guard path.hasSuffix(bytes: ".wsp") else { return nil }
+        let stem = path.droppingLast(bytes: 4)
         if stem.isEmpty { return nil }
-        return stem.split(separator: "/", omittingEmptySubsequences: false).joined(separator: ".")
+        return String(decoding: stem.utf8.map { $0 == UInt8(ascii: "/") ? UInt8(ascii: ".") : $0 }, as: UTF8.self)
     }
 }

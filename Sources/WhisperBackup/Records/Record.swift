@@ -10,7 +10,7 @@ public struct Record: Sendable, Equatable {
     public init(_ fields: [String]) { self.fields = fields }
 
     public init(line: Substring) {
-        fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+        fields = line.split(byte: UInt8(ascii: "\t")).map(String.init)
     }
 
     public var metric: String { fields.first ?? "" }

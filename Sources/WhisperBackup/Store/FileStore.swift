@@ -27,7 +27,7 @@ public final class FileStore: Store {
     func path(_ key: String) throws -> String {
         // Keys come from StoreLayout over validated metric names; refuse anything that could
         // still leave the directory.
-        if key.isEmpty || key.hasPrefix("/") || key.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) {
+        if key.isEmpty || key.hasPrefix(bytes: "/") || key.split(byte: UInt8(ascii: "/"), omittingEmpty: true).contains(where: { $0.sameBytes("..") || $0.sameBytes(".") }) {
             throw StoreError(.permanent, "\(location): refusing key \(key)")
         }
         return Path.join(root, key)
@@ -122,9 +122,9 @@ public final class FileStore: Store {
 
     public func list(prefix: String, startAfter: String?, sizes: Bool, _ each: (StoreObject) throws -> Void) throws {
         let dirPart: String, namePrefix: String
-        if let slash = prefix.lastIndex(of: "/") {
+        if let slash = prefix.utf8.lastIndex(of: UInt8(ascii: "/")) {
             dirPart = String(prefix[..<slash])
-            namePrefix = String(prefix[prefix.index(after: slash)...])
+            namePrefix = String(prefix[prefix.utf8.index(after: slash)...])
         } else {
             dirPart = ""
             namePrefix = prefix

@@ -184,32 +184,27 @@ public struct StoreLayout: Sendable {
     public func listPrefix(for glob: MetricGlob) -> String { listPrefix(glob.literalPrefix) }
 
     /// A key's metric directory and object name (the key after the prefix, split at its last
-    /// "/"), or nil when the directory is empty or holds a "/". By bytes for an ASCII key
-    /// (the same split, without walking characters: every key of every listing comes here;
-    /// one pass over the bytes where they are contiguous, as a listing's keys are), else by
-    /// characters.
+    /// "/" byte), or nil when the directory is empty or holds a "/". Every key of every
+    /// listing comes here: one pass over the bytes where they are contiguous, as a listing's
+    /// keys are.
     static func split(_ rest: Substring) -> (directory: Substring, name: Substring)? {
-        // The offset of the only "/", -1 for none or more than one; nil when not ASCII.
-        let scanned: Int?? = rest.utf8.withContiguousStorageIfAvailable { bytes -> Int? in
+        let u = rest.utf8
+        // The offset of the only "/", -1 for none or more than one.
+        let scanned: Int? = u.withContiguousStorageIfAvailable { bytes -> Int in
             var at = -1, slashes = 0
-            for i in bytes.indices {
-                let b = bytes[i]
-                if b >= 0x80 { return nil }
-                if b == UInt8(ascii: "/") { at = i; slashes += 1 }
-            }
+            for i in bytes.indices where bytes[i] == UInt8(ascii: "/") { at = i; slashes += 1 }
             return slashes == 1 ? at : -1
         }
-        if case .some(.some(let at)) = scanned {
-            guard at > 0 else { return nil }
-            let slash = rest.utf8.index(rest.startIndex, offsetBy: at)
-            return (rest[..<slash], rest[rest.utf8.index(after: slash)...])
+        let slash: Substring.Index
+        if let scanned {
+            guard scanned > 0 else { return nil }
+            slash = u.index(u.startIndex, offsetBy: scanned)
+        } else {
+            guard let last = u.lastIndex(of: UInt8(ascii: "/")), last != u.startIndex,
+                  !rest[..<last].utf8.contains(UInt8(ascii: "/")) else { return nil }
+            slash = last
         }
-        let ascii = scanned == nil && rest.utf8.allSatisfy { $0 < 0x80 }
-        let slash = ascii ? rest.utf8.lastIndex(of: UInt8(ascii: "/")) : rest.lastIndex(of: "/")
-        guard let slash else { return nil }
-        let directory = rest[..<slash]
-        guard !directory.isEmpty, !(ascii ? directory.utf8.contains(UInt8(ascii: "/")) : directory.contains("/")) else { return nil }
-        return (directory, rest[rest.index(after: slash)...])
+        return (rest[..<slash], rest[u.index(after: slash)...])
     }
 
     /// The version a key names, or nil for keys that are not versions (markers, temp files,

@@ -45,7 +45,7 @@ public struct StateEntry: Equatable, Sendable {
     public var statField: String { "\(inode):\(device):\(mtimeNs):\(ctimeNs):\(size)" }
 
     public static func parseStat(_ field: String) -> (inode: UInt64, device: UInt64, mtimeNs: Int64, ctimeNs: Int64, size: Int64)? {
-        let p = field.split(separator: ":")
+        let p = field.split(byte: UInt8(ascii: ":"), omittingEmpty: true)
         guard p.count == 5, let i = UInt64(p[0]), let d = UInt64(p[1]), let m = Int64(p[2]), let c = Int64(p[3]), let s = Int64(p[4]) else { return nil }
         return (i, d, m, c, s)
     }
@@ -329,7 +329,7 @@ public final class BackupState {
             var buffer: [UInt8] = []
             buffer.reserveCapacity(BackupState.spillBlock)
             try system_forEachEntry(Path.join(dir, "shards")) { e in
-                guard !e.name.hasPrefix(".") else { return }
+                guard !e.name.hasPrefix(bytes: ".") else { return }
                 buffer.append(contentsOf: e.name.utf8)
                 buffer.append(0)
                 if buffer.count >= BackupState.spillBlock {
@@ -415,7 +415,7 @@ public final class BackupState {
 
     /// One journal per parent metric path (a whisper directory); long names are hashed.
     static func shardName(_ metric: String) -> String {
-        let parent = metric.lastIndex(of: ".").map { String(metric[..<$0]) } ?? ""
+        let parent = metric.utf8.lastIndex(of: UInt8(ascii: ".")).map { String(metric[..<$0]) } ?? ""
         let name = parent.isEmpty ? "@" : parent
         return name.utf8.count > 200 ? Digest.sha256Hex(Array(name.utf8)) : name
     }

@@ -2,29 +2,30 @@
 import Glibc
 #endif
 
-/// Plain string path helpers (no Foundation): paths here are byte strings from the OS.
+/// Plain string path helpers (no Foundation): paths here are byte strings from the OS, split
+/// at '/' bytes (ByteText: a '/' before a combining mark is a separator too).
 public enum Path {
     public static func join(_ a: String, _ b: String) -> String {
         if a.isEmpty { return b }
         if b.isEmpty { return a }
-        return a.hasSuffix("/") ? a + b : a + "/" + b
+        return a.hasSuffix(bytes: "/") ? a + b : a + "/" + b
     }
 
     public static func directory(of path: String) -> String {
-        guard let i = path.lastIndex(of: "/") else { return "." }
+        guard let i = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return "." }
         return i == path.startIndex ? "/" : String(path[..<i])
     }
 
     public static func lastComponent(_ path: String) -> String {
-        guard let i = path.lastIndex(of: "/") else { return path }
-        return String(path[path.index(after: i)...])
+        guard let i = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return path }
+        return String(path[path.utf8.index(after: i)...])
     }
 
     public static func exists(_ path: String) -> Bool { (try? system_lstat(path)) != nil }
 
     /// `mkdir -p`: creates missing parents; an existing directory is fine.
     public static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws {
-        if path.isEmpty || path == "/" || path == "." { return }
+        if path.isEmpty || path.sameBytes("/") || path.sameBytes(".") { return }
         do {
             try system_mkdir(path, mode)
         } catch Errno.fileExists {
@@ -41,14 +42,14 @@ public enum Path {
     /// leads elsewhere): nothing is created or written outside the root.
     public static func makeDirectories(under realRoot: String, _ relative: String) throws {
         var current = realRoot
-        for part in relative.split(separator: "/") {
+        for part in relative.split(byte: UInt8(ascii: "/"), omittingEmpty: true) {
             current = join(current, String(part))
             do {
                 let st = try system_lstat(current)
                 if st.isDirectory { continue }
                 if st.isSymlink {
                     let target = try system_realpath(current)
-                    if (target == realRoot || target.hasPrefix(realRoot + "/")), try system_stat(target).isDirectory { continue }
+                    if target.sameBytes(realRoot) || target.hasPrefix(bytes: realRoot + "/"), try system_stat(target).isDirectory { continue }
                     throw Errno(ELOOP, call: "mkdir", path: "\(current) leads outside the root (\(target)); not written")
                 }
                 throw Errno(ENOTDIR, call: "mkdir", path: current)
@@ -68,9 +69,9 @@ public enum Path {
             }
         }
         var parts: [Substring] = []
-        for c in p.split(separator: "/", omittingEmptySubsequences: true) {
-            if c == "." { continue }
-            if c == ".." { if !parts.isEmpty { parts.removeLast() }; continue }
+        for c in p.split(byte: UInt8(ascii: "/"), omittingEmpty: true) {
+            if c.sameBytes(".") { continue }
+            if c.sameBytes("..") { if !parts.isEmpty { parts.removeLast() }; continue }
             parts.append(c)
         }
         return "/" + parts.joined(separator: "/")
