@@ -4,6 +4,13 @@ import XCTest
 final class MetricGlobTests: XCTestCase {
     func m(_ p: String, _ s: String) throws -> Bool { try MetricGlob(p).matches(s) }
 
+    /// Only a pattern of stars alone matches everything without being run.
+    func testOnlyStarsMatchEverything() throws {
+        for p in ["*", "**", "***"] { XCTAssertTrue(try MetricGlob(p).matchesEverything, p) }
+        for p in ["*.*", "a*", "*a", "?", "{*}", "[*]", "*,*"] { XCTAssertFalse(try MetricGlob(p).matchesEverything, p) }
+        XCTAssertTrue(try MetricGlob("**").matches("a.\u{301}b"))
+    }
+
     func testStarCrossesDots() throws {
         XCTAssertTrue(try m("servers.*", "servers.web1.cpu.user"))
         XCTAssertTrue(try m("*rx", "servers.host.net.eth0.rx"))

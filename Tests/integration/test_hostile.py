@@ -89,6 +89,9 @@ def test_names_with_combining_marks_at_separators_restore_to_their_own_paths(tmp
     assert {"a.\u0301b", "c\u0600.d", "e.f\u0600"} <= set(stored), sorted(stored)
     assert not any(m.startswith("g.") for m in stored), sorted(stored)
 
+    # A glob's literal start is a listing prefix matched by bytes too.
+    listed = [l.split("\t")[0] for l in sh(f"wsp-pull list {store} 'a.*'").stdout.splitlines()]
+    assert listed == ["a.\u0301b"], listed
     out = tmp_path / "r"
     sh(f"wsp-pull list {store} '*' | wsp-pull get --spool {spool} {store} | wsp-merge --root {out}")
     for rel, src in odd.items():

@@ -97,7 +97,7 @@ public struct Merge {
         if dryRun { return ("would-create", target, "\(bytes.count)") }
         let dir = Path.directory(of: target)
         do {
-            try Path.makeDirectories(under: realRoot, String(dir.dropFirst(realRoot.count)))
+            try Path.makeDirectories(under: realRoot, String(dir.droppingFirst(bytes: realRoot.utf8.count)))
         } catch let e as Errno {
             throw RecordError(e.path ?? e.description)
         }

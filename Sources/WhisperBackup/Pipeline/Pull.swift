@@ -76,7 +76,7 @@ public struct PullList {
         let strays = StrayKeys()
         defer { if let w = strays.warning(store.location) { diagnostics.warn(w) } }
         // Listing prefixes as the layout cuts them (long names keep only their first bytes).
-        let start = { (g: MetricGlob) in String(layout.listPrefix(g.literalPrefix).dropFirst(layout.prefix.count)) }
+        let start = { (g: MetricGlob) in String(layout.listPrefix(g.literalPrefix).droppingFirst(bytes: layout.prefix.utf8.count)) }
         for group in PullList.groups(globs, start: start) {
             if Signals.stopRequested || stop() { break }
             // Metrics listed per glob: a glob that selects nothing is a failure, not silence.
@@ -129,7 +129,7 @@ public struct PullList {
         -> [(prefix: String, globs: [MetricGlob])] {
         var out: [(prefix: String, globs: [MetricGlob])] = []
         for (s, g) in globs.map({ (start($0), $0) }).sorted(by: { $0.0.utf8.count < $1.0.utf8.count }) {
-            if let i = out.firstIndex(where: { s.hasPrefix($0.prefix) }) {
+            if let i = out.firstIndex(where: { s.hasPrefix(bytes: $0.prefix) }) {
                 out[i].globs.append(g)
             } else {
                 out.append((s, [g]))
@@ -260,10 +260,10 @@ public struct PullGet {
             throw RecordError("version record needs a SHA-256 (or legacy SHA-1) in field 3")
         }
         let key = record[3] ?? layout.key(metric: metric, time: time, hash: hash)
-        guard key.hasPrefix(layout.metricPrefix(metric)), !key.contains("/../") else {
+        guard key.hasPrefix(bytes: layout.metricPrefix(metric)), !key.contains("/../") else {
             throw RecordError("key \(key) is not a version of \(metric) in this store")
         }
-        if key.hasSuffix(StoreLayout.deltaSuffix) {
+        if key.hasSuffix(bytes: StoreLayout.deltaSuffix) {
             guard let v = layout.parse(key), v.isDelta, v.metric == layout.directory(metric) else {
                 throw RecordError("key \(key) is not a delta version of \(metric) in this store")
             }

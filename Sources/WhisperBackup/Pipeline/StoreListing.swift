@@ -134,7 +134,7 @@ public enum StoreListing {
         struct PastTheRange: Error {}
         do {
           try store.list(prefix: prefix, startAfter: startAfter, sizes: sizes) { obj in
-            if let through, !obj.key.hasPrefix(through), through.utf8.lexicographicallyPrecedes(obj.key.utf8) {
+            if let through, !obj.key.hasPrefix(bytes: through), through.utf8.lexicographicallyPrecedes(obj.key.utf8) {
                 throw PastTheRange()
             }
             guard let (metric, entry) = layout.entry(obj.key) else {

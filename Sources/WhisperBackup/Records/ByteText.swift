@@ -50,6 +50,12 @@ extension StringProtocol {
     /// Whether `self` and `other` are the same bytes (not merely canonically equivalent).
     public func sameBytes(_ other: some StringProtocol) -> Bool { utf8.elementsEqual(other.utf8) }
 
+    /// `self` without its first `n` bytes (`n` bytes of ASCII, or of a prefix: a scalar boundary).
+    public func droppingFirst(bytes n: Int) -> Substring {
+        let whole = Substring(self)
+        return whole[whole.utf8.index(whole.utf8.startIndex, offsetBy: n)...]
+    }
+
     /// `self` without its last `n` bytes (`n` bytes of ASCII: a scalar boundary).
     public func droppingLast(bytes n: Int) -> Substring {
         let whole = Substring(self)

@@ -25,11 +25,15 @@ public struct MetricGlob: Sendable, CustomStringConvertible {
     }
 
     public let pattern: String
+    /// Whether the pattern is only `*`s, which every name matches (the default, a whole
+    /// tree): a walk then asks nothing per name.
+    public let matchesEverything: Bool
     let nodes: [Node]
     let start: Int
 
     public init(_ pattern: String) throws {
         self.pattern = pattern
+        matchesEverything = !pattern.isEmpty && pattern.utf8.allSatisfy { $0 == UInt8(ascii: "*") }
         var parser = Parser(p: Array(pattern.unicodeScalars))
         let items = try parser.sequence(inBraces: false)
         var nodes = [Node(kind: .accept, next: -1)]

@@ -152,7 +152,7 @@ public final class FileStore: Store {
             do {
                 try system_forEachEntry(dir, sizes: sizes, exactKinds: true) { e in
                     // Kinds are exact here: symlinks and others are not objects.
-                    guard e.name.hasPrefix(namePrefix), !e.name.hasPrefix(AtomicFile.tempPrefix),
+                    guard e.name.hasPrefix(bytes: namePrefix), !e.name.hasPrefix(bytes: AtomicFile.tempPrefix),
                           e.kind == .directory || e.kind == .file else { return }
                     if after != nil || page.cutoff != nil {
                         let key = Page.sortKey(e.name, isDir: e.kind == .directory)

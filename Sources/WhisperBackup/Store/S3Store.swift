@@ -133,7 +133,7 @@ public final class S3Store: Store {
             } catch {
                 throw StoreError(.transient, "\(location): \(what): unreadable answer: \(error)")
             }
-            for obj in page.objects where obj.key.hasPrefix(prefix) && startAfter.map({ $0.utf8.lexicographicallyPrecedes(obj.key.utf8) }) != false {
+            for obj in page.objects where obj.key.hasPrefix(bytes: prefix) && startAfter.map({ $0.utf8.lexicographicallyPrecedes(obj.key.utf8) }) != false {
                 if let l = last, !l.utf8.lexicographicallyPrecedes(obj.key.utf8) {
                     throw StoreError(.permanent, "\(location): \(what): the server listed \(obj.key) after \(l), out of order")
                 }

@@ -210,7 +210,7 @@ public struct StoreLayout: Sendable {
     /// The version a key names, or nil for keys that are not versions (markers, temp files,
     /// legacy `.sha1` companions).
     public func parse(_ key: String) -> StoredVersion? {
-        guard key.hasPrefix(prefix), let (directory, file) = StoreLayout.split(key.dropFirst(prefix.count)) else { return nil }
+        guard key.hasPrefix(bytes: prefix), let (directory, file) = StoreLayout.split(key.droppingFirst(bytes: prefix.utf8.count)) else { return nil }
         return version(key: key, metric: String(directory), file: file)
     }
 
@@ -285,18 +285,18 @@ public struct StoreLayout: Sendable {
     /// The metric a key belongs to and what the key is, or nil for keys outside the prefix
     /// or not inside a metric's "directory".
     public func entry(_ key: String) -> (metric: String, entry: Entry)? {
-        guard key.hasPrefix(prefix), let (directory, file) = StoreLayout.split(key.dropFirst(prefix.count)) else { return nil }
+        guard key.hasPrefix(bytes: prefix), let (directory, file) = StoreLayout.split(key.droppingFirst(bytes: prefix.utf8.count)) else { return nil }
         let metric = String(directory)
         if let v = version(key: key, metric: metric, file: file) { return (metric, .version(v)) }
-        if file.hasPrefix(StoreLayout.markerName),
-           let t = Timestamp.parseBasic(file.dropFirst(StoreLayout.markerName.count)) {
+        if file.hasPrefix(bytes: StoreLayout.markerName),
+           let t = Timestamp.parseBasic(file.droppingFirst(bytes: StoreLayout.markerName.utf8.count)) {
             return (metric, .marker(time: t))
         }
-        if file.hasSuffix(StoreLayout.badSuffix) {
+        if file.hasSuffix(bytes: StoreLayout.badSuffix) {
             let versionKey = String(key.dropLast(StoreLayout.badSuffix.count))
             if parse(versionKey) != nil { return (metric, .bad(versionKey: versionKey)) }
         }
-        if file.hasSuffix(StoreLayout.legacyHashSuffix) {
+        if file.hasSuffix(bytes: StoreLayout.legacyHashSuffix) {
             let versionKey = String(key.dropLast(StoreLayout.legacyHashSuffix.count)) + StoreLayout.suffix
             if let v = parse(versionKey), v.legacy { return (metric, .legacyHash(versionKey: versionKey)) }
         }

@@ -276,7 +276,7 @@ public final class SwiftStore: Store {
                 if let m = marker, !m.utf8.lexicographicallyPrecedes(obj.key.utf8) {
                     throw StoreError(.permanent, "\(location): \(what): listing out of order (\(obj.key) after \(m))")
                 }
-                guard obj.key.hasPrefix(prefix) else {
+                guard obj.key.hasPrefix(bytes: prefix) else {
                     throw StoreError(.permanent, "\(location): \(what): listing returned \(obj.key) outside the prefix")
                 }
                 try each(obj)

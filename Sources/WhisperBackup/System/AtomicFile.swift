@@ -28,9 +28,9 @@ public enum AtomicFile {
     /// Only the temp files' names are held: `dir` may be large (a state's journals).
     public static func removeStaleTempFiles(in dir: String) {
         var temps: [String] = []
-        guard (try? system_forEachEntry(dir) { if $0.name.hasPrefix(tempPrefix) { temps.append($0.name) } }) != nil else { return }
+        guard (try? system_forEachEntry(dir) { if $0.name.hasPrefix(bytes: tempPrefix) { temps.append($0.name) } }) != nil else { return }
         for name in temps {
-            let parts = name.dropFirst(tempPrefix.count).split(separator: ".")
+            let parts = name.droppingFirst(bytes: tempPrefix.utf8.count).split(byte: UInt8(ascii: "."), omittingEmpty: true)
             guard let pid = parts.prefix(2).lazy.compactMap({ Int32($0) }).first else { continue }
             if !system_processExists(pid) { _ = try? system_unlink(Path.join(dir, name)) }
         }

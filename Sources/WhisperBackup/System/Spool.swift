@@ -85,8 +85,8 @@ public struct Spool: Sendable {
     public func usage() -> Int64 {
         guard let entries = try? system_readdir(dir) else { return 0 }
         var total: Int64 = 0
-        for e in entries where (e.kind == .file || e.kind == .unknown) && !e.name.hasPrefix(Spool.freePrefix)
-            && !e.name.hasPrefix(AtomicFile.tempPrefix) && e.name != Spool.ledgerName {
+        for e in entries where (e.kind == .file || e.kind == .unknown) && !e.name.hasPrefix(bytes: Spool.freePrefix)
+            && !e.name.hasPrefix(bytes: AtomicFile.tempPrefix) && e.name != Spool.ledgerName {
             if let st = try? system_lstat(Path.join(dir, e.name)), st.isRegularFile {
                 total += Int64(st.st_size)
             }
@@ -240,7 +240,7 @@ public struct Spool: Sendable {
     /// stage removes only such files, never another file a record happens to name.
     public static func isSpoolFile(_ path: String) -> Bool {
         let name = Path.lastComponent(path)
-        guard name.hasSuffix(".wsp.gz") else { return false }
+        guard name.hasSuffix(bytes: ".wsp.gz") else { return false }
         let parts = name.dropLast(7).split(separator: ".", omittingEmptySubsequences: false)
         return parts.count == 2 && parts.allSatisfy { !$0.isEmpty && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }
     }
