@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <unistd.h>
 #include <sys/prctl.h>
@@ -14,5 +15,7 @@ int CSystemShims_fallocate(int fd, long long offset, long long length) { return 
 int CSystemShims_rename_noreplace(const char *from, const char *to) {
     return renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE);
 }
+
+long CSystemShims_getdents64(int fd, void *buf, unsigned long count) { return (long)getdents64(fd, buf, count); }
 
 int CSystemShims_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1); }

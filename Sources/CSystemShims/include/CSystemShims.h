@@ -9,6 +9,8 @@ int CSystemShims_fallocate(int fd, long long offset, long long length);
 /* Renames `from` to `to` unless `to` exists (renameat2 RENAME_NOREPLACE): -1 with EEXIST
    then; EINVAL where the filesystem cannot (NFS). */
 int CSystemShims_rename_noreplace(const char *from, const char *to);
+/* Reads directory entries (struct linux_dirent64) into buf: bytes read, 0 at the end. */
+long CSystemShims_getdents64(int fd, void *buf, unsigned long count);
 /* Makes this process the reaper of its orphaned descendants (prctl is variadic). */
 int CSystemShims_set_child_subreaper(void);
 #endif

@@ -192,7 +192,7 @@ public struct DirectoryEntry: Sendable {
 /// each file (and each entry of unknown kind) is looked at with `fstatat(2)` relative to the
 /// open directory, which walks no path: its kind is then exact (a file that went away is
 /// left out) and a regular file has its size.
-/// The corresponding C functions are `opendir(3)`, `readdir(3)` and `closedir(3)`.
+/// The corresponding C calls are `open(2)` and `getdents64(2)`.
 public func system_readdir(_ path: String, sizes: Bool = false) throws -> [DirectoryEntry] {
     var out: [DirectoryEntry] = []
     try system_forEachEntry(path, sizes: sizes) { out.append($0) }
@@ -204,39 +204,52 @@ public func system_readdir(_ path: String, sizes: Bool = false) throws -> [Direc
 /// systems without `d_type`) is stat'ed as with `sizes`.
 public func system_forEachEntry(_ path: String, sizes: Bool = false, exactKinds: Bool = false,
                                 _ body: (DirectoryEntry) throws -> Void) throws {
-    guard let dir = opendir(path) else { throw Errno(errno, call: "opendir", path: path) }
-    defer { closedir(dir) }
-    while let ent = readdir(dir) {
-        let (name, isUTF8) = withUnsafePointer(to: ent.pointee.d_name) {
-            $0.withMemoryRebound(to: CChar.self, capacity: 256) { p -> (String, Bool) in
-                if let s = String(validatingCString: p) { return (s, true) }
-                return (String(cString: p), false)
+    // open(2) and getdents64(2) rather than opendir(3), which also fstat()s the directory:
+    // an unchanged run reads one directory per metric.
+    let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard fd >= 0 else { throw Errno(errno, call: "opendir", path: path) }
+    defer { close(fd) }
+    try withUnsafeTemporaryAllocation(byteCount: 32768, alignment: 8) { buf in
+        while true {
+            let n = CSystemShims_getdents64(fd, buf.baseAddress, UInt(buf.count))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw Errno(errno, call: "getdents64", path: path)
+            }
+            if n == 0 { return }
+            var offset = 0
+            while offset < n {
+                // struct linux_dirent64: d_ino (8), d_off (8), d_reclen (2), d_type (1), d_name.
+                let record = buf.baseAddress! + offset
+                let length = Int(record.loadUnaligned(fromByteOffset: 16, as: UInt16.self))
+                let type = record.load(fromByteOffset: 18, as: UInt8.self)
+                let cName = (record + 19).assumingMemoryBound(to: CChar.self)
+                offset += length
+                if cName[0] == 0x2E && (cName[1] == 0 || (cName[1] == 0x2E && cName[2] == 0)) { continue }
+                let name: String, isUTF8: Bool
+                if let s = String(validatingCString: cName) { (name, isUTF8) = (s, true) } else { (name, isUTF8) = (String(cString: cName), false) }
+                let kind: DirectoryEntry.Kind
+                switch Int32(type) {
+                case Int32(DT_REG): kind = .file
+                case Int32(DT_DIR): kind = .directory
+                case Int32(DT_LNK): kind = .symlink
+                case Int32(DT_UNKNOWN): kind = .unknown
+                default: kind = .other
+                }
+                var entry = DirectoryEntry(name: name, kind: kind, isUTF8: isUTF8)
+                if (sizes && kind == .file) || ((sizes || exactKinds) && kind == .unknown) {
+                    var st = stat()
+                    guard fstatat(fd, cName, &st, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
+                    switch st.st_mode & S_IFMT {
+                    case S_IFREG: entry.kind = .file; entry.size = Int64(st.st_size)
+                    case S_IFDIR: entry.kind = .directory
+                    case S_IFLNK: entry.kind = .symlink
+                    default: entry.kind = .other
+                    }
+                }
+                try body(entry)
             }
         }
-        if name == "." || name == ".." { continue }
-        let kind: DirectoryEntry.Kind
-        switch Int32(ent.pointee.d_type) {
-        case Int32(DT_REG): kind = .file
-        case Int32(DT_DIR): kind = .directory
-        case Int32(DT_LNK): kind = .symlink
-        case Int32(DT_UNKNOWN): kind = .unknown
-        default: kind = .other
-        }
-        var entry = DirectoryEntry(name: name, kind: kind, isUTF8: isUTF8)
-        if (sizes && kind == .file) || ((sizes || exactKinds) && kind == .unknown) {
-            var st = stat()
-            let found = withUnsafePointer(to: ent.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { fstatat(dirfd(dir), $0, &st, AT_SYMLINK_NOFOLLOW) == 0 }
-            }
-            guard found else { continue }
-            switch st.st_mode & S_IFMT {
-            case S_IFREG: entry.kind = .file; entry.size = Int64(st.st_size)
-            case S_IFDIR: entry.kind = .directory
-            case S_IFLNK: entry.kind = .symlink
-            default: entry.kind = .other
-            }
-        }
-        try body(entry)
     }
 }
 
