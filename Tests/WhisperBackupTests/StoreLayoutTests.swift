@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import WhisperBackup
 
@@ -93,6 +94,19 @@ final class StoreLayoutTests: XCTestCase {
         XCTAssertNil(Timestamp.parse("yesterday"))
         let t: Int64 = 1795000000
         XCTAssertEqual(Timestamp.parseBasic(Substring(Timestamp.format(t))), t)
+    }
+
+    /// The basic form written digit by digit is what printf writes from gmtime, from year 1
+    /// to past 9999 (five digits of year there, as before).
+    func testTimestampFormatMatchesPrintf() {
+        var rng = SystemRandomNumberGenerator()
+        let edges: [Int64] = [-62_135_596_800, -1, 0, 59, 951_782_400, 1_795_000_000, 253_402_300_799, 253_402_300_800]
+        for t in edges + (0..<2000).map({ _ in Int64.random(in: -62_135_596_800...300_000_000_000, using: &rng) }) {
+            var tt = time_t(t), tm = tm()
+            gmtime_r(&tt, &tm)
+            let want = String(format: "%04d%02d%02dT%02d%02d%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec)
+            XCTAssertEqual(Timestamp.format(t), want, "\(t)")
+        }
     }
 
     func testMetricNames() {

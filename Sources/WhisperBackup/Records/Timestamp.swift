@@ -7,6 +7,24 @@ public enum Timestamp {
     /// `20261127T035433Z` for `seconds` since the epoch.
     public static func format(_ seconds: Int64) -> String {
         let tm = system_gmtime(seconds)
+        let year = tm.tm_year + 1900
+        if (0...9999).contains(year) {
+            // Sixteen digits and letters written in place: every record of every run has a time.
+            return String(unsafeUninitializedCapacity: 16) { out in
+                func put(_ value: Int32, at: Int, width: Int) {
+                    var v = value
+                    for i in stride(from: at + width - 1, through: at, by: -1) {
+                        out[i] = UInt8(48 + v % 10)
+                        v /= 10
+                    }
+                }
+                put(year, at: 0, width: 4); put(tm.tm_mon + 1, at: 4, width: 2); put(tm.tm_mday, at: 6, width: 2)
+                out[8] = UInt8(ascii: "T")
+                put(tm.tm_hour, at: 9, width: 2); put(tm.tm_min, at: 11, width: 2); put(tm.tm_sec, at: 13, width: 2)
+                out[15] = UInt8(ascii: "Z")
+                return 16
+            }
+        }
         func pad(_ v: Int32, _ w: Int) -> String {
             let s = String(v)
             return String(repeating: "0", count: max(0, w - s.count)) + s
