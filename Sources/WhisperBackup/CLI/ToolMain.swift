@@ -47,8 +47,10 @@ public enum ToolMain {
         } catch {
             // Help and version of a subcommand arrive here, from the parser's own command.
             if C.exitCode(for: error) == .success { C.exit(withError: error) }
+            RecordWriter.flushAll()
             terminate(name, exitCode(for: error, signal: Signals.pending, readerLeft: RecordWriter.readerLeft))
         }
+        RecordWriter.flushAll()
         terminate(name, exitCode(for: nil, signal: Signals.pending, readerLeft: RecordWriter.readerLeft))
     }
 

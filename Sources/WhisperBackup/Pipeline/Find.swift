@@ -14,6 +14,7 @@ public struct Find {
     }
 
     public func run(output: RecordWriter, diagnostics: Diagnostics) throws {
+        defer { output.flush() }   // the records held (RecordWriter.hold)
         let realRoot: String
         do {
             realRoot = try system_realpath(root)
@@ -105,7 +106,7 @@ public struct Find {
                     diagnostics.fail(metric, reason)
                     continue
                 }
-                output.write(metric, path)
+                output.hold(metric, path)
                 diagnostics.done("found")
             default:
                 continue

@@ -34,6 +34,7 @@ public struct Merge {
     public static let createBatchSize = 1024
 
     public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
+        defer { output.flush() }   // the records held (RecordWriter.hold)
         let realRoot: String
         do {
             if !dryRun { try Path.makeDirectories(root) }

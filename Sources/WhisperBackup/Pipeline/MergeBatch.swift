@@ -150,14 +150,14 @@ final class MergeBatch {
     }
 
     func report(_ metric: String, _ status: String, _ path: String, _ detail: String) {
-        output.write(metric, status, path, detail)
+        output.hold(metric, status, path, detail)
         diagnostics.done(status)
     }
 
     func fail(_ metric: String, _ error: Any) {
         diagnostics.fail(metric, error)
         // Shown escaped and shortened: a bad name (a newline in it) must not break the record stream.
-        output.write(Diagnostics.shown(metric), "failed", "", Diagnostics.printable("\(error)"))
+        output.hold(Diagnostics.shown(metric), "failed", "", Diagnostics.printable("\(error)"))
     }
 
     /// Runs `body` on the whole file (`size` bytes, read into a reused buffer).

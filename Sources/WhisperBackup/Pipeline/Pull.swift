@@ -20,6 +20,7 @@ public struct PullList {
     }
 
     public func run(globs: [MetricGlob], input: RecordInput?, output: RecordWriter, diagnostics: Diagnostics) throws {
+        defer { output.flush() }   // the records held (RecordWriter.hold)
         try forEachSelected(globs: globs, input: input, diagnostics: diagnostics, stop: { output.closed }) { objects, chosen in
             for var v in chosen {
                 if v.legacy {
@@ -30,7 +31,7 @@ public struct PullList {
                         continue
                     }
                 }
-                output.write(Record(v.recordFields))
+                output.hold(Record(v.recordFields))
                 diagnostics.done("listed")
             }
             if !objects.incomplete.isEmpty {

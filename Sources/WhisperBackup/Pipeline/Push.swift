@@ -37,6 +37,7 @@ public struct Push {
     public static let batchSize = 64
 
     public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
+        defer { output.flush() }   // the records held (RecordWriter.hold)
         diagnostics.expect(input)
         var batch: [Record] = []
         let limit = input.isBuffered ? Push.batchSize : 1
@@ -106,7 +107,7 @@ public struct Push {
             do {
                 switch try plan(record, listed: listed?[record.metric], diagnostics: diagnostics) {
                 case .done(let fields, let outcome):
-                    output.write(Record(fields))
+                    output.hold(Record(fields))
                     diagnostics.done(outcome)
                 case .upload(let u):
                     uploads.append(u)
@@ -118,6 +119,7 @@ public struct Push {
             }
         }
         if uploads.isEmpty { return }
+        output.flush()   // what is answered goes out before the uploads, which take a while
         let results = store.putMany(uploads.map { ($0.version.key, StoreBody.file($0.gzPath)) })
         // The batch's spool files go back to the spool in one update of its ledger, stored
         // or not (a dry run consumes them too: it would otherwise fill the spool).
@@ -135,7 +137,7 @@ public struct Push {
             diagnostics.bytesIn += u.version.size
             diagnostics.bytesOut += u.version.size
             let status = dryRun ? "would-store" : "stored"
-            output.write(Record(u.version.recordFields + [status]))
+            output.hold(Record(u.version.recordFields + [status]))
             diagnostics.done(status)
         }
     }

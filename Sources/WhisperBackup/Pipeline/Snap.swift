@@ -58,12 +58,18 @@ public struct Snap {
     }
 
     public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
+        defer { output.flush() }   // the records held (RecordWriter.hold)
         diagnostics.expect(input)
         for record in input.records(until: output) {
             do {
                 let fields = try snapOne(record, diagnostics: diagnostics)
-                // A snapshot the next stage never hears of leaves no spool file behind.
-                if !output.write(Record(fields)) && fields[4] != "-" { Spool.discard(fields[4]) }
+                // A snapshot the next stage never hears of leaves no spool file behind; a
+                // record of an unchanged file owns none, and is held for the next write.
+                if fields[4] == "-" {
+                    output.hold(Record(fields))
+                } else if !output.write(Record(fields)) {
+                    Spool.discard(fields[4])
+                }
                 diagnostics.done("snapped")
             } catch let e as SpoolFull where e.stopsTheStage {
                 // Waiting again for each remaining record cannot help: stop here, once.

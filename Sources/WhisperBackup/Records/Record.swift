@@ -76,6 +76,8 @@ public struct RecordInput: Sequence {
             }
         }
         let reader = LineReader(fd: 0)
+        // A tool about to wait for records has passed on every record it holds.
+        reader.beforeRead = RecordWriter.flushAll
         return AnyIterator {
             while let line = reader.next() {
                 if RecordInput.isBlank(Substring(line)) { continue }
@@ -92,6 +94,9 @@ public final class LineReader {
     private var buffer: [UInt8] = []
     private var start = 0
     private var eof = false
+    /// Called before each read(2), which may wait: the records held for the next stage go
+    /// out first.
+    var beforeRead: (() -> Void)?
 
     public init(fd: CInt) { self.fd = fd }
 
@@ -134,6 +139,7 @@ public final class LineReader {
                 start = 0
             }
             var chunk = [UInt8](repeating: 0, count: 65536)
+            beforeRead?()
             do {
                 let n = try chunk.withUnsafeMutableBytes { try system_read_once(fd, $0) }
                 if n == 0 { eof = true } else { buffer.append(contentsOf: chunk[0..<n]) }
@@ -146,23 +152,49 @@ public final class LineReader {
     }
 }
 
-/// Writes records to a descriptor, one whole record per `write(2)`, so processes that share a
+/// Writes records to a descriptor, whole records per `write(2)`, so processes that share a
 /// pipe under `xargs -P` never interleave (records stay under PIPE_BUF, 4096 bytes).
+///
+/// A record that owns nothing (no spool file the next stage must take) may be held
+/// (`hold`) and written with the records after it, up to PIPE_BUF in one `write(2)`: an
+/// unchanged run passes a record per file through three stages, and a write per record
+/// (and a read and a wake-up of the reader per record) cost more than the records' work.
+/// What is held is written before anything else is, with the next record held after 0.2 s,
+/// before the tool waits (for its input, a lock, room in the spool, a retry, uploads), and
+/// when it ends (`flushAll`, from `ToolMain`).
 public final class RecordWriter: @unchecked Sendable {
     public let fd: CInt
     /// Set once the reader has gone away (EPIPE), or a SIGINT/SIGTERM interrupted a write
     /// blocked on a reader that does not read; the tool then stops quietly.
     public private(set) var closed = false
+    private var held: [UInt8] = []
+    var heldBytes: [UInt8] { held }
+    /// When the oldest record held was: nothing is held longer than `holdSeconds`.
+    private var heldSince = 0.0
+    static let holdSeconds = 0.2
 
     private static let left = Atomic<Bool>(false)
+    private static let writers = Mutex<[RecordWriter]>([])
     /// Whether a writer of this process met a reader that had gone away (EPIPE): the records
     /// after it were not processed, so the tool must not exit 0 (it exits 141, as a death by
     /// SIGPIPE would).
     public static var readerLeft: Bool { left.load(ordering: .relaxed) }
 
-    public init(fd: CInt = 1) { self.fd = fd }
+    public init(fd: CInt = 1) {
+        self.fd = fd
+        _ = RecordWriter.flushedBeforeWaits
+        RecordWriter.writers.withLock { $0.append(self) }
+    }
 
-    /// Writes one record; false when it could not be written (the reader is gone).
+    private static let flushedBeforeWaits: Void = Waiting.register { RecordWriter.flushAll() }
+
+    /// Writes what every writer of the process holds: before the tool exits.
+    public static func flushAll() {
+        for w in writers.withLock({ $0 }) { w.flush() }
+    }
+
+    /// Writes one record (after what is held); false when it could not be written (the
+    /// reader is gone).
     @discardableResult
     public func write(_ record: Record) -> Bool {
         write(line: record.line)
@@ -173,15 +205,56 @@ public final class RecordWriter: @unchecked Sendable {
         write(Record(fields))
     }
 
+    /// Holds a record that owns nothing, to be written with the ones after it; false when
+    /// the reader is known to be gone.
+    @discardableResult
+    public func hold(_ record: Record) -> Bool {
+        if closed { return false }
+        let bytes = RecordWriter.bytes(record.line)
+        if held.count + bytes.count > Int(PIPE_BUF) { flush() }
+        let now = system_monotonic()
+        if held.isEmpty { heldSince = now }
+        held += bytes
+        if now - heldSince >= RecordWriter.holdSeconds { flush() }
+        return !closed
+    }
+
+    @discardableResult
+    public func hold(_ fields: String...) -> Bool {
+        hold(Record(fields))
+    }
+
+    /// Writes what is held.
+    @discardableResult
+    public func flush() -> Bool {
+        if held.isEmpty || closed { return !closed }
+        defer { held.removeAll(keepingCapacity: true) }
+        return send(held)
+    }
+
     @discardableResult
     public func write(line: String) -> Bool {
         if closed { return false }
-        var bytes = Array(line.utf8)
-        if bytes.count > Int(PIPE_BUF) {
-            // A record this long would be split by the kernel; metric names are limited
-            // well below this, so it means a bug upstream.
-            bytes = Array(bytes.prefix(Int(PIPE_BUF) - 1)) + [10]
+        let bytes = RecordWriter.bytes(line)
+        if !held.isEmpty {
+            if held.count + bytes.count <= Int(PIPE_BUF) {
+                held += bytes
+                return flush()
+            }
+            flush()
         }
+        return send(bytes)
+    }
+
+    static func bytes(_ line: String) -> [UInt8] {
+        let bytes = Array(line.utf8)
+        // A record this long would be split by the kernel; metric names are limited well
+        // below this, so it means a bug upstream.
+        return bytes.count > Int(PIPE_BUF) ? Array(bytes.prefix(Int(PIPE_BUF) - 1)) + [10] : bytes
+    }
+
+    private func send(_ bytes: [UInt8]) -> Bool {
+        if closed { return false }
         bytes.withUnsafeBytes { buf in
             var done = 0
             while done < buf.count {

@@ -22,6 +22,7 @@ public final class RetryStore: Store {
                 return try body()
             } catch let e as StoreError where e.kind == .transient && attempt < attempts && !Signals.stopRequested {
                 let cap = min(maxDelay, firstDelay * Double(1 << min(attempt - 1, 20)))
+                Waiting.willWait()
                 system_sleep(Double.random(in: 0...cap))
                 attempt += 1
             }
@@ -48,6 +49,7 @@ public final class RetryStore: Store {
             let transient = failed.filter { ($0.error as? StoreError)?.kind == .transient }
             if transient.isEmpty || attempt >= attempts { return failed }
             pending = transient.map(\.key)
+            Waiting.willWait()
             system_sleep(Double.random(in: 0...min(maxDelay, firstDelay * Double(1 << attempt))))
             attempt += 1
         }

@@ -26,6 +26,7 @@ public enum FileLock {
             } catch Errno.wouldBlock {
                 if system_monotonic() >= deadline { throw LockTimeout(path: fd.path, seconds: timeout) }
                 if Signals.stopRequested { throw Interrupted() }
+                Waiting.willWait()
                 system_sleep(pause)
                 pause = min(pause * 2, 0.05)
             }

@@ -135,6 +135,7 @@ public struct Spool: Sendable {
                 throw SpoolFull(dir: dir, needed: bytes, limit: maxBytes, waited: waited)
             }
             if Signals.stopRequested { throw Interrupted() }
+            Waiting.willWait()
             system_sleep(pause)
             pause = min(pause * 2, 0.2)
         }
