@@ -28,6 +28,38 @@ final class SpoolTests: XCTestCase {
         XCTAssertEqual(spool.usage(), 900)
     }
 
+    /// Files given back through `SpoolReturns` count until their group goes back: at `files`
+    /// files, at `bytes`, before a wait (`Waiting.willWait`) and at `flush`.
+    func testReturnsGoBackInGroupsAndBeforeAWait() throws {
+        let spool = try makeSpool(max: 1 << 30)
+        func write(_ n: Int) throws -> String { try [UInt8](repeating: 5, count: n).withUnsafeBytes { try spool.write($0) } }
+        let returns = SpoolReturns(files: 3, bytes: 10_000)
+        let a = try write(100), b = try write(100), c = try write(100)
+        returns.add(a, size: 100)
+        returns.add(b, size: 100)
+        XCTAssertEqual(try spool.withLedger { $0.used }, 300, "two of three: still spooled")
+        XCTAssertTrue(Path.exists(a) && Path.exists(b))
+        returns.add(c, size: 100)
+        XCTAssertEqual(try spool.withLedger { $0.used }, 0, "the third sends the group back")
+        XCTAssertFalse(Path.exists(a) || Path.exists(b) || Path.exists(c))
+        let big = try write(20_000)
+        returns.add(big, size: 20_000)
+        XCTAssertFalse(Path.exists(big), "past the bytes: back at once")
+        let d = try write(100)
+        returns.add(d, size: 100)
+        Waiting.willWait()
+        XCTAssertFalse(Path.exists(d), "a wait sends back what is pending")
+        let e = try write(100)
+        returns.add(e, size: 100)
+        returns.flush()
+        XCTAssertFalse(Path.exists(e))
+        XCTAssertEqual(try spool.withLedger { $0.used }, 0)
+        let one = SpoolReturns(files: 1, bytes: 10_000)
+        let f = try write(100)
+        one.add(f, size: 100)
+        XCTAssertFalse(Path.exists(f), "one at a time: back at once")
+    }
+
     /// A small discarded file keeps its blocks, and the next file written into it holds its own
     /// bytes only (no tail of the old one); a large one is emptied before it waits for reuse.
     /// Every producer replaces the whole content: `write`, and a store's `get` into the path.

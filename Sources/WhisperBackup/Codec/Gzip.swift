@@ -173,7 +173,7 @@ public enum Gzip {
     /// states its size (what this project writes) goes through libdeflate in one call, about
     /// 3x zlib's speed; anything else (several members, legacy objects) streams through zlib.
     /// Both check every member's CRC-32 and length.
-    public static func decompressFile(_ path: String, sizeHint: Int = 0) throws -> [UInt8] {
+    public static func decompressFile(_ path: String) throws -> [UInt8] {
         let fd = try FileDescriptor.open(path, O_RDONLY)
         if let whole = try fd.closeAfter({ () -> [UInt8]? in
             let compressed = try fd.readAll()
@@ -181,7 +181,8 @@ public enum Gzip {
         }) {
             return whole
         }
-        return try decompressStreaming(path, sizeHint: sizeHint)
+        // Only here is the file opened again, for its size hint: a restore reads each once.
+        return try decompressStreaming(path, sizeHint: sizeHint(ofFile: path))
     }
 
     /// One gzip member with libdeflate, or nil when the input is not exactly one member whose

@@ -32,6 +32,10 @@ public struct Merge {
     public static let batchSize = 64
     /// New files per batch (they hold no descriptor or lock while they wait).
     public static let createBatchSize = 1024
+    /// Spool files given back to the spool in one update of its ledger (records from
+    /// arguments), at most this many or this many bytes.
+    public static let spoolReturnFiles = 64
+    public static let spoolReturnBytes: Int64 = 16 << 20
 
     public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
         defer { output.flush() }   // the records held (RecordWriter.hold)
@@ -45,10 +49,14 @@ public struct Merge {
         }
         let batch = MergeBatch(limit: input.isBuffered ? Merge.batchSize : 1,
                                createLimit: input.isBuffered ? Merge.createBatchSize : 1, output: output, diagnostics: diagnostics)
+        // Records at hand (arguments): their spool files go back a few at a time. Records from
+        // stdin: each at once, as the producer may be waiting for the room to send the next.
+        let returns = SpoolReturns(files: input.isBuffered ? Merge.spoolReturnFiles : 1, bytes: Merge.spoolReturnBytes)
+        defer { returns.flush() }
         diagnostics.expect(input)
         for record in input.records(until: output) {
             do {
-                if let (status, path, detail) = try mergeOne(record, realRoot: realRoot, batch: batch) {
+                if let (status, path, detail) = try mergeOne(record, realRoot: realRoot, batch: batch, returns: returns) {
                     batch.report(record.metric, status, path, detail)
                 }
             } catch {
@@ -81,15 +89,17 @@ public struct Merge {
 
     /// Merges one record; nil when its target joined the batch (reported when the batch is
     /// made durable).
-    func mergeOne(_ record: Record, realRoot: String, batch: MergeBatch) throws -> (String, String, String)? {
+    func mergeOne(_ record: Record, realRoot: String, batch: MergeBatch, returns: SpoolReturns) throws -> (String, String, String)? {
         let diagnostics = batch.diagnostics
         let metric = record.metric
         try MetricName.validate(metric)
         guard let hash = record[2] else { throw RecordError("fetched record needs HASH in field 3") }
         guard let gzPath = record[3] else { throw RecordError("fetched record needs GZFILE in field 4") }
         let target = Path.join(realRoot, MetricName.relativePath(metric))
-        defer { if !keepSpool && Spool.isSpoolFile(gzPath) { Spool.discard(gzPath) } }
+        var size = 0
+        defer { if !keepSpool && Spool.isSpoolFile(gzPath) { returns.add(gzPath, size: size) } }
         let (bytes, header) = try VersionCheck.verify(gzPath: gzPath, expectedHash: hash)
+        size = bytes.count   // the content, about its gzip or more: for the bound
         diagnostics.bytesIn += Int64(bytes.count)
 
         if Path.exists(target) {

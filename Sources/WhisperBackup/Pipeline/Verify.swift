@@ -5,7 +5,7 @@ public enum VersionCheck {
     public static func verify(gzPath: String, expectedHash: String) throws -> (bytes: [UInt8], header: WhisperHeader) {
         let bytes: [UInt8]
         do {
-            bytes = try Gzip.decompressFile(gzPath, sizeHint: Gzip.sizeHint(ofFile: gzPath))
+            bytes = try Gzip.decompressFile(gzPath)
         } catch let e as GzipError {
             throw RecordError("bad object: \(e)")
         }

@@ -234,7 +234,7 @@ public final class VersionChain {
     func apply(_ d: StoredVersion, to content: inout [UInt8], base: StoredVersion, hashes: Bool) throws {
         let delta: [UInt8] = try download(d) { path in
             do {
-                return try Gzip.decompressFile(path, sizeHint: Gzip.sizeHint(ofFile: path))
+                return try Gzip.decompressFile(path)
             } catch let e as GzipError {
                 throw ChainError(kind: .damaged, key: d.key, link: "delta \(d.key): bad object: \(e)")
             }

@@ -339,3 +339,35 @@ struct SpoolReservation {
     let token: UInt64
     let path: String
 }
+
+/// Spool files a consumer is done with, given back a few at a time: one update of the
+/// spool's ledger for up to `files` files or `bytes` bytes instead of one per file (a lock,
+/// two reads, a write and a truncate of the ledger for each restored file). What is pending
+/// goes back before the consumer waits (`Waiting`: a producer may be waiting for that room)
+/// and at the end (`flush`).
+public final class SpoolReturns: @unchecked Sendable {
+    let maxFiles: Int
+    let maxBytes: Int64
+    private var files: [String] = []
+    private var bytes: Int64 = 0
+
+    public init(files: Int, bytes: Int64) {
+        maxFiles = max(1, files)
+        maxBytes = bytes
+        if maxFiles > 1 { Waiting.register { [weak self] in self?.flush() } }
+    }
+
+    /// `size`: about the file's size, for the bound.
+    public func add(_ path: String, size: Int) {
+        files.append(path)
+        bytes += Int64(size)
+        if files.count >= maxFiles || bytes >= maxBytes { flush() }
+    }
+
+    public func flush() {
+        if files.isEmpty { return }
+        Spool.discard(files)
+        files.removeAll(keepingCapacity: true)
+        bytes = 0
+    }
+}
