@@ -68,20 +68,40 @@ final class StoreListingTests: XCTestCase {
         let asked = ["b", "a.b", "a.b.c", "a.bb", long]
         let batch = try StoreListing.metrics(asked, in: mem, layout: l)
         XCTAssertEqual(mem.calls.filter { $0 == "list" }.count, 2, "one range, and the long name on its own")
-        XCTAssertEqual(Set(batch.keys), Set(asked))
+        XCTAssertEqual(Set(batch.keys), Set(asked.map { Array($0.utf8) }))
         for m in asked {
             let one = try StoreListing.metric(m, in: fs, layout: l)
-            let got = try XCTUnwrap(batch[m])
+            let got = try XCTUnwrap(batch[Array(m.utf8)])
             XCTAssertEqual(got.versions.map(\.key), one.versions.map(\.key), m)
             XCTAssertEqual(got.allKeys(layout: l), one.allKeys(layout: l), m)
             XCTAssertEqual(got.bad, one.bad, m)
         }
-        XCTAssertEqual(batch["a.b"]?.versions.count, 3)
-        XCTAssertTrue(batch["a.bb"]?.isEmpty == true)
-        XCTAssertEqual(batch[long]?.versions.count, 1)
+        XCTAssertEqual(batch[Array("a.b".utf8)]?.versions.count, 3)
+        XCTAssertTrue(batch[Array("a.bb".utf8)]?.isEmpty == true)
+        XCTAssertEqual(batch[Array(long.utf8)]?.versions.count, 1)
         // Stores that walk everything before a start (file://) list metric by metric.
         _ = try StoreListing.metrics(["b", "c"], in: fs, layout: l)
         XCTAssertFalse(fs.listsRanges)
+    }
+
+    /// `café` (U+00E9) and `cafe` + U+0301 are equal to Swift's ==, but two metrics: two
+    /// directories in the store, two files on disk. A listing keeps them apart.
+    func testCanonicallyEquivalentNamesAreTwoMetrics() throws {
+        let nfc = "a.caf\u{e9}", nfd = "a.cafe\u{301}"
+        XCTAssertEqual(nfc, nfd, "what Swift's == says")
+        let l = StoreLayout(prefix: "")
+        let h1 = String(repeating: "1", count: 64), h2 = String(repeating: "2", count: 64)
+        let mem = MemoryStore([l.key(metric: nfc, time: 1_795_000_000, hash: h1): [1],
+                               l.key(metric: nfd, time: 1_795_000_000, hash: h2): [2]])
+        var seen: [(String, [String])] = []
+        try StoreListing.forEachMetric(in: mem, layout: l, prefix: "") { seen.append(($0.metric, $0.versions.map(\.hash))) }
+        XCTAssertEqual(seen.map { Array($0.0.utf8) }.sorted { $0.lexicographicallyPrecedes($1) },
+                       [Array(nfd.utf8), Array(nfc.utf8)])
+        XCTAssertEqual(seen.map(\.1.count), [1, 1])
+        let batch = try StoreListing.metrics([nfc, nfd, "a.x"], in: mem, layout: l)
+        XCTAssertEqual(batch[Array(nfc.utf8)]?.versions.map(\.hash), [h1])
+        XCTAssertEqual(batch[Array(nfd.utf8)]?.versions.map(\.hash), [h2])
+        XCTAssertEqual(try StoreListing.metric(nfd, in: mem, layout: l).versions.map(\.hash), [h2])
     }
 
     func testADeltaIsIntactOnlyWhileItsWholeChainIsListedAndNotBad() throws {

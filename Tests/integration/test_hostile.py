@@ -101,6 +101,27 @@ def test_names_with_combining_marks_at_separators_restore_to_their_own_paths(tmp
     assert restored == want
 
 
+def test_canonically_equivalent_names_are_two_metrics(tmp_path, store, spool):
+    """`café` (U+00E9) and `cafe` + U+0301 are two files on disk, so two metrics in the store,
+    each restored with its own bytes (Swift's == calls the names equal: a listing took both
+    for one metric and restored one of them)."""
+    root = gen_tree(tmp_path / "w", files=2, schemas="small")
+    files = sorted(wsp_files(root).values())
+    (root / "a").mkdir()
+    shutil.copyfile(files[0], root / "a" / "caf\u00e9.wsp")
+    shutil.copyfile(files[1], root / "a" / "cafe\u0301.wsp")
+    pushed = sh(f"wsp-find --root {root} | xargs -d '\\n' wsp-snap --spool {spool} | xargs -d '\\n' wsp-push {store}").stdout
+    assert sorted(r[0] for r in records(pushed) if r[0].startswith("a.")) == sorted(["a.caf\u00e9", "a.cafe\u0301"])
+    listed = records(sh(f"wsp-pull list {store} 'a.*'").stdout)
+    assert sorted(r[0].encode() for r in listed) == sorted(["a.caf\u00e9".encode(), "a.cafe\u0301".encode()])
+    out = tmp_path / "r"
+    merged = sh(f"wsp-pull list {store} '*' | xargs -d '\\n' wsp-pull get --spool {spool} {store}"
+                f" | xargs -d '\\n' wsp-merge --root {out}").stdout
+    assert [r[1] for r in records(merged)] == ["created"] * 4, merged
+    assert read(out / "a" / "caf\u00e9.wsp") == read(files[0])
+    assert read(out / "a" / "cafe\u0301.wsp") == read(files[1])
+
+
 # ---- 2. globs: linear matching, fuzzed against a reference -------------------------------
 
 def run_measured(args, timeout=20):

@@ -28,7 +28,7 @@ public struct Prune {
                 let listed = batch.count > 1 ? try? StoreListing.metrics(batch, in: store, layout: layout) : nil
                 for metric in batch where !Signals.stopRequested && !output.closed {
                     do {
-                        try prune(listed?[metric] ?? StoreListing.metric(metric, in: store, layout: layout), output: output, diagnostics: diagnostics)
+                        try prune(listed?[Array(metric.utf8)] ?? StoreListing.metric(metric, in: store, layout: layout), output: output, diagnostics: diagnostics)
                     } catch {
                         diagnostics.fail(metric, error)
                     }

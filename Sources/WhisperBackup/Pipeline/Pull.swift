@@ -57,7 +57,7 @@ public struct PullList {
             for record in input {
                 if Signals.stopRequested || stop() { break }
                 let metric = record.metric
-                if metric == last { continue }
+                if let last, metric.sameBytes(last) { continue }
                 last = metric
                 do {
                     try MetricName.validate(metric)

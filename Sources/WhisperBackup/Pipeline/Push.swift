@@ -105,7 +105,7 @@ public struct Push {
                 continue
             }
             do {
-                switch try plan(record, listed: listed?[record.metric], diagnostics: diagnostics) {
+                switch try plan(record, listed: listed?[Array(record.metric.utf8)], diagnostics: diagnostics) {
                 case .done(let fields, let outcome):
                     output.hold(Record(fields))
                     diagnostics.done(outcome)

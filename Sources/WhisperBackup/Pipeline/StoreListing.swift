@@ -143,12 +143,14 @@ public enum StoreListing {
                 if obj.key != marker && !name.hasPrefix(bytes: ".") { strays?.add(obj.key) }
                 return
             }
-            if metric == skipping { return }
+            // Metrics are told apart by bytes: `café` and `cafe` + U+0301 are two metrics (two
+            // directories, two files), though Swift's == calls them equal.
+            if let skipping, metric.sameBytes(skipping) { return }
             if case .other = entry {
                 if include(metric) { strays?.add(obj.key) }
                 return
             }
-            if metric != acc?.objects.metric {
+            if acc.map({ !metric.sameBytes($0.objects.metric) }) ?? true {
                 if let a = acc { try emit(a) }
                 acc = nil
                 guard StoreLayout.looksLong(metric) || include(metric) else {
@@ -179,24 +181,26 @@ public enum StoreListing {
     /// 1000 keys, where a listing per metric costs a request, a round trip, each; records
     /// come sorted, so a batch is one stretch of the store), else one listing per metric.
     /// Names too long for a key (listed under `HEAD~H/`) get a listing of their own.
-    public static func metrics(_ metrics: [String], in store: Store, layout: StoreLayout) throws -> [String: MetricObjects] {
-        var out: [String: MetricObjects] = [:]
-        let ranged = Set(metrics.filter { !layout.isLong($0) })
+    /// Keyed by the names' bytes (`Array(metric.utf8)`): canonically equivalent names are
+    /// different metrics.
+    public static func metrics(_ metrics: [String], in store: Store, layout: StoreLayout) throws -> [[UInt8]: MetricObjects] {
+        var out: [[UInt8]: MetricObjects] = [:]
+        let ranged = Set(metrics.filter { !layout.isLong($0) }.map { Array($0.utf8) })
         if store.listsRanges && ranged.count > 1 {
-            let prefixes = ranged.map { layout.metricPrefix($0) }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+            let prefixes = ranged.map { layout.metricPrefix(String(decoding: $0, as: UTF8.self)) }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
             // Every key of the first metric sorts after its prefix without the slash.
             try forEachMetric(in: store, layout: layout, prefix: layout.prefix, startAfter: String(prefixes[0].dropLast()),
-                              through: prefixes[prefixes.count - 1], include: { ranged.contains($0) }) { out[$0.metric] = $0 }
-            for m in ranged where out[m] == nil { out[m] = MetricObjects(metric: m) }
+                              through: prefixes[prefixes.count - 1], include: { ranged.contains(Array($0.utf8)) }) { out[Array($0.metric.utf8)] = $0 }
+            for m in ranged where out[m] == nil { out[m] = MetricObjects(metric: String(decoding: m, as: UTF8.self)) }
         }
-        for m in metrics where out[m] == nil { out[m] = try metric(m, in: store, layout: layout) }
+        for m in metrics where out[Array(m.utf8)] == nil { out[Array(m.utf8)] = try metric(m, in: store, layout: layout) }
         return out
     }
 
     /// The objects of one metric (one listing of its own prefix).
     public static func metric(_ metric: String, in store: Store, layout: StoreLayout, sizes: Bool = true) throws -> MetricObjects {
         var out = MetricObjects(metric: metric)
-        try forEachMetric(in: store, layout: layout, prefix: layout.metricPrefix(metric), sizes: sizes, include: { $0 == metric }) { out = $0 }
+        try forEachMetric(in: store, layout: layout, prefix: layout.metricPrefix(metric), sizes: sizes, include: { $0.sameBytes(metric) }) { out = $0 }
         return out
     }
 
