@@ -122,6 +122,36 @@ def test_canonically_equivalent_names_are_two_metrics(tmp_path, store, spool):
     assert read(out / "a" / "cafe\u0301.wsp") == read(files[1])
 
 
+def test_prune_and_purge_tell_canonically_equivalent_names_apart(tmp_path, store, spool):
+    """`wsp-prune --keep 1` given both names in a row prunes both; a purge sees the one whose
+    file is gone from disk as gone, though a name equal to it by Swift's == is still there."""
+    root = gen_tree(tmp_path / "w", files=2, schemas="small")
+    files = sorted(wsp_files(root).values())
+    (root / "a").mkdir()
+    nfc, nfd = root / "a" / "caf\u00e9.wsp", root / "a" / "cafe\u0301.wsp"
+    shutil.copyfile(files[0], nfc)
+    shutil.copyfile(files[1], nfd)
+    backup = f"wsp-find --root {root} | xargs -d '\\n' wsp-snap --spool {spool} | xargs -d '\\n' wsp-push {store}"
+    sh(backup)
+    for f in (nfc, nfd):                       # a second version of each
+        data = bytearray(read(f))
+        data[-12:] = os.urandom(12)
+        f.write_bytes(bytes(data))
+    time.sleep(1.1)
+    sh(backup)
+    sdir = store[len("file://"):]
+    def versions(name):
+        return [f for f in os.listdir(os.path.join(sdir, name)) if f.endswith(".wsp.gz")]
+    assert len(versions("a.caf\u00e9")) == 2 and len(versions("a.cafe\u0301")) == 2
+    sh(f"printf 'a.caf\u00e9\\na.cafe\u0301\\n' | wsp-prune --keep 1 {store}")
+    assert len(versions("a.caf\u00e9")) == 1 and len(versions("a.cafe\u0301")) == 1
+    nfd.unlink()
+    p = sh(f"wsp-find --root {root} | wsp-prune --gone-after 45 {store}")
+    assert "1 metric(s) newly seen gone" in p.stderr, p.stderr
+    assert any(f.startswith("gone-since.") for f in os.listdir(os.path.join(sdir, "a.cafe\u0301")))
+    assert not any(f.startswith("gone-since.") for f in os.listdir(os.path.join(sdir, "a.caf\u00e9")))
+
+
 # ---- 2. globs: linear matching, fuzzed against a reference -------------------------------
 
 def run_measured(args, timeout=20):

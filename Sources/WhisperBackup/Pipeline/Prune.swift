@@ -19,7 +19,7 @@ public struct Prune {
 
     public func run(input: RecordInput?, output: RecordWriter, diagnostics: Diagnostics) throws {
         if let input {
-            var seen = Set<String>()
+            var seen = Set<[UInt8]>()   // by bytes: canonically equivalent names are two metrics
             var batch: [String] = []
             // Records from arguments (xargs) are listed a batch at a time (one listing of the
             // batch's range where the store lists ranges cheaply); from stdin one at a time.
@@ -38,8 +38,8 @@ public struct Prune {
             for record in input.records(until: output) {
                 let metric = record.metric
                 // Records of one metric often come in a run (wsp-push output); skip repeats.
-                if !seen.insert(metric).inserted { continue }
-                if seen.count > 100_000 { seen = [metric] }
+                if !seen.insert(Array(metric.utf8)).inserted { continue }
+                if seen.count > 100_000 { seen = [Array(metric.utf8)] }
                 do {
                     try MetricName.validate(metric)
                 } catch {

@@ -39,10 +39,11 @@ public struct Purge {
     }
 
     public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
-        var onDisk = Set<String>()
+        // By bytes: canonically equivalent names are two metrics, two files on disk.
+        var onDisk = Set<[UInt8]>()
         for record in input {
             if Signals.stopRequested { throw Interrupted() }
-            onDisk.insert(record.metric)
+            onDisk.insert(Array(record.metric.utf8))
         }
         var total = 0, marked = 0, unmarked = 0, unlisted = 0
         var doomed: [MetricObjects] = []
@@ -52,7 +53,7 @@ public struct Purge {
             if Signals.stopRequested { throw Interrupted() }
             if entry.isEmpty { return }
             total += 1
-            var present = onDisk.contains(entry.metric)
+            var present = onDisk.contains(Array(entry.metric.utf8))
             if !present, let root, Path.exists(Path.join(root, MetricName.relativePath(entry.metric))) {
                 present = true
                 unlisted += 1
