@@ -28,8 +28,8 @@ public struct Find {
         try diagnostics.finish()
     }
 
-    private func couldMatch(_ prefix: String) -> Bool { globs.contains { $0.matchesEverything || $0.couldMatch(prefix: prefix) } }
-    private func matches(_ metric: String) -> Bool { globs.contains { $0.matchesEverything || $0.matches(metric) } }
+    private func couldMatch(_ prefix: String) -> Bool { globs.contains { $0.couldMatch(prefix: prefix) } }
+    private func matches(_ metric: String) -> Bool { globs.contains { $0.matches(metric) } }
 
     /// Why a file at `relPath` (metric `metric`) cannot be backed up under its name, or nil.
     /// `refusal` is the reason inherited from a directory above it.

@@ -26,7 +26,7 @@ public struct MetricGlob: Sendable, CustomStringConvertible {
 
     public let pattern: String
     /// Whether the pattern is only `*`s, which every name matches (the default, a whole
-    /// tree): a walk then asks nothing per name.
+    /// tree): matching then runs nothing per name.
     public let matchesEverything: Bool
     let nodes: [Node]
     let start: Int
@@ -45,6 +45,7 @@ public struct MetricGlob: Sendable, CustomStringConvertible {
 
     /// Whether the whole of `metric` matches.
     public func matches(_ metric: String) -> Bool {
+        if matchesEverything { return true }
         guard let live = run(metric) else { return false }
         return live.contains(0)
     }
@@ -52,7 +53,7 @@ public struct MetricGlob: Sendable, CustomStringConvertible {
     /// Whether some metric that starts with `prefix` could match: lets a walk skip
     /// directories that cannot hold a match.
     public func couldMatch(prefix: String) -> Bool {
-        run(prefix) != nil
+        matchesEverything || run(prefix) != nil
     }
 
     /// The longest literal start every matching name shares: where a store listing begins.
