@@ -61,7 +61,7 @@ public struct MetricObjects {
     public func legacyLeftovers(olderThan time: Int64, layout: StoreLayout) -> [String] {
         var keys = incomplete.filter { $0.time < time }.map(\.key)
         for k in strayHashKeys {
-            let versionKey = String(k.dropLast(StoreLayout.legacyHashSuffix.count)) + StoreLayout.suffix
+            let versionKey = String(k.droppingLast(bytes: StoreLayout.legacyHashSuffix.utf8.count)) + StoreLayout.suffix
             if let v = layout.parse(versionKey), v.time < time { keys.append(k) }
         }
         return keys
@@ -185,13 +185,14 @@ public enum StoreListing {
     /// different metrics.
     public static func metrics(_ metrics: [String], in store: Store, layout: StoreLayout) throws -> [[UInt8]: MetricObjects] {
         var out: [[UInt8]: MetricObjects] = [:]
-        let ranged = Set(metrics.filter { !layout.isLong($0) }.map { Array($0.utf8) })
+        let short = metrics.filter { !layout.isLong($0) }
+        let ranged = Set(short.map { Array($0.utf8) })
         if store.listsRanges && ranged.count > 1 {
-            let prefixes = ranged.map { layout.metricPrefix(String(decoding: $0, as: UTF8.self)) }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+            let prefixes = short.map { layout.metricPrefix($0) }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
             // Every key of the first metric sorts after its prefix without the slash.
-            try forEachMetric(in: store, layout: layout, prefix: layout.prefix, startAfter: String(prefixes[0].dropLast()),
+            try forEachMetric(in: store, layout: layout, prefix: layout.prefix, startAfter: String(prefixes[0].droppingLast(bytes: 1)),
                               through: prefixes[prefixes.count - 1], include: { ranged.contains(Array($0.utf8)) }) { out[Array($0.metric.utf8)] = $0 }
-            for m in ranged where out[m] == nil { out[m] = MetricObjects(metric: String(decoding: m, as: UTF8.self)) }
+            for m in short where out[Array(m.utf8)] == nil { out[Array(m.utf8)] = MetricObjects(metric: m) }
         }
         for m in metrics where out[Array(m.utf8)] == nil { out[Array(m.utf8)] = try metric(m, in: store, layout: layout) }
         return out
