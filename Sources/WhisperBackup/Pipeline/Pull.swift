@@ -261,11 +261,11 @@ public struct PullGet {
             throw RecordError("version record needs a SHA-256 (or legacy SHA-1) in field 3")
         }
         let key = record[3] ?? layout.key(metric: metric, time: time, hash: hash)
-        guard key.hasPrefix(bytes: layout.metricPrefix(metric)), !key.contains("/../") else {
+        guard key.hasPrefix(bytes: layout.metricPrefix(metric)), !key.split(byte: UInt8(ascii: "/")).contains(where: { $0.sameBytes("..") }) else {
             throw RecordError("key \(key) is not a version of \(metric) in this store")
         }
         if key.hasSuffix(bytes: StoreLayout.deltaSuffix) {
-            guard let v = layout.parse(key), v.isDelta, v.metric == layout.directory(metric) else {
+            guard let v = layout.parse(key), v.isDelta, v.metric.sameBytes(layout.directory(metric)) else {
                 throw RecordError("key \(key) is not a delta version of \(metric) in this store")
             }
             guard v.time == time, v.hash == hash else {

@@ -251,7 +251,7 @@ public struct StoreLayout: Sendable {
 
     /// The `.sha1` companion of a legacy version's key.
     public func legacyHashKey(_ key: String) -> String {
-        String(key.dropLast(StoreLayout.suffix.count)) + StoreLayout.legacyHashSuffix
+        String(key.droppingLast(bytes: StoreLayout.suffix.utf8.count)) + StoreLayout.legacyHashSuffix
     }
 
     /// Name of the marker object of a metric gone from disk: `METRIC/gone-since.TIME`.
@@ -293,11 +293,11 @@ public struct StoreLayout: Sendable {
             return (metric, .marker(time: t))
         }
         if file.hasSuffix(bytes: StoreLayout.badSuffix) {
-            let versionKey = String(key.dropLast(StoreLayout.badSuffix.count))
+            let versionKey = String(key.droppingLast(bytes: StoreLayout.badSuffix.utf8.count))
             if parse(versionKey) != nil { return (metric, .bad(versionKey: versionKey)) }
         }
         if file.hasSuffix(bytes: StoreLayout.legacyHashSuffix) {
-            let versionKey = String(key.dropLast(StoreLayout.legacyHashSuffix.count)) + StoreLayout.suffix
+            let versionKey = String(key.droppingLast(bytes: StoreLayout.legacyHashSuffix.utf8.count)) + StoreLayout.suffix
             if let v = parse(versionKey), v.legacy { return (metric, .legacyHash(versionKey: versionKey)) }
         }
         if file == StoreLayout.fullNameObject && StoreLayout.looksLong(metric) { return (metric, .fullName) }

@@ -242,8 +242,8 @@ public struct Spool: Sendable {
     public static func isSpoolFile(_ path: String) -> Bool {
         let name = Path.lastComponent(path)
         guard name.hasSuffix(bytes: ".wsp.gz") else { return false }
-        let parts = name.dropLast(7).split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 2 && parts.allSatisfy { !$0.isEmpty && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }
+        let parts = name.droppingLast(bytes: 7).split(byte: UInt8(ascii: "."))
+        return parts.count == 2 && parts.allSatisfy { !$0.isEmpty && $0.utf8.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) } }
     }
 }
 
