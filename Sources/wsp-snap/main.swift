@@ -87,7 +87,7 @@ struct WspSnap: RecordArguments {
         let diagnostics = output.diagnostics("wsp-snap")
         var snap = Snap(spool: try spool.open(), root: root, lockTimeout: lockTimeout, level: level)
         snap.fullEvery = fullEvery
-        snap.pageIndexDir = state   // with --full too: the next run can make a delta
+        snap.pageIndexes = state.map { PageIndexes(stateDir: $0) }   // with --full too: the next run can make a delta
         if let state, !full {
             do {
                 let trusted = try Snap.trustedState(dir: state, diagnostics: diagnostics)

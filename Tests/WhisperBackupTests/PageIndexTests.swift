@@ -15,26 +15,113 @@ final class PageIndexTests: XCTestCase {
         return PageIndex(pageSize: PageDelta.pageSize, depth: depth, fileSize: size, hash: Digest.hash(.sha256, content), pages: pages)
     }
 
+    func packPath(_ dir: String, _ metric: String) -> String { "\(dir)/pageindex/\(BackupState.shardName(metric))" }
+
     func testRoundTripThroughTheStateDirectory() throws {
         let dir = try tempDir()
         let index = sample()
         XCTAssertEqual(index.pages.count, 4)
-        XCTAssertNil(PageIndex.read(stateDir: dir, metric: "a.b"))
-        try index.write(stateDir: dir, metric: "a.b")
-        XCTAssertEqual(PageIndex.read(stateDir: dir, metric: "a.b"), index)
-        XCTAssertNil(PageIndex.read(stateDir: dir, metric: "a.c"))
-        // STATE/pages/XX/HASH32, named by the SHA-256 of the metric's name.
-        let h = Digest.sha256Hex(Array("a.b".utf8))
-        XCTAssertEqual(PageIndex.path(stateDir: dir, metric: "a.b"), "\(dir)/pages/\(h.prefix(2))/\(h.prefix(32))")
         XCTAssertEqual(index.encoded.count, 8 + 4 + 4 + 8 + 32 + 8 * 4 + 8)
-        // Replaced whole, in place (no new inode per run); an empty file has no page.
-        let inode = try system_stat(PageIndex.path(stateDir: dir, metric: "a.b")).st_ino
+        let indexes = PageIndexes(stateDir: dir)
+        XCTAssertNil(indexes.read(metric: "a.b"))
+        try indexes.write(index, metric: "a.b")
+        XCTAssertEqual(indexes.read(metric: "a.b"), index)
+        XCTAssertNil(indexes.read(metric: "a.c"))
+        // Another process (a new reader) finds it too.
+        XCTAssertEqual(PageIndexes(stateDir: dir).read(metric: "a.b"), index)
+        // A later record overrides; an empty file has no page.
         let empty = sample(size: 0, depth: 0)
-        try empty.write(stateDir: dir, metric: "a.b")
-        XCTAssertEqual(PageIndex.read(stateDir: dir, metric: "a.b"), empty)
+        try indexes.write(empty, metric: "a.b")
+        XCTAssertEqual(indexes.read(metric: "a.b"), empty)
+        XCTAssertEqual(PageIndexes(stateDir: dir).read(metric: "a.b"), empty)
         XCTAssertEqual(empty.pages, [])
-        XCTAssertEqual(Int(try system_stat(PageIndex.path(stateDir: dir, metric: "a.b")).st_size), empty.encoded.count)
-        XCTAssertEqual(try system_stat(PageIndex.path(stateDir: dir, metric: "a.b")).st_ino, inode)
+    }
+
+    func testOneFileForTheMetricsOfADirectory() throws {
+        let dir = try tempDir()
+        let indexes = PageIndexes(stateDir: dir)
+        for i in 0..<50 { try indexes.write(sample(depth: i % 3), metric: "servers.h1.cpu\(i)") }
+        try indexes.write(sample(), metric: "servers.h2.cpu0")
+        try indexes.write(sample(), metric: "top")
+        // One file a whisper directory, named as the state's journals: no inode per metric.
+        XCTAssertEqual(try system_readdir("\(dir)/pageindex").map(\.name).sorted(), ["@", "servers.h1", "servers.h2"])
+        XCTAssertFalse(Path.exists("\(dir)/pages"))
+        let reader = PageIndexes(stateDir: dir)
+        for i in [0, 17, 49] { XCTAssertEqual(reader.read(metric: "servers.h1.cpu\(i)"), sample(depth: i % 3)) }
+        XCTAssertEqual(reader.read(metric: "top"), sample())
+        // Names are told apart by bytes: caf\u{e9} (NFC) is not cafe\u{301} (NFD).
+        try indexes.write(sample(depth: 7), metric: "servers.h1.caf\u{e9}")
+        XCTAssertNil(PageIndexes(stateDir: dir).read(metric: "servers.h1.cafe\u{301}"))
+        XCTAssertEqual(PageIndexes(stateDir: dir).read(metric: "servers.h1.caf\u{e9}"), sample(depth: 7))
+    }
+
+    func testEarlierVersionsFilesAreReadThenRemovedOnceReplaced() throws {
+        let dir = try tempDir()
+        // STATE/pages/XX/HASH32, named by the SHA-256 of the metric's name, as earlier versions wrote it.
+        let h = Digest.sha256Hex(Array("a.b".utf8))
+        let legacy = PageIndex.legacyPath(stateDir: dir, metric: "a.b")
+        XCTAssertEqual(legacy, "\(dir)/pages/\(h.prefix(2))/\(h.prefix(32))")
+        try Path.makeDirectories(Path.directory(of: legacy))
+        try AtomicFile.write(legacy, bytes: sample(depth: 4).encoded, placement: .replace, durable: false)
+        let indexes = PageIndexes(stateDir: dir)
+        XCTAssertEqual(indexes.read(metric: "a.b"), sample(depth: 4))
+        try indexes.write(sample(depth: 5), metric: "a.b")
+        XCTAssertFalse(Path.exists(legacy))
+        XCTAssertEqual(PageIndexes(stateDir: dir).read(metric: "a.b"), sample(depth: 5))
+    }
+
+    func testTornAndDamagedRecordsReadAsNoneAndTheRestSurvives() throws {
+        let dir = try tempDir()
+        let indexes = PageIndexes(stateDir: dir)
+        for m in ["d.a", "d.b", "d.c"] { try indexes.write(sample(), metric: m) }
+        let path = packPath(dir, "d.a")
+        let file = try FileDescriptor.open(path, O_RDONLY)
+        var bytes = try file.closeAfter { try file.readAll() }
+        let one = bytes.count / 3
+        // A flipped bit inside d.b's index: d.b reads as none, d.a and d.c as written.
+        bytes[one + 40] ^= 0x01
+        try AtomicFile.write(path, bytes: bytes, placement: .replace, durable: false)
+        var reader = PageIndexes(stateDir: dir)
+        XCTAssertEqual(reader.read(metric: "d.a"), sample())
+        XCTAssertNil(reader.read(metric: "d.b"))
+        XCTAssertEqual(reader.read(metric: "d.c"), sample())
+        // A torn append (a crash inside the write): the records before it stand, and the next
+        // process to open the file compacts the damage away before it appends.
+        bytes[one + 40] ^= 0x01
+        try AtomicFile.write(path, bytes: bytes + Array(PageIndexes.record(name: Array("d.e".utf8), index: sample().encoded).prefix(30)),
+                             placement: .replace, durable: false)
+        try PageIndexes(stateDir: dir).write(sample(depth: 9), metric: "d.f")
+        reader = PageIndexes(stateDir: dir)
+        for m in ["d.a", "d.b", "d.c"] { XCTAssertEqual(reader.read(metric: m), sample(), m) }
+        XCTAssertNil(reader.read(metric: "d.e"))
+        XCTAssertEqual(reader.read(metric: "d.f"), sample(depth: 9))
+        let size = try system_stat(path).st_size
+        XCTAssertEqual(Int(size), 4 * (bytes.count / 3), "compacted: the torn record is gone")
+        // Garbage in place of the file: nothing read, and the next write starts it again.
+        try AtomicFile.write(path, bytes: [UInt8](repeating: 0x41, count: 100), placement: .replace, durable: false)
+        XCTAssertNil(PageIndexes(stateDir: dir).read(metric: "d.a"))
+        try PageIndexes(stateDir: dir).write(sample(depth: 1), metric: "d.a")
+        XCTAssertEqual(PageIndexes(stateDir: dir).read(metric: "d.a"), sample(depth: 1))
+    }
+
+    func testOverriddenRecordsAreCompactedAndAWriterFollowsTheNewFile() throws {
+        let dir = try tempDir()
+        let writer = PageIndexes(stateDir: dir)
+        for day in 0..<30 {
+            for m in ["d.a", "d.b"] { try writer.write(sample(depth: day), metric: m) }
+        }
+        let path = packPath(dir, "d.a")
+        let record = PageIndexes.record(name: Array("d.a".utf8), index: sample().encoded).count
+        XCTAssertEqual(Int(try system_stat(path).st_size), 60 * record, "the writer appends, it never rewrites")
+        // A reader finds 60 records for 2 metrics: it rewrites the file with the last two.
+        let reader = PageIndexes(stateDir: dir)
+        XCTAssertEqual(reader.read(metric: "d.a"), sample(depth: 29))
+        XCTAssertEqual(Int(try system_stat(path).st_size), 2 * record)
+        // The writer still holds the old file open: its next record goes to the new one.
+        try writer.write(sample(depth: 30), metric: "d.b")
+        XCTAssertEqual(PageIndexes(stateDir: dir).read(metric: "d.b"), sample(depth: 30))
+        XCTAssertEqual(PageIndexes(stateDir: dir).read(metric: "d.a"), sample(depth: 29))
+        XCTAssertEqual(Int(try system_stat(path).st_size), 3 * record)
     }
 
     func testTornShortAndGarbageFilesReadAsNone() throws {
@@ -48,11 +135,12 @@ final class PageIndexTests: XCTestCase {
         var wrongMagic = bytes
         wrongMagic[0] = UInt8(ascii: "X")
         XCTAssertNil(PageIndex.decode(wrongMagic))
-        // A torn write on disk: the file reads as none.
+        // A torn file of an earlier version: it reads as none.
         let dir = try tempDir()
-        try sample().write(stateDir: dir, metric: "m")
-        try AtomicFile.write(PageIndex.path(stateDir: dir, metric: "m"), bytes: Array(bytes.prefix(60)), placement: .replace, durable: false)
-        XCTAssertNil(PageIndex.read(stateDir: dir, metric: "m"))
+        let legacy = PageIndex.legacyPath(stateDir: dir, metric: "m")
+        try Path.makeDirectories(Path.directory(of: legacy))
+        try AtomicFile.write(legacy, bytes: Array(bytes.prefix(60)), placement: .replace, durable: false)
+        XCTAssertNil(PageIndexes(stateDir: dir).read(metric: "m"))
     }
 
     func testChecksumCoversEveryByte() throws {

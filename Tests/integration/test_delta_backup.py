@@ -8,6 +8,7 @@ import hashlib
 import os
 import random
 import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -80,9 +81,21 @@ def apply_delta(base, delta, out):
         return subprocess.run([sys.executable, APPLY, base, delta], stdout=o, stderr=subprocess.PIPE, text=True)
 
 
-def page_index_files(state):
-    d = os.path.join(state, "pages")
-    return {os.path.join(a, f): open(os.path.join(a, f), "rb").read() for a, _, fs in os.walk(d) for f in fs}
+def page_indexes(state):
+    """{metric: its last page index} from STATE/pageindex/, one file per whisper directory of
+    records "WPI1" u32 nameBytes u32 indexBytes NAME INDEX checksum[8] (docs/stores.md)."""
+    d = os.path.join(state, "pageindex")
+    out = {}
+    for f in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+        b = open(os.path.join(d, f), "rb").read()
+        i = 0
+        while i < len(b):
+            assert b[i:i + 4] == b"WPI1", (f, i)
+            n, m = struct.unpack("<II", b[i + 4:i + 12])
+            assert hashlib.sha256(b[i:i + 12 + n + m]).digest()[:8] == b[i + 12 + n + m:i + 20 + n + m], (f, i)
+            out[b[i + 12:i + 12 + n].decode()] = b[i + 12 + n:i + 12 + n + m]
+            i += 20 + n + m
+    return out
 
 
 def test_changed_files_are_stored_as_deltas_and_rebuild_byte_for_byte(tmp_path, store, spool):
@@ -91,7 +104,9 @@ def test_changed_files_are_stored_as_deltas_and_rebuild_byte_for_byte(tmp_path, 
     out, snaps = backup(paths.values(), root, store, spool, state)
     assert {r[5] for r in out.values()} == {"stored"} and all(r[3].endswith(".wsp.gz") for r in out.values())
     assert all(len(r) == 6 for r in snaps.values()), "a first version is full: no BASE"
-    assert len(page_index_files(state)) == 3
+    assert set(page_indexes(state)) == {"web.a", "web.b", "web.c"}
+    # One file per whisper directory, not one per metric (an inode each on a first backup).
+    assert os.listdir(state / "pageindex") == ["web"] and not os.path.exists(state / "pages")
     day1 = {m: (r[1], r[2], os.path.join(store_dir(store), r[3])) for m, r in out.items()}
     files1 = {m: open(p, "rb").read() for m, p in paths.items()}
 
@@ -155,7 +170,7 @@ def test_no_state_and_dry_runs_store_full_and_write_no_page_index(tmp_path, stor
     root, state = tmp_path / "w", tmp_path / "state"
     paths = make_tree(root, ["db.x", "db.y"])
     backup(paths.values(), root, store, spool, state)
-    index = page_index_files(state)
+    index = page_indexes(state)
     assert len(index) == 2
     add_points(paths["db.x"], 2)
     settle(paths.values())
@@ -163,12 +178,12 @@ def test_no_state_and_dry_runs_store_full_and_write_no_page_index(tmp_path, stor
     p = sh(f"wsp-find --root {root} | wsp-snap --spool {spool} | wsp-push --dry-run {store}")
     out = {r[0]: r for r in records(p.stdout)}
     assert out["db.x"][5] == "would-store" and out["db.x"][3].endswith(".wsp.gz")
-    assert page_index_files(state) == index
+    assert page_indexes(state) == index
     # whisper-backup -n (dry run) with a state: writes no page index either.
     other = tmp_path / "state2"
     wrap(BACKUP, "-n", "-p", root, "-b", tmp_path / "bucket", "--create-bucket", "--nolock", "--nolog", "--nostamp",
          "--state", other, "disk")
-    assert not os.path.exists(other / "pages")
+    assert not os.path.exists(other / "pageindex") and not os.path.exists(other / "pages")
     # The orchestrator passes --full-every on: K=1 makes every version full.
     bucket = tmp_path / "bucket2"
     args = ["-p", root, "-b", bucket, "--create-bucket", "--nolock", "--nolog", "--nostamp", "--state", tmp_path / "state3"]
@@ -206,6 +221,39 @@ def test_resized_files_and_long_names_are_stored_full(tmp_path, store, spool):
     add_points(paths["r.resized"], 4)
     out, snaps = backup(paths.values(), root, store, spool, state)
     assert out["r.resized"][3].endswith(".wspd.gz")
+
+
+def test_a_state_with_the_page_files_of_earlier_versions_keeps_making_deltas(tmp_path, store, spool):
+    """Earlier versions kept a file per metric, STATE/pages/XX/HASH32 (XX, HASH32: the first
+    2 and 32 hex digits of the SHA-256 of the name). Such a state still makes deltas, and each
+    file goes once its metric's index is written the new way."""
+    root, state = tmp_path / "w", tmp_path / "state"
+    paths = make_tree(root, ["up.a", "up.b", "up.c"])
+    backup(paths.values(), root, store, spool, state)
+    # The state as an earlier version left it: the same indexes, a file each.
+    for metric, index in page_indexes(state).items():
+        h = hashlib.sha256(metric.encode()).hexdigest()
+        os.makedirs(state / "pages" / h[:2], exist_ok=True)
+        (state / "pages" / h[:2] / h[:32]).write_bytes(index)
+    shutil.rmtree(state / "pageindex")
+    legacy = {m: state / "pages" / hashlib.sha256(m.encode()).hexdigest()[:2] / hashlib.sha256(m.encode()).hexdigest()[:32]
+              for m in paths}
+    add_points(paths["up.a"], 2)
+    add_points(paths["up.b"], 3)
+    out, snaps = backup(paths.values(), root, store, spool, state)
+    assert out["up.a"][3].endswith(".wspd.gz") and out["up.b"][3].endswith(".wspd.gz"), out
+    assert out["up.c"][5] == "unchanged"
+    # Replaced: the changed metrics' files are gone, the unchanged one's stays until it changes.
+    assert not legacy["up.a"].exists() and not legacy["up.b"].exists() and legacy["up.c"].exists()
+    assert set(page_indexes(state)) == {"up.a", "up.b"}
+    add_points(paths["up.c"], 4)
+    out, _ = backup(paths.values(), root, store, spool, state)
+    assert out["up.c"][3].endswith(".wspd.gz") and not legacy["up.c"].exists()
+    # Every version restores byte for byte through the chain.
+    restored = tmp_path / "restored"
+    sh(f"wsp-pull list {store} 'up.*' | wsp-pull get --spool {spool} {store} | wsp-merge --root {restored}")
+    for m, p in paths.items():
+        assert open(p, "rb").read() == open(os.path.join(restored, *m.split(".")) + ".wsp", "rb").read(), m
 
 
 def test_a_base_gone_from_the_store_makes_the_next_version_full(tmp_path, store, spool):

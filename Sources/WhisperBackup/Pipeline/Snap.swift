@@ -33,9 +33,9 @@ public struct Snap {
     public var state: BackupState?
     /// The check of `state` made entry by entry (file://), reported when the run ends.
     public var byMetric: StateCheck.ByMetric?
-    /// The state directory the page indexes go to (`--state`, with `--full` too): nil for a
+    /// The page indexes of the state directory (`--state`, with `--full` too): nil for a
     /// dry run, which writes nothing.
-    public var pageIndexDir: String?
+    public var pageIndexes: PageIndexes?
     /// Versions per full version: a delta is made only while the chain from the last full
     /// version stays shorter (`--full-every`; 1 makes every version full).
     public var fullEvery = Snap.defaultFullEvery
@@ -109,7 +109,7 @@ public struct Snap {
         let rawHash = Digest.hash(.sha256, snap.bytes)
         let hash = Hex.encode(rawHash)
         // Page hashes only where an index is kept: a dry run pays nothing.
-        let pages = pageIndexDir == nil ? [] : PageDelta.pageHashes(snap.bytes)
+        let pages = pageIndexes == nil ? [] : PageDelta.pageHashes(snap.bytes)
         let delta = deltaBase(metric, vouched, pages: pages, size: snap.bytes.count)
         if let delta {
             let raw = PageDelta.encode(new: snap.bytes, baseSize: delta.index.fileSize, baseHash: delta.index.hash,
@@ -121,13 +121,13 @@ public struct Snap {
         diagnostics.bytesIn += Int64(snap.bytes.count)
         diagnostics.bytesOut += Int64(gzBuffer.count)
         let dest = try spool.write(gzBuffer.bytes)
-        if let dir = pageIndexDir, delta?.index.hash != rawHash {
+        if let pageIndexes, delta?.index.hash != rawHash {
             // The content unchanged (a file touched): the index already describes it. An index
             // not written (a full state disk, which wsp-push reports) names other content than
             // the state's entry: the next version is stored full, nothing worse.
             let index = PageIndex(pageSize: PageDelta.pageSize, depth: delta.map { $0.index.depth + 1 } ?? 0,
                                   fileSize: snap.bytes.count, hash: rawHash, pages: pages)
-            try? index.write(stateDir: dir, metric: metric)
+            try? pageIndexes.write(index, metric: metric)
         }
         let st = snap.stat
         let settled = snap.timeNs - max(st.mtimeNanoseconds, st.ctimeNanoseconds) >= Snap.settleNs
@@ -145,8 +145,8 @@ public struct Snap {
     /// of the file.
     func deltaBase(_ metric: String, _ entry: StateEntry?, pages: [UInt64], size: Int)
         -> (base: VersionRef, index: PageIndex, changed: [Int])? {
-        guard state != nil, let entry, let dir = pageIndexDir, metric.utf8.count <= StoreLayout.maxDeltaMetricBytes,
-              let index = PageIndex.read(stateDir: dir, metric: metric), index.pageSize == PageDelta.pageSize,
+        guard state != nil, let entry, let pageIndexes, metric.utf8.count <= StoreLayout.maxDeltaMetricBytes,
+              let index = pageIndexes.read(metric: metric), index.pageSize == PageDelta.pageSize,
               Hex.encode(index.hash) == entry.hash, index.depth + 1 < fullEvery else { return nil }
         let changed = PageDelta.changedPages(old: index.pages, new: pages)
         guard Double(PageDelta.bytes(of: changed, fileSize: size)) <= PageDelta.maxFraction * Double(size) else { return nil }

@@ -4,16 +4,11 @@ import Glibc
 
 /// What `wsp-snap` remembers of a metric's last snapshot, so the next one can be stored as a
 /// delta without downloading anything: the hash of every page of the content, its SHA-256,
-/// and how many deltas lead to it from the last full version. One file per metric in the
-/// state directory, `STATE/pages/XX/HASH32` (XX: the first 2 hex digits of the SHA-256 of
-/// the metric's name, HASH32 its first 32). Layout (little-endian):
+/// and how many deltas lead to it from the last full version. Kept in the state directory by
+/// `PageIndexes`. Encoded (little-endian):
 ///
 ///     "WSPPAGES" u32 pageSize u32 depth u64 fileSize SHA256[32] u64 pageHash[pageCount]
 ///     checksum[8] (the first 8 bytes of the SHA-256 of everything before it)
-///
-/// A cache: rewritten in place without fsync (a new inode and a rename per metric and run
-/// cost more than the rest of a first backup's state); a torn, short or damaged file reads
-/// as none, which only costs a full version.
 public struct PageIndex: Equatable, Sendable {
     public var pageSize: Int
     /// 0 for a full version, n for the n-th delta since the last full one.
@@ -64,29 +59,232 @@ public struct PageIndex: Equatable, Sendable {
         }
     }
 
-    /// Where the index of `metric` lives under the state directory `stateDir`.
-    public static func path(stateDir: String, metric: String) -> String {
+    /// Where earlier versions kept the index of `metric`, a file a metric:
+    /// `STATE/pages/XX/HASH32` (XX: the first 2 hex digits of the SHA-256 of the metric's
+    /// name, HASH32 its first 32). Still read (`PageIndexes`), never written.
+    public static func legacyPath(stateDir: String, metric: String) -> String {
         let h = Digest.sha256Hex(Array(metric.utf8))
         return Path.join(Path.join(Path.join(stateDir, "pages"), String(h.prefix(2))), String(h.prefix(32)))
     }
 
-    /// The index of `metric`, or nil when there is none or it is damaged.
-    public static func read(stateDir: String, metric: String) -> PageIndex? {
-        guard let fd = try? FileDescriptor.open(path(stateDir: stateDir, metric: metric), O_RDONLY),
+    /// The index in the file at `path`, or nil when there is none or it is damaged.
+    static func read(path: String) -> PageIndex? {
+        guard let fd = try? FileDescriptor.open(path, O_RDONLY),
               let bytes = try? fd.closeAfter({ try fd.readAll() }) else { return nil }
         return decode(bytes)
     }
+}
 
-    /// Replaces the index of `metric` in place (not synced: a cache).
-    public func write(stateDir: String, metric: String) throws {
-        let path = PageIndex.path(stateDir: stateDir, metric: metric)
-        let fd: FileDescriptor
-        do {
-            fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT, mode: 0o600)
-        } catch Errno.noSuchFileOrDirectory {
-            try Path.makeDirectories(Path.directory(of: path))
-            fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT, mode: 0o600)
+/// The page indexes of a state directory, one file per whisper directory,
+/// `STATE/pageindex/SHARD` (named as the state's journals are, `BackupState.shardName`).
+/// A file a metric, as earlier versions kept them, made a first backup create an inode per
+/// metric for its index alone, which cost as much kernel time as the store's own files on
+/// ext4. Each file is a sequence of records, a later one of a metric overriding earlier ones:
+///
+///     "WPI1" u32 nameBytes u32 indexBytes NAME INDEX checksum[8]
+///
+/// (INDEX: `PageIndex.encoded`; checksum: the first 8 bytes of the SHA-256 of the record
+/// before it; little-endian). A record is appended with one `write(2)` (O_APPEND) under a
+/// shared lock on the file that compaction takes exclusively, so processes snapping metrics
+/// of one directory never interleave inside a record, and one that finds the file replaced by
+/// a compaction opens it again. A cache, not synced: a torn or damaged record reads as none,
+/// which only costs a full version (a delta names the SHA-256 of what it produces, and every
+/// restore checks it). A file holding more than twice its live records, or damage, is
+/// compacted when it is read. Indexes in the files of earlier versions are read when a
+/// directory's file has none for the metric, and removed once replaced.
+public final class PageIndexes {
+    public let stateDir: String
+    /// The directory whose file is open, its descriptor (nil: no file yet) and where the
+    /// last record of each of its metrics starts and how long it is.
+    private var shard: String?
+    private var fd: FileDescriptor?
+    private var records: [[UInt8]: (offset: Int64, length: Int)] = [:]
+    /// The earlier version's file last read, removed when its metric's index is written.
+    private var legacyRead: String?
+
+    static let magic: [UInt8] = Array("WPI1".utf8)
+    static let headerBytes = 12
+    static let checksumBytes = 8
+
+    public init(stateDir: String) { self.stateDir = stateDir }
+    deinit { fd?.close() }
+
+    var dir: String { Path.join(stateDir, "pageindex") }
+
+    /// The index of `metric`, or nil when there is none or it is damaged.
+    public func read(metric: String) -> PageIndex? {
+        let name = Array(metric.utf8)
+        try? open(BackupState.shardName(metric), create: false)
+        if let fd, let r = records[name] {
+            var bytes = [UInt8](repeating: 0, count: r.length)
+            guard (try? bytes.withUnsafeMutableBytes { try fd.read(into: $0, at: r.offset) }) == r.length,
+                  let (n, index) = PageIndexes.parse(bytes[...]), n.elementsEqual(name) else { return nil }
+            return index
         }
-        try fd.closeAfter { try encoded.withUnsafeBytes { try fd.overwrite(with: $0) } }
+        let legacy = PageIndex.legacyPath(stateDir: stateDir, metric: metric)
+        guard let index = PageIndex.read(path: legacy) else { return nil }
+        legacyRead = legacy
+        return index
+    }
+
+    /// Records `index` as the index of `metric`.
+    public func write(_ index: PageIndex, metric: String) throws {
+        let name = Array(metric.utf8)
+        let record = PageIndexes.record(name: name, index: index.encoded)
+        let shardName = BackupState.shardName(metric)
+        for _ in 0..<100 {
+            try open(shardName, create: true)
+            guard let fd else { break }
+            let offset: Int64? = try {
+                try FileLock.lockBriefly(fd, .shared)
+                defer { FileLock.unlock(fd) }
+                let mine = try fd.stat()
+                guard let now = try? system_stat(fd.path), now.st_ino == mine.st_ino, now.st_dev == mine.st_dev else { return nil }
+                let n = try record.withUnsafeBytes { try system_write(fd.rawValue, $0.baseAddress!, $0.count, path: fd.path) }
+                if n != record.count { throw Errno(EIO, call: "write", path: fd.path) }
+                return try system_tell(fd.rawValue, path: fd.path) - Int64(record.count)
+            }()
+            if let offset {
+                records[name] = (offset, record.count)
+                let legacy = PageIndex.legacyPath(stateDir: stateDir, metric: metric)
+                if legacyRead == legacy {
+                    _ = try? system_unlink(legacy)
+                    legacyRead = nil
+                }
+                return
+            }
+            shard = nil   // replaced by a compaction: open the new file
+        }
+        throw Errno(EAGAIN, call: "append", path: Path.join(dir, shardName))
+    }
+
+    /// Makes `name`'s file the open one and reads where its records are; with `create`, a
+    /// missing file is created. A file with damage or more than twice its live records is
+    /// compacted first.
+    private func open(_ name: String, create: Bool) throws {
+        if name == shard && (fd != nil || !create) { return }
+        fd?.close()
+        fd = nil
+        records = [:]
+        shard = name
+        let path = Path.join(dir, name)
+        let flags = O_RDWR | O_APPEND | (create ? O_CREAT : 0)
+        do {
+            fd = try FileDescriptor.open(path, flags, mode: 0o600)
+        } catch Errno.noSuchFileOrDirectory where create {
+            try Path.makeDirectories(dir)
+            fd = try FileDescriptor.open(path, flags, mode: 0o600)
+        } catch Errno.noSuchFileOrDirectory {
+            return
+        }
+        guard let opened = fd else { return }
+        let (count, damaged) = walk(opened)
+        if damaged || BackupState.needsCompaction(lines: count, live: records.count) {
+            PageIndexes.compact(path)
+            opened.close()
+            fd = nil
+            records = [:]
+            fd = try? FileDescriptor.open(path, flags, mode: 0o600)
+            if let fd { _ = walk(fd) }
+        }
+    }
+
+    /// Reads the records' headers into `records`; returns how many records there are and
+    /// whether the file is damaged (a header that is not one, or a record cut short).
+    private func walk(_ fd: FileDescriptor) -> (count: Int, damaged: Bool) {
+        guard let size = try? Int64(fd.stat().st_size) else { return (0, true) }
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        var bufferStart: Int64 = 0, bufferCount = 0
+        var offset: Int64 = 0, count = 0
+        while offset < size {
+            guard offset + Int64(PageIndexes.headerBytes) <= size else { return (count, true) }
+            // The header and the name, from the buffer or a read of the next 64 KiB.
+            func at(_ o: Int64, _ n: Int) -> ArraySlice<UInt8>? {
+                if o < bufferStart || o + Int64(n) > bufferStart + Int64(bufferCount) {
+                    if n > buffer.count { buffer = [UInt8](repeating: 0, count: n) }
+                    bufferStart = o
+                    bufferCount = (try? buffer.withUnsafeMutableBytes { try fd.read(into: $0, at: o) }) ?? 0
+                    if n > bufferCount { return nil }
+                }
+                let i = Int(o - bufferStart)
+                return buffer[i..<(i + n)]
+            }
+            guard let header = at(offset, PageIndexes.headerBytes), header.prefix(4).elementsEqual(PageIndexes.magic) else { return (count, true) }
+            let nameBytes = PageIndexes.le32(header, 4), indexBytes = PageIndexes.le32(header, 8)
+            let length = PageIndexes.headerBytes + nameBytes + indexBytes + PageIndexes.checksumBytes
+            guard offset + Int64(length) <= size, let name = at(offset + Int64(PageIndexes.headerBytes), nameBytes) else { return (count, true) }
+            records[Array(name)] = (offset, length)
+            count += 1
+            offset += Int64(length)
+        }
+        return (count, false)
+    }
+
+    /// One record: header, name, index, checksum.
+    static func record(name: [UInt8], index: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(headerBytes + name.count + index.count + checksumBytes)
+        out += magic
+        out.appendLE32(UInt32(name.count))
+        out.appendLE32(UInt32(index.count))
+        out += name
+        out += index
+        out += Digest.hash(.sha256, out).prefix(checksumBytes)
+        return out
+    }
+
+    /// The name and index of the record that `bytes` starts with, if it is whole and sound.
+    static func parse(_ bytes: ArraySlice<UInt8>) -> (name: ArraySlice<UInt8>, index: PageIndex)? {
+        guard let length = recordLength(bytes) else { return nil }
+        let s = bytes.startIndex
+        let nameBytes = le32(bytes, 4)
+        let body = bytes[s..<(s + length - checksumBytes)]
+        guard Digest.hash(.sha256, Array(body)).prefix(checksumBytes).elementsEqual(bytes[(s + length - checksumBytes)..<(s + length)]),
+              let index = PageIndex.decode(Array(bytes[(s + headerBytes + nameBytes)..<(s + length - checksumBytes)])) else { return nil }
+        return (bytes[(s + headerBytes)..<(s + headerBytes + nameBytes)], index)
+    }
+
+    /// The length of the record `bytes` starts with, when its header is one and it fits.
+    static func recordLength(_ bytes: ArraySlice<UInt8>) -> Int? {
+        guard bytes.count >= headerBytes, bytes.prefix(4).elementsEqual(magic) else { return nil }
+        let length = headerBytes + le32(bytes, 4) + le32(bytes, 8) + checksumBytes
+        return length <= bytes.count ? length : nil
+    }
+
+    /// The little-endian u32 at `offset` into `bytes`.
+    static func le32(_ bytes: ArraySlice<UInt8>, _ offset: Int) -> Int {
+        let s = bytes.startIndex + offset
+        return Int(bytes[s]) | Int(bytes[s + 1]) << 8 | Int(bytes[s + 2]) << 16 | Int(bytes[s + 3]) << 24
+    }
+
+    /// Rewrites the file at `path` with the last sound record of each metric, under an
+    /// exclusive lock (no append is lost), replaced whole (a crash leaves the old file or the
+    /// new one). Damage is skipped: the records after it are found by their header.
+    static func compact(_ path: String) {
+        guard let fd = try? FileDescriptor.open(path, O_RDWR) else { return }
+        fd.closeAfter {
+            guard (try? FileLock.lock(fd, .exclusive, timeout: 60)) != nil else { return }
+            defer { FileLock.unlock(fd) }
+            guard let now = try? system_stat(path), let mine = try? fd.stat(), now.st_ino == mine.st_ino,
+                  let bytes = try? fd.readAll(sizeHint: Int(mine.st_size) + 1) else { return }
+            var last: [[UInt8]: Range<Int>] = [:]
+            var i = 0, count = 0, damaged = false
+            while i < bytes.count {
+                if let (name, _) = parse(bytes[i...]), let length = recordLength(bytes[i...]) {
+                    last[Array(name)] = i..<(i + length)
+                    i += length
+                    count += 1
+                } else {
+                    i += 1   // damage: on to the next header
+                    damaged = true
+                }
+            }
+            // A reader may have seen a record another process was still appending: whole now.
+            guard damaged || BackupState.needsCompaction(lines: count, live: last.count) else { return }
+            var out: [UInt8] = []
+            for r in last.values.sorted(by: { $0.lowerBound < $1.lowerBound }) { out += bytes[r] }
+            // Not synced: a cache (see above).
+            try? AtomicFile.write(path, bytes: out, mode: 0o600, placement: .replace, durable: false)
+        }
     }
 }
