@@ -222,13 +222,18 @@ public struct Spool: Sendable {
         }
         try FileLock.lockBriefly(fd, .exclusive)
         defer { FileLock.unlock(fd) }
-        let text = (try? fd.readAll(sizeHint: 4096)) ?? []
-        var ledger = SpoolLedger(parsing: text) ?? SpoolLedger(spooled: usage())
+        // A few lines: one read, where a read short of the buffer is the whole file; and cut
+        // only when shorter than it was (a run updates the ledger a few times per file).
+        var text = [UInt8](repeating: 0, count: 4096)
+        let n = (try? text.withUnsafeMutableBytes { try system_pread(fd.rawValue, $0.baseAddress!, $0.count, 0, path: path) }) ?? 0
+        text = n < text.count ? Array(text[..<n]) : (try? fd.readAll()) ?? []
+        let parsed = SpoolLedger(parsing: text)
+        var ledger = parsed ?? SpoolLedger(spooled: usage())
         ledger.reservations.removeAll { !system_processExists($0.pid) }
         let result = try body(&ledger)
         let out = Array(ledger.text.utf8)
         try out.withUnsafeBytes { try fd.write($0, at: 0) }
-        try system_ftruncate(fd.rawValue, Int64(out.count), path: path)
+        if parsed == nil || out.count < text.count { try system_ftruncate(fd.rawValue, Int64(out.count), path: path) }
         return result
     }
 
