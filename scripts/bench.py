@@ -23,6 +23,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("WSP_BIN", os.path.join(REPO, ".build", "release"))
 GEN = os.path.join(REPO, "scripts", "gen-tree.py")
+LAYOUT = os.path.join(REPO, "scripts", "bench-layout.py")
 NOW = 1795000000
 DAY = 86400
 SHARE = 0.75   # share of the files carbon writes to each day in --daily (live metrics)
@@ -491,6 +492,9 @@ def main():
             f"cd {root} && find . -name '*.wsp' -print0 | xargs -0 -P {P} -n 20 sh -c "
             f"'for f; do mkdir -p \"{gz}/$(dirname \"$f\")\"; gzip -6 -c \"$f\" > \"{gz}/$f.gz\"; done' sh"))
         sizes["gzip -6 files"] = du(gz)
+        # What the store's layout alone costs here: a directory and a version file per metric,
+        # written and renamed, nothing read or compressed (scripts/bench-layout.py).
+        add("first backup", "store layout alone", timed(f"{sys.executable} {LAYOUT} {root} {os.path.join(rundir, 'layout')} {P}"))
         add("unchanged re-run", "find -printf ''", timed(f"find {root} -name '*.wsp' -printf ''"))
         # restores
         for scn, target_fn in (("restore into empty dir", lambda t: None),):
@@ -526,6 +530,10 @@ def main():
             ratio = f"{med(rs, 0) / med(ref, 0):.2f}x" if ref and tool != "restic" else ("1.00x" if tool == "restic" else "")
             print(f"| {scn} | {tool} | {med(rs, 0):.2f} | {med(rs, 1):.2f} | {med(rs, 2):.2f} | {med(rs, 3) / 1024:.0f} | {ratio} |")
     print("| first backup | original whisper-backup (reported in issue, gzip 9, 2 processes, 300 files/562 MB; not measured here) | 10 | | | | |")
+    print()
+    print("store layout alone: what a first backup into file:// must create whatever it computes (DESIGN's layout: a "
+          "directory and a version file per metric, written under a temp name and renamed; nothing read, compressed or "
+          "synced; scripts/bench-layout.py). restic writes a few pack files for the whole tree.")
     print()
     print("| storage after 3 backups (first, unchanged, 30% changed) | MB |")
     print("|---|---:|")
