@@ -33,8 +33,11 @@ public struct Push {
 
     /// Records from arguments (xargs) are pushed in batches, so a store can make a batch
     /// durable at once; records from stdin one at a time, so a slow upstream never waits
-    /// on a batch.
-    public static let batchSize = 64
+    /// on a batch. A file:// batch costs two filesystem syncs, which also write out whatever
+    /// else is dirty (the spool): 512 rather than 64 made a 30,000-file first backup about 7%
+    /// faster here. The spool's bound still holds: a batch is at most the records xargs gave,
+    /// whose files are already in the spool.
+    public static let batchSize = 512
 
     public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
         defer { output.flush() }   // the records held (RecordWriter.hold)
