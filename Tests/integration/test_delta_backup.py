@@ -256,6 +256,24 @@ def test_a_state_with_the_page_files_of_earlier_versions_keeps_making_deltas(tmp
         assert open(p, "rb").read() == open(os.path.join(restored, *m.split(".")) + ".wsp", "rb").read(), m
 
 
+def test_processes_snapping_one_directory_share_its_page_index_file(tmp_path, store, spool):
+    """xargs -P splits a directory's metrics among processes: they append to one page index
+    file at once, and every record stays whole, so the next day each metric is a delta."""
+    root, state = tmp_path / "w", tmp_path / "state"
+    names = [f"many.m{i:02d}" for i in range(40)]
+    paths = make_tree(root, names, schema=[(60, 1440)])
+    settle(paths.values())
+    x = "xargs -d '\\n' -r -P 4 -n 3"
+    sh(f"wsp-find --root {root} | {x} wsp-snap --spool {spool} --state {state} | {x} wsp-push --state {state} {store} > /dev/null")
+    assert os.listdir(state / "pageindex") == ["many"] and set(page_indexes(state)) == set(names)
+    for p in paths.values():
+        add_points(p, 5)
+    settle(paths.values())
+    p = sh(f"wsp-find --root {root} | {x} wsp-snap --spool {spool} --state {state} | {x} wsp-push --state {state} {store}")
+    out = {r[0]: r for r in records(p.stdout)}
+    assert set(out) == set(names) and all(r[3].endswith(".wspd.gz") for r in out.values()), out
+
+
 def test_a_base_gone_from_the_store_makes_the_next_version_full(tmp_path, store, spool):
     root, state = tmp_path / "w", tmp_path / "state"
     paths = make_tree(root, ["g.checked", "g.raced"])
