@@ -77,9 +77,9 @@ public struct PageIndex: Equatable, Sendable {
 
 /// The page indexes of a state directory, one file per whisper directory,
 /// `STATE/pageindex/SHARD` (named as the state's journals are, `BackupState.shardName`).
-/// A file a metric, as earlier versions kept them, made a first backup create an inode per
-/// metric for its index alone, which cost as much kernel time as the store's own files on
-/// ext4. Each file is a sequence of records, a later one of a metric overriding earlier ones:
+/// A file a metric, as earlier versions kept them, made a first backup create an inode (and a
+/// block) per metric for its index alone; a directory's file saves that wherever a directory
+/// holds several metrics. Each file is a sequence of records, a later one of a metric overriding earlier ones:
 ///
 ///     "WPI1" u32 nameBytes u32 indexBytes NAME INDEX checksum[8]
 ///
