@@ -181,15 +181,7 @@ public final class BackupState {
         let path = shardPath(shard)
         for _ in 0..<100 {
             let fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_APPEND, mode: 0o600)
-            let written: Bool = try fd.closeAfter {
-                try FileLock.lockBriefly(fd, .shared)
-                let mine = try fd.stat()
-                guard let now = try? system_stat(path), now.st_ino == mine.st_ino, now.st_dev == mine.st_dev else { return false }
-                let n = try bytes.withUnsafeBytes { try system_write(fd.rawValue, $0.baseAddress!, $0.count, path: path) }
-                if n != bytes.count { throw Errno(EIO, call: "write", path: path) }
-                return true
-            }
-            if written { return }
+            if try fd.closeAfter({ try FileLock.appendIfCurrent(bytes, to: fd) }) { return }
         }
         throw Errno(EAGAIN, call: "append", path: path)
     }

@@ -44,3 +44,20 @@ public enum FileLock {
         _ = try? system_flock(fd.rawValue, LOCK_UN, path: fd.path)
     }
 }
+
+extension FileLock {
+    /// Appends `bytes` with one `write(2)` to the file `fd` has open with O_APPEND, under a
+    /// shared lock: appenders never interleave inside a record, and a compaction, which
+    /// replaces the file by a rename under an exclusive lock, loses none. False, writing
+    /// nothing, when `fd.path` names another file by then (a compaction replaced it): the
+    /// caller opens the path again.
+    public static func appendIfCurrent(_ bytes: [UInt8], to fd: FileDescriptor) throws -> Bool {
+        try lockBriefly(fd, .shared)
+        defer { unlock(fd) }
+        let mine = try fd.stat()
+        guard let now = try? system_stat(fd.path), now.st_ino == mine.st_ino, now.st_dev == mine.st_dev else { return false }
+        let n = try bytes.withUnsafeBytes { try system_write(fd.rawValue, $0.baseAddress!, $0.count, path: fd.path) }
+        if n != bytes.count { throw Errno(EIO, call: "write", path: fd.path) }
+        return true
+    }
+}

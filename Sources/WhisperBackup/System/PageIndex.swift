@@ -118,7 +118,7 @@ public final class PageIndexes {
         if let fd, let r = records[name] {
             var bytes = [UInt8](repeating: 0, count: r.length)
             guard (try? bytes.withUnsafeMutableBytes { try fd.read(into: $0, at: r.offset) }) == r.length,
-                  let (n, index) = PageIndexes.parse(bytes[...]), n.elementsEqual(name) else { return nil }
+                  let (n, index, _) = PageIndexes.parse(bytes[...]), n.elementsEqual(name) else { return nil }
             return index
         }
         let legacy = PageIndex.legacyPath(stateDir: stateDir, metric: metric)
@@ -135,17 +135,9 @@ public final class PageIndexes {
         for _ in 0..<100 {
             try open(shardName, create: true)
             guard let fd else { break }
-            let offset: Int64? = try {
-                try FileLock.lockBriefly(fd, .shared)
-                defer { FileLock.unlock(fd) }
-                let mine = try fd.stat()
-                guard let now = try? system_stat(fd.path), now.st_ino == mine.st_ino, now.st_dev == mine.st_dev else { return nil }
-                let n = try record.withUnsafeBytes { try system_write(fd.rawValue, $0.baseAddress!, $0.count, path: fd.path) }
-                if n != record.count { throw Errno(EIO, call: "write", path: fd.path) }
-                return try system_tell(fd.rawValue, path: fd.path) - Int64(record.count)
-            }()
-            if let offset {
-                records[name] = (offset, record.count)
+            if try FileLock.appendIfCurrent(record, to: fd) {
+                // Where this descriptor's append left its offset: just past the record.
+                records[name] = (try system_tell(fd.rawValue, path: fd.path) - Int64(record.count), record.count)
                 let legacy = PageIndex.legacyPath(stateDir: stateDir, metric: metric)
                 if legacyRead == legacy {
                     _ = try? system_unlink(legacy)
@@ -210,7 +202,7 @@ public final class PageIndexes {
                 return buffer[i..<(i + n)]
             }
             guard let header = at(offset, PageIndexes.headerBytes), header.prefix(4).elementsEqual(PageIndexes.magic) else { return (count, true) }
-            let nameBytes = PageIndexes.le32(header, 4), indexBytes = PageIndexes.le32(header, 8)
+            let (nameBytes, indexBytes) = header.withUnsafeBytes { (Int($0.loadLE32(4)), Int($0.loadLE32(8))) }
             let length = PageIndexes.headerBytes + nameBytes + indexBytes + PageIndexes.checksumBytes
             guard offset + Int64(length) <= size, let name = at(offset + Int64(PageIndexes.headerBytes), nameBytes) else { return (count, true) }
             records[Array(name)] = (offset, length)
@@ -233,28 +225,17 @@ public final class PageIndexes {
         return out
     }
 
-    /// The name and index of the record that `bytes` starts with, if it is whole and sound.
-    static func parse(_ bytes: ArraySlice<UInt8>) -> (name: ArraySlice<UInt8>, index: PageIndex)? {
-        guard let length = recordLength(bytes) else { return nil }
-        let s = bytes.startIndex
-        let nameBytes = le32(bytes, 4)
-        let body = bytes[s..<(s + length - checksumBytes)]
-        guard Digest.hash(.sha256, Array(body)).prefix(checksumBytes).elementsEqual(bytes[(s + length - checksumBytes)..<(s + length)]),
-              let index = PageIndex.decode(Array(bytes[(s + headerBytes + nameBytes)..<(s + length - checksumBytes)])) else { return nil }
-        return (bytes[(s + headerBytes)..<(s + headerBytes + nameBytes)], index)
-    }
-
-    /// The length of the record `bytes` starts with, when its header is one and it fits.
-    static func recordLength(_ bytes: ArraySlice<UInt8>) -> Int? {
+    /// The name, index and length of the record that `bytes` starts with, if it is whole and
+    /// sound.
+    static func parse(_ bytes: ArraySlice<UInt8>) -> (name: ArraySlice<UInt8>, index: PageIndex, length: Int)? {
         guard bytes.count >= headerBytes, bytes.prefix(4).elementsEqual(magic) else { return nil }
-        let length = headerBytes + le32(bytes, 4) + le32(bytes, 8) + checksumBytes
-        return length <= bytes.count ? length : nil
-    }
-
-    /// The little-endian u32 at `offset` into `bytes`.
-    static func le32(_ bytes: ArraySlice<UInt8>, _ offset: Int) -> Int {
-        let s = bytes.startIndex + offset
-        return Int(bytes[s]) | Int(bytes[s + 1]) << 8 | Int(bytes[s + 2]) << 16 | Int(bytes[s + 3]) << 24
+        let (nameBytes, indexBytes) = bytes.withUnsafeBytes { (Int($0.loadLE32(4)), Int($0.loadLE32(8))) }
+        let length = headerBytes + nameBytes + indexBytes + checksumBytes
+        guard length <= bytes.count else { return nil }
+        let s = bytes.startIndex, end = s + length - checksumBytes
+        guard bytes[s..<end].withUnsafeBytes({ Digest.hash(.sha256, $0) }).prefix(checksumBytes).elementsEqual(bytes[end..<(s + length)]),
+              let index = PageIndex.decode(Array(bytes[(s + headerBytes + nameBytes)..<end])) else { return nil }
+        return (bytes[(s + headerBytes)..<(s + headerBytes + nameBytes)], index, length)
     }
 
     /// Rewrites the file at `path` with the last sound record of each metric, under an
@@ -270,7 +251,7 @@ public final class PageIndexes {
             var last: [[UInt8]: Range<Int>] = [:]
             var i = 0, count = 0, damaged = false
             while i < bytes.count {
-                if let (name, _) = parse(bytes[i...]), let length = recordLength(bytes[i...]) {
+                if let (name, _, length) = parse(bytes[i...]) {
                     last[Array(name)] = i..<(i + length)
                     i += length
                     count += 1
