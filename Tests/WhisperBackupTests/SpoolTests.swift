@@ -103,6 +103,25 @@ final class SpoolTests: XCTestCase {
         XCTAssertEqual(try spool.withLedger { $0.used }, 900)
     }
 
+    /// The ledger is read in one go and cut only when its text got shorter: whatever it held
+    /// before (a damaged ledger longer than a read, a reservation line gone), the file is
+    /// exactly the ledger's text afterwards.
+    func testTheLedgerFileHoldsExactlyItsText() throws {
+        let spool = try makeSpool(max: 1 << 20)
+        let path = spool.dir + "/.wsp-spool.lock"
+        func file() throws -> [UInt8] { Array(try Data(contentsOf: URL(fileURLWithPath: path))) }
+        func ledgerText() throws -> [UInt8] { Array(try spool.withLedger { $0.text }.utf8) }
+        try String(repeating: "garbage\n", count: 1000).write(toFile: path, atomically: false, encoding: .utf8)
+        _ = try [UInt8](repeating: 1, count: 100).withUnsafeBytes { try spool.write($0) }
+        XCTAssertNotNil(SpoolLedger(parsing: try file()))
+        XCTAssertEqual(try file(), try ledgerText())
+        let r = try spool.reserve(100)
+        XCTAssertEqual(try spool.withLedger { $0.reservations.count }, 1)
+        spool.cancel(r)
+        XCTAssertEqual(try spool.withLedger { $0.reservations.count }, 0)
+        XCTAssertEqual(try file(), try ledgerText())
+    }
+
     /// A producer that waited in vain marks the spool stalled: the next reservation that does
     /// not fit fails without waiting, until something is discarded.
     func testAStalledSpoolFailsAtOnceUntilItDrains() throws {
