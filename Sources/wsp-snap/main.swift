@@ -32,7 +32,8 @@ struct WspSnap: RecordArguments {
               state vouches for is written as a delta against it when its changed 4 KiB
               pages hold at most half of the file, its name is at most 600 bytes, and
               the chain since the last full version stays shorter than --full-every.
-              The page hashes of every snapshot are kept in STATE/pages.
+              The page hashes of every snapshot are kept in STATE/pageindex, one file
+              per whisper directory.
 
             STATE
               Before trusting the state, wsp-snap lists the store once per run (the processes
