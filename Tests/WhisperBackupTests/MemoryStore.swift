@@ -45,7 +45,7 @@ final class MemoryStore: Store {
         try call("put")
         switch body {
         case .bytes(let b): objects[key] = b
-        case .file(let path): objects[key] = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+        case .file(let path), .spoolFile(let path): objects[key] = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
         }
     }
 

@@ -115,4 +115,27 @@ final class StoreConformanceTests: XCTestCase {
             _ = try store.delete([layout.prefix + "f/big"])
         }
     }
+
+    /// A spool file given up to a batch is stored whole whether the store moves it in
+    /// (file://) or sends it; what is stored no longer changes with the spool's name.
+    func testPutManyOfSpoolFiles() throws {
+        for (store, layout) in try stores() {
+            let spool = NSTemporaryDirectory() + "spool-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+            try Path.makeDirectories(spool)
+            let contents = (0..<3).map { i in (0..<(1000 + i * 70_000)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ i) } }
+            var items: [(key: String, body: StoreBody)] = []
+            for (i, data) in contents.enumerated() {
+                let path = Path.join(spool, "\(getpid()).\(i).wsp.gz")
+                try AtomicFile.write(path, bytes: data, placement: .replace)
+                items.append((layout.prefix + "s/\(i)", .spoolFile(path)))
+            }
+            XCTAssertTrue(store.putMany(items).allSatisfy { $0 == nil })
+            for (i, data) in contents.enumerated() {
+                let path = Path.join(spool, "\(getpid()).\(i).wsp.gz")
+                if Path.exists(path) { try AtomicFile.write(path, bytes: [1, 2, 3], placement: .replace) }
+                XCTAssertEqual(try store.getBytes(layout.prefix + "s/\(i)", scratchDir: NSTemporaryDirectory()), data)
+            }
+            _ = try store.delete(items.map(\.key))
+        }
+    }
 }

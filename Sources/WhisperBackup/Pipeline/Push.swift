@@ -123,10 +123,11 @@ public struct Push {
         }
         if uploads.isEmpty { return }
         output.flush()   // what is answered goes out before the uploads, which take a while
-        let results = store.putMany(uploads.map { ($0.version.key, StoreBody.file($0.gzPath)) })
+        let results = store.putMany(uploads.map { ($0.version.key, Spool.isSpoolFile($0.gzPath) ? .spoolFile($0.gzPath) : .file($0.gzPath)) })
         // The batch's spool files go back to the spool in one update of its ledger, stored
-        // or not (a dry run consumes them too: it would otherwise fill the spool).
-        defer { Spool.discard(uploads.map(\.gzPath).filter(Spool.isSpoolFile)) }
+        // or not (a dry run consumes them too: it would otherwise fill the spool); those the
+        // store moved in are gone, and free their room by their sizes.
+        defer { Spool.discard(uploads.filter { Spool.isSpoolFile($0.gzPath) }.map { ($0.gzPath, $0.version.size) }) }
         for (u, error) in zip(uploads, results) {
             health.note(error)
             if let error {

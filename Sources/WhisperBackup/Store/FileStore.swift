@@ -39,7 +39,7 @@ public final class FileStore: Store {
             try AtomicFile.write(dest, placement: .replace) { out in
                 switch body {
                 case .bytes(let b): try b.withUnsafeBytes { try out.writeAll($0) }
-                case .file(let src): try FileStore.copy(from: src, to: out)
+                case .file(let src), .spoolFile(let src): try FileStore.copy(from: src, to: out)
                 }
             }
         }
@@ -47,24 +47,40 @@ public final class FileStore: Store {
 
     /// The batch's objects are written to temp files, made durable with one `syncfs`, renamed
     /// into place, and the renames made durable with one more: two filesystem syncs for the
-    /// batch instead of two fsyncs per object. Atomic per object as `put` is.
+    /// batch instead of two fsyncs per object. Atomic per object as `put` is. A spool file is
+    /// moved in as the temp file when it can be (`moveIn`): the sync then writes its bytes
+    /// once, where a copy had the spool's copy written out too (a third of a first backup's
+    /// disk writes); an item not stored gets its spool file back.
     public func putMany(_ items: [(key: String, body: StoreBody)]) -> [Error?] {
         if items.count < 2 { return items.map { item in Result { try put(item.key, body: item.body) }.error } }
         var results = [Error?](repeating: nil, count: items.count)
         var temps = [String?](repeating: nil, count: items.count)
-        defer { for t in temps.compactMap({ $0 }) { _ = try? system_unlink(t); TempFiles.unregister(t) } }
+        var moved = [String?](repeating: nil, count: items.count)
+        defer {
+            for (t, back) in zip(temps, moved) {
+                guard let t else { continue }
+                if let back { FileStore.moveBack(t, to: back) } else { _ = try? system_unlink(t) }
+                TempFiles.unregister(t)
+            }
+        }
         for (i, item) in items.enumerated() {
             do {
                 let dest = try path(item.key)
                 try Path.makeDirectories(Path.directory(of: dest))
                 let tmp = AtomicFile.tempPath(for: dest)
+                if case .spoolFile(let src) = item.body, FileStore.moveIn(src, to: tmp) {
+                    TempFiles.register(tmp)
+                    temps[i] = tmp
+                    moved[i] = src
+                    continue
+                }
                 let out = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_EXCL)
                 TempFiles.register(tmp)
                 temps[i] = tmp
                 try out.closeAfter {
                     switch item.body {
                     case .bytes(let b): try b.withUnsafeBytes { try out.writeAll($0) }
-                    case .file(let src): try FileStore.copy(from: src, to: out)
+                    case .file(let src), .spoolFile(let src): try FileStore.copy(from: src, to: out)
                     }
                 }
             } catch {
@@ -87,6 +103,21 @@ public final class FileStore: Store {
             for i in results.indices where results[i] == nil { results[i] = StoreError(.permanent, "\(location): \(error)") }
         }
         return results
+    }
+
+    /// Renames a spool file to `tmp` and gives it a stored file's mode, when that keeps the
+    /// store as a copy would: a regular file of this user's with no other name (a hard link
+    /// elsewhere could change the object later), on the store's filesystem (else EXDEV: copied).
+    static func moveIn(_ src: String, to tmp: String) -> Bool {
+        guard let st = try? system_lstat(src), st.isRegularFile, st.st_nlink == 1, st.st_uid == system_geteuid(),
+              (try? system_rename(src, tmp)) != nil else { return false }
+        system_chmod(tmp, system_creationMode(0o644))
+        return true
+    }
+
+    /// Undoes `moveIn` for an object that was not stored (the spool's mode back too).
+    static func moveBack(_ tmp: String, to src: String) {
+        if (try? system_rename(tmp, src)) != nil { system_chmod(src, 0o600) } else { _ = try? system_unlink(tmp) }
     }
 
     private func syncFilesystem() throws {

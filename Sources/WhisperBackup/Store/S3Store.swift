@@ -64,7 +64,7 @@ public final class S3Store: Store {
                        ("Content-Type", key.hasSuffix(".gz") ? "application/gzip" : "application/octet-stream")]
         let httpBody: HTTPBody
         switch body {
-        case .file(let path): httpBody = .file(path)
+        case .file(let path), .spoolFile(let path): httpBody = .file(path)
         case .bytes(let b): httpBody = .bytes(b)
         }
         return (request("PUT", key: key, headers: headers, body: httpBody, payloadHash: Hex.encode(sha256)), md5)
@@ -372,7 +372,7 @@ public final class S3Store: Store {
         switch body {
         case .bytes(let b):
             return (Digest.hash(.md5, b), Digest.hash(.sha256, b))
-        case .file(let path):
+        case .file(let path), .spoolFile(let path):
             var md5 = Digest(.md5), sha = Digest(.sha256)
             do {
                 let fd = try FileDescriptor.open(path, O_RDONLY)

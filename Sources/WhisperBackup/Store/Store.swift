@@ -16,6 +16,10 @@ public struct StoreObject: Sendable, Equatable {
 public enum StoreBody: Sendable {
     case file(String)
     case bytes([UInt8])
+    /// A spool file the caller discards once the put returns: a store may move it in rather
+    /// than copy it (a directory on the same filesystem, so its bytes are written to disk once),
+    /// and puts it back where it was when the object is not stored (a retry sends it again).
+    case spoolFile(String)
 }
 
 /// A failure of a store operation, classified by the backend that saw it.

@@ -193,7 +193,7 @@ public final class SwiftStore: Store {
         case .bytes(let b):
             md5 = Hex.encode(Digest.hash(.md5, b))
             httpBody = .bytes(b)
-        case .file(let path):
+        case .file(let path), .spoolFile(let path):
             md5 = try SwiftStore.md5(ofFile: path, location: location)
             httpBody = .file(path)
         }

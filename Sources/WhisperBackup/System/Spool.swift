@@ -167,16 +167,22 @@ public struct Spool: Sendable {
     public static func discard(_ path: String) { discard([path]) }
 
     /// `discard` for several files, with one update of each spool's ledger.
-    public static func discard(_ paths: [String]) {
-        var byDir: [String: [String]] = [:]
-        for p in paths { byDir[Path.directory(of: p), default: []].append(p) }
-        for (dir, files) in byDir {
+    public static func discard(_ paths: [String]) { discard(paths.map { ($0, nil) }) }
+
+    /// `discard` for files whose sizes the caller knows: also for files that have left the
+    /// spool (a store moved them in, `StoreBody.spoolFile`), whose room the ledger frees all
+    /// the same.
+    public static func discard(_ paths: [(path: String, size: Int64?)]) {
+        var byDir: [String: [(path: String, size: Int64?)]] = [:]
+        for p in paths { byDir[Path.directory(of: p.path), default: []].append(p) }
+        for (dir, known) in byDir {
             let spool = Spool(existing: dir)
+            let files = known.map(\.path)
             guard Path.exists(Path.join(dir, ledgerName)) else {
                 for f in files { _ = try? system_unlink(f) }
                 continue
             }
-            let sizes = files.map { Int64((try? system_stat($0).st_size) ?? 0) }
+            let sizes = known.map { $0.size ?? Int64((try? system_stat($0.path).st_size) ?? 0) }
             let done: Void? = try? spool.withLedger { ledger in
                 ledger.stalled = false
                 for (f, size) in zip(files, sizes) {

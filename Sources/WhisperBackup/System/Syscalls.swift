@@ -330,6 +330,17 @@ public func system_setenv(_ name: String, _ value: String) { setenv(name, value,
 /// Changes a file's mode. The corresponding C function is `fchmod(2)`.
 public func system_fchmod(_ fd: CInt, _ mode: mode_t) { _ = fchmod(fd, mode) }
 
+/// Changes the mode of the file at `path`. The corresponding C function is `chmod(2)`.
+public func system_chmod(_ path: String, _ mode: mode_t) { _ = chmod(path, mode) }
+
+/// The mode a file created with `mode` gets under this process's umask (read once: reading
+/// it means setting it, `umask(2)`).
+public func system_creationMode(_ mode: mode_t) -> mode_t { mode & ~processUmask }
+private let processUmask: mode_t = { let m = umask(0o022); umask(m); return m }()
+
+/// The effective user ID. The corresponding C function is `geteuid(2)`.
+public func system_geteuid() -> uid_t { geteuid() }
+
 /// `seconds` since the epoch as local time in `format`. The corresponding C functions are
 /// `localtime_r(3)` and `strftime(3)`.
 public func system_localtime(_ seconds: Int64, format: String) -> String {
