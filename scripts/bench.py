@@ -59,6 +59,15 @@ def du(path):
     return total
 
 
+def memory_spool_fits(spool_max):
+    """Whether the wrappers would put a restore's spool in /dev/shm (MemorySpool.fits)."""
+    if not os.path.isdir("/dev/shm"):
+        return False
+    kind = subprocess.run(["stat", "-f", "-c", "%T", "/dev/shm"], capture_output=True, text=True).stdout.strip()
+    st = os.statvfs("/dev/shm")
+    return kind == "tmpfs" and st.f_bavail * st.f_bsize >= 2 * spool_max + (256 << 20)
+
+
 def fresh_copy(src, dst):
     if os.path.exists(dst):
         shutil.rmtree(dst)
@@ -509,6 +518,14 @@ def main():
             # wsp-merge makes every restored file durable before it links it into place;
             # restic leaves that to the kernel. The same restore followed by sync(1):
             add(scn, "restic + sync", timed(f"restic --repo {repo} restore latest --target {r3} --quiet && sync"))
+            # The wrappers' restore puts the spool in /dev/shm when it is a tmpfs with room
+            # (MemorySpool): on disk, every sync of the restore writes the waiting spool files out.
+            if memory_spool_fits(1 << 30):
+                mspool = tempfile.mkdtemp(prefix="wsp-bench-spool.", dir="/dev/shm")
+                r4 = os.path.join(rundir, "r-wsp-memory-spool")
+                add(scn, "wsp, spool in /dev/shm (the wrappers' choice)", timed(restore.replace(f"--spool {spool} ", f"--spool {mspool} ").replace(f"--root {r1}", f"--root {r4}")))
+                shutil.rmtree(mspool, ignore_errors=True)
+                subprocess.run(["diff", "-rq", root, r4], check=True)
         onto = (f"wsp-pull list file://{store} '*' | xargs -d '\\n' -r -P {P} -s 1000000 -n {K} wsp-pull get --spool {spool} file://{store}"
                 f" | xargs -d '\\n' -r -P {P} -s 1000000 -n {K} wsp-merge --root {root}")
         add("restore onto identical files", "wsp", timed(onto))

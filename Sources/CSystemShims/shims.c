@@ -4,9 +4,18 @@
 #include <stdio.h>
 #include <unistd.h>
 #include <sys/prctl.h>
+#include <sys/vfs.h>
 #include "CSystemShims.h"
 
 int CSystemShims_syncfs(int fd) { return syncfs(fd); }
+
+int CSystemShims_statfs(const char *path, long long *type, long long *available) {
+    struct statfs s;
+    if (statfs(path, &s) != 0) return -1;
+    *type = (long long)s.f_type;
+    *available = (long long)s.f_bavail * (long long)s.f_bsize;
+    return 0;
+}
 
 int CSystemShims_start_writeback(int fd) { return sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE); }
 

@@ -77,7 +77,7 @@ struct WhisperBackupCommand: ParsableCommand {
     @Option(help: "Sleep a random 0..S seconds first.") var splay = 0
     @Flag(name: .customLong("nostamp"), help: "Do not touch the success stamp file.") var nostamp = false
     @Option(help: "Success stamp file.") var stampfile = "/var/tmp/whisper-backup.success"
-    @Option(help: "Spool directory (default: a new one in the work directory).") var spool: String?
+    @Option(help: "Spool directory (default: a new one in the work directory; for a restore, in /dev/shm when it is a tmpfs with room for twice --spool-max).") var spool: String?
     @Option(name: .customLong("spool-max"), help: "Spool bound; batch sizes are chosen so it cannot stall.") var spoolMax = "1G"
     @Option(help: "S3 endpoint URL.") var endpoint: String?
     @Option(help: "Uploads each wsp-push keeps in flight at once, S3 and Swift (default 4).") var connections: Int?

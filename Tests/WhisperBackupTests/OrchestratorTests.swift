@@ -63,6 +63,17 @@ final class OrchestratorTests: XCTestCase {
         XCTAssertEqual(try plan(settings("backup", "disk") { $0.bucket = "/b"; $0.createBucket = true }).createDirectory, "/b/")
     }
 
+    /// A restore's spool goes to memory only on a tmpfs with room for twice the bound and the
+    /// emptied files the spool may keep (256 MiB).
+    func testAMemorySpoolOnlyWhereItFits() {
+        let keep: Int64 = 256 << 20
+        let tmpfs = MemorySpool.tmpfsMagic, ext4: Int64 = 0xEF53
+        XCTAssertTrue(MemorySpool.fits(filesystemType: tmpfs, available: 2 * (1 << 30) + keep, spoolMax: 1 << 30))
+        XCTAssertFalse(MemorySpool.fits(filesystemType: tmpfs, available: 2 * (1 << 30) + keep - 1, spoolMax: 1 << 30))
+        XCTAssertFalse(MemorySpool.fits(filesystemType: ext4, available: 1 << 40, spoolMax: 1 << 20))
+        XCTAssertFalse(MemorySpool.fits(filesystemType: tmpfs, available: .max, spoolMax: .max / 2))
+    }
+
     func testStateNaming() {
         XCTAssertEqual(StateName.name(of: "s3://b/p x/é"), "s3___b_p_x___")
         let env = ["WSP_STATE_HOME": "/h", "HOME": "/home/u"]

@@ -44,6 +44,43 @@ def test_backup_restore_round_trip_with_original_options(tmp_path, common):
     assert sorted(src) == sorted(dst) and all(read(src[k]) == read(dst[k]) for k in src)
 
 
+
+def memory_spools():
+    return {n for n in os.listdir("/dev/shm") if n.startswith("whisper-backup.")} if os.path.isdir("/dev/shm") else set()
+
+
+def test_restore_spools_in_memory_when_it_fits_and_where_told_otherwise(tmp_path, common):
+    """Without --spool a restore's spool goes to /dev/shm when that is a tmpfs with room for
+    twice --spool-max and 256 MiB (on disk every sync of the restore writes it out), and is
+    gone after the run; --spool puts it where it says; a backup keeps it on disk."""
+    root = gen_tree(tmp_path / "w", files=30)
+    bucket = tmp_path / "b"
+    p = wrap(BACKUP, "-p", root, "-b", bucket, "--create-bucket", "-d", *common, "disk")
+    assert "/dev/shm" not in p.stderr
+    st = os.statvfs("/dev/shm") if os.path.isdir("/dev/shm") else None
+    fs_type = subprocess.run(["stat", "-f", "-c", "%T", "/dev/shm"], capture_output=True, text=True).stdout.strip()
+    fits = fs_type == "tmpfs" and st.f_bavail * st.f_bsize >= 2 * (8 << 20) + (256 << 20)
+    before = memory_spools()
+    out = tmp_path / "r1"
+    p = wrap(RESTORE, "-p", out, "-b", bucket, "--spool-max", "8M", "-d", *common, "disk")
+    assert "30 created" in summary(p.stderr, "restore")
+    spool_lines = [l for l in p.stderr.splitlines() if "whisper-backup: spool " in l]
+    assert len(spool_lines) == 1, p.stderr
+    assert ("spool /dev/shm/whisper-backup." in spool_lines[0]) == fits, (fits, spool_lines)
+    assert memory_spools() == before, "the run removes its memory spool"
+    src, dst = wsp_files(root), wsp_files(out)
+    assert sorted(src) == sorted(dst) and all(read(src[k]) == read(dst[k]) for k in src)
+    # Too large for memory (more than half of it): on disk, in the work directory.
+    if st:
+        huge = (st.f_bavail * st.f_bsize) // (1 << 20)
+        p = wrap(RESTORE, "-p", tmp_path / "r2", "-b", bucket, "--spool-max", f"{huge}M", "-d", *common, "disk")
+        assert "spool /dev/shm" not in p.stderr and "30 created" in summary(p.stderr, "restore")
+    told = tmp_path / "myspool"
+    p = wrap(RESTORE, "-p", tmp_path / "r3", "-b", bucket, "--spool", told, "-d", *common, "disk")
+    assert f"spool {told} " in p.stderr and "30 created" in summary(p.stderr, "restore")
+    assert os.path.isdir(told) and memory_spools() == before
+
+
 def test_metrics_globs_storage_path_and_list_mode(tmp_path, common):
     root = gen_tree(tmp_path / "w", files=40)
     bucket = tmp_path / "b"

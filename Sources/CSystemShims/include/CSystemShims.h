@@ -2,6 +2,7 @@
 #define C_SYSTEM_SHIMS_H
 /* Linux calls that Glibc's Swift module hides behind _GNU_SOURCE. */
 int CSystemShims_syncfs(int fd);
+int CSystemShims_statfs(const char *path, long long *type, long long *available);
 /* Starts writeback of a file's dirty pages without waiting (sync_file_range WRITE). */
 int CSystemShims_start_writeback(int fd);
 /* Allocates blocks for [offset, offset+length) and extends the file (fallocate mode 0). */

@@ -91,6 +91,7 @@ public final class Orchestrator {
         if progressOn && ttyErr { system_write_stderr("\r\u{1b}[K") }
         if plan.mode != .list { report(rc) }
         removeTree(work)
+        if let memorySpool { removeTree(memorySpool) }
         log.flush()
         return rc
     }
@@ -129,7 +130,9 @@ public final class Orchestrator {
         }
     }
 
-    var spool: String { s.spool ?? "\(work)/spool" }
+    /// A restore's spool in memory, when it fits there (`MemorySpool`).
+    var memorySpool: String? = nil
+    var spool: String { s.spool ?? memorySpool ?? "\(work)/spool" }
     var progressOption: [String] { s.quiet ? ["--quiet"] : s.debug ? ["--progress"] : [] }
     var commands: StageCommands { StageCommands(plan: plan, spool: spool, progress: progressOption) }
 
@@ -254,6 +257,8 @@ public final class Orchestrator {
 
     func restore() throws -> Int32 {
         var rc: Int32 = 0
+        if s.spool == nil { memorySpool = MemorySpool.create(spoolMax: plan.spoolMax) }
+        if s.debug { say("spool \(spool) (max \(s.spoolMax))") }
         let c = commands
         let st = try runStage(c.pullList, output: "\(work)/versions")
         if st == 2 { return 2 }

@@ -338,6 +338,14 @@ public func system_chmod(_ path: String, _ mode: mode_t) { _ = chmod(path, mode)
 public func system_creationMode(_ mode: mode_t) -> mode_t { mode & ~processUmask }
 private let processUmask: mode_t = { let m = umask(0o022); umask(m); return m }()
 
+/// The type (`f_type`) of the filesystem holding `path`, and the bytes free on it for an
+/// unprivileged user. The corresponding C function is `statfs(2)`.
+public func system_statfs(_ path: String) throws -> (type: Int64, available: Int64) {
+    var type: Int64 = 0, available: Int64 = 0
+    _ = try retrying("statfs", path) { CSystemShims_statfs(path, &type, &available) }
+    return (type, available)
+}
+
 /// The effective user ID. The corresponding C function is `geteuid(2)`.
 public func system_geteuid() -> uid_t { geteuid() }
 
