@@ -49,7 +49,7 @@ public final class FileStore: Store {
     /// into place, and the renames made durable with one more: two filesystem syncs for the
     /// batch instead of two fsyncs per object. Atomic per object as `put` is. A spool file is
     /// moved in as the temp file when it can be (`moveIn`): the sync then writes its bytes
-    /// once, where a copy had the spool's copy written out too (a third of a first backup's
+    /// once, where a copy had the spool's copy written out too (28% of a first backup's
     /// disk writes); an item not stored gets its spool file back.
     public func putMany(_ items: [(key: String, body: StoreBody)]) -> [Error?] {
         if items.count < 2 { return items.map { item in Result { try put(item.key, body: item.body) }.error } }
