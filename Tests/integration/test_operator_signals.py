@@ -7,7 +7,7 @@ import signal
 import subprocess
 import time
 
-from conftest import BIN, REPO, gen_tree
+from conftest import BIN, REPO, gen_tree, memory_spools
 
 BACKUP = os.path.join(REPO, "scripts", "backup.sh")
 TRIALS = 50
@@ -63,7 +63,6 @@ def test_signals_at_random_moments_leave_nothing_behind(tmp_path):
         subprocess.run(["bash", BACKUP, *map(str, common), *map(str, args)], env=env, check=True, capture_output=True)
         took[mode] = time.monotonic() - t0
         subprocess.run(["rm", "-rf", str(tmp_path / "restored")], check=True)
-    memory_spools = lambda: {n for n in os.listdir("/dev/shm") if n.startswith("whisper-backup.")} if os.path.isdir("/dev/shm") else set()
     spools_before = memory_spools()
     stopped = 0
     for trial in range(TRIALS):

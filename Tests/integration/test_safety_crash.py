@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import BIN, NOW, REPO, change_tree, gen_tree, read, records, run, sh, wsp_files
+from conftest import BIN, NOW, REPO, change_tree, gen_tree, memory_spools, read, records, run, sh, wsp_files
 from safetylib import (bad_versions, kill_tree, slotwise_between, store_dir, store_objects, temp_files,
                        tool_env, trials)
 
@@ -178,10 +178,9 @@ def trial_kinds():
 def remove_memory_spools():
     """A restore the trial kills with SIGKILL leaves its spool in /dev/shm (README: Sizing the
     spool); the trials remove what they leave there."""
-    listed = lambda: {n for n in os.listdir("/dev/shm") if n.startswith("whisper-backup.")} if os.path.isdir("/dev/shm") else set()
-    before = listed()
+    before = memory_spools()
     yield
-    for n in listed() - before:
+    for n in memory_spools() - before:
         shutil.rmtree(os.path.join("/dev/shm", n), ignore_errors=True)
 
 

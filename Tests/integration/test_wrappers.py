@@ -9,7 +9,7 @@ def metrics_in(d):
     """Metric directories of a file:// store (the store marker and temp files start with a dot)."""
     return sorted(n for n in os.listdir(d) if not n.startswith("."))
 
-from conftest import NOW, REPO, change_tree, gen_tree, read, records, wrap, wsp_files
+from conftest import NOW, REPO, change_tree, gen_tree, memory_spools, read, records, wrap, wsp_files
 
 BACKUP = os.path.join(REPO, "scripts", "backup.sh")
 RESTORE = os.path.join(REPO, "scripts", "restore.sh")
@@ -43,10 +43,6 @@ def test_backup_restore_round_trip_with_original_options(tmp_path, common):
     src, dst = wsp_files(root), wsp_files(out)
     assert sorted(src) == sorted(dst) and all(read(src[k]) == read(dst[k]) for k in src)
 
-
-
-def memory_spools():
-    return {n for n in os.listdir("/dev/shm") if n.startswith("whisper-backup.")} if os.path.isdir("/dev/shm") else set()
 
 
 def test_restore_spools_in_memory_when_it_fits_and_where_told_otherwise(tmp_path, common):
