@@ -33,7 +33,7 @@ struct WspSnap: RecordArguments {
               pages hold at most half of the file, its name is at most 600 bytes, and
               the chain since the last full version stays shorter than --full-every.
               The page hashes of every snapshot are kept in STATE/pageindex, one file
-              per whisper directory.
+              per parent of whisper directories.
 
             STATE
               Before trusting the state, wsp-snap lists the store once per run (the processes

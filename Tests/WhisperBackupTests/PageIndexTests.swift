@@ -15,7 +15,7 @@ final class PageIndexTests: XCTestCase {
         return PageIndex(pageSize: PageDelta.pageSize, depth: depth, fileSize: size, hash: Digest.hash(.sha256, content), pages: pages)
     }
 
-    func packPath(_ dir: String, _ metric: String) -> String { "\(dir)/pageindex/\(BackupState.shardName(metric))" }
+    func packPath(_ dir: String, _ metric: String) -> String { "\(dir)/pageindex/\(PageIndexes.fileName(metric))" }
 
     func testRoundTripThroughTheStateDirectory() throws {
         let dir = try tempDir()
@@ -43,8 +43,9 @@ final class PageIndexTests: XCTestCase {
         for i in 0..<50 { try indexes.write(sample(depth: i % 3), metric: "servers.h1.cpu\(i)") }
         try indexes.write(sample(), metric: "servers.h2.cpu0")
         try indexes.write(sample(), metric: "top")
-        // One file a whisper directory, named as the state's journals: no inode per metric.
-        XCTAssertEqual(try system_readdir("\(dir)/pageindex").map(\.name).sorted(), ["@", "servers.h1", "servers.h2"])
+        // One file for a whisper directory and its siblings (named by their parent, as the
+        // state's journals are named by theirs): no inode per metric or per directory.
+        XCTAssertEqual(try system_readdir("\(dir)/pageindex").map(\.name).sorted(), ["@", "servers"])
         XCTAssertFalse(Path.exists("\(dir)/pages"))
         let reader = PageIndexes(stateDir: dir)
         for i in [0, 17, 49] { XCTAssertEqual(reader.read(metric: "servers.h1.cpu\(i)"), sample(depth: i % 3)) }
@@ -53,6 +54,51 @@ final class PageIndexTests: XCTestCase {
         try indexes.write(sample(depth: 7), metric: "servers.h1.caf\u{e9}")
         XCTAssertNil(PageIndexes(stateDir: dir).read(metric: "servers.h1.cafe\u{301}"))
         XCTAssertEqual(PageIndexes(stateDir: dir).read(metric: "servers.h1.caf\u{e9}"), sample(depth: 7))
+    }
+
+    func testSiblingDirectoriesShareAFileAndAFullFileSendsRecordsToTheDirectorys() throws {
+        let dir = try tempDir()
+        let indexes = PageIndexes(stateDir: dir)
+        for m in ["servers.h1.cpu.user", "servers.h1.cpu.system", "servers.h1.mem.free", "servers.h1.disk.sda.reads"] {
+            try indexes.write(sample(), metric: m)
+        }
+        XCTAssertEqual(try system_readdir("\(dir)/pageindex").map(\.name).sorted(), ["servers.h1", "servers.h1.disk"])
+        // A wide tree: once the shared file is past its cap, records go to the metric's
+        // directory's file, and both are read.
+        let record = Int64(PageIndexes.record(name: Array("wide.d0000.m".utf8), index: sample().encoded).count)
+        let fill = Int((PageIndexes.fileCap + record - 1) / record)
+        for i in 0..<fill { try indexes.write(sample(), metric: "wide.d\(String(format: "%04d", i)).m") }
+        XCTAssertEqual(try system_readdir("\(dir)/pageindex").map(\.name).sorted(), ["servers.h1", "servers.h1.disk", "wide"])
+        try indexes.write(sample(depth: 3), metric: "wide.late.m")
+        XCTAssertLessThan(Int64(try system_stat("\(dir)/pageindex/wide").st_size), PageIndexes.fileCap + record)
+        XCTAssertTrue(Path.exists("\(dir)/pageindex/wide.late"))
+        let reader = PageIndexes(stateDir: dir)
+        XCTAssertEqual(reader.read(metric: "wide.late.m"), sample(depth: 3))
+        XCTAssertEqual(reader.read(metric: "wide.d0007.m"), sample())
+        // A metric with a record in each file: the reader takes the one of the content asked for.
+        try indexes.write(sample(size: 5000, depth: 4), metric: "wide.d0007.m")
+        XCTAssertTrue(Path.exists("\(dir)/pageindex/wide.d0007"))
+        let other = PageIndexes(stateDir: dir)
+        XCTAssertEqual(other.read(metric: "wide.d0007.m", hash: Hex.encode(sample(size: 5000, depth: 4).hash)), sample(size: 5000, depth: 4))
+        XCTAssertEqual(other.read(metric: "wide.d0007.m", hash: Hex.encode(sample().hash)), sample())
+        XCTAssertNil(other.read(metric: "wide.d0007.m", hash: String(repeating: "0", count: 64)))
+    }
+
+    func testThePreviousVersionsFileOfADirectoryIsRead() throws {
+        let dir = try tempDir()
+        // As the previous version kept them: one file per whisper directory, named by it.
+        try Path.makeDirectories("\(dir)/pageindex")
+        let old = PageIndexes.record(name: Array("servers.h1.cpu.user".utf8), index: sample(depth: 6).encoded)
+            + PageIndexes.record(name: Array("servers.h1.cpu.system".utf8), index: sample(size: 9000).encoded)
+        try AtomicFile.write("\(dir)/pageindex/servers.h1.cpu", bytes: old, placement: .replace, durable: false)
+        let indexes = PageIndexes(stateDir: dir)
+        XCTAssertEqual(indexes.read(metric: "servers.h1.cpu.user", hash: Hex.encode(sample().hash)), sample(depth: 6))
+        XCTAssertEqual(indexes.read(metric: "servers.h1.cpu.system"), sample(size: 9000))
+        // A newer record goes to the shared file and is the one read for the new content.
+        try indexes.write(sample(size: 7000, depth: 0), metric: "servers.h1.cpu.user")
+        XCTAssertTrue(Path.exists("\(dir)/pageindex/servers.h1"))
+        XCTAssertEqual(PageIndexes(stateDir: dir).read(metric: "servers.h1.cpu.user", hash: Hex.encode(sample(size: 7000).hash)),
+                       sample(size: 7000, depth: 0))
     }
 
     func testEarlierVersionsFilesAreReadThenRemovedOnceReplaced() throws {

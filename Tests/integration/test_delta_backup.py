@@ -82,8 +82,8 @@ def apply_delta(base, delta, out):
 
 
 def page_indexes(state):
-    """{metric: its last page index} from STATE/pageindex/, one file per whisper directory of
-    records "WPI1" u32 nameBytes u32 indexBytes NAME INDEX checksum[8] (docs/stores.md)."""
+    """{metric: its last page index} from STATE/pageindex/, one file per parent of whisper
+    directories (and, past 256 KiB, per directory), of records "WPI1" u32 nameBytes u32 indexBytes NAME INDEX checksum[8] (docs/stores.md)."""
     d = os.path.join(state, "pageindex")
     out = {}
     for f in sorted(os.listdir(d)) if os.path.isdir(d) else []:
@@ -105,8 +105,9 @@ def test_changed_files_are_stored_as_deltas_and_rebuild_byte_for_byte(tmp_path, 
     assert {r[5] for r in out.values()} == {"stored"} and all(r[3].endswith(".wsp.gz") for r in out.values())
     assert all(len(r) == 6 for r in snaps.values()), "a first version is full: no BASE"
     assert set(page_indexes(state)) == {"web.a", "web.b", "web.c"}
-    # One file per whisper directory, not one per metric (an inode each on a first backup).
-    assert os.listdir(state / "pageindex") == ["web"] and not os.path.exists(state / "pages")
+    # One file for the whisper directory web and its siblings (named by their parent, the
+    # top: @), not one per metric or per directory (an inode each on a first backup).
+    assert os.listdir(state / "pageindex") == ["@"] and not os.path.exists(state / "pages")
     day1 = {m: (r[1], r[2], os.path.join(store_dir(store), r[3])) for m, r in out.items()}
     files1 = {m: open(p, "rb").read() for m, p in paths.items()}
 
@@ -256,6 +257,35 @@ def test_a_state_with_the_page_files_of_earlier_versions_keeps_making_deltas(tmp
         assert open(p, "rb").read() == open(os.path.join(restored, *m.split(".")) + ".wsp", "rb").read(), m
 
 
+def test_the_previous_versions_page_index_files_of_directories_still_make_deltas(tmp_path, store, spool):
+    """The previous version kept a file per whisper directory, named by it: its indexes are
+    still read, so the first run after an upgrade stores changed files as deltas."""
+    root, state = tmp_path / "w", tmp_path / "state"
+    paths = make_tree(root, ["app.web.a", "app.web.b", "app.db.c"])
+    backup(paths.values(), root, store, spool, state)
+    assert os.listdir(state / "pageindex") == ["app"]
+    indexes = page_indexes(state)
+    shutil.rmtree(state / "pageindex")
+    os.makedirs(state / "pageindex")
+    for d in ("app.web", "app.db"):
+        with open(state / "pageindex" / d, "wb") as f:
+            for m, index in indexes.items():
+                if m.rsplit(".", 1)[0] == d:
+                    n = m.encode()
+                    rec = b"WPI1" + struct.pack("<II", len(n), len(index)) + n + index
+                    f.write(rec + hashlib.sha256(rec).digest()[:8])
+    for p in paths.values():
+        add_points(p, 2)
+    out, snaps = backup(paths.values(), root, store, spool, state)
+    assert all(r[3].endswith(".wspd.gz") for r in out.values()), out
+    # The new indexes are in the shared file; the old files stay, read only when it has none.
+    assert sorted(os.listdir(state / "pageindex")) == ["app", "app.db", "app.web"]
+    restored = tmp_path / "restored"
+    sh(f"wsp-pull list {store} 'app.*' | wsp-pull get --spool {spool} {store} | wsp-merge --root {restored}")
+    for m, p in paths.items():
+        assert open(p, "rb").read() == open(os.path.join(restored, *m.split(".")) + ".wsp", "rb").read(), m
+
+
 def test_processes_snapping_one_directory_share_its_page_index_file(tmp_path, store, spool):
     """xargs -P splits a directory's metrics among processes: they append to one page index
     file at once, and every record stays whole, so the next day each metric is a delta."""
@@ -265,7 +295,7 @@ def test_processes_snapping_one_directory_share_its_page_index_file(tmp_path, st
     settle(paths.values())
     x = "xargs -d '\\n' -r -P 4 -n 3"
     sh(f"wsp-find --root {root} | {x} wsp-snap --spool {spool} --state {state} | {x} wsp-push --state {state} {store} > /dev/null")
-    assert os.listdir(state / "pageindex") == ["many"] and set(page_indexes(state)) == set(names)
+    assert os.listdir(state / "pageindex") == ["@"] and set(page_indexes(state)) == set(names)
     for p in paths.values():
         add_points(p, 5)
     settle(paths.values())

@@ -146,8 +146,8 @@ public struct Snap {
     func deltaBase(_ metric: String, _ entry: StateEntry?, pages: [UInt64], size: Int)
         -> (base: VersionRef, index: PageIndex, changed: [Int])? {
         guard state != nil, let entry, let pageIndexes, metric.utf8.count <= StoreLayout.maxDeltaMetricBytes,
-              let index = pageIndexes.read(metric: metric), index.pageSize == PageDelta.pageSize,
-              Hex.encode(index.hash) == entry.hash, index.depth + 1 < fullEvery else { return nil }
+              let index = pageIndexes.read(metric: metric, hash: entry.hash), index.pageSize == PageDelta.pageSize,
+              index.depth + 1 < fullEvery else { return nil }
         let changed = PageDelta.changedPages(old: index.pages, new: pages)
         guard Double(PageDelta.bytes(of: changed, fileSize: size)) <= PageDelta.maxFraction * Double(size) else { return nil }
         return (VersionRef(time: entry.time, hash: entry.hash), index, changed)

@@ -75,11 +75,16 @@ public struct PageIndex: Equatable, Sendable {
     }
 }
 
-/// The page indexes of a state directory, one file per whisper directory,
-/// `STATE/pageindex/SHARD` (named as the state's journals are, `BackupState.shardName`).
-/// A file a metric, as earlier versions kept them, made a first backup create an inode (and a
-/// block) per metric for its index alone; a directory's file saves that wherever a directory
-/// holds several metrics. Each file is a sequence of records, a later one of a metric overriding earlier ones:
+/// The page indexes of a state directory, `STATE/pageindex/NAME`, one file for the metrics of a
+/// whisper directory and of its sibling directories: NAME is the parent of the metric's
+/// directory (`PageIndexes.fileName`), named as the state's journals are
+/// (`BackupState.shardName`). A file a metric, as the first versions kept them, made a first
+/// backup create an inode (and a block) per metric for its index alone, and a file per
+/// directory still one per 1.14 metrics on gen-tree.py's tree; on this machine's ext4 an inode
+/// allocation after many deletions is the costliest step of a first backup. A file that has
+/// grown past `fileCap` takes no more records: they go to the file of the metric's own
+/// directory (where the previous version kept them all), so no file grows with the width of
+/// a tree. Each file is a sequence of records, a later one of a metric overriding earlier ones:
 ///
 ///     "WPI1" u32 nameBytes u32 indexBytes NAME INDEX checksum[8]
 ///
@@ -89,55 +94,75 @@ public struct PageIndex: Equatable, Sendable {
 /// of one directory never interleave inside a record, and one that finds the file replaced by
 /// a compaction opens it again. A cache, not synced: a torn or damaged record reads as none,
 /// which only costs a full version (a delta names the SHA-256 of what it produces, and every
-/// restore checks it). A file holding more than twice its live records, or damage, is
-/// compacted when it is read. Indexes in the files of earlier versions are read when a
-/// directory's file has none for the metric, and removed once replaced.
+/// restore checks it). Since a metric's record may be in either of two files, a reader takes
+/// the one that describes the content it asks for (`read(metric:hash:)`). A file holding more
+/// than twice its live records, or damage, is compacted when it is read. Indexes in the files
+/// of earlier versions are read when neither file has the metric's: a directory's file is one
+/// of the two; a metric's file is removed once replaced.
 public final class PageIndexes {
     public let stateDir: String
-    /// The directory whose file is open, its descriptor (nil: no file yet) and where the
-    /// last record of each of its metrics starts and how long it is.
-    private var shard: String?
-    private var fd: FileDescriptor?
-    private var records: [[UInt8]: (offset: Int64, length: Int)] = [:]
+    /// The files open (at most two: a metric's and its directory's), each with its descriptor
+    /// (nil: no file yet), where the last record of each of its metrics starts and how long it
+    /// is, and how far it reaches.
+    private final class OpenFile {
+        let name: String
+        var fd: FileDescriptor?
+        var records: [[UInt8]: (offset: Int64, length: Int)] = [:]
+        var size: Int64 = 0
+        init(name: String) { self.name = name }
+        deinit { fd?.close() }
+    }
+    private var files: [OpenFile] = []
     /// The earlier version's file last read, removed when its metric's index is written.
     private var legacyRead: String?
 
     static let magic: [UInt8] = Array("WPI1".utf8)
     static let headerBytes = 12
     static let checksumBytes = 8
+    /// The size past which a file takes no more records (about 1,800 indexes of small files).
+    static let fileCap: Int64 = 256 * 1024
 
     public init(stateDir: String) { self.stateDir = stateDir }
-    deinit { fd?.close() }
 
     var dir: String { Path.join(stateDir, "pageindex") }
 
-    /// The index of `metric`, or nil when there is none or it is damaged.
-    public func read(metric: String) -> PageIndex? {
+    /// The file of `metric`: the parent of its directory ("@" at the top).
+    static func fileName(_ metric: String) -> String {
+        guard let dot = metric.utf8.lastIndex(of: UInt8(ascii: ".")) else { return "@" }
+        return BackupState.shardName(String(metric[..<dot]))
+    }
+
+    /// The index of `metric` (with `hash`, the one of the content of that SHA-256, in hex), or
+    /// nil when there is none or it is damaged.
+    public func read(metric: String, hash: String? = nil) -> PageIndex? {
         let name = Array(metric.utf8)
-        try? open(BackupState.shardName(metric), create: false)
-        if let fd, let r = records[name] {
+        let file = PageIndexes.fileName(metric), directoryFile = BackupState.shardName(metric)
+        for file in file == directoryFile ? [file] : [file, directoryFile] {
+            guard let f = try? openFile(file, create: false), let fd = f.fd, let r = f.records[name] else { continue }
             var bytes = [UInt8](repeating: 0, count: r.length)
             guard (try? bytes.withUnsafeMutableBytes { try fd.read(into: $0, at: r.offset) }) == r.length,
-                  let (n, index, _) = PageIndexes.parse(bytes[...]), n.elementsEqual(name) else { return nil }
-            return index
+                  let (n, index, _) = PageIndexes.parse(bytes[...]), n.elementsEqual(name) else { continue }
+            if hash == nil || Hex.encode(index.hash) == hash { return index }
         }
         let legacy = PageIndex.legacyPath(stateDir: stateDir, metric: metric)
-        guard let index = PageIndex.read(path: legacy) else { return nil }
+        guard let index = PageIndex.read(path: legacy), hash == nil || Hex.encode(index.hash) == hash else { return nil }
         legacyRead = legacy
         return index
     }
 
-    /// Records `index` as the index of `metric`.
+    /// Records `index` as the index of `metric`: in its file, or in its directory's once that
+    /// is past `fileCap`.
     public func write(_ index: PageIndex, metric: String) throws {
         let name = Array(metric.utf8)
         let record = PageIndexes.record(name: name, index: index.encoded)
-        let shardName = BackupState.shardName(metric)
         for _ in 0..<100 {
-            try open(shardName, create: true)
-            guard let fd else { break }
+            var f = try openFile(PageIndexes.fileName(metric), create: true)
+            if f.size >= PageIndexes.fileCap { f = try openFile(BackupState.shardName(metric), create: true) }
+            guard let fd = f.fd else { break }
             if try FileLock.appendIfCurrent(record, to: fd) {
                 // Where this descriptor's append left its offset: just past the record.
-                records[name] = (try system_tell(fd.rawValue, path: fd.path) - Int64(record.count), record.count)
+                f.size = try system_tell(fd.rawValue, path: fd.path)
+                f.records[name] = (f.size - Int64(record.count), record.count)
                 let legacy = PageIndex.legacyPath(stateDir: stateDir, metric: metric)
                 if legacyRead == legacy {
                     _ = try? system_unlink(legacy)
@@ -145,46 +170,53 @@ public final class PageIndexes {
                 }
                 return
             }
-            shard = nil   // replaced by a compaction: open the new file
+            files.removeAll { $0 === f }   // replaced by a compaction: open the new file
         }
-        throw Errno(EAGAIN, call: "append", path: Path.join(dir, shardName))
+        throw Errno(EAGAIN, call: "append", path: Path.join(dir, PageIndexes.fileName(metric)))
     }
 
-    /// Makes `name`'s file the open one and reads where its records are; with `create`, a
-    /// missing file is created. A file with damage or more than twice its live records is
-    /// compacted first.
-    private func open(_ name: String, create: Bool) throws {
-        if name == shard && (fd != nil || !create) { return }
-        fd?.close()
-        fd = nil
-        records = [:]
-        shard = name
+    /// The file `name`, open, with where its records are; with `create`, a missing file is
+    /// created. A file with damage or more than twice its live records is compacted first.
+    private func openFile(_ name: String, create: Bool) throws -> OpenFile {
+        if let f = files.first(where: { $0.name == name }), f.fd != nil || !create {
+            // The least recently used one goes first: the file siblings share stays open
+            // while the directories' files take turns.
+            files.removeAll { $0 === f }
+            files.append(f)
+            return f
+        }
+        files.removeAll { $0.name == name }
+        if files.count >= 2 { files.removeFirst() }
+        let f = OpenFile(name: name)
+        files.append(f)
         let path = Path.join(dir, name)
         let flags = O_RDWR | O_APPEND | (create ? O_CREAT : 0)
         do {
-            fd = try FileDescriptor.open(path, flags, mode: 0o600)
+            f.fd = try FileDescriptor.open(path, flags, mode: 0o600)
         } catch Errno.noSuchFileOrDirectory where create {
             try Path.makeDirectories(dir)
-            fd = try FileDescriptor.open(path, flags, mode: 0o600)
+            f.fd = try FileDescriptor.open(path, flags, mode: 0o600)
         } catch Errno.noSuchFileOrDirectory {
-            return
+            return f
         }
-        guard let opened = fd else { return }
-        let (count, damaged) = walk(opened)
-        if damaged || BackupState.needsCompaction(lines: count, live: records.count) {
+        guard let opened = f.fd else { return f }
+        let (count, damaged) = walk(opened, into: f)
+        if damaged || BackupState.needsCompaction(lines: count, live: f.records.count) {
             PageIndexes.compact(path)
             opened.close()
-            fd = nil
-            records = [:]
-            fd = try? FileDescriptor.open(path, flags, mode: 0o600)
-            if let fd { _ = walk(fd) }
+            f.fd = nil
+            f.records = [:]
+            f.fd = try? FileDescriptor.open(path, flags, mode: 0o600)
+            if let fd = f.fd { _ = walk(fd, into: f) }
         }
+        return f
     }
 
     /// Reads the records' headers into `records`; returns how many records there are and
     /// whether the file is damaged (a header that is not one, or a record cut short).
-    private func walk(_ fd: FileDescriptor) -> (count: Int, damaged: Bool) {
+    private func walk(_ fd: FileDescriptor, into f: OpenFile) -> (count: Int, damaged: Bool) {
         guard let size = try? Int64(fd.stat().st_size) else { return (0, true) }
+        f.size = size
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         var bufferStart: Int64 = 0, bufferCount = 0
         var offset: Int64 = 0, count = 0
@@ -205,7 +237,7 @@ public final class PageIndexes {
             let (nameBytes, indexBytes) = header.withUnsafeBytes { (Int($0.loadLE32(4)), Int($0.loadLE32(8))) }
             let length = PageIndexes.headerBytes + nameBytes + indexBytes + PageIndexes.checksumBytes
             guard offset + Int64(length) <= size, let name = at(offset + Int64(PageIndexes.headerBytes), nameBytes) else { return (count, true) }
-            records[Array(name)] = (offset, length)
+            f.records[Array(name)] = (offset, length)
             count += 1
             offset += Int64(length)
         }
