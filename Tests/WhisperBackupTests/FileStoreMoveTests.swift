@@ -56,6 +56,28 @@ final class FileStoreMoveTests: XCTestCase {
         XCTAssertEqual(contents(try store.path("m.a/1")), [UInt8](repeating: 3, count: 900))
     }
 
+    /// A spool on another filesystem than the store (a tmpfs, say): the rename cannot cross
+    /// it (EXDEV), so each file is copied, whole, and stays in the spool for its discard.
+    func testASpoolOnAnotherFilesystemIsCopied() throws {
+        guard let shm = try? system_stat("/dev/shm"), let here = try? system_stat(store.root),
+              shm.st_dev != here.st_dev, access("/dev/shm", W_OK) == 0 else {
+            throw XCTSkip("no writable /dev/shm on another filesystem than \(store.root)")
+        }
+        let other = try Spool(dir: "/dev/shm/filestore-move-\(getpid())-\(UInt32.random(in: 0...UInt32.max))",
+                              maxBytes: 1 << 20, waitSeconds: 0.05)
+        addTeardownBlock { BackupStateTests.remove(other.dir) }
+        let files = try [(5, 300), (6, 80_000)].map { b, n in
+            try [UInt8](repeating: UInt8(b), count: n).withUnsafeBytes { try other.write($0) }
+        }
+        let results = store.putMany([("m.a/1", .spoolFile(files[0])), ("m.b/1", .spoolFile(files[1]))])
+        XCTAssertTrue(results.allSatisfy { $0 == nil }, "\(results)")
+        XCTAssertEqual(contents(try store.path("m.a/1")), [UInt8](repeating: 5, count: 300))
+        XCTAssertEqual(contents(try store.path("m.b/1")), [UInt8](repeating: 6, count: 80_000))
+        for f in files { XCTAssertTrue(Path.exists(f), "copied, not moved: \(f)") }
+        XCTAssertEqual(try system_stat(try store.path("m.b/1")).st_mode & 0o777, system_creationMode(0o644))
+        XCTAssertEqual(try system_readdir(Path.directory(of: try store.path("m.a/1"))).map(\.name), ["1"], "no temp file left")
+    }
+
     /// An object that cannot be stored (its name is taken by a directory) leaves its spool
     /// file where it was, whole and private again, so that a retry can send it; the others
     /// are stored.
