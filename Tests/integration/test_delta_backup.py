@@ -83,7 +83,8 @@ def apply_delta(base, delta, out):
 
 def page_indexes(state):
     """{metric: its last page index} from STATE/pageindex/, one file per parent of whisper
-    directories (and, past 256 KiB, per directory), of records "WPI1" u32 nameBytes u32 indexBytes NAME INDEX checksum[8] (docs/stores.md)."""
+    directories (and, past 256 KiB, per directory), of records
+    "WPI1" u32 nameBytes u32 indexBytes NAME INDEX checksum[8] (docs/stores.md)."""
     d = os.path.join(state, "pageindex")
     out = {}
     for f in sorted(os.listdir(d)) if os.path.isdir(d) else []:

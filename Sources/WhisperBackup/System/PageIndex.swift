@@ -136,16 +136,17 @@ public final class PageIndexes {
     /// nil when there is none or it is damaged.
     public func read(metric: String, hash: String? = nil) -> PageIndex? {
         let name = Array(metric.utf8)
-        let file = PageIndexes.fileName(metric), directoryFile = BackupState.shardName(metric)
-        for file in file == directoryFile ? [file] : [file, directoryFile] {
+        func wanted(_ index: PageIndex) -> Bool { hash == nil || Hex.encode(index.hash) == hash }
+        let shared = PageIndexes.fileName(metric), directory = BackupState.shardName(metric)
+        for file in shared == directory ? [shared] : [shared, directory] {
             guard let f = try? openFile(file, create: false), let fd = f.fd, let r = f.records[name] else { continue }
             var bytes = [UInt8](repeating: 0, count: r.length)
             guard (try? bytes.withUnsafeMutableBytes { try fd.read(into: $0, at: r.offset) }) == r.length,
                   let (n, index, _) = PageIndexes.parse(bytes[...]), n.elementsEqual(name) else { continue }
-            if hash == nil || Hex.encode(index.hash) == hash { return index }
+            if wanted(index) { return index }
         }
         let legacy = PageIndex.legacyPath(stateDir: stateDir, metric: metric)
-        guard let index = PageIndex.read(path: legacy), hash == nil || Hex.encode(index.hash) == hash else { return nil }
+        guard let index = PageIndex.read(path: legacy), wanted(index) else { return nil }
         legacyRead = legacy
         return index
     }
