@@ -84,6 +84,20 @@ final class PageIndexTests: XCTestCase {
         XCTAssertNil(other.read(metric: "wide.d0007.m", hash: String(repeating: "0", count: 64)))
     }
 
+    /// Names past what a file name may hold (255 bytes): the shared file and the directory's
+    /// are named by a SHA-256 of the path, as the journals are, and hold the metric whole.
+    func testLongPathsGetHashedFileNames() throws {
+        let dir = try tempDir()
+        let deep = (0..<30).map { "component\($0)" }.joined(separator: ".")   // 329 bytes
+        let metrics = ["\(deep).d1.m", "\(deep).d2.m", "\(deep).d1.sub.m"]
+        let indexes = PageIndexes(stateDir: dir)
+        for (i, m) in metrics.enumerated() { try indexes.write(sample(depth: i), metric: m) }
+        let names = try system_readdir("\(dir)/pageindex").map(\.name).sorted()
+        XCTAssertEqual(names.count, 2, "\(names)")   // deep's (d1 and d2 share it) and deep.d1's
+        XCTAssertTrue(names.allSatisfy { $0.utf8.count == 64 && Hex.isHex($0.utf8, length: 64) }, "\(names)")
+        for (i, m) in metrics.enumerated() { XCTAssertEqual(PageIndexes(stateDir: dir).read(metric: m), sample(depth: i), m) }
+    }
+
     func testThePreviousVersionsFileOfADirectoryIsRead() throws {
         let dir = try tempDir()
         // As the previous version kept them: one file per whisper directory, named by it.
