@@ -52,17 +52,27 @@ public struct StateEntry: Equatable, Sendable {
 }
 
 /// The local record of what was pushed to one store, so an unchanged file costs a stat():
-/// a directory with a `store` file (the store's URL and the id of its marker object) and one
-/// append-only journal per whisper directory (`shards/`), so a lookup loads only the entries
-/// of the directory being walked and memory stays flat in the size of the tree.
+/// a directory with a `store` file (the store's URL and the id of its marker object) and
+/// append-only journals (`shards/`), so a lookup loads only the entries near the directory
+/// being walked and memory stays flat in the size of the tree. A metric's lines go to the
+/// journal its directory shares with its sibling directories (named by their parent), so a
+/// first backup of a tree of small directories creates a file per parent, not one per
+/// directory; once that is past `sharedCap`, or once the directory has a journal of its own
+/// (earlier versions kept one per directory), to its directory's journal, which then holds
+/// its newest line (`journals`).
 ///
 /// Safe under concurrent writers and crashes: each update is one `write(2)` of one line with
 /// O_APPEND, carrying its own checksum; a torn or damaged line is ignored, which only costs a
 /// re-read of that file, never a missed change.
 public final class BackupState {
     public let dir: String
-    private var cachedShard: String? = nil
-    private var cachedEntries: [String: StateEntry] = [:]
+    /// The journals last read, the most recently used last: walking sibling directories
+    /// reads their shared journal once.
+    private var cached: [(shard: String, entries: [String: StateEntry])] = []
+    static let cachedJournals = 4
+    /// Entries kept in `cached` beyond the journal in use: a directory of 100,000 metrics
+    /// keeps only its own.
+    static let cachedEntriesLimit = 100_000
     /// Asked about each entry before `lookup` trusts it, when the store confirms entries one
     /// at a time (`StateCheck.ByMetric`); the journals a lookup reads are then also rid of
     /// their superseded lines, as the one-pass check does.
@@ -125,8 +135,7 @@ public final class BackupState {
         }
         let shards = Path.join(dir, "shards")
         for e in (try? system_readdir(shards)) ?? [] { _ = try? system_unlink(Path.join(shards, e.name)) }
-        cachedShard = nil
-        cachedEntries = [:]
+        cached = []
         try AtomicFile.write(Path.join(dir, "store"), bytes: Array(owner.text.utf8), placement: .replace)
         cachedOwner = .some(owner)
     }
@@ -142,29 +151,48 @@ public final class BackupState {
     }
 
     public func lookup(_ metric: String) -> StateEntry? {
-        let shard = BackupState.shardName(metric)
-        if shard != cachedShard {
-            cachedEntries = load(shard, superseded: vouches != nil)
-            cachedShard = shard
-        }
-        guard let entry = cachedEntries[metric] else { return nil }
+        let (directory, shared) = BackupState.journals(metric)
+        guard let entry = entries(directory)[metric] ?? shared.flatMap({ entries($0)[metric] }) else { return nil }
         if let vouches, !vouches(metric, entry) {
-            cachedEntries[metric] = nil
+            setCached(metric, nil)
             return nil
         }
         return entry
     }
 
     public func record(_ metric: String, _ e: StateEntry) throws {
-        try append(BackupState.sealed(e.line(metric)), shard: BackupState.shardName(metric))
-        if cachedShard == BackupState.shardName(metric) { cachedEntries[metric] = e }
+        let shard = try append(BackupState.sealed(e.line(metric)), of: metric)
+        if let i = cached.firstIndex(where: { $0.shard == shard }) { cached[i].entries[metric] = e }
     }
 
     /// Drops what the state vouches for `metric` (its versions were removed from the store):
-    /// a line `METRIC - CHECKSUM` that overrides every earlier line of the metric.
+    /// a line `METRIC - CHECKSUM`, which overrides every earlier line of the metric, in each
+    /// journal that may hold one (compaction drops the entry and the line together).
     public func forget(_ metric: String) throws {
-        try append(BackupState.sealed("\(metric)\t-"), shard: BackupState.shardName(metric))
-        if cachedShard == BackupState.shardName(metric) { cachedEntries[metric] = nil }
+        let (directory, shared) = BackupState.journals(metric)
+        for shard in [directory] + (shared.map { [$0] } ?? []) where (try? system_stat(shardPath(shard))) != nil {
+            try append(BackupState.sealed("\(metric)\t-"), shard: shard)
+        }
+        setCached(metric, nil)
+    }
+
+    /// The entries of a journal, from `cached` or read (and made the most recent).
+    private func entries(_ shard: String) -> [String: StateEntry] {
+        if let i = cached.firstIndex(where: { $0.shard == shard }) {
+            if i != cached.count - 1 { cached.append(cached.remove(at: i)) }
+            return cached[cached.count - 1].entries
+        }
+        let read = load(shard, superseded: vouches != nil)
+        cached.append((shard, read))
+        var total = cached.reduce(0) { $0 + $1.entries.count }
+        while cached.count > 1, cached.count > BackupState.cachedJournals || total > BackupState.cachedEntriesLimit {
+            total -= cached.removeFirst().entries.count
+        }
+        return read
+    }
+
+    private func setCached(_ metric: String, _ e: StateEntry?) {
+        for i in cached.indices where cached[i].entries[metric] != nil { cached[i].entries[metric] = e }
     }
 
     static func sealed(_ line: String) -> [UInt8] {
@@ -173,27 +201,52 @@ public final class BackupState {
 
     func shardPath(_ shard: String) -> String { Path.join(Path.join(dir, "shards"), shard) }
 
+    /// Appends a line of `metric` to the journal that takes it (`journals`), and returns the
+    /// journal's name.
+    func append(_ bytes: [UInt8], of metric: String) throws -> String {
+        let (directory, shared) = BackupState.journals(metric)
+        if let shared, (try? system_stat(shardPath(directory))) == nil,
+           try append(bytes, shard: shared, below: BackupState.sharedCap) {
+            return shared
+        }
+        try append(bytes, shard: directory)
+        return directory
+    }
+
     /// Appends one line to a journal with one `write(2)` (concurrent appenders never
     /// interleave inside a line), under a shared lock on the journal that compaction takes
     /// exclusively; a journal replaced by a compaction meanwhile is opened again, so no line
-    /// lands in a file that is gone.
-    func append(_ bytes: [UInt8], shard: String) throws {
+    /// lands in a file that is gone. With `below`, writes nothing and returns false when the
+    /// journal is that long already.
+    @discardableResult
+    func append(_ bytes: [UInt8], shard: String, below cap: Int64? = nil) throws -> Bool {
         let path = shardPath(shard)
         for _ in 0..<100 {
             let fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_APPEND, mode: 0o600)
-            if try fd.closeAfter({ try FileLock.appendIfCurrent(bytes, to: fd) }) { return }
+            let appended: Bool? = try fd.closeAfter {
+                if let cap, Int64(try fd.stat().st_size) >= cap { return nil }
+                return try FileLock.appendIfCurrent(bytes, to: fd)
+            }
+            guard let appended else { return false }
+            if appended { return true }
         }
         throw Errno(EAGAIN, call: "append", path: path)
     }
 
+    /// The live entries of a journal and its number of lines, as they are (no compaction).
+    func read(_ shard: String) -> (entries: [String: StateEntry], lines: Int) {
+        guard let fd = try? FileDescriptor.open(shardPath(shard), O_RDONLY),
+              let bytes = try? fd.closeAfter({ try fd.readAll() }) else { return ([:], 0) }
+        let (entries, lines, _) = BackupState.parseJournal(bytes)
+        return (entries, lines)
+    }
+
     /// Reads a journal; later lines override earlier ones. Parsed on bytes: an unchanged run
-    /// reads one journal per whisper directory, so this is most of its work. A journal that
+    /// reads a journal or two per whisper directory, so this is most of its work. A journal that
     /// holds more than twice its live entries (history of changed files) is compacted (with
     /// `superseded`: any journal with a line that a later one overrides).
     func load(_ shard: String, superseded: Bool = false) -> [String: StateEntry] {
-        guard let fd = try? FileDescriptor.open(shardPath(shard), O_RDONLY),
-              let bytes = try? fd.closeAfter({ try fd.readAll() }) else { return [:] }
-        let (entries, lines, _) = BackupState.parseJournal(bytes)
+        let (entries, lines) = read(shard)
         if superseded ? lines > entries.count : BackupState.needsCompaction(lines: lines, live: entries.count) {
             _ = try? compact(shard, superseded: superseded) { _, _, _ in nil }
         }
@@ -253,7 +306,8 @@ public final class BackupState {
     /// slack so that a small directory is not rewritten for every change.
     static func needsCompaction(lines: Int, live: Int) -> Bool { lines > 2 * live + 8 }
 
-    /// Rewrites one journal with its live entries only, under an exclusive lock on it (so no
+    /// Rewrites one journal with its live entries only (a shared journal's entry whose
+    /// directory's journal has one of the metric is not live), under an exclusive lock on it (so no
     /// append is lost), atomically (a temp file renamed over it: a crash leaves the old
     /// journal or the new one). `reject` returns a reason to drop an entry, or nil to keep it;
     /// with a `mark`, entries whose line was written after it are kept without asking.
@@ -275,7 +329,15 @@ public final class BackupState {
             let sameJournal = mark.map { $0.map { $0.inode == UInt64(mine.st_ino) } ?? false }
             var kept: [(String, StateEntry)] = []
             var dropped: [(metric: String, entry: StateEntry, reason: String)] = []
+            // A shared journal's entry whose directory's journal has a newer one is no
+            // longer the metric's: dropped without asking (sorted, a directory is read once).
+            var directory: (shard: String, entries: [String: StateEntry]) = ("", [:])
             for (metric, entry) in entries.sorted(by: { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }) {
+                let own = BackupState.journals(metric)
+                if own.shared == shard {
+                    if directory.shard != own.directory { directory = (own.directory, read(own.directory).entries) }
+                    if directory.entries[metric] != nil { continue }
+                }
                 var reason: String? = nil
                 switch (mark, sameJournal) {
                 case (.some(nil), _):
@@ -300,7 +362,7 @@ public final class BackupState {
             } catch where dropped.isEmpty {
                 return []   // only compaction failed (a full disk): the journal stays as true as it was
             }
-            if cachedShard == shard { cachedShard = nil }
+            cached.removeAll { $0.shard == shard }
             return dropped
         }
     }
@@ -309,7 +371,7 @@ public final class BackupState {
     /// temp files of a compaction excluded), in directory order. The names are taken in one
     /// pass over the directory first, into a file of their own (unlinked at once, so nothing
     /// is left behind), and read back a block at a time: memory stays flat however many
-    /// journals a large tree makes (one a whisper directory), and `body` may rewrite journals
+    /// journals a large tree makes (one for each parent of whisper directories, at least), and `body` may rewrite journals
     /// (a rename into the directory) without a name being missed or the pass disturbed.
     /// Journals made after the pass began may be left out.
     public func forEachShard(_ body: (String) throws -> Void) throws {
@@ -403,6 +465,25 @@ public final class BackupState {
         }
         if negative { return v <= UInt64(Int64.max) ? -Int64(v) : nil }
         return Int64(bitPattern: v)
+    }
+
+    /// The journals that may hold `metric`'s lines: its directory's, whose line is the newer
+    /// when both have one, and the one its directory shares with its siblings (nil at the
+    /// top, where the two are one).
+    static func journals(_ metric: String) -> (directory: String, shared: String?) {
+        let directory = shardName(metric), shared = siblingsName(metric)
+        return (directory, shared == directory ? nil : shared)
+    }
+
+    /// The size past which a shared journal takes no new lines: about 1,300 entries, so a
+    /// lookup reads at most that much more than its directory's, however wide the tree.
+    static let sharedCap: Int64 = 256 * 1024
+
+    /// The name shared by `metric`'s directory and its siblings: their parent's ("@" at the
+    /// top); long names are hashed.
+    static func siblingsName(_ metric: String) -> String {
+        guard let dot = metric.utf8.lastIndex(of: UInt8(ascii: ".")) else { return "@" }
+        return shardName(String(metric[..<dot]))
     }
 
     /// One journal per parent metric path (a whisper directory); long names are hashed.

@@ -126,11 +126,8 @@ public final class PageIndexes {
 
     var dir: String { Path.join(stateDir, "pageindex") }
 
-    /// The file of `metric`: the parent of its directory ("@" at the top).
-    static func fileName(_ metric: String) -> String {
-        guard let dot = metric.utf8.lastIndex(of: UInt8(ascii: ".")) else { return "@" }
-        return BackupState.shardName(String(metric[..<dot]))
-    }
+    /// The file of `metric`: the parent of its directory ("@" at the top), as its journal.
+    static func fileName(_ metric: String) -> String { BackupState.siblingsName(metric) }
 
     /// The index of `metric` (with `hash`, the one of the content of that SHA-256, in hex), or
     /// nil when there is none or it is damaged.
