@@ -170,7 +170,7 @@ public final class BackupState {
     /// journal that may hold one (compaction drops the entry and the line together).
     public func forget(_ metric: String) throws {
         let (directory, shared) = BackupState.journals(metric)
-        for shard in [directory] + (shared.map { [$0] } ?? []) where (try? system_stat(shardPath(shard))) != nil {
+        for shard in [directory] + (shared.map { [$0] } ?? []) where Path.exists(shardPath(shard)) {
             try append(BackupState.sealed("\(metric)\t-"), shard: shard)
         }
         setCached(metric, nil)
@@ -205,7 +205,7 @@ public final class BackupState {
     /// journal's name.
     func append(_ bytes: [UInt8], of metric: String) throws -> String {
         let (directory, shared) = BackupState.journals(metric)
-        if let shared, (try? system_stat(shardPath(directory))) == nil,
+        if let shared, !Path.exists(shardPath(directory)),
            try append(bytes, shard: shared, below: BackupState.sharedCap) {
             return shared
         }

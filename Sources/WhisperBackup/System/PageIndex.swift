@@ -134,8 +134,8 @@ public final class PageIndexes {
     public func read(metric: String, hash: String? = nil) -> PageIndex? {
         let name = Array(metric.utf8)
         func wanted(_ index: PageIndex) -> Bool { hash == nil || Hex.encode(index.hash) == hash }
-        let shared = PageIndexes.fileName(metric), directory = BackupState.shardName(metric)
-        for file in shared == directory ? [shared] : [shared, directory] {
+        let (directory, shared) = BackupState.journals(metric)
+        for file in (shared.map { [$0] } ?? []) + [directory] {
             guard let f = try? openFile(file, create: false), let fd = f.fd, let r = f.records[name] else { continue }
             var bytes = [UInt8](repeating: 0, count: r.length)
             guard (try? bytes.withUnsafeMutableBytes { try fd.read(into: $0, at: r.offset) }) == r.length,
