@@ -99,7 +99,7 @@ def daily(a, work):
                    check=True, capture_output=True)
     tree_bytes, nfiles = du(root), sum(1 for d, _, fs in os.walk(root) for f in fs)
     P = a.processes
-    K = max(50, min(4000, nfiles // (4 * P)))
+    K = records_per_process(nfiles, P)
     # --full-every only when this wsp-snap has it (delta versions); without, every version is full.
     snap_help = subprocess.run([os.path.join(BIN, "wsp-snap"), "--help"], capture_output=True, text=True).stdout
     full_every = a.full_every if "--full-every" in snap_help else None
@@ -227,8 +227,11 @@ def peaks(logs, run):
 
 
 def records_per_process(n, P):
-    # as main() chooses them: about four batches per process, at least 50, at most 4000
-    return max(50, min(4000, n // (4 * P)))
+    # About four batches per process, at least 50, at most 4000; then, as the wrappers do
+    # (BatchSize), evened out to a multiple of P batches, so the last ones run side by side.
+    k = max(50, min(4000, n // (4 * P)))
+    batches = -(-(-(-n // k)) // P) * P
+    return max(1, min(k, -(-n // max(batches, 1))))
 
 
 def scale_sample(work, P):
@@ -363,7 +366,7 @@ def scale_report(rows, P):
     mb = lambda kb: kb / 1024   # noqa: E731
     stage_max = [{s: max(v for run, _, _ in RUNS for v in r[run + " peaks"].get(s, [0])) for s in STAGES} for r in rows]
     print(f"\nSmall-schema trees (gen-tree.py --schemas small, 21.6 and 25.9 KB files); {P} processes per stage, "
-          f"records per process max(50, min(4000, files / {4 * P})); {os.cpu_count()} cores. Restores checked: every file "
+          f"records per process max(50, min(4000, files / {4 * P})) evened out to a multiple of {P} batches; {os.cpu_count()} cores. Restores checked: every file "
           f"present at its size, up to {CHECKED} picked at random checked by SHA-256 (not all: that would read the tree twice)."
           + "".join(f" At {r['files']} files the tree and the state were removed before the restore ({r['removed']})."
                     for r in rows if r["removed"]) + "\n")
@@ -446,10 +449,11 @@ def main():
     nfiles = sum(1 for d, _, fs in os.walk(pristine) for f in fs if f.endswith(".wsp"))
     P = a.processes
     # Records per process as the wrappers choose them: about four batches per process (a
-    # process start costs a few milliseconds), at least 50 and at most 4000; the spool (1G)
+    # process start costs a few milliseconds), at least 50 and at most 4000, evened out to a
+    # multiple of P batches (records_per_process); the spool (1G)
     # holds a batch of the largest files either way. xargs gets -s 1000000: by default it
     # passes at most 128 KiB of records to a process, whatever -n says.
-    K = max(50, min(4000, nfiles // (4 * P)))
+    K = records_per_process(nfiles, P)
     results = {}   # (scenario, tool) -> list of (wall, user, sys, rss)
     sizes = {}
 

@@ -92,10 +92,13 @@ final class OrchestratorTests: XCTestCase {
     func testBatchSizeHoldsTheSpool() {
         // 1 MiB files in a 7 MiB spool: six of them, minus one in flight.
         XCTAssertEqual(BatchSize.records(spoolMax: 7 << 20, largest: 1 << 20, count: 100_000, processes: 4), 5)
-        // Room for many: about four batches per process, at least 200, at most 4000.
+        // Room for many: about four batches per process, at least 200, at most 4000, evened out
+        // to a multiple of the processes.
         XCTAssertEqual(BatchSize.records(spoolMax: 1 << 30, largest: 1000, count: 100, processes: 4), 25)   // each process gets records
         XCTAssertEqual(BatchSize.records(spoolMax: 1 << 30, largest: 1000, count: 600, processes: 16), 38)
-        XCTAssertEqual(BatchSize.records(spoolMax: 1 << 30, largest: 1000, count: 3000, processes: 4), 200)
+        // 15 batches of 200 would leave one process a batch alone at the end: 16 of 188.
+        XCTAssertEqual(BatchSize.records(spoolMax: 1 << 30, largest: 1000, count: 3000, processes: 4), 188)
+        XCTAssertEqual(BatchSize.records(spoolMax: 1 << 30, largest: 1000, count: 100_000, processes: 2), 3847)   // 26, not 25 of 4000
         XCTAssertEqual(BatchSize.records(spoolMax: 1 << 30, largest: 1000, count: 32_000, processes: 4), 2000)
         XCTAssertEqual(BatchSize.records(spoolMax: 1 << 40, largest: 1000, count: 1_000_000, processes: 1), 4000)
         XCTAssertNil(BatchSize.records(spoolMax: 1 << 20, largest: 1 << 20, count: 10, processes: 4))
