@@ -103,23 +103,31 @@ final class SpoolTests: XCTestCase {
         XCTAssertEqual(try spool.withLedger { $0.used }, 900)
     }
 
-    /// The ledger is read in one go and cut only when its text got shorter: whatever it held
-    /// before (a damaged ledger longer than a read, a reservation line gone), the file is
-    /// exactly the ledger's text afterwards.
-    func testTheLedgerFileHoldsExactlyItsText() throws {
+    /// The ledger is read in one go; a damaged file (longer than a read too) is cut to the
+    /// ledger's text, and a text that got shorter (a reservation line gone) is padded with
+    /// empty lines to the file's length: the file is the ledger's text, then only newlines.
+    func testTheLedgerFileHoldsItsText() throws {
         let spool = try makeSpool(max: 1 << 20)
         let path = spool.dir + "/.wsp-spool.lock"
         func file() throws -> [UInt8] { Array(try Data(contentsOf: URL(fileURLWithPath: path))) }
         func ledgerText() throws -> [UInt8] { Array(try spool.withLedger { $0.text }.utf8) }
         try String(repeating: "garbage\n", count: 1000).write(toFile: path, atomically: false, encoding: .utf8)
         _ = try [UInt8](repeating: 1, count: 100).withUnsafeBytes { try spool.write($0) }
-        XCTAssertNotNil(SpoolLedger(parsing: try file()))
-        XCTAssertEqual(try file(), try ledgerText())
+        func assertTextThenNewlines(_ f: [UInt8], _ text: [UInt8], line: UInt = #line) {
+            XCTAssertEqual(Array(f.prefix(text.count)), text, line: line)
+            XCTAssertTrue(f.dropFirst(text.count).allSatisfy { $0 == UInt8(ascii: "\n") }, line: line)
+            XCTAssertEqual(SpoolLedger(parsing: f)?.text, String(decoding: text, as: UTF8.self), line: line)
+        }
+        XCTAssertLessThan(try file().count, 200, "the damaged file was cut")
+        assertTextThenNewlines(try file(), try ledgerText())
         let r = try spool.reserve(100)
+        let withReservation = try file()
         XCTAssertEqual(try spool.withLedger { $0.reservations.count }, 1)
+        assertTextThenNewlines(withReservation, try ledgerText())
         spool.cancel(r)
         XCTAssertEqual(try spool.withLedger { $0.reservations.count }, 0)
-        XCTAssertEqual(try file(), try ledgerText())
+        XCTAssertEqual(try file().count, withReservation.count, "padded to the length it had, not cut")
+        assertTextThenNewlines(try file(), try ledgerText())
     }
 
     /// A producer that waited in vain marks the spool stalled: the next reservation that does
@@ -138,5 +146,76 @@ final class SpoolTests: XCTestCase {
         Spool.discard(a)
         XCTAssertFalse(try spool.withLedger { $0.stalled })
         XCTAssertFalse((SpoolFull(dir: "d", needed: 2000, limit: 1000, waited: 0)).stopsTheStage, "too large: only that record fails")
+    }
+    /// A file is written under the name the record will carry, not renamed into it: the path
+    /// `fill` is given is the one returned, named as a spool file, and nothing else is left.
+    func testAFileIsWrittenUnderItsFinalName() throws {
+        let spool = try makeSpool(max: 1 << 20)
+        var written = ""
+        let path = try spool.add(reserving: 5) { p in
+            written = p
+            XCTAssertTrue(Spool.isSpoolFile(p), p)
+            try Array("hello".utf8).withUnsafeBytes { b in
+                let fd = try FileDescriptor.open(p, O_WRONLY | O_CREAT, mode: 0o600)
+                try fd.closeAfter { try fd.overwrite(with: b) }
+            }
+        }
+        XCTAssertEqual(path, written)
+        XCTAssertEqual(try system_readdir(spool.dir).map(\.name).filter { $0 != ".wsp-spool.lock" }, [Path.lastComponent(path)])
+        XCTAssertEqual(try spool.withLedger { $0.spooled }, 5)
+    }
+
+    /// A producer killed while it wrote leaves a file no record names: it goes with its
+    /// reservation, at the next update of the ledger. A finished file of a dead process stays
+    /// (a record may name it), and so does the file of a live process's reservation.
+    func testTheFileOfAKilledProducersReservationIsRemoved() throws {
+        let spool = try makeSpool(max: 1 << 20)
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: "/bin/true")
+        try child.run()
+        child.waitUntilExit()
+        let dead = child.processIdentifier
+        let unfinished = spool.filePath(pid: dead, token: 42)
+        let finished = spool.filePath(pid: dead, token: 43)
+        FileManager.default.createFile(atPath: unfinished, contents: Data(count: 100))
+        FileManager.default.createFile(atPath: finished, contents: Data(count: 100))
+        let live = try spool.reserve(100)
+        FileManager.default.createFile(atPath: live.path, contents: Data(count: 10))
+        try spool.withLedger { $0.reservations.append(.init(pid: dead, token: 42, bytes: 100)) }
+        XCTAssertEqual(try spool.withLedger { $0.reservations.map(\.token) }, [live.token], "the dead process's reservation lapsed")
+        XCTAssertFalse(Path.exists(unfinished), "its unfinished file went with it")
+        XCTAssertTrue(Path.exists(finished))
+        XCTAssertTrue(Path.exists(live.path))
+        spool.cancel(live)
+    }
+
+    /// A spool file removed behind the producer's back before it is booked fails its record
+    /// (no record names a file that is not there) and gives its room back.
+    func testAFileGoneBeforeItIsBookedFailsTheRecord() throws {
+        let spool = try makeSpool(max: 1 << 20)
+        XCTAssertThrowsError(try spool.add(reserving: 10) { p in
+            FileManager.default.createFile(atPath: p, contents: Data(count: 10))
+            _ = try system_unlink(p)
+        })
+        XCTAssertEqual(try spool.withLedger { $0.used }, 0)
+    }
+
+    /// The ledger's numbers as bytes: a negative, a 20-digit token, garbage refused.
+    func testTheLedgerParsesItsOwnText() throws {
+        var l = SpoolLedger(spooled: 123)
+        l.scanned = 1_700_000_000
+        l.free = 7
+        l.stalled = true
+        l.reservations = [.init(pid: 99, token: .max, bytes: 4096)]
+        let back = try XCTUnwrap(SpoolLedger(parsing: Array(l.text.utf8)))
+        XCTAssertEqual(back.text, l.text)
+        XCTAssertEqual(back.reservations.first?.token, .max)
+        XCTAssertNil(SpoolLedger(parsing: Array("wsp-spool 1\nspooled 1x\n".utf8)))
+        XCTAssertNil(SpoolLedger(parsing: Array("wsp-spool 1\nspooled 1\nfree -1\n".utf8)))
+        XCTAssertNil(SpoolLedger(parsing: Array("wsp-spool 2\nspooled 1\n".utf8)))
+        XCTAssertNil(SpoolLedger(parsing: Array("wsp-spool 1\nspooled 1\nresv 1 2\n".utf8)))
+        XCTAssertEqual(SpoolLedger.number(ArraySlice("-12".utf8)), -12)
+        XCTAssertNil(SpoolLedger.number(ArraySlice("".utf8)))
+        XCTAssertNil(SpoolLedger.number(ArraySlice("-".utf8)))
     }
 }

@@ -230,7 +230,10 @@ def test_producers_stop_while_waiting_for_spool_room(tmp_path, store, spool, bac
 
 def test_a_killed_producer_leaves_a_reservation_the_next_one_removes(tmp_path, store, spool, backed_up):
     """SIGKILL cannot be caught: the dead process's reservation stays in the spool's ledger, and
-    its temp file in the spool, until the next tool sees that their process is gone."""
+    the file it was writing in the spool, until the next tool sees that their process is gone.
+    The file is named as spool files are (`PID.TOKEN.wsp.gz`, TOKEN the reservation's; an
+    earlier version wrote `.wsp-tmp.PID.TOKEN`): both go, and a finished file of the same dead
+    process, which a record may name, stays."""
     with open(os.path.join(spool, "filler"), "wb") as f:
         f.truncate(1 << 20)
     p = start(["wsp-snap", "--spool", spool, "--spool-max", "1M", "--root", backed_up])
@@ -247,10 +250,16 @@ def test_a_killed_producer_leaves_a_reservation_the_next_one_removes(tmp_path, s
         f.write(f"wsp-spool 1\nspooled 0\nfree 0\nresv {dead.pid} 123 {900 << 10}\n")
     stale = os.path.join(spool, f".wsp-tmp.{dead.pid}.123")
     open(stale, "wb").truncate(900 << 10)
+    unfinished = os.path.join(spool, f"{dead.pid}.123.wsp.gz")
+    open(unfinished, "wb").truncate(900 << 10)
+    finished = os.path.join(spool, f"{dead.pid}.124.wsp.gz")
+    open(finished, "wb").truncate(10)
     os.unlink(os.path.join(spool, "filler"))
     sh(f"wsp-pull list {store} '*' > {tmp_path / 'listed'}")
     sh(f"head -3 {tmp_path / 'listed'} | wsp-pull get --spool {spool} --spool-max 1M {store}")
     assert not os.path.exists(stale)
+    assert not os.path.exists(unfinished)
+    assert os.path.exists(finished)
     assert f"resv {dead.pid} " not in open(ledger).read()
 
 

@@ -44,6 +44,11 @@ public struct SpoolFull: Error, CustomStringConvertible {
 /// with `discard`. Larger ones are emptied. So emptied files hold at most `maxFree` x
 /// `keepBlocksBytes` (256 MiB) of disk beyond the bound.
 ///
+/// A producer writes a file under its final name, `PID.TOKEN.wsp.gz` (the reservation's
+/// token): no stage takes a file before a record names it, and a record is written only once
+/// the file is complete, so a temp name and a rename per file bought nothing. The file of a
+/// reservation whose process is gone (killed mid-write) is removed with the reservation.
+///
 /// A producer that waited `waitSeconds` in vain marks the ledger stalled: until the spool
 /// drains (a reservation is granted or a file discarded), every other reservation that does
 /// not fit fails at once, so a stalled pipeline fails once after the wait, not once per record.
@@ -119,14 +124,15 @@ public struct Spool: Sendable {
                 }
                 ledger.stalled = false
                 let token = UInt64.random(in: 0...UInt64.max)
-                let path = Path.join(dir, "\(AtomicFile.tempPrefix)\(system_getpid()).\(token)")
+                let path = filePath(pid: system_getpid(), token: token)
                 TempFiles.register(path)
+                var fresh = true
                 if ledger.free > 0 {
                     ledger.free -= 1
-                    _ = try? system_rename(Path.join(dir, "\(Spool.freePrefix)\(ledger.free)"), path)
+                    fresh = (try? system_rename(Path.join(dir, "\(Spool.freePrefix)\(ledger.free)"), path)) == nil
                 }
                 ledger.reservations.append(.init(pid: system_getpid(), token: token, bytes: bytes))
-                return SpoolReservation(token: token, path: path)
+                return SpoolReservation(token: token, path: path, fresh: fresh)
             }
             if let granted { return granted }
             let waited = system_monotonic() - start
@@ -141,11 +147,10 @@ public struct Spool: Sendable {
         }
     }
 
-    /// Publishes a reservation's written file as `dest` (the next stage may take it from then
-    /// on) and books its size in place of the reservation.
-    private func commit(_ r: SpoolReservation, as dest: String) throws {
-        let size = Int64((try? system_stat(r.path).st_size) ?? 0)
-        try system_rename(r.path, dest)
+    /// Books a reservation's written file at its size in place of the reservation: a record
+    /// may name it from then on.
+    private func commit(_ r: SpoolReservation) throws {
+        let size = Int64(try system_stat(r.path).st_size)
         TempFiles.unregister(r.path)
         try withLedger { ledger in
             ledger.reservations.removeAll { $0.pid == system_getpid() && $0.token == r.token }
@@ -235,20 +240,32 @@ public struct Spool: Sendable {
         text = n < text.count ? Array(text[..<n]) : (try? fd.readAll()) ?? []
         let parsed = SpoolLedger(parsing: text)
         var ledger = parsed ?? SpoolLedger(spooled: usage())
-        ledger.reservations.removeAll { !system_processExists($0.pid) }
+        var lapsed: [SpoolLedger.Reservation] = []
+        ledger.reservations.removeAll { r in
+            if system_processExists(r.pid) { return false }
+            lapsed.append(r)
+            return true
+        }
+        for r in lapsed { _ = try? system_unlink(filePath(pid: r.pid, token: r.token)) }   // never committed: no record names it
         let result = try body(&ledger)
-        let out = Array(ledger.text.utf8)
+        var out = Array(ledger.text.utf8)
+        // A shorter text is padded with empty lines (which a reading ignores) to the length
+        // the file has, rather than the file cut: a truncate on every booking of a spool
+        // file cost 2% of wsp-snap's time. A damaged or long file is cut.
+        if parsed != nil && out.count < text.count && text.count < SpoolLedger.padBelow {
+            out += repeatElement(UInt8(ascii: "\n"), count: text.count - out.count)
+        }
         try out.withUnsafeBytes { try fd.write($0, at: 0) }
         if parsed == nil || out.count < text.count { try system_ftruncate(fd.rawValue, Int64(out.count), path: path) }
         return result
     }
 
-    /// A new unique file name in the spool: `PID.RANDOM` and the suffix.
-    public func newPath(suffix: String) -> String {
-        Path.join(dir, "\(system_getpid()).\(UInt64.random(in: 0...UInt64.max))\(suffix)")
+    /// The file of a reservation: `PID.TOKEN.wsp.gz`.
+    func filePath(pid: Int32, token: UInt64) -> String {
+        Path.join(dir, "\(pid).\(token).wsp.gz")
     }
 
-    /// Whether `path` is named like a file `newPath` makes (`PID.RANDOM.wsp.gz`): the next
+    /// Whether `path` is named like a spool file (`PID.TOKEN.wsp.gz`): the next
     /// stage removes only such files, never another file a record happens to name.
     public static func isSpoolFile(_ path: String) -> Bool {
         let name = Path.lastComponent(path)
@@ -280,19 +297,23 @@ struct SpoolLedger {
 
     init(spooled: Int64) { self.spooled = spooled }
 
+    /// Parsed as bytes: the ledger is read a few times per spool file, and parsing it as a
+    /// String cost 3% of wsp-snap's time.
     init?(parsing bytes: [UInt8]) {
-        let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n")
-        guard lines.first == "wsp-spool 1" else { return nil }
+        let lines = bytes.split(separator: UInt8(ascii: "\n"))
+        guard let first = lines.first, first.elementsEqual("wsp-spool 1".utf8) else { return nil }
         var spooled: Int64?
         for line in lines.dropFirst() {
-            let f = line.split(separator: " ")
-            switch (f.first, f.count) {
-            case ("spooled", 2): spooled = Int64(f[1])
-            case ("scanned", 2): guard let t = Int64(f[1]) else { return nil }; scanned = t
-            case ("free", 2): guard let n = Int(f[1]), n >= 0 else { return nil }; free = n
+            let f = line.split(separator: UInt8(ascii: " "))
+            guard let key = f.first else { return nil }
+            switch (String(decoding: key, as: UTF8.self), f.count) {
+            case ("spooled", 2): spooled = SpoolLedger.number(f[1])
+            case ("scanned", 2): guard let t = SpoolLedger.number(f[1]) else { return nil }; scanned = t
+            case ("free", 2): guard let n = SpoolLedger.number(f[1]), n >= 0 else { return nil }; free = Int(n)
             case ("stalled", 1): stalled = true
             case ("resv", 4):
-                guard let pid = Int32(f[1]), let token = UInt64(f[2]), let b = Int64(f[3]) else { return nil }
+                guard let pid = SpoolLedger.number(f[1]).flatMap(Int32.init(exactly:)), let token = UInt64(String(decoding: f[2], as: UTF8.self)),
+                      let b = SpoolLedger.number(f[3]) else { return nil }
                 reservations.append(Reservation(pid: pid, token: token, bytes: b))
             default: return nil
             }
@@ -300,6 +321,22 @@ struct SpoolLedger {
         guard let spooled, spooled >= 0 else { return nil }
         self.spooled = spooled
     }
+
+    /// A decimal of at most 18 digits, `-` allowed in front.
+    static func number(_ s: ArraySlice<UInt8>) -> Int64? {
+        let negative = s.first == UInt8(ascii: "-")
+        let digits = negative ? s.dropFirst() : s
+        guard !digits.isEmpty, digits.count <= 18 else { return nil }
+        var n: Int64 = 0
+        for c in digits {
+            guard c >= UInt8(ascii: "0"), c <= UInt8(ascii: "9") else { return nil }
+            n = n * 10 + Int64(c - UInt8(ascii: "0"))
+        }
+        return negative ? -n : n
+    }
+
+    /// A ledger file shorter than this is padded, not cut (`Spool.withLedger`).
+    static let padBelow = 4096
 
     var used: Int64 { spooled + reservations.reduce(0) { $0 + $1.bytes } }
 
@@ -318,37 +355,43 @@ public struct Interrupted: Error, CustomStringConvertible {
 }
 
 extension Spool {
-    /// Waits for room for `bytes`, has `fill` write the file at the path it is given (under a
-    /// temp name, so the next stage never sees part of one), and publishes it as a new spool
-    /// file, whose path it returns. The path may hold an earlier file's bytes: `fill` replaces
-    /// the whole content (O_TRUNC, or `FileDescriptor.overwrite`). If anything fails, the room
-    /// and the file go back to the spool. No fsync: the spool is scratch.
-    public func add(reserving bytes: Int64, suffix: String = ".wsp.gz", _ fill: (String) throws -> Void) throws -> String {
+    /// Waits for room for `bytes`, has `fill` write the file at the path it is given, and
+    /// books it as a new spool file, whose path it returns. The path may hold an earlier
+    /// file's bytes: `fill` replaces the whole content (O_TRUNC, or
+    /// `FileDescriptor.overwrite`). If anything fails, the room and the file go back to the
+    /// spool. No fsync: the spool is scratch.
+    public func add(reserving bytes: Int64, _ fill: (String) throws -> Void) throws -> String {
+        try addFile(reserving: bytes) { try fill($0.path) }
+    }
+
+    private func addFile(reserving bytes: Int64, _ fill: (SpoolReservation) throws -> Void) throws -> String {
         let r = try reserve(bytes)
-        let dest = newPath(suffix: suffix)
         do {
-            try fill(r.path)
-            try commit(r, as: dest)
+            try fill(r)
+            try commit(r)
         } catch {
             cancel(r)
             throw error
         }
-        return dest
+        return r.path
     }
 
-    /// `add` for bytes in memory.
-    public func write(_ bytes: UnsafeRawBufferPointer, suffix: String = ".wsp.gz") throws -> String {
-        try add(reserving: Int64(bytes.count), suffix: suffix) { path in
-            let fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT, mode: 0o600)
-            try fd.closeAfter { try fd.overwrite(with: bytes) }
+    /// `add` for bytes in memory. A new file is written and no more; only a reused one is
+    /// cut to length (a truncate per file cost 2% of wsp-snap's time).
+    public func write(_ bytes: UnsafeRawBufferPointer) throws -> String {
+        try addFile(reserving: Int64(bytes.count)) { r in
+            let fd = try FileDescriptor.open(r.path, O_WRONLY | O_CREAT | (r.fresh ? O_EXCL : 0), mode: 0o600)
+            try fd.closeAfter { r.fresh ? try fd.write(bytes, at: 0) : try fd.overwrite(with: bytes) }
         }
     }
 }
 
-/// Room held in a spool's ledger, and the path to write the file to before it is committed.
+/// Room held in a spool's ledger, and the path to write the file to.
 struct SpoolReservation {
     let token: UInt64
     let path: String
+    /// No file is at `path` yet (none was free for reuse).
+    let fresh: Bool
 }
 
 /// Spool files a consumer is done with, given back a few at a time: one update of the
