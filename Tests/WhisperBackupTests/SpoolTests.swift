@@ -165,6 +165,20 @@ final class SpoolTests: XCTestCase {
         XCTAssertEqual(try spool.withLedger { $0.spooled }, 5)
     }
 
+    /// A file being written is counted by its reservation, not a second time by a scan of
+    /// the directory (it has its final name from the start).
+    func testAFileBeingWrittenCountsOnce() throws {
+        let spool = try makeSpool(max: 1000)
+        let r = try spool.reserve(300)
+        FileManager.default.createFile(atPath: r.path, contents: Data(count: 300))
+        try spool.withLedger { $0.scanned = 0 }   // the next reservation scans
+        let r2 = try spool.reserve(100)
+        XCTAssertEqual(try spool.withLedger { $0.used }, 400)
+        XCTAssertEqual(try spool.withLedger { $0.spooled }, 0)
+        spool.cancel(r2)
+        spool.cancel(r)
+    }
+
     /// A producer killed while it wrote leaves a file no record names: it goes with its
     /// reservation, at the next update of the ledger. A finished file of a dead process stays
     /// (a record may name it), and so does the file of a live process's reservation.

@@ -86,12 +86,16 @@ public struct Spool: Sendable {
     }
 
     /// Bytes held by finished files in the spool now (a directory scan). Files being written
-    /// are counted by their reservations instead; emptied files hold nothing.
-    public func usage() -> Int64 {
+    /// (those of `reservations`) are counted by their reservations instead; emptied files
+    /// hold nothing.
+    public func usage() -> Int64 { usage(reservations: []) }
+
+    func usage(reservations: [SpoolLedger.Reservation]) -> Int64 {
         guard let entries = try? system_readdir(dir) else { return 0 }
+        let writing = Set(reservations.map { Spool.fileName(pid: $0.pid, token: $0.token) })
         var total: Int64 = 0
         for e in entries where (e.kind == .file || e.kind == .unknown) && !e.name.hasPrefix(bytes: Spool.freePrefix)
-            && !e.name.hasPrefix(bytes: AtomicFile.tempPrefix) && e.name != Spool.ledgerName {
+            && !e.name.hasPrefix(bytes: AtomicFile.tempPrefix) && e.name != Spool.ledgerName && !writing.contains(e.name) {
             if let st = try? system_lstat(Path.join(dir, e.name)), st.isRegularFile {
                 total += Int64(st.st_size)
             }
@@ -113,7 +117,7 @@ public struct Spool: Sendable {
                 // found by a scan at each process's first reservation and every few seconds.
                 let now = Int64(system_now())
                 if ledger.used + bytes > maxBytes || !Spool.scannedHere || now - ledger.scanned >= Spool.scanInterval {
-                    ledger.spooled = usage()
+                    ledger.spooled = usage(reservations: ledger.reservations)
                     ledger.scanned = now
                     Spool.scannedHere = true
                 }
@@ -262,8 +266,10 @@ public struct Spool: Sendable {
 
     /// The file of a reservation: `PID.TOKEN.wsp.gz`.
     func filePath(pid: Int32, token: UInt64) -> String {
-        Path.join(dir, "\(pid).\(token).wsp.gz")
+        Path.join(dir, Spool.fileName(pid: pid, token: token))
     }
+
+    static func fileName(pid: Int32, token: UInt64) -> String { "\(pid).\(token).wsp.gz" }
 
     /// Whether `path` is named like a spool file (`PID.TOKEN.wsp.gz`): the next
     /// stage removes only such files, never another file a record happens to name.
