@@ -95,6 +95,26 @@ def store_objects(directory):
     return out
 
 
+def spool_leftovers(spool):
+    """What a spool must not hold once a run has followed a crash: a spool file that is not a
+    whole gzip (a producer killed while it wrote; such files have their final name from the
+    start) and a reservation in the ledger (a run that ended releases its own, and a dead
+    process's lapse at the next update). Finished files of a killed run may stay: a record may
+    name them."""
+    bad = []
+    for f in os.listdir(str(spool)):
+        if f.endswith(".wsp.gz"):
+            try:
+                with gzip.open(os.path.join(str(spool), f)) as g:
+                    g.read()
+            except (OSError, EOFError) as e:
+                bad.append(f"{f}: {e}")
+    ledger = os.path.join(str(spool), ".wsp-spool.lock")
+    if os.path.exists(ledger):
+        bad += [line for line in open(ledger).read().splitlines() if line.startswith("resv ")]
+    return bad
+
+
 def temp_files(*roots):
     """Temp files the tools make (`.wsp-tmp.*`), under any of `roots`."""
     out = []

@@ -13,8 +13,8 @@ import time
 import pytest
 
 from conftest import BIN, NOW, REPO, change_tree, gen_tree, memory_spools, read, records, run, sh, wsp_files
-from safetylib import (bad_versions, kill_tree, slotwise_between, store_dir, store_objects, temp_files,
-                       tool_env, trials)
+from safetylib import (bad_versions, kill_tree, slotwise_between, spool_leftovers, store_dir, store_objects,
+                       temp_files, tool_env, trials)
 
 WRAPPER = os.path.join(REPO, "scripts", "whisper-backup.sh")
 TOTALS = {"trials": 0, "killed": 0, "finished-before-kill": 0, "store-temp-files": 0, "target-temp-files": 0}
@@ -218,6 +218,7 @@ def test_crash_trial(tmp_path, template, trial, kind):
             # again, to completion: every file's newest version is the tree as it is
             full_backup(root, store, spool)
             assert temp_files(spool) == []   # a dead stage's temp files are gone with the next run
+            assert spool_leftovers(spool) == []   # and its unfinished spool files and reservations
             check_store(str(sdir), before)
             restored = tmp_path / "check"
             full_restore(store, spool, restored)
@@ -249,6 +250,7 @@ def test_crash_trial(tmp_path, template, trial, kind):
             check_targets(target, before_targets, expected, merged)
             full_restore(store, spool, target, fixed_now=kind == "restore")
             assert contents(target) == merged
+            assert spool_leftovers(spool) == []
         elif kind == "prune":
             for i in range(3):   # five versions per changed metric
                 change_tree(root, 1.0, seed=100 + i, now=NOW + 1200 + 60 * i)
