@@ -78,6 +78,45 @@ final class FileStoreMoveTests: XCTestCase {
         XCTAssertEqual(try system_readdir(Path.directory(of: try store.path("m.a/1"))).map(\.name), ["1"], "no temp file left")
     }
 
+    /// A spool on a bind mount of the store's filesystem: same device, but a rename across
+    /// mounts fails (EXDEV) after the first sync; those files are copied in a second round,
+    /// whole, with a copy's mode, and stay in the spool, private.
+    func testASpoolOnABindMountIsCopiedInASecondRound() throws {
+        let base = Path.directory(of: store.root)
+        let real = base + "/spool-real", mounted = base + "/spool-mounted"
+        try Path.makeDirectories(real)
+        try Path.makeDirectories(mounted)
+        guard geteuid() == 0, Self.run("/bin/mount", ["--bind", real, mounted]) == 0 else {
+            throw XCTSkip("cannot bind-mount here (needs root)")
+        }
+        addTeardownBlock { _ = Self.run("/bin/umount", [mounted]) }
+        let other = try Spool(dir: mounted + "/spool", maxBytes: 1 << 20, waitSeconds: 0.05)
+        let files = try [(5, 300), (6, 80_000)].map { b, n in
+            try [UInt8](repeating: UInt8(b), count: n).withUnsafeBytes { try other.write($0) }
+        }
+        XCTAssertEqual(try system_stat(files[0]).st_dev, try system_stat(store.root).st_dev, "a bind mount keeps the device")
+        let results = store.putMany([("m.a/1", .spoolFile(files[0])), ("m.b/1", .spoolFile(files[1]))])
+        XCTAssertTrue(results.allSatisfy { $0 == nil }, "\(results)")
+        XCTAssertTrue(contents(try store.path("m.a/1")) == [UInt8](repeating: 5, count: 300))
+        XCTAssertTrue(contents(try store.path("m.b/1")) == [UInt8](repeating: 6, count: 80_000))
+        for f in files {
+            XCTAssertTrue(Path.exists(f), "copied, not moved: \(f)")
+            XCTAssertEqual(try system_stat(f).st_mode & 0o777, 0o600)
+        }
+        XCTAssertEqual(try system_stat(try store.path("m.b/1")).st_mode & 0o777, system_creationMode(0o644))
+        XCTAssertEqual(try system_readdir(Path.directory(of: try store.path("m.a/1"))).map(\.name), ["1"], "no temp file left")
+    }
+
+    static func run(_ tool: String, _ args: [String]) -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tool)
+        p.arguments = args
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return -1 }
+        p.waitUntilExit()
+        return p.terminationStatus
+    }
+
     /// An object that cannot be stored (its name is taken by a directory) leaves its spool
     /// file where it was, whole and private again, so that a retry can send it; the others
     /// are stored.

@@ -45,57 +45,89 @@ public final class FileStore: Store {
         }
     }
 
-    /// The batch's objects are written to temp files, made durable with one `syncfs`, renamed
-    /// into place, and the renames made durable with one more: two filesystem syncs for the
-    /// batch instead of two fsyncs per object. Atomic per object as `put` is. A spool file is
-    /// moved in as the temp file when it can be (`moveIn`): the sync then writes its bytes
-    /// once, where a copy had the spool's copy written out too (28% of a first backup's
-    /// disk writes); an item not stored gets its spool file back.
+    /// The batch's objects are made durable with one `syncfs`, put in place by renames, and
+    /// the renames made durable with one more: two filesystem syncs for the batch instead of
+    /// two fsyncs per object, and atomic per object as `put` is. A spool file on the store's
+    /// filesystem is renamed straight to its key after the first sync (`movable`): its bytes
+    /// are written once (a copy had the spool's copy written out too: 28% of a first backup's
+    /// disk writes) and renamed once. Other bodies are copied to temp files beside their keys
+    /// first. A spool file that cannot be renamed across (EXDEV: a bind mount of the same
+    /// filesystem) is copied in a second round; one not stored stays in the spool, private.
     public func putMany(_ items: [(key: String, body: StoreBody)]) -> [Error?] {
         if items.count < 2 { return items.map { item in Result { try put(item.key, body: item.body) }.error } }
         var results = [Error?](repeating: nil, count: items.count)
         var temps = [String?](repeating: nil, count: items.count)
-        var moved = [String?](repeating: nil, count: items.count)
+        var moves = [String?](repeating: nil, count: items.count)
         defer {
-            for (t, back) in zip(temps, moved) {
+            for t in temps {
                 guard let t else { continue }
-                if let back { FileStore.moveBack(t, to: back) } else { _ = try? system_unlink(t) }
+                _ = try? system_unlink(t)
                 TempFiles.unregister(t)
             }
         }
-        for (i, item) in items.enumerated() {
+        let device = (try? system_stat(root))?.st_dev
+        func copyToTemp(_ i: Int) {
             do {
-                let dest = try path(item.key)
-                try Path.makeDirectories(Path.directory(of: dest))
-                let tmp = AtomicFile.tempPath(for: dest)
-                if case .spoolFile(let src) = item.body, FileStore.moveIn(src, to: tmp) {
-                    TempFiles.register(tmp)
-                    temps[i] = tmp
-                    moved[i] = src
-                    continue
-                }
+                let tmp = AtomicFile.tempPath(for: try path(items[i].key))
                 let out = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_EXCL)
                 TempFiles.register(tmp)
                 temps[i] = tmp
                 try out.closeAfter {
-                    switch item.body {
+                    switch items[i].body {
                     case .bytes(let b): try b.withUnsafeBytes { try out.writeAll($0) }
                     case .file(let src), .spoolFile(let src): try FileStore.copy(from: src, to: out)
                     }
                 }
             } catch {
+                results[i] = StoreError(.permanent, "\(location): \(items[i].key): \(error)")
+            }
+        }
+        func rename(_ i: Int, from src: String) {
+            do {
+                try system_rename(src, try path(items[i].key))
+            } catch {
+                results[i] = StoreError(.permanent, "\(location): \(items[i].key): \(error)")
+            }
+        }
+        for (i, item) in items.enumerated() {
+            do {
+                try Path.makeDirectories(Path.directory(of: try path(item.key)))
+            } catch {
                 results[i] = StoreError(.permanent, "\(location): \(item.key): \(error)")
+                continue
+            }
+            if case .spoolFile(let src) = item.body, let device, FileStore.movable(src, device: device) {
+                moves[i] = src
+            } else {
+                copyToTemp(i)
             }
         }
         do {
             try syncFilesystem()
-            for (i, item) in items.enumerated() where results[i] == nil {
-                do {
-                    try system_rename(temps[i]!, try path(item.key))
-                    TempFiles.unregister(temps[i]!)
-                    temps[i] = nil
-                } catch {
-                    results[i] = StoreError(.permanent, "\(location): \(item.key): \(error)")
+            var across: [Int] = []
+            for i in items.indices where results[i] == nil {
+                if let src = moves[i] {
+                    system_chmod(src, system_creationMode(0o644))
+                    do {
+                        try system_rename(src, try path(items[i].key))
+                        continue
+                    } catch Errno.crossDevice {
+                        across.append(i)
+                    } catch {
+                        results[i] = StoreError(.permanent, "\(location): \(items[i].key): \(error)")
+                    }
+                    system_chmod(src, 0o600)   // still the spool's
+                } else if let tmp = temps[i] {
+                    rename(i, from: tmp)
+                    if results[i] == nil { TempFiles.unregister(tmp); temps[i] = nil }
+                }
+            }
+            if !across.isEmpty {
+                for i in across { copyToTemp(i) }
+                try syncFilesystem()
+                for i in across where results[i] == nil {
+                    rename(i, from: temps[i]!)
+                    if results[i] == nil { TempFiles.unregister(temps[i]!); temps[i] = nil }
                 }
             }
             try syncFilesystem()
@@ -105,19 +137,12 @@ public final class FileStore: Store {
         return results
     }
 
-    /// Renames a spool file to `tmp` and gives it a stored file's mode, when that keeps the
-    /// store as a copy would: a regular file of this user's with no other name (a hard link
-    /// elsewhere could change the object later), on the store's filesystem (else EXDEV: copied).
-    static func moveIn(_ src: String, to tmp: String) -> Bool {
-        guard let st = try? system_lstat(src), st.isRegularFile, st.st_nlink == 1, st.st_uid == system_geteuid(),
-              (try? system_rename(src, tmp)) != nil else { return false }
-        system_chmod(tmp, system_creationMode(0o644))
-        return true
-    }
-
-    /// Undoes `moveIn` for an object that was not stored (the spool's mode back too).
-    static func moveBack(_ tmp: String, to src: String) {
-        if (try? system_rename(tmp, src)) != nil { system_chmod(src, 0o600) } else { _ = try? system_unlink(tmp) }
+    /// Whether a spool file can become a stored object by a rename and leave the store as a
+    /// copy would: a regular file of this user's with no other name (a hard link elsewhere
+    /// could change the object later), on the store's filesystem (`device`; else copied).
+    static func movable(_ src: String, device: dev_t) -> Bool {
+        guard let st = try? system_lstat(src) else { return false }
+        return st.isRegularFile && st.st_nlink == 1 && st.st_uid == system_geteuid() && st.st_dev == device
     }
 
     private func syncFilesystem() throws {

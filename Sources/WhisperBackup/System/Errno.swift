@@ -29,6 +29,7 @@ public struct Errno: Error, Equatable, CustomStringConvertible, Sendable {
     public static let invalidArgument = Errno(EINVAL)
     public static let notSupported = Errno(EOPNOTSUPP)
     public static let noSys = Errno(ENOSYS)
+    public static let crossDevice = Errno(EXDEV)
 
     /// Two errnos are equal when their numbers are: `catch Errno.noSuchFileOrDirectory` ignores call and path.
     public static func == (a: Errno, b: Errno) -> Bool { a.rawValue == b.rawValue }
