@@ -367,3 +367,46 @@ def test_a_restore_of_many_small_files_holds_no_descriptor_per_new_file(tmp_path
     assert sorted(src) == sorted(dst)
     assert all(read(src[rel]) == read(dst[rel]) for rel in src)
     assert not [f for d, _, fs in os.walk(out) for f in fs if f.startswith(".wsp-tmp")]
+
+
+def test_a_restore_from_a_directory_store_links_objects_and_never_writes_through(tmp_path, store, spool):
+    """From a file:// store on the spool's filesystem, wsp-pull get hands each object over as
+    a hard link (no copy written out). Whatever wsp-merge and the next backup do with the
+    spool afterwards (its emptied files are reused, small ones keep their blocks), the stored
+    objects keep their bytes and their one name."""
+    root = gen_tree(tmp_path / "w", files=16, schemas="mixed", days=400)
+    sh(f"wsp-find --root {root} | wsp-snap --spool {spool} | wsp-push {store}")
+    store_dir = store[len("file://"):]
+
+    def objects():
+        out = {}
+        for d, _, fs in os.walk(store_dir):
+            for f in fs:
+                if f.endswith(".wsp.gz"):
+                    p = os.path.join(d, f)
+                    st = os.stat(p)
+                    out[p] = (st.st_ino, st.st_nlink, hashlib.sha256(open(p, "rb").read()).hexdigest())
+        return out
+
+    before = objects()
+    sizes = [os.path.getsize(p) for p in before]
+    assert min(sizes) <= 64 << 10 < max(sizes), sizes   # both kinds of spool discard
+    fetched = sh(f"wsp-pull list {store} '*' | wsp-pull get --spool {spool} {store}").stdout
+    inodes = {ino for ino, _, _ in before.values()}
+    for r in records(fetched):
+        assert os.stat(r[3]).st_ino in inodes, r
+    assert all(os.stat(p).st_nlink == 2 for p in before)
+    out = tmp_path / "restored"
+    (tmp_path / "fetched").write_text(fetched)
+    merged = sh(f"wsp-merge --root {out} < {tmp_path / 'fetched'}")
+    assert sorted(r[1] for r in records(merged.stdout)) == ["created"] * 16
+    assert objects() == before, "a stored object changed, or kept a second name"
+    assert not {os.stat(os.path.join(spool, f)).st_ino for f in os.listdir(spool)} & inodes
+    for rel, path in wsp_files(root).items():
+        assert read(out / rel) == read(path), rel
+    # the next backup writes its spool files into whatever the spool kept
+    change_tree(root, fraction=1.0, seed=7)
+    sh(f"wsp-find --root {root} | wsp-snap --spool {spool} | wsp-push {store}")
+    after = objects()
+    assert all(after[p] == before[p] for p in before)
+    assert len(after) == 32

@@ -217,10 +217,14 @@ public struct PullGet {
         }
     }
 
-    /// Downloads `version` into a new spool file (room for `size` bytes is reserved first;
-    /// the file appears under its name only once complete) and returns its path. Not verified.
+    /// Downloads `version` into a new spool file (room for `size` bytes is reserved first)
+    /// and returns its path; from a file:// store on the spool's filesystem the spool file
+    /// is a hard link to the object (`Store.link`; the spool never writes to such a file).
+    /// Not verified.
     public func fetch(_ version: StoredVersion, size: Int64, diagnostics: Diagnostics) throws -> String {
-        let dest = try spool.add(reserving: size) { try store.get(version.key, to: $0) }
+        let dest = try spool.add(reserving: size) { path in
+            if try !store.link(version.key, as: path) { try store.get(version.key, to: path) }
+        }
         if let st = try? system_stat(dest) { diagnostics.bytesIn += Int64(st.st_size) }
         return dest
     }

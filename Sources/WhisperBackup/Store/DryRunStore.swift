@@ -14,6 +14,10 @@ public final class DryRunStore: Store {
         if missing { throw StoreError(.notFound, "\(location): \(key): no such object") }
         try base.get(key, to: path)
     }
+    public func link(_ key: String, as path: String) throws -> Bool {
+        if missing { throw StoreError(.notFound, "\(location): \(key): no such object") }
+        return try base.link(key, as: path)
+    }
     public func head(_ key: String) throws -> StoreObject? { missing ? nil : try base.head(key) }
     public var listsRanges: Bool { base.listsRanges }
     public func list(prefix: String, startAfter: String?, sizes: Bool, _ each: (StoreObject) throws -> Void) throws {

@@ -65,6 +65,11 @@ public protocol Store: AnyObject {
     /// the batch instead of two per object); every item is durable when this returns.
     func putMany(_ items: [(key: String, body: StoreBody)]) -> [Error?]
     func get(_ key: String, to path: String) throws
+    /// Makes `path` another name of the object, with no byte copied, where the backend can
+    /// (a directory on `path`'s filesystem: a hard link) and returns true; false where it
+    /// cannot, and the caller `get`s the object instead. A missing key fails as `get` does.
+    /// Whoever holds `path` must never write to it or cut it: it is the stored object.
+    func link(_ key: String, as path: String) throws -> Bool
     func head(_ key: String) throws -> StoreObject?
     /// Every object whose key starts with `prefix` (after `startAfter`), in key order. With
     /// `sizes` false the caller needs no object's size: a backend whose sizes cost a system
@@ -87,6 +92,7 @@ extension Store {
     public func prepare() throws {}
     public func create() throws {}
     public var listsRanges: Bool { false }
+    public func link(_ key: String, as path: String) throws -> Bool { false }
 
     public func list(prefix: String, startAfter: String?, _ each: (StoreObject) throws -> Void) throws {
         try list(prefix: prefix, startAfter: startAfter, sizes: true, each)

@@ -211,10 +211,12 @@ public struct Spool: Sendable {
     }
 
     /// Under the ledger's lock: renames `path` into the free pool, emptied unless it is small
-    /// (`size`, when the caller knows it).
+    /// (`size`, when the caller knows it). A file with another name (a stored object linked
+    /// in, `Store.link`) is only unlinked: emptied or reused, it would change the object.
     private func recycle(_ path: String, size: Int64?, _ ledger: inout SpoolLedger) {
+        guard let st = try? system_lstat(path) else { return }   // gone: moved into a store
         let keep = (size ?? Int64.max) <= Spool.keepBlocksBytes
-        guard ledger.free < Spool.maxFree, keep || (try? system_truncate(path, 0)) != nil,
+        guard st.isRegularFile, st.st_nlink == 1, ledger.free < Spool.maxFree, keep || (try? system_truncate(path, 0)) != nil,
               (try? system_rename(path, Path.join(dir, "\(Spool.freePrefix)\(ledger.free)"))) != nil else {
             _ = try? system_unlink(path)
             return
