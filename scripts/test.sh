@@ -68,4 +68,5 @@ tail -n 6 "$run/swift-test.log"
 [ $rc = 0 ] || { echo "swift test failed ($rc)" >&2; exit $rc; }
 
 echo "== end-to-end tests" >&2
-python3 -m pytest -q -p no:cacheprovider Tests/integration "$@"
+# The 25 slowest tests are listed at the end: the suite has a time budget (CI: well under 30 minutes).
+python3 -m pytest -q -p no:cacheprovider --durations=25 Tests/integration "$@"
