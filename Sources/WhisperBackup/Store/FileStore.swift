@@ -56,6 +56,7 @@ public final class FileStore: Store {
     public func putMany(_ items: [(key: String, body: StoreBody)]) -> [Error?] {
         if items.count < 2 { return items.map { item in Result { try put(item.key, body: item.body) }.error } }
         var results = [Error?](repeating: nil, count: items.count)
+        var dests = [String](repeating: "", count: items.count)
         var temps = [String?](repeating: nil, count: items.count)
         var moves = [String?](repeating: nil, count: items.count)
         defer {
@@ -65,10 +66,12 @@ public final class FileStore: Store {
                 TempFiles.unregister(t)
             }
         }
-        let device = (try? system_stat(root))?.st_dev
+        func fail(_ i: Int, _ error: Error) {
+            results[i] = StoreError(.permanent, "\(location): \(items[i].key): \(error)")
+        }
         func copyToTemp(_ i: Int) {
             do {
-                let tmp = AtomicFile.tempPath(for: try path(items[i].key))
+                let tmp = AtomicFile.tempPath(for: dests[i])
                 let out = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_EXCL)
                 TempFiles.register(tmp)
                 temps[i] = tmp
@@ -79,21 +82,26 @@ public final class FileStore: Store {
                     }
                 }
             } catch {
-                results[i] = StoreError(.permanent, "\(location): \(items[i].key): \(error)")
+                fail(i, error)
             }
         }
-        func rename(_ i: Int, from src: String) {
+        func placeTemp(_ i: Int) {
+            guard let tmp = temps[i] else { return }
             do {
-                try system_rename(src, try path(items[i].key))
+                try system_rename(tmp, dests[i])
+                TempFiles.unregister(tmp)
+                temps[i] = nil
             } catch {
-                results[i] = StoreError(.permanent, "\(location): \(items[i].key): \(error)")
+                fail(i, error)
             }
         }
+        let device = (try? system_stat(root))?.st_dev
         for (i, item) in items.enumerated() {
             do {
-                try Path.makeDirectories(Path.directory(of: try path(item.key)))
+                dests[i] = try path(item.key)
+                try Path.makeDirectories(Path.directory(of: dests[i]))
             } catch {
-                results[i] = StoreError(.permanent, "\(location): \(item.key): \(error)")
+                fail(i, error)
                 continue
             }
             if case .spoolFile(let src) = item.body, let device, FileStore.movable(src, device: device) {
@@ -106,29 +114,22 @@ public final class FileStore: Store {
             try syncFilesystem()
             var across: [Int] = []
             for i in items.indices where results[i] == nil {
-                if let src = moves[i] {
-                    system_chmod(src, system_creationMode(0o644))
-                    do {
-                        try system_rename(src, try path(items[i].key))
-                        continue
-                    } catch Errno.crossDevice {
-                        across.append(i)
-                    } catch {
-                        results[i] = StoreError(.permanent, "\(location): \(items[i].key): \(error)")
-                    }
-                    system_chmod(src, 0o600)   // still the spool's
-                } else if let tmp = temps[i] {
-                    rename(i, from: tmp)
-                    if results[i] == nil { TempFiles.unregister(tmp); temps[i] = nil }
+                guard let src = moves[i] else { placeTemp(i); continue }
+                system_chmod(src, system_creationMode(0o644))
+                do {
+                    try system_rename(src, dests[i])
+                    continue
+                } catch Errno.crossDevice {
+                    across.append(i)
+                } catch {
+                    fail(i, error)
                 }
+                system_chmod(src, 0o600)   // still the spool's
             }
             if !across.isEmpty {
                 for i in across { copyToTemp(i) }
                 try syncFilesystem()
-                for i in across where results[i] == nil {
-                    rename(i, from: temps[i]!)
-                    if results[i] == nil { TempFiles.unregister(temps[i]!); temps[i] = nil }
-                }
+                for i in across where results[i] == nil { placeTemp(i) }
             }
             try syncFilesystem()
         } catch {
@@ -168,9 +169,13 @@ public final class FileStore: Store {
     /// limit, hard links refused) leaves the caller to copy.
     public func link(_ key: String, as dest: String) throws -> Bool {
         let src = try path(key)
-        _ = try? system_unlink(dest)   // a reused spool file: the name is taken for the link
         do {
-            try system_link(src, dest)
+            do {
+                try system_link(src, dest)
+            } catch Errno.fileExists {
+                try system_unlink(dest)   // a reused spool file: the name is taken for the link
+                try system_link(src, dest)
+            }
             return true
         } catch Errno.noSuchFileOrDirectory {
             throw StoreError(.notFound, "\(location): \(key): no such object")

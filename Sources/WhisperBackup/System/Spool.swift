@@ -166,7 +166,7 @@ public struct Spool: Sendable {
     func cancel(_ r: SpoolReservation) {
         _ = try? withLedger { ledger in
             ledger.reservations.removeAll { $0.pid == system_getpid() && $0.token == r.token }
-            recycle(r.path, size: nil, &ledger)
+            recycle(r.path, try? system_lstat(r.path), size: nil, &ledger)
         }
         TempFiles.unregister(r.path)
     }
@@ -191,11 +191,12 @@ public struct Spool: Sendable {
                 for f in files { _ = try? system_unlink(f) }
                 continue
             }
-            let sizes = known.map { $0.size ?? Int64((try? system_stat($0.path).st_size) ?? 0) }
+            let stats = files.map { try? system_lstat($0) }
+            let sizes = zip(known, stats).map { k, st in k.size ?? Int64(st?.st_size ?? 0) }
             let done: Void? = try? spool.withLedger { ledger in
                 ledger.stalled = false
-                for (f, size) in zip(files, sizes) {
-                    spool.recycle(f, size: size, &ledger)
+                for ((f, st), size) in zip(zip(files, stats), sizes) {
+                    spool.recycle(f, st, size: size, &ledger)
                     ledger.spooled = max(0, ledger.spooled - size)
                 }
             }
@@ -210,11 +211,12 @@ public struct Spool: Sendable {
         waitSeconds = 0
     }
 
-    /// Under the ledger's lock: renames `path` into the free pool, emptied unless it is small
-    /// (`size`, when the caller knows it). A file with another name (a stored object linked
-    /// in, `Store.link`) is only unlinked: emptied or reused, it would change the object.
-    private func recycle(_ path: String, size: Int64?, _ ledger: inout SpoolLedger) {
-        guard let st = try? system_lstat(path) else { return }   // gone: moved into a store
+    /// Under the ledger's lock: renames `path` (`st`: its lstat) into the free pool, emptied
+    /// unless it is small (`size`, when the caller knows it). A file with another name (a
+    /// stored object linked in, `Store.link`) is only unlinked: emptied or reused, it would
+    /// change the object.
+    private func recycle(_ path: String, _ st: stat?, size: Int64?, _ ledger: inout SpoolLedger) {
+        guard let st else { return }   // gone: moved into a store
         let keep = (size ?? Int64.max) <= Spool.keepBlocksBytes
         guard st.isRegularFile, st.st_nlink == 1, ledger.free < Spool.maxFree, keep || (try? system_truncate(path, 0)) != nil,
               (try? system_rename(path, Path.join(dir, "\(Spool.freePrefix)\(ledger.free)"))) != nil else {
