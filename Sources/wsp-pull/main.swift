@@ -75,7 +75,9 @@ struct WspPull: ParsableCommand {
                 OUTPUT RECORDS
                   METRIC  TIME  HASH  GZFILE
                   GZFILE is the downloaded object in the spool, not yet verified:
-                  wsp-merge verifies it before it touches anything.
+                  wsp-merge verifies it before it touches anything. From a file://
+                  store on the spool's filesystem it is a hard link to the stored
+                  object: read it or remove it, never write to it.
 
                 EXAMPLE
                   wsp-pull list file:///backups/node1 'servers.*' \\
