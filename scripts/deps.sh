@@ -37,5 +37,6 @@ if [ "${1:-}" = "--test" ]; then
         GRAPHITE_NO_PREFIX=True python3 -m pip install -q --root-user-action=ignore whisper==1.1.10 carbonate==1.1.10 >/dev/null
         py "import carbon" || GRAPHITE_NO_PREFIX=True python3 -m pip install -q --root-user-action=ignore --force-reinstall --no-deps carbon==1.1.10 >/dev/null
     fi
-    py "import pytest, numpy" || python3 -m pip install -q --root-user-action=ignore pytest numpy >/dev/null
+    # pytest-xdist: scripts/test.sh runs the end-to-end tests in two processes.
+    py "import pytest, numpy, xdist" || python3 -m pip install -q --root-user-action=ignore pytest numpy pytest-xdist >/dev/null
 fi
