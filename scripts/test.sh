@@ -72,8 +72,9 @@ echo "== end-to-end tests" >&2
 # Two pytest processes (pytest-xdist), a test file to each at a time: most tests wait on
 # servers, syncs and child processes, and two halve the suite's time on 2 cores. Every test
 # works in its own temp directory, bucket and container. The 25 slowest tests are listed at
-# the end: the suite has a time budget (CI: well under 30 minutes).
+# the end: the suite has a time budget (CI: well under 30 minutes). pytest-benchmark, where
+# installed, would only warn that xdist turns it off: no test uses it.
 jobs=${WSP_TEST_JOBS:-2}
 parallel=()
 [ "$jobs" -le 1 ] || parallel=(-n "$jobs" --dist loadfile)
-python3 -m pytest -q -p no:cacheprovider "${parallel[@]}" --durations=25 Tests/integration "$@"
+python3 -m pytest -q -p no:cacheprovider -p no:benchmark "${parallel[@]}" --durations=25 Tests/integration "$@"
