@@ -85,17 +85,23 @@ final class FileStoreLinkTests: XCTestCase {
         Spool.discard(file)
     }
 
-    /// A spool on another filesystem (a tmpfs) gets a copy; a missing object fails as `get`
-    /// does, and leaves nothing in the spool.
+    /// A spool on another filesystem (a tmpfs) gets a copy, written into the reused spool file
+    /// (no link tried there, and no spool file unlinked for it); a missing object fails as
+    /// `get` does, and leaves nothing in the spool.
     func testAnotherFilesystemCopiesAndAMissingObjectFails() throws {
         let v = try stored("m.copied", [UInt8](repeating: 3, count: 700))
         if let shm = try? system_stat("/dev/shm"), shm.st_dev != (try system_stat(store.root)).st_dev, access("/dev/shm", W_OK) == 0 {
             let other = try Spool(dir: "/dev/shm/filestore-link-\(getpid())-\(UInt32.random(in: 0...UInt32.max))", maxBytes: 1 << 20, waitSeconds: 0.05)
             defer { BackupStateTests.remove(other.dir) }
-            let file = try fetch(v, from: store, into: other)
-            XCTAssertNotEqual(try system_stat(file).st_ino, try system_stat(try store.path(v.key)).st_ino)
-            XCTAssertTrue(contents(file) == [UInt8](repeating: 3, count: 700))
-            XCTAssertEqual(try system_stat(try store.path(v.key)).st_nlink, 1)
+            for round in 0..<3 {
+                let reused = round == 0 ? nil : try other.withLedger { $0.free } == 1 ? system_stat(other.dir + "/\(Spool.freePrefix)0").st_ino : nil
+                let file = try fetch(v, from: store, into: other)
+                XCTAssertNotEqual(try system_stat(file).st_ino, try system_stat(try store.path(v.key)).st_ino)
+                XCTAssertTrue(contents(file) == [UInt8](repeating: 3, count: 700))
+                XCTAssertEqual(try system_stat(try store.path(v.key)).st_nlink, 1)
+                if round > 0 { XCTAssertEqual(try system_stat(file).st_ino, reused, "round \(round): the free spool file was not reused") }
+                Spool.discard(file)
+            }
         }
         var missing = v
         missing.key = layout.key(metric: "m.none", time: v.time, hash: v.hash)

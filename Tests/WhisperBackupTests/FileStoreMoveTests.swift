@@ -105,6 +105,12 @@ final class FileStoreMoveTests: XCTestCase {
         }
         XCTAssertEqual(try system_stat(try store.path("m.b/1")).st_mode & 0o777, system_creationMode(0o644))
         XCTAssertEqual(try system_readdir(Path.directory(of: try store.path("m.a/1"))).map(\.name), ["1"], "no temp file left")
+        // A restore's spool there: no link (EXDEV), so the caller copies, every time.
+        for name in ["x", "y"] {
+            XCTAssertFalse(try store.link("m.a/1", as: mounted + "/spool/" + name))
+            XCTAssertFalse(Path.exists(mounted + "/spool/" + name))
+        }
+        XCTAssertEqual(try system_stat(try store.path("m.a/1")).st_nlink, 1)
     }
 
     static func run(_ tool: String, _ args: [String]) -> Int32 {

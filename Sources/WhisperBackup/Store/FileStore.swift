@@ -8,6 +8,11 @@ import Glibc
 public final class FileStore: Store {
     public let root: String
     public let location: String
+    /// Whether `link` can reach a directory (the spool's): a directory on another filesystem,
+    /// or one where a link was refused, is copied into at once. Trying the link for every
+    /// object there cost a restore through a tmpfs spool a failed link, and the unlink of the
+    /// reused spool file before it, per object.
+    private var linkable: [String: Bool] = [:]
     public init(root: String, location: String) {
         self.root = root
         self.location = location
@@ -169,6 +174,12 @@ public final class FileStore: Store {
     /// limit, hard links refused) leaves the caller to copy.
     public func link(_ key: String, as dest: String) throws -> Bool {
         let src = try path(key)
+        let dir = Path.directory(of: dest)
+        if linkable[dir] == nil {
+            let there = try? system_stat(dir), here = try? system_stat(root)
+            linkable[dir] = there != nil && here != nil && there!.st_dev == here!.st_dev
+        }
+        guard linkable[dir] == true else { return false }
         do {
             do {
                 try system_link(src, dest)
@@ -179,8 +190,11 @@ public final class FileStore: Store {
             return true
         } catch Errno.noSuchFileOrDirectory {
             throw StoreError(.notFound, "\(location): \(key): no such object")
-        } catch {
+        } catch let e as Errno where e.rawValue == EXDEV || e.rawValue == EPERM {
+            linkable[dir] = false   // a bind mount of this filesystem; links refused there
             return false
+        } catch {
+            return false   // this object only (its link count at the limit)
         }
     }
 
