@@ -45,6 +45,29 @@ final class BackupStateTests: XCTestCase {
         XCTAssertEqual(try lines(a, "x.y.d"), 2)
     }
 
+    /// A batch's lines: those of one directory in one append to the journal a single line
+    /// would take, in order (a metric twice: the later entry wins), read back by another
+    /// process and by this one's cache; a directory with more lines than a shared journal
+    /// should take at once gets them in its own journal.
+    func testABatchAppendsEachDirectorysLinesInOneWrite() throws {
+        let dir = try tempDir()
+        let a = try BackupState(dir: dir)
+        XCTAssertNil(a.lookup("x.y.m1"))   // the journal read and cached (empty)
+        let few: [(metric: String, entry: StateEntry)] = [("x.y.m1", entry(1)), ("x.z.m2", entry(2)), ("x.y.m3", entry(3)), ("x.y.m1", entry(4))]
+        XCTAssertTrue(a.record(few).allSatisfy { $0 == nil })
+        XCTAssertEqual(try lines(a, "x.y.m1"), 4, "siblings x.y and x.z share the journal x")
+        for state in [a, try BackupState(dir: dir)] {
+            XCTAssertEqual(state.lookup("x.y.m1"), entry(4))
+            XCTAssertEqual(state.lookup("x.z.m2"), entry(2))
+            XCTAssertEqual(state.lookup("x.y.m3"), entry(3))
+        }
+        let many = (0..<400).map { (metric: "x.w.m\($0)", entry: entry(Int64($0))) }
+        XCTAssertTrue(a.record(many).allSatisfy { $0 == nil })
+        XCTAssertEqual(try lines(a, "x.y.m1"), 4, "the shared journal took none of them")
+        XCTAssertEqual(try lines(a, "x.w.m0", journal: "x.w"), 400)
+        XCTAssertEqual(try BackupState(dir: dir).lookup("x.w.m399"), entry(399))
+    }
+
     func testForgetOverridesEarlierEntries() throws {
         let dir = try tempDir()
         let a = try BackupState(dir: dir)

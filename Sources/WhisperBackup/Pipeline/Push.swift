@@ -83,11 +83,14 @@ public struct Push {
     }
 
     /// A snapshot that the store lacks.
+    /// What the state keeps of a file's stat (`StateEntry`).
+    typealias FileStat = (inode: UInt64, device: UInt64, mtimeNs: Int64, ctimeNs: Int64, size: Int64)
+
     struct Upload {
         var record: Record
         var version: StoredVersion
         var gzPath: String
-        var stat: (inode: UInt64, device: UInt64, mtimeNs: Int64, ctimeNs: Int64, size: Int64)?
+        var stat: FileStat?
         /// Damaged versions of the same content with their bad records, removed once this
         /// upload is in place.
         var replaces: [(version: String, bad: String)] = []
@@ -128,6 +131,7 @@ public struct Push {
         // or not (a dry run consumes them too: it would otherwise fill the spool); those the
         // store moved in are gone, and free their room by their sizes.
         defer { Spool.discard(uploads.filter { Spool.isSpoolFile($0.gzPath) }.map { ($0.gzPath, $0.version.size) }) }
+        var stored: [(metric: String, stat: FileStat?, version: StoredVersion)] = []
         for (u, error) in zip(uploads, results) {
             health.note(error)
             if let error {
@@ -136,7 +140,7 @@ public struct Push {
             }
             if !dryRun {
                 removeReplaced(u.record.metric, u.replaces, by: u.version, diagnostics: diagnostics)
-                rememberOrWarn(u.record.metric, u.stat, u.version, diagnostics: diagnostics)
+                stored.append((u.record.metric, u.stat, u.version))
             }
             diagnostics.bytesIn += u.version.size
             diagnostics.bytesOut += u.version.size
@@ -144,6 +148,8 @@ public struct Push {
             output.hold(Record(u.version.recordFields + [status]))
             diagnostics.done(status)
         }
+        // The state once the batch is answered: a line per stored file, a write per journal.
+        rememberOrWarn(stored, diagnostics: diagnostics)
     }
 
     enum Plan {
@@ -250,12 +256,18 @@ extension Push {
     /// Records in the state that `version` holds the file; a state that cannot be written
     /// (a full disk) costs a re-read of the file next run, and does not fail the record,
     /// whose content is in the store.
-    func rememberOrWarn(_ metric: String, _ stat: (inode: UInt64, device: UInt64, mtimeNs: Int64, ctimeNs: Int64, size: Int64)?,
-                        _ version: StoredVersion, diagnostics: Diagnostics?) {
-        do {
-            try remember(metric, stat, version)
-        } catch {
-            diagnostics?.warn("\(Diagnostics.shown(metric)): stored, but the state could not be updated (\(error)); the next run reads this file again")
+    func rememberOrWarn(_ metric: String, _ stat: FileStat?, _ version: StoredVersion, diagnostics: Diagnostics?) {
+        rememberOrWarn([(metric, stat, version)], diagnostics: diagnostics)
+    }
+
+    /// `rememberOrWarn` for a batch's stored files: the lines of one journal in one append.
+    func rememberOrWarn(_ items: [(metric: String, stat: FileStat?, version: StoredVersion)], diagnostics: Diagnostics?) {
+        guard let state, !items.isEmpty else { return }
+        let errors = state.record(items.map { ($0.metric, Push.entry($0.stat, $0.version)) })
+        for (item, error) in zip(items, errors) {
+            if let error {
+                diagnostics?.warn("\(Diagnostics.shown(item.metric)): stored, but the state could not be updated (\(error)); the next run reads this file again")
+            }
         }
     }
 
@@ -325,17 +337,14 @@ extension Push {
         }
     }
 
-    /// Records in the state that `version` holds the file as `stat` saw it.
-    func remember(_ metric: String, _ stat: (inode: UInt64, device: UInt64, mtimeNs: Int64, ctimeNs: Int64, size: Int64)?,
-                  _ version: StoredVersion) throws {
-        guard let state else { return }
+    /// The state's entry saying that `version` holds the file as `stat` saw it.
+    static func entry(_ stat: FileStat?, _ version: StoredVersion) -> StateEntry {
         // A stat not to be trusted (a file written in the 2 s before its read): an entry whose
         // stat matches no file (size -1), so the file is read again, but its version can be
         // the base of the next one's delta.
         let s = stat ?? (inode: 0, device: 0, mtimeNs: 0, ctimeNs: 0, size: -1)
-        try state.record(metric, StateEntry(size: s.size, inode: s.inode, device: s.device, mtimeNs: s.mtimeNs,
-                                            ctimeNs: s.ctimeNs, hash: version.hash, time: version.time, storedSize: version.size,
-                                            base: version.base?.description))
+        return StateEntry(size: s.size, inode: s.inode, device: s.device, mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs,
+                          hash: version.hash, time: version.time, storedSize: version.size, base: version.base?.description)
     }
 }
 

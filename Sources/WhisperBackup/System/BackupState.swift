@@ -161,8 +161,37 @@ public final class BackupState {
     }
 
     public func record(_ metric: String, _ e: StateEntry) throws {
-        let shard = try append(BackupState.sealed(e.line(metric)), of: metric)
-        if let i = cached.firstIndex(where: { $0.shard == shard }) { cached[i].entries[metric] = e }
+        if let error = record([(metric, e)]).first ?? nil { throw error }
+    }
+
+    /// `record` for several metrics, in order: the lines that go to one journal are appended
+    /// with one write (a batch of a backup wrote a line at a time: an open, a lock and a close
+    /// per stored file). The error of each metric, or nil.
+    public func record(_ items: [(metric: String, entry: StateEntry)]) -> [Error?] {
+        var errors = [Error?](repeating: nil, count: items.count)
+        var groups: [(journals: (directory: String, shared: String?), items: [Int])] = []
+        var groupOf: [String: Int] = [:]
+        for (i, item) in items.enumerated() {
+            let journals = BackupState.journals(item.metric)
+            if let g = groupOf[journals.directory] {
+                groups[g].items.append(i)
+            } else {
+                groupOf[journals.directory] = groups.count
+                groups.append((journals, [i]))
+            }
+        }
+        for group in groups {
+            let bytes = group.items.flatMap { BackupState.sealed(items[$0].entry.line(items[$0].metric)) }
+            do {
+                let shard = try append(bytes, to: group.journals)
+                if let c = cached.firstIndex(where: { $0.shard == shard }) {
+                    for i in group.items { cached[c].entries[items[i].metric] = items[i].entry }
+                }
+            } catch {
+                for i in group.items { errors[i] = error }
+            }
+        }
+        return errors
     }
 
     /// Drops what the state vouches for `metric` (its versions were removed from the store):
@@ -201,11 +230,12 @@ public final class BackupState {
 
     func shardPath(_ shard: String) -> String { Path.join(Path.join(dir, "shards"), shard) }
 
-    /// Appends a line of `metric` to the journal that takes it (`journals`), and returns the
-    /// journal's name.
-    func append(_ bytes: [UInt8], of metric: String) throws -> String {
-        let (directory, shared) = BackupState.journals(metric)
-        if let shared, !Path.exists(shardPath(directory)),
+    /// Appends lines of metrics of one directory to the journal that takes them
+    /// (`journals`), and returns the journal's name. Lines of more than a few metrics go to
+    /// their directory's journal, so a shared one stays about `sharedCap` long.
+    func append(_ bytes: [UInt8], to journals: (directory: String, shared: String?)) throws -> String {
+        let (directory, shared) = journals
+        if let shared, bytes.count <= BackupState.sharedCap / 8, !Path.exists(shardPath(directory)),
            try append(bytes, shard: shared, below: BackupState.sharedCap) {
             return shared
         }
@@ -213,7 +243,7 @@ public final class BackupState {
         return directory
     }
 
-    /// Appends one line to a journal with one `write(2)` (concurrent appenders never
+    /// Appends lines to a journal with one `write(2)` (concurrent appenders never
     /// interleave inside a line), under a shared lock on the journal that compaction takes
     /// exclusively; a journal replaced by a compaction meanwhile is opened again, so no line
     /// lands in a file that is gone. With `below`, writes nothing and returns false when the
