@@ -66,9 +66,18 @@ final class MergeBatch {
         self.diagnostics = diagnostics
     }
 
-    var isEmpty: Bool { pending.isEmpty && creates.isEmpty }
+    /// New files whose data a sync on another thread is making durable while the next ones
+    /// are written: a restore into an empty directory otherwise waited for each sync with
+    /// nothing to do. Placed by the next sync's start or by `flush`; the sync after their
+    /// placement makes their names durable.
+    private(set) var syncing: (batch: [PendingCreate], sync: BackgroundSync)?
 
-    func holds(_ target: String) -> Bool { pending.contains { $0.target == target } || creates.contains { $0.target == target } }
+    var isEmpty: Bool { pending.isEmpty && creates.isEmpty && syncing == nil }
+
+    func holds(_ target: String) -> Bool {
+        pending.contains { $0.target == target } || creates.contains { $0.target == target }
+            || syncing?.batch.contains { $0.target == target } == true
+    }
 
     /// Writes a new file for `target` into a temp file in its directory (writeback of a large
     /// one started at once) and links it into place at the flush; flushes when the batch is
@@ -89,7 +98,33 @@ final class MergeBatch {
         }
         creates.append(PendingCreate(metric: metric, target: target, temp: tmp, size: bytes.count))
         createBytes += bytes.count
-        if pending.count >= limit || creates.count >= createLimit || createBytes >= MergeBatch.createBytesLimit { flush() }
+        if pending.count >= limit {
+            flush()
+        } else if creates.count >= createLimit || createBytes >= MergeBatch.createBytesLimit {
+            if pending.isEmpty && createLimit > 1 { syncCreatesInBackground() } else { flush() }
+        }
+    }
+
+    /// Starts the sync of the new files written so far on another thread and takes them out
+    /// of the batch, after placing those of the sync before (that sync's return makes their
+    /// data durable, and this one their names).
+    private func syncCreatesInBackground() {
+        placeSynced()
+        let batch = creates
+        creates.removeAll()
+        createBytes = 0
+        do {
+            syncing = (batch, try BackgroundSync(path: batch[0].temp))
+        } catch {
+            keepAppeared(place(batch, syncError: error))
+        }
+    }
+
+    /// Waits for the sync on another thread, then places its new files.
+    private func placeSynced() {
+        guard let (batch, sync) = syncing else { return }
+        syncing = nil
+        keepAppeared(place(batch, syncError: sync.wait()))
     }
 
     /// Links every pending new file into place once the batch's data is durable. A target
@@ -99,18 +134,28 @@ final class MergeBatch {
         let batch = creates
         creates.removeAll()
         createBytes = 0
-        func discard(_ c: PendingCreate) {
-            _ = try? system_unlink(c.temp)
-            TempFiles.unregister(c.temp)
-        }
+        var syncError: Error?
         do {
             let fd = try FileDescriptor.open(batch[0].temp, O_RDONLY)
             try fd.closeAfter {
                 if batch.count == 1 { try fd.sync() } else { try system_syncfs(fd.rawValue, path: batch[0].temp) }
             }
         } catch {
+            syncError = error
+        }
+        return place(batch, syncError: syncError)
+    }
+
+    /// Links the new files of `batch` into place, or fails them all when the sync that was
+    /// to make their data durable failed; returns those whose target appeared meanwhile.
+    private func place(_ batch: [PendingCreate], syncError: Error?) -> [PendingCreate] {
+        func discard(_ c: PendingCreate) {
+            _ = try? system_unlink(c.temp)
+            TempFiles.unregister(c.temp)
+        }
+        if let syncError {
             for c in batch {
-                fail(c.metric, error)
+                fail(c.metric, syncError)
                 discard(c)
             }
             return []
@@ -190,7 +235,8 @@ final class MergeBatch {
     /// reports every pending file. New files whose target appeared meanwhile are kept for
     /// `takeAppeared()`.
     func flush() {
-        let linkedDir = creates.first.map { Path.directory(of: $0.target) }
+        let linkedDir = (creates.first ?? syncing?.batch.first).map { Path.directory(of: $0.target) }
+        placeSynced()
         keepAppeared(flushCreates())
         if pending.isEmpty {
             // The links' directory entries: one more sync when no backfill follows to do it.
