@@ -110,14 +110,13 @@ final class MergeBatch {
     /// data durable, and this one their names).
     private func syncCreatesInBackground() {
         placeSynced()
-        let batch = creates
+        guard let sync = try? BackgroundSync(path: creates[0].temp) else {
+            keepAppeared(flushCreates())   // no thread to be had: synced here, as before
+            return
+        }
+        syncing = (creates, sync)
         creates.removeAll()
         createBytes = 0
-        do {
-            syncing = (batch, try BackgroundSync(path: batch[0].temp))
-        } catch {
-            keepAppeared(place(batch, syncError: error))
-        }
     }
 
     /// Waits for the sync on another thread, then places its new files.
