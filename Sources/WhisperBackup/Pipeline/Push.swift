@@ -82,10 +82,10 @@ public struct Push {
         Spool.discard(records.compactMap { $0[4] }.filter(Spool.isSpoolFile))
     }
 
-    /// A snapshot that the store lacks.
     /// What the state keeps of a file's stat (`StateEntry`).
     typealias FileStat = (inode: UInt64, device: UInt64, mtimeNs: Int64, ctimeNs: Int64, size: Int64)
 
+    /// A snapshot that the store lacks.
     struct Upload {
         var record: Record
         var version: StoredVersion

@@ -176,8 +176,11 @@ public final class FileStore: Store {
         let src = try path(key)
         let dir = Path.directory(of: dest)
         if linkable[dir] == nil {
-            let there = try? system_stat(dir), here = try? system_stat(root)
-            linkable[dir] = there != nil && here != nil && there!.st_dev == here!.st_dev
+            if let there = try? system_stat(dir), let here = try? system_stat(root) {
+                linkable[dir] = there.st_dev == here.st_dev
+            } else {
+                linkable[dir] = false
+            }
         }
         guard linkable[dir] == true else { return false }
         do {
