@@ -29,8 +29,31 @@ DAY = 86400
 SHARE = 0.75   # share of the files carbon writes to each day in --daily (live metrics)
 
 
-def timed(cmd, env=None):
-    """Runs a shell command under GNU time: (wall, user, sys, maxrss_kb)."""
+DROP_CACHES = "/proc/sys/vm/drop_caches"
+CACHE = "warm"   # main(): --cache
+
+
+def cold_possible():
+    return os.access(DROP_CACHES, os.W_OK)
+
+
+def level_cache(reads):
+    """Gives every tool's run the same page cache: `cold` empties it (what a backup of files
+    nobody read lately meets); `warm` reads `reads` (the tree, the store or the repository
+    the command will read) just before. Without it, whichever tool ran second found the
+    first one's reads in memory, and this machine drops pages left unread for a minute."""
+    if CACHE == "cold":
+        os.sync()
+        with open(DROP_CACHES, "w") as f:
+            f.write("3\n")
+    else:
+        for path in reads:
+            subprocess.run(f"find {path} -type f -print0 | xargs -0 -r cat > /dev/null", shell=True, check=True)
+
+
+def timed(cmd, env=None, reads=None):
+    """Runs a shell command under GNU time: (wall, user, sys, maxrss_kb). `reads`: the
+    directories it reads, for `level_cache` (None: the cache is left as it is)."""
     e = dict(os.environ)
     e["PATH"] = BIN + os.pathsep + e["PATH"]
     e["RESTIC_PASSWORD"] = "bench"
@@ -43,6 +66,8 @@ def timed(cmd, env=None):
     # syncs (wsp-push, wsp-merge) pays for the one before it (gzip -6's 1.3 GB, the layout's
     # 100,000 directories), and one that leaves its writes to the kernel does not.
     os.sync()
+    if reads is not None:
+        level_cache(reads)
     t0 = time.monotonic()
     p = subprocess.run(["/usr/bin/time", "-o", out.name, "-f", fmt, "bash", "-o", "pipefail", "-c", cmd],
                        env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -430,7 +455,14 @@ def main():
     ap.add_argument("--delete-wait", type=float, default=65, help="--scale: seconds between removing a tree and the next measurement (default 65)")
     ap.add_argument("--restore-alone", action="store_true",
                     help="--scale: remove the tree and the state before the restore (done anyway when the disk holds no more)")
+    ap.add_argument("--cache", choices=["cold", "warm"], default=None,
+                    help="page cache before each timed run of the main benchmark: cold (emptied; needs root; the default "
+                         "when possible) or warm (the files the run reads, read just before)")
     a = ap.parse_args()
+    global CACHE
+    CACHE = a.cache or ("cold" if cold_possible() else "warm")
+    if CACHE == "cold" and not cold_possible():
+        sys.exit(f"bench: --cache cold needs to write {DROP_CACHES} (root)")
     work = a.work or tempfile.mkdtemp(prefix="wsp-bench.", dir=os.environ.get("TMPDIR", "/var/tmp"))
     os.makedirs(work, exist_ok=True)
     if a.scale:
@@ -494,12 +526,12 @@ def main():
             order.reverse()
         for scn in ("first backup", "unchanged re-run"):
             for tool, cmd in order:
-                add(scn, tool, timed(cmd))
+                add(scn, tool, timed(cmd, reads=[root]))
         subprocess.run([sys.executable, GEN, root, "--change", "0.3", "--seed", str(run + 1), "--now", str(NOW + 60)],
                        check=True, stderr=subprocess.DEVNULL)
         time.sleep(2.5)
         for tool, cmd in order:
-            add("re-run, 30% changed", tool, timed(cmd))
+            add("re-run, 30% changed", tool, timed(cmd, reads=[root]))
         sizes["wsp store"] = du(store)
         sizes["restic repo"] = du(repo)
         # gzip -6 over the same files: the compression baseline
@@ -507,12 +539,12 @@ def main():
         os.makedirs(gz)
         add("first backup", "gzip -6", timed(
             f"cd {root} && find . -name '*.wsp' -print0 | xargs -0 -P {P} -n 20 sh -c "
-            f"'for f; do mkdir -p \"{gz}/$(dirname \"$f\")\"; gzip -6 -c \"$f\" > \"{gz}/$f.gz\"; done' sh"))
+            f"'for f; do mkdir -p \"{gz}/$(dirname \"$f\")\"; gzip -6 -c \"$f\" > \"{gz}/$f.gz\"; done' sh", reads=[root]))
         sizes["gzip -6 files"] = du(gz)
         # What the store's layout alone costs here: a directory and a version file per metric,
         # written and renamed, nothing read or compressed (scripts/bench-layout.py).
-        add("first backup", "store layout alone", timed(f"{sys.executable} {LAYOUT} {root} {os.path.join(rundir, 'layout')} {P}"))
-        add("unchanged re-run", "find -printf ''", timed(f"find {root} -name '*.wsp' -printf ''"))
+        add("first backup", "store layout alone", timed(f"{sys.executable} {LAYOUT} {root} {os.path.join(rundir, 'layout')} {P}", reads=[root]))
+        add("unchanged re-run", "find -printf ''", timed(f"find {root} -name '*.wsp' -printf ''", reads=[root]))
         # restores
         for scn, target_fn in (("restore into empty dir", lambda t: None),):
             r1, r2, r3 = (os.path.join(rundir, d) for d in ("r-wsp", "r-restic", "r-restic-sync"))
@@ -520,30 +552,31 @@ def main():
                        f" | xargs -d '\\n' -r -P {P} -s 1000000 -n {K} wsp-merge --root {r1}")
             rrestore = f"restic --repo {repo} restore latest --target {r2} --quiet"
             for tool, cmd in ([("wsp", restore), ("restic", rrestore)] if run % 2 == 0 else [("restic", rrestore), ("wsp", restore)]):
-                add(scn, tool, timed(cmd))
+                add(scn, tool, timed(cmd, reads=[store if tool == "wsp" else repo]))
             # byte-identical check: the bench measures correct runs only
             subprocess.run(["diff", "-rq", root, r1], check=True)
             # wsp-merge makes every restored file durable before it links it into place;
             # restic leaves that to the kernel. The same restore followed by sync(1):
-            add(scn, "restic + sync", timed(f"restic --repo {repo} restore latest --target {r3} --quiet && sync"))
+            add(scn, "restic + sync", timed(f"restic --repo {repo} restore latest --target {r3} --quiet && sync", reads=[repo]))
             # The wrappers' restore puts the spool in /dev/shm when it is a tmpfs with room
             # (MemorySpool): on disk, every sync of the restore writes the waiting spool files out.
             if memory_spool_fits(1 << 30):
                 mspool = tempfile.mkdtemp(prefix="wsp-bench-spool.", dir="/dev/shm")
                 r4 = os.path.join(rundir, "r-wsp-memory-spool")
-                add(scn, "wsp, spool in /dev/shm (the wrappers' choice)", timed(restore.replace(f"--spool {spool} ", f"--spool {mspool} ").replace(f"--root {r1}", f"--root {r4}")))
+                add(scn, "wsp, spool in /dev/shm (the wrappers' choice)", timed(restore.replace(f"--spool {spool} ", f"--spool {mspool} ").replace(f"--root {r1}", f"--root {r4}"), reads=[store]))
                 shutil.rmtree(mspool, ignore_errors=True)
                 subprocess.run(["diff", "-rq", root, r4], check=True)
         onto = (f"wsp-pull list file://{store} '*' | xargs -d '\\n' -r -P {P} -s 1000000 -n {K} wsp-pull get --spool {spool} file://{store}"
                 f" | xargs -d '\\n' -r -P {P} -s 1000000 -n {K} wsp-merge --root {root}")
-        add("restore onto identical files", "wsp", timed(onto))
+        add("restore onto identical files", "wsp", timed(onto, reads=[store, root]))
         subprocess.run(["diff", "-rq", root, r1], check=True)
 
     def med(rs, i):
         return statistics.median(r[i] for r in rs)
 
     print(f"\nTree: {nfiles} whisper files, {tree_bytes / 1e6:.1f} MB ({a.schemas} schemas{', every archive full' if a.filled else ''}); "
-          f"{a.runs} runs, medians; {P} processes per stage, {K} records per process; {os.cpu_count()} cores.\n")
+          f"{a.runs} runs, medians; {P} processes per stage, {K} records per process; {os.cpu_count()} cores; "
+          f"page cache {'emptied' if CACHE == 'cold' else 'holding what each command reads'} before each command (--cache {CACHE}).\n")
     print("| scenario | tool | wall s | user s | sys s | peak RSS MB | wall vs restic |")
     print("|---|---|---:|---:|---:|---:|---:|")
     scenarios = ["first backup", "unchanged re-run", "re-run, 30% changed", "restore into empty dir", "restore onto identical files"]
