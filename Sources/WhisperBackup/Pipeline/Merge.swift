@@ -54,7 +54,12 @@ public struct Merge {
         let returns = SpoolReturns(files: input.isBuffered ? Merge.spoolReturnFiles : 1, bytes: Merge.spoolReturnBytes)
         defer { returns.flush() }
         diagnostics.expect(input)
-        for record in input.records(until: output) {
+        // The spool files ahead are read while this one is merged (from a file:// store on
+        // the spool's filesystem they are the stored objects themselves, seldom in memory).
+        let records = ReadAhead.records(input, until: output) { record in
+            ((), record[3].map { ReadAhead.Item(path: $0, unless: nil) })
+        }
+        for (record, _) in records {
             do {
                 if let (status, path, detail) = try mergeOne(record, realRoot: realRoot, batch: batch, returns: returns) {
                     batch.report(record.metric, status, path, detail)

@@ -182,7 +182,12 @@ public struct PullGet {
     public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
         diagnostics.expect(input)
         let rebuilt = Rebuilt()
-        for record in input.records(until: output) {
+        // From a file:// store the objects ahead are read while this one is copied.
+        let records = ReadAhead.records(input, until: output) { [layout, store] record in
+            let version = try? PullGet.version(from: record, layout: layout)
+            return ((), version.flatMap { $0.isDelta ? nil : store.localFile($0.key) }.map { ReadAhead.Item(path: $0, unless: nil) })
+        }
+        for (record, _) in records {
             do {
                 try getOne(record, output: output, diagnostics: diagnostics, rebuilt: rebuilt)
                 diagnostics.done("fetched")

@@ -60,9 +60,15 @@ public struct Snap {
     public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
         defer { output.flush() }   // the records held (RecordWriter.hold)
         diagnostics.expect(input)
-        for record in input.records(until: output) {
+        // The files ahead are read while this one is compressed (a file unchanged since its
+        // last push is only stat'ed, so not read ahead either).
+        let records = ReadAhead.records(input, until: output) { record in
+            let target = Result { try self.target(record) }
+            return (target, (try? target.get()).map { ReadAhead.Item(path: $0.path, unless: $0.vouched) })
+        }
+        for (record, target) in records {
             do {
-                let fields = try snapOne(record, diagnostics: diagnostics)
+                let fields = try snapOne(try target.get(), diagnostics: diagnostics)
                 // A snapshot the next stage never hears of leaves no spool file behind; a
                 // record of an unchanged file owns none, and is held for the next write.
                 if fields[4] == "-" {
@@ -83,7 +89,14 @@ public struct Snap {
         try diagnostics.finish()
     }
 
-    func snapOne(_ record: Record, diagnostics: Diagnostics) throws -> [String] {
+    /// What a record names: its metric, the file's path, and the state's entry for it.
+    struct Target {
+        var metric: String
+        var path: String
+        var vouched: StateEntry?
+    }
+
+    func target(_ record: Record) throws -> Target {
         let metric = record.metric
         try MetricName.validate(metric)
         let path: String
@@ -94,7 +107,11 @@ public struct Snap {
         } else {
             throw RecordError("record has no PATH field (and no --root to derive it)")
         }
-        let vouched = state?.lookup(metric)
+        return Target(metric: metric, path: path, vouched: state?.lookup(metric))
+    }
+
+    func snapOne(_ target: Target, diagnostics: Diagnostics) throws -> [String] {
+        let (metric, path, vouched) = (target.metric, target.path, target.vouched)
         if let state, let entry = vouched {
             let st: Glibc.stat
             do { st = try system_stat(path) } catch { throw RecordError("\(error)") }

@@ -19,6 +19,7 @@ public final class DryRunStore: Store {
         return try base.link(key, as: path)
     }
     public func head(_ key: String) throws -> StoreObject? { missing ? nil : try base.head(key) }
+    public func localFile(_ key: String) -> String? { missing ? nil : base.localFile(key) }
     public var listsRanges: Bool { base.listsRanges }
     public func list(prefix: String, startAfter: String?, sizes: Bool, _ each: (StoreObject) throws -> Void) throws {
         if !missing { try base.list(prefix: prefix, startAfter: startAfter, sizes: sizes, each) }

@@ -172,6 +172,8 @@ public final class FileStore: Store {
     /// copy written out to disk (the copy cost a restore a third of its time when the spool
     /// is on disk). Anything but a missing object (another filesystem, a link count at its
     /// limit, hard links refused) leaves the caller to copy.
+    public func localFile(_ key: String) -> String? { try? path(key) }
+
     public func link(_ key: String, as dest: String) throws -> Bool {
         let src = try path(key)
         let dir = Path.directory(of: dest)

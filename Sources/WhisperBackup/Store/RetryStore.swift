@@ -42,6 +42,7 @@ public final class RetryStore: Store {
     public func get(_ key: String, to path: String) throws { try retrying { try base.get(key, to: path) } }
     public func link(_ key: String, as path: String) throws -> Bool { try retrying { try base.link(key, as: path) } }
     public func head(_ key: String) throws -> StoreObject? { try retrying { try base.head(key) } }
+    public func localFile(_ key: String) -> String? { base.localFile(key) }
     public func delete(_ keys: [String]) throws -> [(key: String, error: Error)] {
         var pending = keys
         var attempt = 1

@@ -71,6 +71,9 @@ public protocol Store: AnyObject {
     /// Whoever holds `path` must never write to it or cut it: it is the stored object.
     func link(_ key: String, as path: String) throws -> Bool
     func head(_ key: String) throws -> StoreObject?
+    /// The file that holds the object, where the backend keeps each object as a file (a
+    /// directory), so a reader can have it read ahead; nil elsewhere. Nothing is checked.
+    func localFile(_ key: String) -> String?
     /// Every object whose key starts with `prefix` (after `startAfter`), in key order. With
     /// `sizes` false the caller needs no object's size: a backend whose sizes cost a system
     /// call each (file://) may give -1.
@@ -93,6 +96,7 @@ extension Store {
     public func create() throws {}
     public var listsRanges: Bool { false }
     public func link(_ key: String, as path: String) throws -> Bool { false }
+    public func localFile(_ key: String) -> String? { nil }
 
     public func list(prefix: String, startAfter: String?, _ each: (StoreObject) throws -> Void) throws {
         try list(prefix: prefix, startAfter: startAfter, sizes: true, each)
