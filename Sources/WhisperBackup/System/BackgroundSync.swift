@@ -14,20 +14,13 @@ final class BackgroundSync {
     init(path: String) throws {
         self.path = path
         fd = try FileDescriptor.open(path, O_RDONLY)
-        var all = sigset_t(), old = sigset_t()
-        sigfillset(&all)
-        pthread_sigmask(SIG_SETMASK, &all, &old)   // inherited by the new thread
-        defer { pthread_sigmask(SIG_SETMASK, &old, nil) }
-        let context = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(&thread, nil, { context in
-            let sync = Unmanaged<BackgroundSync>.fromOpaque(context!).takeRetainedValue()
-            do { try system_syncfs(sync.fd.rawValue, path: sync.path) } catch { sync.error = error }
-            return nil
-        }, context)
-        if rc != 0 {
-            Unmanaged<BackgroundSync>.fromOpaque(context).release()
+        do {
+            thread = try system_startThread { [self] in
+                do { try system_syncfs(fd.rawValue, path: path) } catch { self.error = error }
+            }
+        } catch {
             fd.close()
-            throw Errno(rc, call: "pthread_create", path: path)
+            throw error
         }
     }
 

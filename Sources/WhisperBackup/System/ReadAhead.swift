@@ -36,19 +36,8 @@ final class ReadAhead {
     init?() {
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(wake, nil)
-        var all = sigset_t(), old = sigset_t()
-        sigfillset(&all)
-        pthread_sigmask(SIG_SETMASK, &all, &old)   // inherited by the new thread
-        defer { pthread_sigmask(SIG_SETMASK, &old, nil) }
-        let context = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(&thread, nil, { context in
-            Unmanaged<ReadAhead>.fromOpaque(context!).takeRetainedValue().work()
-            return nil
-        }, context)
-        if rc != 0 {
-            Unmanaged<ReadAhead>.fromOpaque(context).release()
-            return nil
-        }
+        guard let thread = try? system_startThread({ [self] in work() }) else { return nil }
+        self.thread = thread
     }
 
     deinit {

@@ -424,6 +424,31 @@ public func system_spawn(_ argv: [String], stdin: CInt, stdout: CInt, stderr: CI
     return pid
 }
 
+/// Starts a thread that runs `body` and takes no signal: SIGINT and SIGTERM stay with the
+/// thread that reads records (`Signals`). The caller joins it (`pthread_join`).
+/// The corresponding C functions are `pthread_create(3)` and `pthread_sigmask(3)`.
+func system_startThread(_ body: @escaping () -> Void) throws -> pthread_t {
+    final class Body {
+        let run: () -> Void
+        init(_ run: @escaping () -> Void) { self.run = run }
+    }
+    var all = sigset_t(), old = sigset_t()
+    sigfillset(&all)
+    pthread_sigmask(SIG_SETMASK, &all, &old)   // inherited by the new thread
+    defer { pthread_sigmask(SIG_SETMASK, &old, nil) }
+    let context = Unmanaged.passRetained(Body(body)).toOpaque()
+    var thread = pthread_t()
+    let rc = pthread_create(&thread, nil, { context in
+        Unmanaged<Body>.fromOpaque(context!).takeRetainedValue().run()
+        return nil
+    }, context)
+    if rc != 0 {
+        Unmanaged<Body>.fromOpaque(context).release()
+        throw Errno(rc, call: "pthread_create")
+    }
+    return thread
+}
+
 /// A pipe whose ends are closed on exec (a stage gets one by dup2).
 /// The corresponding C functions are `pipe(2)` and `fcntl(2)`.
 public func system_pipe() throws -> (read: CInt, write: CInt) {
