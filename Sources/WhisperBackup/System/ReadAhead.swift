@@ -96,57 +96,10 @@ final class ReadAhead {
 
     static func prefetch(_ item: Item) {
         // O_NONBLOCK: a FIFO named like a whisper file must not block the open.
-        let fd = open(item.path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0, st.isRegularFile else { return }
+        guard let fd = try? system_open(item.path, O_RDONLY | O_NONBLOCK | O_CLOEXEC) else { return }
+        defer { system_close(fd) }
+        guard let st = try? system_fstat(fd), st.isRegularFile else { return }
         if let entry = item.unless, entry.matches(st) { return }
-        _ = posix_fadvise(fd, 0, off_t(min(Int64(st.st_size), maxBytes)), POSIX_FADV_WILLNEED)
-    }
-}
-
-extension ReadAhead {
-    /// Records read ahead of the one being worked on, when the records are at hand.
-    static let window = 16
-
-    /// The records of a stage that reads a file per record, each with what `prepare` made of
-    /// it. When the records are at hand (arguments) they are prepared `window` ahead of the
-    /// stage and the file `prepare` names for each is read ahead; from a pipe they are taken
-    /// one at a time as they come (looking ahead would wait for them). Like
-    /// `RecordInput.records(until:)`, it ends when a stop is requested or the next stage went
-    /// away.
-    static func records<Prepared>(_ input: RecordInput, until output: RecordWriter,
-                                  prepare: @escaping (Record) -> (Prepared, Item?)) -> Records<Prepared> {
-        Records(input.records(until: output).makeIterator(), readAhead: input.isBuffered ? ReadAhead() : nil,
-                output: output, prepare: prepare)
-    }
-
-    final class Records<Prepared>: Sequence, IteratorProtocol {
-        private let records: AnyIterator<Record>
-        private let readAhead: ReadAhead?
-        private let output: RecordWriter
-        private let prepare: (Record) -> (Prepared, Item?)
-        private var ahead: [(record: Record, prepared: Prepared)] = []
-        private var taken = 0
-
-        init(_ records: AnyIterator<Record>, readAhead: ReadAhead?, output: RecordWriter,
-             prepare: @escaping (Record) -> (Prepared, Item?)) {
-            (self.records, self.readAhead, self.output, self.prepare) = (records, readAhead, output, prepare)
-        }
-
-        deinit { readAhead?.finish() }
-
-        func next() -> (record: Record, prepared: Prepared)? {
-            while ahead.count <= (readAhead == nil ? 0 : ReadAhead.window), let record = records.next() {
-                let (prepared, item) = prepare(record)
-                if let readAhead, let item { readAhead.add(item, index: taken + ahead.count) }
-                ahead.append((record, prepared))
-            }
-            if ahead.isEmpty || Signals.stopRequested || output.closed { return nil }
-            readAhead?.reach(taken)
-            taken += 1
-            return ahead.removeFirst()
-        }
+        system_readAhead(fd, min(Int64(st.st_size), maxBytes))
     }
 }

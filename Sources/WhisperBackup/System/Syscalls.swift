@@ -424,6 +424,11 @@ public func system_spawn(_ argv: [String], stdin: CInt, stdout: CInt, stderr: CI
     return pid
 }
 
+/// Asks the kernel to read the first `length` bytes of `fd` into the page cache, without
+/// waiting for them; a hint, so a failure is no error.
+/// The corresponding C function is `posix_fadvise(2)` with `POSIX_FADV_WILLNEED`.
+func system_readAhead(_ fd: CInt, _ length: Int64) { _ = posix_fadvise(fd, 0, off_t(length), POSIX_FADV_WILLNEED) }
+
 /// Starts a thread that runs `body` and takes no signal: SIGINT and SIGTERM stay with the
 /// thread that reads records (`Signals`). The caller joins it (`pthread_join`).
 /// The corresponding C functions are `pthread_create(3)` and `pthread_sigmask(3)`.
