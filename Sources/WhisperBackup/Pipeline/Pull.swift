@@ -184,12 +184,13 @@ public struct PullGet {
         let rebuilt = Rebuilt()
         // From a file:// store the objects ahead are read while this one is copied.
         let records = ReadAhead.records(input, until: output) { [layout, store] record in
-            let version = try? PullGet.version(from: record, layout: layout)
-            return ((), version.flatMap { $0.isDelta ? nil : store.localFile($0.key) }.map { ReadAhead.Item(path: $0, unless: nil) })
+            let version = Result { try PullGet.version(from: record, layout: layout) }
+            let file = (try? version.get()).flatMap { $0.isDelta ? nil : store.localFile($0.key) }
+            return (version, file.map { ReadAhead.Item(path: $0, unless: nil) })
         }
-        for (record, _) in records {
+        for (record, version) in records {
             do {
-                try getOne(record, output: output, diagnostics: diagnostics, rebuilt: rebuilt)
+                try getOne(try version.get(), size: record[4], output: output, diagnostics: diagnostics, rebuilt: rebuilt)
                 diagnostics.done("fetched")
             } catch let e as SpoolFull where e.stopsTheStage {
                 diagnostics.fail(record.metric, e)   // see Snap.run: a stalled spool stops the stage
@@ -211,11 +212,11 @@ public struct PullGet {
         let buffer = ByteBuffer(capacity: 0)
     }
 
-    func getOne(_ record: Record, output: RecordWriter, diagnostics: Diagnostics, rebuilt: Rebuilt = Rebuilt()) throws {
-        let version = try PullGet.version(from: record, layout: layout)
+    /// Fetches `version` (parsed from its record, whose field 5 is `size`) into the spool.
+    func getOne(_ version: StoredVersion, size: String?, output: RecordWriter, diagnostics: Diagnostics, rebuilt: Rebuilt = Rebuilt()) throws {
         let dest = version.isDelta
             ? try rebuild(version, rebuilt, diagnostics: diagnostics)
-            : try fetch(version, size: Int64(record[4] ?? "") ?? 0, diagnostics: diagnostics)
+            : try fetch(version, size: Int64(size ?? "") ?? 0, diagnostics: diagnostics)
         // A record the next stage never sees leaves no spool file behind.
         if !output.write(Record([version.metric, version.timeText, version.hash, dest])) {
             Spool.discard(dest)
