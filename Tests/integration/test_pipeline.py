@@ -49,7 +49,7 @@ def test_round_trip_byte_identical_and_valid_for_whisper(tmp_path, store, spool)
         for a in info["archives"]:
             # fetch every archive through the oracle, same result as the source
             frm = NOW - a["retention"] + a["secondsPerPoint"]
-            assert whisper.fetch(dst[rel], frm, NOW) == whisper.fetch(src[rel], frm, NOW)
+            assert whisper.fetch(dst[rel], frm, NOW, now=NOW) == whisper.fetch(src[rel], frm, NOW, now=NOW)
     # the spool is drained by the last stage
     assert [f for f in os.listdir(spool) if not f.startswith(".")] == []
 
@@ -348,8 +348,8 @@ def test_a_batch_creating_a_file_twice_backfills_the_second_into_the_first(tmp_p
     # the newest point of each changed file came from the second version
     for rel, path in wsp_files(root).items():
         out = tmp_path / "r" / rel
-        new = whisper.fetch(str(path), NOW - 3600, NOW + 600)
-        got = whisper.fetch(str(out), NOW - 3600, NOW + 600)
+        new = whisper.fetch(str(path), NOW - 3600, NOW + 600, now=NOW + 600)
+        got = whisper.fetch(str(out), NOW - 3600, NOW + 600, now=NOW + 600)
         assert got == new, rel
 
 
