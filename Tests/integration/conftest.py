@@ -78,9 +78,23 @@ def records(text):
     return [line.split("\t") for line in text.splitlines() if line]
 
 
-def memory_spools():
-    """The restore spools the wrappers made in /dev/shm (MemorySpool) that are there now."""
-    return {n for n in os.listdir("/dev/shm") if n.startswith("whisper-backup.")} if os.path.isdir("/dev/shm") else set()
+def memory_spools(pid=None):
+    """The restore spools the wrappers made in /dev/shm (MemorySpool: whisper-backup.PID.XXXXXX)
+    that are there now; with pid, those of that run only (tests run side by side, so another
+    test's spool may come and go meanwhile)."""
+    prefix = "whisper-backup." if pid is None else f"whisper-backup.{pid}."
+    return {n for n in os.listdir("/dev/shm") if n.startswith(prefix)} if os.path.isdir("/dev/shm") else set()
+
+
+def spool_owner_alive(name):
+    """Whether the run whose pid a memory spool's name carries is still running."""
+    try:
+        os.kill(int(name.split(".")[1]), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, IndexError, PermissionError):
+        return True
+    return True
 
 
 def gen_tree(root, files=40, schemas="mixed", seed=1, days=30, gaps=False, now=NOW):

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from conftest import BIN, NOW, REPO, change_tree, gen_tree, memory_spools, read, records, run, sh, wsp_files
+from conftest import (BIN, NOW, REPO, change_tree, gen_tree, memory_spools, read, records, run, sh,
+                      spool_owner_alive, wsp_files)
 from safetylib import (bad_versions, kill_tree, slotwise_between, spool_leftovers, store_dir, store_objects,
                        temp_files, tool_env, trials)
 
@@ -177,11 +178,13 @@ def trial_kinds():
 @pytest.fixture(autouse=True)
 def remove_memory_spools():
     """A restore the trial kills with SIGKILL leaves its spool in /dev/shm (README: Sizing the
-    spool); the trials remove what they leave there."""
+    spool); the trials remove what they leave there: the new spools whose run is gone (a test
+    beside this one may have a live run's spool there)."""
     before = memory_spools()
     yield
     for n in memory_spools() - before:
-        shutil.rmtree(os.path.join("/dev/shm", n), ignore_errors=True)
+        if not spool_owner_alive(n):
+            shutil.rmtree(os.path.join("/dev/shm", n), ignore_errors=True)
 
 
 @pytest.mark.parametrize("trial,kind", trial_kinds())

@@ -20,11 +20,13 @@ enum MemorySpool {
         return filesystemType == tmpfsMagic && spoolMax <= (Int64.max - keep) / 2 && available >= 2 * spoolMax + keep
     }
 
-    /// A new directory for the spool under /dev/shm, or nil when it does not fit there.
+    /// A new directory for the spool under /dev/shm, or nil when it does not fit there. Its
+    /// name carries the run's pid (`whisper-backup.PID.XXXXXX`): what a run killed with SIGKILL
+    /// leaves there tells whose it was, and whether that run is gone.
     static func create(spoolMax: Int64) -> String? {
         guard let fs = try? system_statfs(parent),
               fits(filesystemType: fs.type, available: fs.available, spoolMax: spoolMax) else { return nil }
-        var template = Array("\(parent)/whisper-backup.XXXXXX".utf8CString)
+        var template = Array("\(parent)/whisper-backup.\(system_getpid()).XXXXXX".utf8CString)
         guard mkdtemp(&template) != nil else { return nil }
         return String(cString: template)
     }
