@@ -67,7 +67,17 @@ final class ReadAheadTests: XCTestCase {
         let path = try coldFile("a.wsp")
         let readAhead = try XCTUnwrap(ReadAhead())
         readAhead.add(.init(path: path, unless: nil), index: 0)
+        readAhead.flush()
         XCTAssertTrue(try waitUntilCached(path))
+        readAhead.finish()
+    }
+
+    /// Without a flush the thread is woken once `wakeBatch` files wait for it, and takes them.
+    func testTheThreadIsWokenForABatchOfFiles() throws {
+        let paths = try (0..<ReadAhead.wakeBatch).map { try coldFile("batch\($0).wsp") }
+        let readAhead = try XCTUnwrap(ReadAhead())
+        for (i, path) in paths.enumerated() { readAhead.add(.init(path: path, unless: nil), index: i) }
+        for path in paths { XCTAssertTrue(try waitUntilCached(path), path) }
         readAhead.finish()
     }
 
@@ -82,6 +92,7 @@ final class ReadAheadTests: XCTestCase {
         readAhead.add(.init(path: unchanged, unless: try entry(unchanged)), index: 0)
         readAhead.add(.init(path: changed, unless: stale), index: 1)
         readAhead.add(.init(path: marker, unless: nil), index: 2)
+        readAhead.flush()
         XCTAssertTrue(try waitUntilCached(marker))
         readAhead.finish()
         XCTAssertEqual(try resident(unchanged), 0)
@@ -95,6 +106,7 @@ final class ReadAheadTests: XCTestCase {
         readAhead.reach(5)
         readAhead.add(.init(path: passed, unless: nil), index: 5)
         readAhead.add(.init(path: marker, unless: nil), index: 6)
+        readAhead.flush()
         XCTAssertTrue(try waitUntilCached(marker))
         readAhead.finish()
         XCTAssertEqual(try resident(passed), 0)
@@ -108,6 +120,7 @@ final class ReadAheadTests: XCTestCase {
         readAhead.add(.init(path: fifo, unless: nil), index: 0)
         readAhead.add(.init(path: Path.join(dir, "missing.wsp"), unless: nil), index: 1)
         readAhead.add(.init(path: marker, unless: nil), index: 2)
+        readAhead.flush()
         XCTAssertTrue(try waitUntilCached(marker))
         readAhead.finish()
     }

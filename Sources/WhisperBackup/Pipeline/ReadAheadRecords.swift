@@ -21,6 +21,7 @@ extension ReadAhead {
         private let prepare: (Record) -> (Prepared, Item?)
         private var ahead: [(record: Record, prepared: Prepared)] = []
         private var taken = 0
+        private var exhausted = false
 
         init(_ records: AnyIterator<Record>, readAhead: ReadAhead?, output: RecordWriter,
              prepare: @escaping (Record) -> (Prepared, Item?)) {
@@ -30,7 +31,12 @@ extension ReadAhead {
         deinit { readAhead?.finish() }
 
         func next() -> (record: Record, prepared: Prepared)? {
-            while ahead.count <= (readAhead == nil ? 0 : ReadAhead.window), let record = records.next() {
+            while !exhausted, ahead.count <= (readAhead == nil ? 0 : ReadAhead.window) {
+                guard let record = records.next() else {
+                    exhausted = true
+                    readAhead?.flush()
+                    break
+                }
                 let (prepared, item) = prepare(record)
                 if let readAhead, let item { readAhead.add(item, index: taken + ahead.count) }
                 ahead.append((record, prepared))

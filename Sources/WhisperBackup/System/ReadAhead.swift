@@ -12,7 +12,10 @@ import Glibc
 /// unchanged (then the stage only stats it) asks the kernel to read its first `maxBytes`
 /// (`POSIX_FADV_WILLNEED`: queued, not waited for). It neither locks nor reads the file, so
 /// it changes nothing a snapshot depends on; a file replaced meanwhile is only read twice.
-/// Files the stage has already reached are skipped. The thread takes no signal.
+/// Files the stage has already reached are skipped. The thread takes no signal. It is woken
+/// once `wakeBatch` files wait for it, not for each: a wake per file (a context switch each
+/// way) cost an unchanged run a tenth of its time, when the thread's stat per file keeps
+/// pace with the stage's.
 final class ReadAhead {
     struct Item {
         var path: String
@@ -22,6 +25,8 @@ final class ReadAhead {
 
     /// What is asked for of one file: the rest of a larger one comes with its read.
     static let maxBytes: Int64 = 4 << 20
+    /// Files queued before a waiting thread is woken (half of `window`).
+    static let wakeBatch = 8
 
     // Allocated, not stored properties: a pthread object must not move.
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
@@ -30,6 +35,8 @@ final class ReadAhead {
     private var head = 0
     private var reached = -1
     private var closed = false
+    /// The thread waits for files.
+    private var idle = false
     private var thread = pthread_t()
 
     /// Starts the thread; nil when none can be had (the stage then reads as before).
@@ -51,7 +58,14 @@ final class ReadAhead {
     func add(_ item: Item, index: Int) {
         pthread_mutex_lock(mutex)
         queue.append((index, item))
-        pthread_cond_signal(wake)
+        if idle && queue.count - head >= ReadAhead.wakeBatch { pthread_cond_signal(wake) }
+        pthread_mutex_unlock(mutex)
+    }
+
+    /// No more files come: the thread takes the ones queued however few.
+    func flush() {
+        pthread_mutex_lock(mutex)
+        if idle { pthread_cond_signal(wake) }
         pthread_mutex_unlock(mutex)
     }
 
@@ -86,7 +100,9 @@ final class ReadAhead {
                 }
                 return item
             }
+            idle = true
             pthread_cond_wait(wake, mutex)
+            idle = false
         }
     }
 
@@ -95,6 +111,8 @@ final class ReadAhead {
     }
 
     static func prefetch(_ item: Item) {
+        // A file the state may show unchanged is looked at with one stat, not opened.
+        if let entry = item.unless, let st = try? system_stat(item.path), entry.matches(st) { return }
         // O_NONBLOCK: a FIFO named like a whisper file must not block the open.
         guard let fd = try? system_open(item.path, O_RDONLY | O_NONBLOCK | O_CLOEXEC) else { return }
         defer { system_close(fd) }
