@@ -8,8 +8,8 @@ import Glibc
 /// every file's read was a wait with a core idle (a 20,000-file first backup from a cold
 /// cache took 13 to 18 s, from a warm one 10 s).
 ///
-/// The thread opens each file (which reads its inode), and unless the state shows it
-/// unchanged (then the stage only stats it) asks the kernel to read its first `maxBytes`
+/// The thread stats a file the state may show unchanged (then the stage only stats it too);
+/// it opens the others (which reads the inode) and asks the kernel to read the first `maxBytes`
 /// (`POSIX_FADV_WILLNEED`: queued, not waited for). It neither locks nor reads the file, so
 /// it changes nothing a snapshot depends on; a file replaced meanwhile is only read twice.
 /// Files the stage has already reached are skipped. The thread takes no signal. It is woken
