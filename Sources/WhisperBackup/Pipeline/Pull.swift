@@ -190,7 +190,7 @@ public struct PullGet {
         }
         for (record, version) in records {
             do {
-                try getOne(try version.get(), size: record[4], output: output, diagnostics: diagnostics, rebuilt: rebuilt)
+                try getOne(try version.get(), size: Int64(record[4] ?? "") ?? 0, output: output, diagnostics: diagnostics, rebuilt: rebuilt)
                 diagnostics.done("fetched")
             } catch let e as SpoolFull where e.stopsTheStage {
                 diagnostics.fail(record.metric, e)   // see Snap.run: a stalled spool stops the stage
@@ -212,11 +212,11 @@ public struct PullGet {
         let buffer = ByteBuffer(capacity: 0)
     }
 
-    /// Fetches `version` (parsed from its record, whose field 5 is `size`) into the spool.
-    func getOne(_ version: StoredVersion, size: String?, output: RecordWriter, diagnostics: Diagnostics, rebuilt: Rebuilt = Rebuilt()) throws {
+    /// Fetches `version` (parsed from its record; `size` from its field 5) into the spool.
+    func getOne(_ version: StoredVersion, size: Int64, output: RecordWriter, diagnostics: Diagnostics, rebuilt: Rebuilt = Rebuilt()) throws {
         let dest = version.isDelta
             ? try rebuild(version, rebuilt, diagnostics: diagnostics)
-            : try fetch(version, size: Int64(size ?? "") ?? 0, diagnostics: diagnostics)
+            : try fetch(version, size: size, diagnostics: diagnostics)
         // A record the next stage never sees leaves no spool file behind.
         if !output.write(Record([version.metric, version.timeText, version.hash, dest])) {
             Spool.discard(dest)

@@ -117,7 +117,6 @@ final class ReadAhead {
         guard let fd = try? system_open(item.path, O_RDONLY | O_NONBLOCK | O_CLOEXEC) else { return }
         defer { system_close(fd) }
         guard let st = try? system_fstat(fd), st.isRegularFile else { return }
-        if let entry = item.unless, entry.matches(st) { return }
         system_readAhead(fd, min(Int64(st.st_size), maxBytes))
     }
 }
