@@ -130,6 +130,29 @@ final class VersionChainTests: XCTestCase {
         XCTAssertEqual(mem.calls.filter { $0 == "get" }.count - gets, 10)
     }
 
+    func testAFileStoreChainIsReadInPlaceAndAnObjectGoneSinceTheListingIsNamed() throws {
+        let mem = MemoryStore()
+        let contents = Array(tenVersions().prefix(5))
+        let versions = writeChain("a.b", contents, into: mem)
+        let dir = tmp + "/store"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let store = FileStore(root: dir, location: "file://" + dir)
+        for (key, bytes) in mem.objects { try store.put(key, body: .bytes(bytes)) }
+        // No scratch directory at all: a download to a temp file could not even start.
+        let nowhere = tmp + "/no-such-scratch"
+        let chain = VersionChain(objects: try listing("a.b", store), store: store, layout: layout, scratch: nowhere)
+        XCTAssertEqual(try chain.rebuild(versions[4]), contents[4])
+        XCTAssertEqual(chain.bytesIn, versions.reduce(0) { $0 + $1.size })
+        XCTAssertFalse(FileManager.default.fileExists(atPath: nowhere))
+        // Deleted after the listing (a prune beside the restore): the link is named, as for
+        // any store.
+        let later = VersionChain(objects: try listing("a.b", store), store: store, layout: layout, scratch: nowhere)
+        try FileManager.default.removeItem(atPath: dir + "/" + versions[2].key)
+        let e = chainError(try later.rebuild(versions[4]))
+        XCTAssertEqual(e?.kind, .broken)
+        XCTAssertEqual(e?.description, "\(versions[4].key): its chain is broken: \(versions[2].key): not in the store when read")
+    }
+
     func testAMissingDeltaBreaksEveryVersionAfterIt() throws {
         let mem = MemoryStore()
         let contents = tenVersions()

@@ -40,7 +40,8 @@ public struct ChainError: Error, CustomStringConvertible {
 /// breaks anywhere is a `ChainError` naming the link.
 ///
 /// Memory: one whisper file and one delta at a time. Each object is downloaded to a temp file
-/// in `scratch` (registered with `TempFiles`), unpacked and removed before the next.
+/// in `scratch` (registered with `TempFiles`), unpacked and removed before the next; a file://
+/// object is read in place.
 ///
 /// The last version rebuilt is kept, and a later rebuild whose chain passes through it starts
 /// there instead of at the full version: the versions of a chain, taken oldest first, cost
@@ -203,8 +204,21 @@ public final class VersionChain {
         failed[version.ref] = ChainError(kind: .damaged, key: version.key, link: "\(version.key): \(reason)")
     }
 
-    /// Downloads `key` to a temp file in `scratch`, hands the path to `body`, removes it.
+    /// Downloads `key` to a temp file in `scratch`, hands the path to `body`, removes it. An
+    /// object kept as a file (file://) is handed over where it lies: a temp file created and
+    /// removed per object costs a restore of delta versions more than the rebuild itself.
     func download<R>(_ v: StoredVersion, _ body: (String) throws -> R) throws -> R {
+        let notThere = ChainError(kind: .broken, key: v.key, link: "\(v.key): not in the store when read")
+        if let local = store.localFile(v.key) {
+            do {
+                let size = try system_stat(local).st_size
+                let result = try body(local)
+                bytesIn += Int64(size)
+                return result
+            } catch Errno.noSuchFileOrDirectory {
+                throw notThere   // listed a moment ago: deleted since (see below)
+            }
+        }
         let tmp = AtomicFile.tempPath(for: Path.join(scratch, "x"))
         TempFiles.register(tmp)
         defer { _ = try? system_unlink(tmp); TempFiles.unregister(tmp) }
@@ -212,7 +226,7 @@ public final class VersionChain {
             try store.get(v.key, to: tmp)
         } catch let e as StoreError where e.kind == .notFound {
             // Listed a moment ago: deleted since (a prune or purge running beside this one).
-            throw ChainError(kind: .broken, key: v.key, link: "\(v.key): not in the store when read")
+            throw notThere
         }
         if let st = try? system_stat(tmp) { bytesIn += Int64(st.st_size) }
         return try body(tmp)
