@@ -1,5 +1,7 @@
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <dirent.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -28,3 +30,18 @@ int CSystemShims_rename_noreplace(const char *from, const char *to) {
 long CSystemShims_getdents64(int fd, void *buf, unsigned long count) { return (long)getdents64(fd, buf, count); }
 
 int CSystemShims_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1); }
+
+/* Reading a file dirties its inode to record the access time (relatime: at the first read
+   after each change, and once a day): a backup or restore would write back an inode per file
+   read, and change what `find -atime` says of the whisper tree. Set once O_NOATIME is refused
+   (a file of another user); threads may race to set it, harmlessly. */
+static atomic_int noatime_refused;
+
+int CSystemShims_open_reading(const char *path, int flags) {
+    if (!atomic_load_explicit(&noatime_refused, memory_order_relaxed)) {
+        int fd = open(path, flags | O_NOATIME);
+        if (fd >= 0 || errno != EPERM) return fd;
+        atomic_store_explicit(&noatime_refused, 1, memory_order_relaxed);
+    }
+    return open(path, flags);
+}

@@ -12,6 +12,9 @@ int CSystemShims_fallocate(int fd, long long offset, long long length);
 int CSystemShims_rename_noreplace(const char *from, const char *to);
 /* Reads directory entries (struct linux_dirent64) into buf: bytes read, 0 at the end. */
 long CSystemShims_getdents64(int fd, void *buf, unsigned long count);
+/* open(2) for reading, with O_NOATIME while the kernel allows it to this process (the
+   file's owner, or CAP_FOWNER); after the first EPERM, without it. */
+int CSystemShims_open_reading(const char *path, int flags);
 /* Makes this process the reaper of its orphaned descendants (prctl is variadic). */
 int CSystemShims_set_child_subreaper(void);
 #endif

@@ -19,9 +19,13 @@ private func retrying<T: BinaryInteger>(_ call: String, _ path: String?, _ body:
     }
 }
 
-/// The corresponding C function is `open(2)`.
+/// The corresponding C function is `open(2)`. A file opened only for reading is opened with
+/// O_NOATIME where the kernel allows it: the project's reads leave access times alone.
 public func system_open(_ path: String, _ flags: CInt, _ mode: mode_t = 0o644) throws -> CInt {
-    try retrying("open", path) { open(path, flags | O_CLOEXEC, mode) }
+    if flags & O_ACCMODE == O_RDONLY && flags & O_CREAT == 0 {
+        return try retrying("open", path) { CSystemShims_open_reading(path, flags | O_CLOEXEC) }
+    }
+    return try retrying("open", path) { open(path, flags | O_CLOEXEC, mode) }
 }
 
 /// The corresponding C function is `openat(2)`.
@@ -206,8 +210,7 @@ public func system_forEachEntry(_ path: String, sizes: Bool = false, exactKinds:
                                 _ body: (DirectoryEntry) throws -> Void) throws {
     // open(2) and getdents64(2) rather than opendir(3), which also fstat()s the directory:
     // an unchanged run reads one directory per metric.
-    let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    guard fd >= 0 else { throw Errno(errno, call: "opendir", path: path) }
+    let fd = try retrying("opendir", path) { CSystemShims_open_reading(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
     defer { close(fd) }
     try withUnsafeTemporaryAllocation(byteCount: 32768, alignment: 8) { buf in
         while true {
