@@ -119,10 +119,17 @@ class SwiftBackend:
         self.create = "--create-container"
         self.auth()
 
-    def auth(self):
-        req = urllib.request.Request(self.env["ST_AUTH"], headers={"X-Auth-User": self.env["ST_USER"], "X-Auth-Key": self.env["ST_KEY"]})
-        with urllib.request.urlopen(req, timeout=30) as r:
-            self.token, self.storage = r.headers["X-Auth-Token"], r.headers["X-Storage-Url"]
+    def auth(self, min_life=0):
+        """A token; with min_life, one with at least that many seconds left (tempauth hands out
+        the user's current token until it expires, however little of its life is left)."""
+        while True:
+            req = urllib.request.Request(self.env["ST_AUTH"], headers={"X-Auth-User": self.env["ST_USER"], "X-Auth-Key": self.env["ST_KEY"]})
+            with urllib.request.urlopen(req, timeout=30) as r:
+                self.token, self.storage = r.headers["X-Auth-Token"], r.headers["X-Storage-Url"]
+                left = r.headers.get("X-Auth-Token-Expires")
+            if left is None or int(left) >= min_life:
+                return
+            time.sleep(int(left) + 1)
 
     def http(self, method, path, data=None):
         for attempt in (1, 2):
