@@ -72,7 +72,8 @@ public protocol Store: AnyObject {
     func link(_ key: String, as path: String) throws -> Bool
     func head(_ key: String) throws -> StoreObject?
     /// The file that holds the object, where the backend keeps each object as a file (a
-    /// directory), so a reader can have it read ahead; nil elsewhere. Nothing is checked.
+    /// directory), so a reader can have it read ahead or read it in place (never write it);
+    /// nil elsewhere. Nothing is checked.
     func localFile(_ key: String) -> String?
     /// Every object whose key starts with `prefix` (after `startAfter`), in key order. With
     /// `sizes` false the caller needs no object's size: a backend whose sizes cost a system
