@@ -160,7 +160,7 @@ def daily(a, work):
     for label, day in ((f"newest (day {a.days})", a.days), ("oldest (day 1)", 1)):
         t_wsp, t_restic = (os.path.join(rundir, f"r-{t}-{day}") for t in ("wsp", "restic"))
         restores[label] = (
-            timed(f"wsp-pull list --before @{marks[day - 1]} file://{store} '*' | {xargs} wsp-pull get --spool {spool} file://{store}"
+            timed(f"wsp-pull list --before @{marks[day - 1]} file://{store} '*' | {xargs} wsp-pull get --in-place --spool {spool} file://{store}"
                   f" | {xargs} wsp-merge --root {t_wsp}")[0],
             timed(f"restic --repo {repo} restore {snaps[day - 1]['id']} --target {t_restic} --quiet")[0])
         # the bench measures correct runs only: every file byte-identical to that day's tree
@@ -240,7 +240,7 @@ def scale_pipeline(kind, d, P, K, run):
                 f" | {xargs} {t('wsp-snap')} wsp-snap --spool {d['spool']} --state {d['state']}"
                 f" | {xargs} {t('wsp-push')} wsp-push --state {d['state']} {store} > {os.path.join(d['logs'], run + '.pushed')}")
     return (f"{t('wsp-pull list')} wsp-pull list {store} '*'"
-            f" | {xargs} {t('wsp-pull get')} wsp-pull get --spool {d['spool']} {store}"
+            f" | {xargs} {t('wsp-pull get')} wsp-pull get --in-place --spool {d['spool']} {store}"
             f" | {xargs} {t('wsp-merge')} wsp-merge --root {d['restore']}")
 
 
@@ -555,7 +555,8 @@ def main():
         # restores
         for scn, target_fn in (("restore into empty dir", lambda t: None),):
             r1, r2, r3 = (os.path.join(rundir, d) for d in ("r-wsp", "r-restic", "r-restic-sync"))
-            restore = (f"wsp-pull list file://{store} '*' | xargs -d '\\n' -r -P {P} -s 1000000 -n {K} wsp-pull get --spool {spool} file://{store}"
+            # --in-place: what the wrappers' restore from a file:// store runs
+            restore = (f"wsp-pull list file://{store} '*' | xargs -d '\\n' -r -P {P} -s 1000000 -n {K} wsp-pull get --in-place --spool {spool} file://{store}"
                        f" | xargs -d '\\n' -r -P {P} -s 1000000 -n {K} wsp-merge --root {r1}")
             rrestore = f"restic --repo {repo} restore latest --target {r2} --quiet"
             for tool, cmd in ([("wsp", restore), ("restic", rrestore)] if run % 2 == 0 else [("restic", rrestore), ("wsp", restore)]):
@@ -573,7 +574,7 @@ def main():
                 add(scn, "wsp, spool in /dev/shm (the wrappers' choice)", timed(restore.replace(f"--spool {spool} ", f"--spool {mspool} ").replace(f"--root {r1}", f"--root {r4}"), reads=[store]))
                 shutil.rmtree(mspool, ignore_errors=True)
                 subprocess.run(["diff", "-rq", root, r4], check=True)
-        onto = (f"wsp-pull list file://{store} '*' | xargs -d '\\n' -r -P {P} -s 1000000 -n {K} wsp-pull get --spool {spool} file://{store}"
+        onto = (f"wsp-pull list file://{store} '*' | xargs -d '\\n' -r -P {P} -s 1000000 -n {K} wsp-pull get --in-place --spool {spool} file://{store}"
                 f" | xargs -d '\\n' -r -P {P} -s 1000000 -n {K} wsp-merge --root {root}")
         add("restore onto identical files", "wsp", timed(onto, reads=[store, root]))
         subprocess.run(["diff", "-rq", root, r1], check=True)

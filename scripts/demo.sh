@@ -52,7 +52,7 @@ echo "  objects: $(find "$work/store" -name '*.wsp.gz' | wc -l), $(du -sh "$work
 
 say "restore the first version (--before $cutoff)"
 wsp-pull list --before "$cutoff" "$store" '*' \
-    | xargs -d '\n' -P 2 -n 50 wsp-pull get --spool "$spool" "$store" \
+    | xargs -d '\n' -P 2 -n 50 wsp-pull get --in-place --spool "$spool" "$store" \
     | wsp-merge --root "$work/restored-first" | awk -F'\t' '{ n[$2]++ } END { for (s in n) printf "  %d %s\n", n[s], s }'
 
 say "restore the newest version (wrapper)"

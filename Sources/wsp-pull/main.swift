@@ -77,7 +77,10 @@ struct WspPull: ParsableCommand {
                   GZFILE is the downloaded object in the spool, not yet verified:
                   wsp-merge verifies it before it touches anything. From a file://
                   store on the spool's filesystem it is a hard link to the stored
-                  object: read it or remove it, never write to it.
+                  object: read it or remove it, never write to it. With --in-place
+                  (file:// stores) a full version's GZFILE is the stored object
+                  itself: read it, never remove or write it (wsp-merge removes
+                  spool files only).
 
                 EXAMPLE
                   wsp-pull list file:///backups/node1 'servers.*' \\
@@ -87,6 +90,9 @@ struct WspPull: ParsableCommand {
 
                 \(exitStatusHelp)
                 """)
+
+        @Flag(help: "file:// stores: give the stored object itself as a full version's GZFILE, not a copy in the spool (for wsp-merge, which only reads it).")
+        var inPlace = false
 
         @OptionGroup(title: "Spool") var spool: SpoolOptions
         @OptionGroup(title: "Store") var storeOptions: StoreOptions
@@ -98,10 +104,16 @@ struct WspPull: ParsableCommand {
         @Argument(help: ArgumentHelp("Records (default: read from stdin).", valueName: "record"))
         var records: [String] = []
 
+        func validate() throws {
+            if inPlace && !store.hasPrefix("file://") {
+                throw ValidationError("--in-place is for file:// stores (it reads their objects where they lie)")
+            }
+        }
+
         func run() throws {
             let spool = try self.spool.open()
             let (store, layout) = try StoreRegistry.open(store, settings: storeOptions.settings())
-            try PullGet(store: store, layout: layout, spool: spool)
+            try PullGet(store: store, layout: layout, spool: spool, inPlace: inPlace)
                 .run(input: RecordInput(arguments: records), output: RecordWriter(), diagnostics: output.diagnostics("wsp-pull"))
         }
     }

@@ -270,9 +270,12 @@ def test_print_pipeline_is_the_run_as_a_shell_command(tmp_path, common):
     assert sorted(m for m, v in versions(bucket).items() if v) == wanted
     out = tmp_path / "r"
     printed = ok(wrap(RESTORE, "--print-pipeline", *[a if a != root else out for a in args], "disk")).stdout
+    assert "wsp-pull get --in-place " in printed, printed   # a disk store's objects read where they lie
+    stored = fingerprint(bucket)
     p = sh(printed)
     assert p.returncode == 0, (printed, p.stderr)
     assert sorted(versions_of_tree(out)) == wanted
+    assert fingerprint(bucket) == stored
 
 
 def versions_of_tree(root):

@@ -6,6 +6,7 @@ import os
 import shutil
 import stat
 import subprocess
+import time
 import zlib
 
 import pytest
@@ -369,6 +370,72 @@ def test_a_restore_of_many_small_files_holds_no_descriptor_per_new_file(tmp_path
     assert not [f for d, _, fs in os.walk(out) for f in fs if f.startswith(".wsp-tmp")]
 
 
+def stored_objects(store_dir):
+    """Every object file of a file:// store: its inode, link count and SHA-256."""
+    out = {}
+    for d, _, fs in os.walk(store_dir):
+        for f in fs:
+            if f.endswith(".gz"):
+                p = os.path.join(d, f)
+                st = os.stat(p)
+                out[p] = (st.st_ino, st.st_nlink, hashlib.sha256(open(p, "rb").read()).hexdigest())
+    return out
+
+
+def test_a_restore_in_place_reads_the_stored_objects_and_leaves_them_alone(tmp_path, store, spool):
+    """wsp-pull get --in-place (the wrappers' restore from a file:// store) hands each full
+    version over as the stored object itself, neither copied nor linked, and rebuilds delta
+    versions in the spool; wsp-merge reads both and removes the spool's files only. Every
+    object keeps its bytes, its inode and its one name: after the restore, after a reader
+    that went away, and when an object was deleted since the listing (that record fails by
+    name, the others are fetched)."""
+    root = gen_tree(tmp_path / "w", files=12, schemas="mixed", days=400)
+    state = tmp_path / "state"
+    store_dir = store[len("file://"):]
+    time.sleep(2.1)   # the state vouches for a file's stat once it is 2 s old
+    sh(f"wsp-find --root {root} | wsp-snap --spool {spool} --state {state} | wsp-push --state {state} {store}")
+    change_tree(root, fraction=0.5, seed=3)
+    time.sleep(2.1)
+    sh(f"wsp-find --root {root} | wsp-snap --spool {spool} --state {state} | wsp-push --state {state} {store}")
+    before = stored_objects(store_dir)
+    assert any(p.endswith(".wspd.gz") for p in before), "no delta version to rebuild"
+    assert all(nlink == 1 for _, nlink, _ in before.values())
+    listed = sh(f"wsp-pull list {store} '*'").stdout
+    fetched = records(sh(f"printf '%s' '{listed}' | wsp-pull get --in-place --spool {spool} {store}").stdout)
+    keys = {r[0]: r[3] for r in records(listed)}
+    assert len(fetched) == 12
+    rebuilt = 0
+    for r in fetched:
+        key = keys[r[0]]
+        if key.endswith(".wspd.gz"):
+            assert os.path.dirname(r[3]) == str(spool), r   # rebuilt in the spool
+            rebuilt += 1
+        else:
+            assert r[3] == os.path.join(store_dir, key), r   # the object itself
+    assert 0 < rebuilt < 12
+    (tmp_path / "fetched").write_text("".join("\t".join(r) + "\n" for r in fetched))
+    out = tmp_path / "restored"
+    merged = sh(f"wsp-merge --root {out} < {tmp_path / 'fetched'}")
+    assert sorted(r[1] for r in records(merged.stdout)) == ["created"] * 12
+    for rel, path in wsp_files(root).items():
+        assert read(out / rel) == read(path), rel
+    assert stored_objects(store_dir) == before, "wsp-merge removed or changed a stored object"
+    # A reader that goes away after the first record: nothing of the store is discarded.
+    sh(f"printf '%s' '{listed}' | wsp-pull get --in-place --spool {spool} {store} | head -c 1 > /dev/null", check=False)
+    assert stored_objects(store_dir) == before
+    # An object deleted since the listing: its record fails by name, the rest are fetched.
+    victim = next(r for r in records(listed) if r[3].endswith(".wsp.gz") and not any(
+        k.endswith(".wspd.gz") and k.startswith(r[0] + "/") for k in keys.values()))
+    os.unlink(os.path.join(store_dir, victim[3]))
+    p = sh(f"printf '%s' '{listed}' | wsp-pull get --in-place --spool {spool} {store}", check=False)
+    assert p.returncode == 1, p.stderr
+    assert f"wsp-pull: {victim[0]}: {victim[3]}: not in the store" in p.stderr, p.stderr
+    assert len(records(p.stdout)) == 11
+    # Not a file:// store: a usage error, nothing done.
+    p = run("wsp-pull", "get", "--in-place", "--spool", spool, "s3://bucket/node1/", input=listed)
+    assert p.returncode == 2 and "--in-place is for file:// stores" in p.stderr, p.stderr
+
+
 def test_a_restore_from_a_directory_store_links_objects_and_never_writes_through(tmp_path, store, spool):
     """From a file:// store on the spool's filesystem, wsp-pull get hands each object over as
     a hard link (no copy written out). Whatever wsp-merge and the next backup do with the
@@ -377,17 +444,7 @@ def test_a_restore_from_a_directory_store_links_objects_and_never_writes_through
     root = gen_tree(tmp_path / "w", files=16, schemas="mixed", days=400)
     sh(f"wsp-find --root {root} | wsp-snap --spool {spool} | wsp-push {store}")
     store_dir = store[len("file://"):]
-
-    def objects():
-        out = {}
-        for d, _, fs in os.walk(store_dir):
-            for f in fs:
-                if f.endswith(".wsp.gz"):
-                    p = os.path.join(d, f)
-                    st = os.stat(p)
-                    out[p] = (st.st_ino, st.st_nlink, hashlib.sha256(open(p, "rb").read()).hexdigest())
-        return out
-
+    objects = lambda: stored_objects(store_dir)
     before = objects()
     sizes = [os.path.getsize(p) for p in before]
     assert min(sizes) <= 64 << 10 < max(sizes), sizes   # both kinds of spool discard

@@ -172,20 +172,26 @@ public struct PullGet {
     public var store: Store
     public var layout: StoreLayout
     public var spool: Spool
+    /// `--in-place`: a full version of a file:// store is not copied or linked into the spool;
+    /// its GZFILE is the stored object itself, for a consumer that reads it and never removes
+    /// it (wsp-merge removes spool files only). Delta versions are still rebuilt in the spool.
+    public var inPlace: Bool
 
-    public init(store: Store, layout: StoreLayout, spool: Spool) {
+    public init(store: Store, layout: StoreLayout, spool: Spool, inPlace: Bool = false) {
         self.store = store
         self.layout = layout
         self.spool = spool
+        self.inPlace = inPlace
     }
 
     public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
         diagnostics.expect(input)
         let rebuilt = Rebuilt()
         // From a file:// store the objects ahead are read while this one is copied.
-        let records = ReadAhead.records(input, until: output) { [layout, store] record in
+        // In place, wsp-merge reads the objects ahead itself.
+        let records = ReadAhead.records(input, until: output) { [layout, store, inPlace] record in
             let version = Result { try PullGet.version(from: record, layout: layout) }
-            let file = (try? version.get()).flatMap { $0.isDelta ? nil : store.localFile($0.key) }
+            let file = (try? version.get()).flatMap { $0.isDelta || inPlace ? nil : store.localFile($0.key) }
             return (version, file.map { ReadAhead.Item(path: $0, unless: nil) })
         }
         for (record, version) in records {
@@ -214,6 +220,11 @@ public struct PullGet {
 
     /// Fetches `version` (parsed from its record; `size` from its field 5) into the spool.
     func getOne(_ version: StoredVersion, size: Int64, output: RecordWriter, diagnostics: Diagnostics, rebuilt: Rebuilt = Rebuilt()) throws {
+        if inPlace && !version.isDelta {
+            // The stored object itself: nothing to discard if the record is never read.
+            _ = output.write(Record([version.metric, version.timeText, version.hash, try storedObject(version, diagnostics: diagnostics)]))
+            return
+        }
         let dest = version.isDelta
             ? try rebuild(version, rebuilt, diagnostics: diagnostics)
             : try fetch(version, size: size, diagnostics: diagnostics)
@@ -221,6 +232,21 @@ public struct PullGet {
         if !output.write(Record([version.metric, version.timeText, version.hash, dest])) {
             Spool.discard(dest)
         }
+    }
+
+    /// The path of `version`'s object in a file:// store (`--in-place`), once it is known to
+    /// be there as a regular file.
+    func storedObject(_ version: StoredVersion, diagnostics: Diagnostics) throws -> String {
+        guard let path = store.localFile(version.key) else { throw RecordError("\(store.location) keeps no object as a file (--in-place is for file:// stores)") }
+        let st: stat
+        do {
+            st = try system_stat(path)
+        } catch Errno.noSuchFileOrDirectory {
+            throw RecordError("\(version.key): not in the store")
+        }
+        guard st.st_mode & S_IFMT == S_IFREG else { throw RecordError("\(version.key): not a regular file in the store") }
+        diagnostics.bytesIn += Int64(st.st_size)
+        return path
     }
 
     /// Downloads `version` into a new spool file (room for `size` bytes is reserved first)
