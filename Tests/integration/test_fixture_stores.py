@@ -43,7 +43,9 @@ def test_fixture_store_verifies(fixture_store):
     assert len(out) == len(versions(name)) and all(r[-1] == "ok" for r in out)
 
 
-def test_fixture_store_restores_newest_and_older_versions(fixture_store, tmp_path, spool):
+@pytest.mark.parametrize("get", ["", "--in-place"])
+def test_fixture_store_restores_newest_and_older_versions(fixture_store, tmp_path, spool, get):
+    """Through a spool, and read where they lie (the wrappers' restore from a disk store)."""
     name, store = fixture_store
     by_metric = {}
     for m, t, h in versions(name):
@@ -52,7 +54,7 @@ def test_fixture_store_restores_newest_and_older_versions(fixture_store, tmp_pat
         vs.sort()
 
     def restore(target, before=""):
-        sh(f"wsp-pull list {before} {store} '*' | wsp-pull get --spool {spool} {store} | wsp-merge --root {target}")
+        sh(f"wsp-pull list {before} {store} '*' | wsp-pull get {get} --spool {spool} {store} | wsp-merge --root {target}")
         return {rel[:-4].replace("/", "."): sha256_of(p) for rel, p in wsp_files(target).items()}
 
     newest = restore(tmp_path / "new")

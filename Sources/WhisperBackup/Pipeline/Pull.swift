@@ -187,11 +187,12 @@ public struct PullGet {
     public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
         diagnostics.expect(input)
         let rebuilt = Rebuilt()
-        // From a file:// store the objects ahead are read while this one is copied.
-        // In place, wsp-merge reads the objects ahead itself.
-        let records = ReadAhead.records(input, until: output) { [layout, store, inPlace] record in
+        // From a file:// store the objects ahead are read while this one is copied. In place
+        // too: wsp-merge's own read-ahead looks only 16 files (a few milliseconds) ahead,
+        // this stage a batch or more, so the disk has the reads long before they are needed.
+        let records = ReadAhead.records(input, until: output) { [layout, store] record in
             let version = Result { try PullGet.version(from: record, layout: layout) }
-            let file = (try? version.get()).flatMap { $0.isDelta || inPlace ? nil : store.localFile($0.key) }
+            let file = (try? version.get()).flatMap { $0.isDelta ? nil : store.localFile($0.key) }
             return (version, file.map { ReadAhead.Item(path: $0, unless: nil) })
         }
         for (record, version) in records {
