@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import BIN, REPO, gen_tree, records, run, sh, wsp_files
+from conftest import BIN, REPO, change_tree, gen_tree, records, run, sh, wsp_files
 from safetylib import (bad_versions, kill_tree, popen_pipeline, processes_mentioning, store_dir,
                        temp_files, tool_env, trials, wait_for)
 
@@ -340,8 +340,16 @@ def test_wrapper_stops_every_process_it_started(tmp_path, sig, mode):
     spool.mkdir()
     tag = str(tmp_path)
     if mode == "restore":
-        sh(f"bash {WRAPPER} --nolock --nolog --nostamp -p {root} -b {bucket} --create-bucket backup disk")
-        args = ["-p", tmp_path / "r", "-b", bucket, "restore", "disk"]
+        # Delta versions: a restore from a disk store reads full versions where they lie and
+        # rebuilds only delta versions in the spool, where it then waits for room.
+        state = tmp_path / "state"
+        time.sleep(2.1)   # the state vouches for a file's stat once it is 2 s old
+        sh(f"bash {WRAPPER} --nolock --nolog --nostamp -p {root} -b {bucket} --create-bucket --state {state} backup disk")
+        change_tree(root, fraction=1.0, seed=5)
+        time.sleep(2.1)
+        sh(f"bash {WRAPPER} --nolock --nolog --nostamp -p {root} -b {bucket} --state {state} backup disk")
+        assert any(f.endswith(".wspd.gz") for _, _, fs in os.walk(bucket) for f in fs), "no delta version"
+        args = ["-p", tmp_path / "r", "-b", bucket, "--state", state, "restore", "disk"]
     else:
         args = ["-p", root, "-b", bucket, "--create-bucket", "backup", "disk"]
     if mode == "splay":
