@@ -431,6 +431,22 @@ def test_a_restore_in_place_reads_the_stored_objects_and_leaves_them_alone(tmp_p
     assert p.returncode == 1, p.stderr
     assert f"wsp-pull: {victim[0]}: {victim[3]}: not in the store" in p.stderr, p.stderr
     assert len(records(p.stdout)) == 11
+    # An object pruned after wsp-pull get handed it over, before wsp-merge reads it: that
+    # record fails by name in wsp-merge, the others are restored, no other object is touched.
+    handed = records(p.stdout)
+    pruned = next(r for r in handed if r[3].startswith(store_dir + "/") and r[0] != victim[0])
+    os.unlink(pruned[3])
+    (tmp_path / "handed").write_text("".join("\t".join(r) + "\n" for r in handed))
+    m = sh(f"wsp-merge --root {tmp_path / 'late'} < {tmp_path / 'handed'}", check=False)
+    assert m.returncode == 1, m.stderr
+    errors = [line for line in m.stderr.splitlines() if pruned[0] in line]
+    assert len(errors) == 1 and pruned[3] in errors[0], m.stderr
+    merged = {r[0]: r for r in records(m.stdout)}
+    assert merged.pop(pruned[0])[1] == "failed"
+    assert sorted(r[1] for r in merged.values()) == ["created"] * 10, m.stdout
+    assert len(wsp_files(tmp_path / "late")) == 10   # nothing written for the pruned record
+    gone = {victim[3], os.path.relpath(pruned[3], store_dir)}
+    assert stored_objects(store_dir) == {k: v for k, v in before.items() if os.path.relpath(k, store_dir) not in gone}
     # Not a file:// store: a usage error, nothing done.
     p = run("wsp-pull", "get", "--in-place", "--spool", spool, "s3://bucket/node1/", input=listed)
     assert p.returncode == 2 and "--in-place is for file:// stores" in p.stderr, p.stderr
