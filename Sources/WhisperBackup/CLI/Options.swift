@@ -56,6 +56,7 @@ public struct SpoolOptions: ParsableArguments {
         try Seconds.check(spoolWait, option: "--spool-wait")
         // Absolute, so GZFILE fields stay valid for a next stage in another directory.
         let dir = Path.absolute(spool ?? system_getenv("WSP_SPOOL") ?? "/var/tmp/wsp-spool")
+        if let why = Record.problem(withDirectory: dir) { throw ConfigError("spool \(Diagnostics.printable(dir)): \(why)") }
         do {
             return try Spool(dir: dir, maxBytes: max, waitSeconds: spoolWait)
         } catch {

@@ -24,6 +24,8 @@ public struct Find {
         } catch {
             throw ConfigError("--root \(root): \(error)")
         }
+        // Every PATH field starts with it.
+        if let why = Record.problem(withDirectory: realRoot) { throw ConfigError("--root \(Diagnostics.printable(root)): \(why)") }
         try walk(dir: realRoot, relDir: "", metricPrefix: "", refusal: nil, realRoot: realRoot, output: output, diagnostics: diagnostics)
         try diagnostics.finish()
     }

@@ -40,6 +40,11 @@ public struct Merge {
     public func run(input: RecordInput, output: RecordWriter, diagnostics: Diagnostics) throws {
         defer { output.flush() }   // the records held (RecordWriter.hold)
         let realRoot: String
+        // Every PATH field starts with it: checked before anything is created, and once resolved.
+        func check(_ dir: String) throws {
+            if let why = Record.problem(withDirectory: dir) { throw ConfigError("--root \(Diagnostics.printable(root)): \(why)") }
+        }
+        try check(Path.absolute(root))
         do {
             if !dryRun { try Path.makeDirectories(root) }
             // A dry run creates nothing: a root that does not exist yet would be created.
@@ -47,6 +52,7 @@ public struct Merge {
         } catch {
             throw ConfigError("--root \(root): \(error)")
         }
+        try check(realRoot)
         let batch = MergeBatch(limit: input.isBuffered ? Merge.batchSize : 1,
                                createLimit: input.isBuffered ? Merge.createBatchSize : 1, output: output, diagnostics: diagnostics)
         // Records at hand (arguments): their spool files go back a few at a time. Records from

@@ -21,6 +21,27 @@ public struct Record: Sendable, Equatable {
     }
 
     public var line: String { fields.joined(separator: "\t") + "\n" }
+
+    /// Longest directory whose paths records may carry: with a metric of MetricName.maxLength
+    /// under it, a record stays under PIPE_BUF (longer ones would be cut: RecordWriter).
+    public static let maxDirectoryLength = 1024
+
+    /// Why the paths under `dir` (a whisper root, the spool, a file:// store read in place)
+    /// cannot be fields of records, or nil when they can: a tab or a line break would split
+    /// every record that holds one of them.
+    public static func problem(withDirectory dir: String) -> String? {
+        for b in dir.utf8 {
+            switch b {
+            case 9: return "a tab in the path would split the records that carry it"
+            case 10, 13: return "a line break in the path would split the records that carry it"
+            default: break
+            }
+        }
+        if dir.utf8.count > maxDirectoryLength {
+            return "path longer than \(maxDirectoryLength) bytes: the records that carry it could exceed PIPE_BUF"
+        }
+        return nil
+    }
 }
 
 /// A record whose fields cannot be used, reported as `tool: METRIC: reason`.
