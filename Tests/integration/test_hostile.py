@@ -497,6 +497,43 @@ def test_good_dates_still_parse(store):
         assert p.returncode == 1 and "not a date" not in p.stderr, (good, p.stderr)
 
 
+# ---- 7. directories whose paths the records carry ------------------------------------------
+
+@pytest.mark.parametrize("flaw", ["line\nbreak", "carriage\rreturn", "ta\tb", "long"])
+def test_directories_whose_paths_records_cannot_carry_are_refused(tmp_path, store, spool, flaw):
+    """Records carry paths under a whisper root (wsp-find, wsp-merge), the spool (wsp-snap,
+    wsp-pull get) and a file:// store read in place. A tab or a line break there would split
+    every such record (the next stage would open a field that is not a path), and a directory
+    over 1024 bytes could push a record past PIPE_BUF. Each is refused, exit 2 and one line
+    saying why, before anything is created."""
+    name = "/".join(["x" * 200] * 6) if flaw == "long" else flaw
+    why = {"long": "longer than 1024 bytes", "ta\tb": "tab"}.get(flaw, "line break")
+    root = gen_tree(tmp_path / "w", files=2, schemas="small")
+    fetched = sh(f"wsp-find --root {root} | wsp-snap --spool {spool} | wsp-push {store} > /dev/null"
+                 f" && wsp-pull list {store} '*' | wsp-pull get --spool {spool} {store}").stdout
+    assert len(records(fetched)) == 2
+    bad_root = tmp_path / "trees" / name          # holds a copy of the tree: wsp-find reads it
+    shutil.copytree(root, bad_root)
+    missing = tmp_path / "new" / name             # must stay uncreated
+    store_dir = tmp_path / "stores" / name
+    cases = [
+        (["wsp-find", "--root", bad_root], ""),
+        (["wsp-snap", "--spool", missing], sh(f"wsp-find --root {root}").stdout),
+        (["wsp-pull", "get", "--spool", missing, store], sh(f"wsp-pull list {store} '*'").stdout),
+        (["wsp-pull", "get", "--in-place", "--spool", spool, f"file://{store_dir}"], ""),
+        (["wsp-merge", "--root", missing], fetched),
+    ]
+    for args, stdin in cases:
+        p = subprocess.run([os.path.join(BIN, args[0]), *map(str, args[1:])], input=stdin, capture_output=True, text=True, timeout=60)
+        err = p.stderr.strip().splitlines()
+        assert p.returncode == 2 and len(err) == 1 and why in err[0], (args[:2], p.returncode, p.stderr)
+        assert err[0].startswith(args[0] + ":") and p.stdout == "", (args[:2], p.stderr, p.stdout)
+        assert not (tmp_path / "new").exists(), args[:2]
+    # What they were given is left as it was: the fetched spool files, and the tree.
+    assert all(os.path.exists(r[3]) for r in records(fetched))
+    assert sorted(wsp_files(bad_root)) == sorted(wsp_files(root))
+
+
 # ---- 8. smaller lies and silences --------------------------------------------------------
 
 def test_smaller_cases_each_say_what_happened(tmp_path, store, spool):

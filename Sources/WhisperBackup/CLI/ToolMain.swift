@@ -16,6 +16,7 @@ public enum ToolMain {
         Signals.install()
         Redaction.registerEnvironment()
         var command: ParsableCommand
+        var trailing: [String] = []
         do {
             // The records xargs appends (the trailing arguments that hold a tab) bypass the
             // parser, whose work grows with the square of the argument count: 1,000 records
@@ -23,7 +24,7 @@ public enum ToolMain {
             var arguments = Array(CommandLine.arguments.dropFirst())
             var start = arguments.count
             while start > 0, arguments[start - 1].utf8.contains(9) { start -= 1 }
-            let trailing = Array(arguments[start...])
+            trailing = Array(arguments[start...])
             arguments.removeSubrange(start...)
             command = try C.parseAsRoot(arguments)
             if !trailing.isEmpty {
@@ -39,7 +40,12 @@ public enum ToolMain {
             // One line, as every other refusal: `tool: what is wrong (tool --help)`.
             var message = C.message(for: error)
             if message.hasPrefix("Error: ") { message.removeFirst("Error: ".count) }
-            let first = message.split(whereSeparator: \.isNewline).first.map(String.init) ?? message
+            var first = message.split(whereSeparator: \.isNewline).first.map(String.init) ?? message
+            // The arguments taken for records above may be an option's value or the store
+            // with a tab in it, which the message alone would leave a riddle.
+            if let record = trailing.first {
+                first += "; an argument holding a tab is read as a record: \(Diagnostics.shown(record))"
+            }
             terminate(name, (2, "\(first) (see \(name) --help)"))
         }
         do {
