@@ -111,11 +111,12 @@ struct WspPull: ParsableCommand {
         }
 
         func run() throws {
-            let spool = try self.spool.open()
-            // In place, every GZFILE field of a full version starts with the store's directory.
+            // In place, every GZFILE field of a full version starts with the store's directory:
+            // refused before the spool is made.
             if inPlace, let why = Record.problem(withDirectory: try FileConfig(url: StoreURL(store)).directory) {
                 throw ConfigError("\(Diagnostics.printable(store)): \(why)")
             }
+            let spool = try self.spool.open()
             let (store, layout) = try StoreRegistry.open(store, settings: storeOptions.settings())
             try PullGet(store: store, layout: layout, spool: spool, inPlace: inPlace)
                 .run(input: RecordInput(arguments: records), output: RecordWriter(), diagnostics: output.diagnostics("wsp-pull"))

@@ -520,7 +520,7 @@ def test_directories_whose_paths_records_cannot_carry_are_refused(tmp_path, stor
         (["wsp-find", "--root", bad_root], ""),
         (["wsp-snap", "--spool", missing], sh(f"wsp-find --root {root}").stdout),
         (["wsp-pull", "get", "--spool", missing, store], sh(f"wsp-pull list {store} '*'").stdout),
-        (["wsp-pull", "get", "--in-place", "--spool", spool, f"file://{store_dir}"], ""),
+        (["wsp-pull", "get", "--in-place", "--spool", tmp_path / "new" / "spool", f"file://{store_dir}"], ""),
         (["wsp-merge", "--root", missing], fetched),
     ]
     for args, stdin in cases:
